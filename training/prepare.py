@@ -1,0 +1,210 @@
+"""The prepare stage: raw labelled data -> validated, scrubbed, de-duplicated, split data.
+
+Writes ``{train,val,holdout,shifted}.jsonl`` (``id, text, label``), ``probe.jsonl``,
+``labels.json`` and ``manifest.json`` into the output folder, all at once (atomic).
+Same inputs and seed give byte-identical outputs: the manifest holds no timestamps.
+
+Usage (from dvc.yaml): ``python -m training.prepare --params params.yaml --out data/prepared``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.clean import CleanReport, Row, deduplicate, near_key, validate
+from training.sources import Loaded, RawRow, load_source
+from training.splits import by_label, cap_rows, check_label_counts, stratified_split
+from tunegate.artifacts import atomic_dir, jsonl_text, sha256_bytes, sha256_file, write_json
+from tunegate.errors import DataError
+from tunegate.params import Params, load_params
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "holdout", "shifted")
+
+
+@dataclass
+class Prepared:
+    splits: dict[str, list[dict[str, Any]]]
+    labels: list[str]
+    probe: list[dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+def prepare_dataset(
+    loaded: Loaded, shifted: list[RawRow] | None, probe: list[dict[str, Any]] | None, params: Params
+) -> Prepared:
+    """Validate, scrub, de-duplicate and split. Raises DataError when the data cannot be used."""
+    p = params.prepare
+    reports: dict[str, CleanReport] = {}
+
+    def clean(name: str, rows: list[RawRow], seen: dict[str, str] | None = None) -> list[Row]:
+        report = reports[name] = CleanReport()
+        valid = validate(rows, report, min_chars=p.min_chars, max_chars=p.max_chars, scrub_pii=p.scrub_pii)
+        _check_invalid_share(name, report, p.max_invalid_share)
+        return deduplicate(valid, report, p.dedup, seen)
+
+    leakage: dict[str, int] = {}
+    if loaded.holdout is not None:
+        holdout = clean("holdout", loaded.holdout)
+        held_keys = {near_key(r.text) for r in holdout}
+        pool = clean("pool", loaded.pool)
+        before = len(pool)
+        pool = [r for r in pool if near_key(r.text) not in held_keys]
+        leakage["pool_rows_removed_as_holdout_duplicates"] = before - len(pool)
+        if p.max_rows:
+            pool = cap_rows(pool, p.max_rows, params.base.seed)
+        check_label_counts(pool, max(2, p.min_rows_per_label // 2))
+        parts = stratified_split(pool, {"val": p.val_fraction}, params.base.seed)
+        parts["holdout"] = holdout
+    else:
+        pool = clean("pool", loaded.pool)
+        if p.max_rows:
+            pool = cap_rows(pool, p.max_rows, params.base.seed)
+        check_label_counts(pool, p.min_rows_per_label)
+        parts = stratified_split(
+            pool, {"holdout": p.holdout_fraction, "val": p.val_fraction}, params.base.seed
+        )
+
+    labels = sorted(by_label(parts["train"]))
+    _check_labels_known("holdout", parts["holdout"], labels)
+    train_keys = {near_key(r.text) for r in parts["train"]}
+    leakage["holdout_rows_also_in_train"] = sum(near_key(r.text) in train_keys for r in parts["holdout"])
+    leakage["val_rows_also_in_train"] = sum(near_key(r.text) in train_keys for r in parts["val"])
+
+    parts["shifted"] = []
+    if shifted is not None:
+        rows = clean("shifted", shifted)
+        _check_labels_known("shifted", rows, labels)
+        parts["shifted"] = [r for r in rows if near_key(r.text) not in train_keys]
+        leakage["shifted_rows_removed_as_train_duplicates"] = len(rows) - len(parts["shifted"])
+
+    splits = {name: _records(parts[name]) for name in SPLITS}
+    manifest = {
+        "params": {"seed": params.base.seed, "data": _asdict(params.data), "prepare": _asdict(p)},
+        "inputs": loaded.inputs,
+        "counts": {name: len(rows) for name, rows in splits.items()} | {"probe": len(probe or [])},
+        "label_counts": {
+            name: {label: len(g) for label, g in by_label(parts[name]).items()} for name in SPLITS
+        },
+        "cleaning": {name: r.to_dict() for name, r in sorted(reports.items())},
+        "redactions_total": sum(sum(r.redactions.values()) for r in reports.values()),
+        "leakage": leakage,
+    }
+    return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest)
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def _check_invalid_share(name: str, report: CleanReport, limit: float) -> None:
+    if report.total == 0:
+        raise DataError(f"{name}: no rows found")
+    share = report.invalid / report.total
+    if share > limit:
+        examples = [w for ws in report.examples.values() for w in ws][:5]
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.dropped.items()))
+        raise DataError(
+            f"{name}: {report.invalid} of {report.total} rows ({share:.1%}) are malformed, more than "
+            f"prepare.max_invalid_share={limit:.1%} ({reasons}). First offending rows: {', '.join(examples)}"
+        )
+
+
+def _check_labels_known(name: str, rows: list[Row], labels: list[str]) -> None:
+    known = set(labels)
+    unknown = [r for r in rows if r.label not in known]
+    if unknown:
+        names = sorted({r.label for r in unknown})
+        raise DataError(
+            f"{name} set has {len(unknown)} row(s) with label(s) {names} that the training split does "
+            f"not have (first at {unknown[0].where}); known labels: {labels}"
+        )
+
+
+def _records(rows: list[Row]) -> list[dict[str, Any]]:
+    """Rows as id/text/label records, ordered by id; ids are content hashes."""
+    out, used = [], set()
+    for row in rows:
+        rid = sha256_bytes(row.text.encode())[:12]
+        while rid in used:
+            rid = sha256_bytes(rid.encode())[:12]
+        used.add(rid)
+        out.append({"id": rid, "text": row.text, "label": row.label})
+    return sorted(out, key=lambda r: r["id"])
+
+
+def load_probe(path: str) -> list[dict[str, Any]]:
+    """General questions with short answers: {"question": str, "answers": [str, ...]} per line."""
+    out = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from e
+        question, answers = rec.get("question"), rec.get("answers")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"{path}:{i}: 'question' must be a non-empty string")
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
+            raise DataError(f"{path}:{i}: 'answers' must be a non-empty list of strings")
+        out.append({"id": rec.get("id") or f"probe-{i:03d}", "question": question.strip(),
+                    "answers": [a.lower() for a in answers]})
+    if not out:
+        raise DataError(f"{path}: the probe is empty")
+    return out
+
+
+def write_prepared(prepared: Prepared, out: Path) -> None:
+    """Write every file into `out` at once; the manifest records each file's sha256."""
+    with atomic_dir(out) as tmp:
+        for name in SPLITS:
+            (tmp / f"{name}.jsonl").write_text(jsonl_text(prepared.splits[name]), encoding="utf-8")
+        (tmp / "probe.jsonl").write_text(jsonl_text(prepared.probe), encoding="utf-8")
+        write_json(tmp / "labels.json", prepared.labels)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        write_json(tmp / "manifest.json", prepared.manifest | {"files": files})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="prepare stage: validate, scrub, dedupe and split data")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", type=Path, default=Path("data/prepared"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    params = load_params(args.params)
+    d = params.data
+    loaded = load_source(d.source, d.text_column, d.label_column, d.format, d.hub_revision)
+    if d.holdout_source:
+        extra = load_source(d.holdout_source, d.text_column, d.label_column, d.format, d.hub_revision)
+        loaded.holdout = extra.pool + (extra.holdout or [])
+        loaded.inputs |= extra.inputs
+    shifted = None
+    if d.shifted_source:
+        extra = load_source(d.shifted_source, d.text_column, d.label_column, d.format, d.hub_revision)
+        shifted = extra.pool + (extra.holdout or [])
+        loaded.inputs |= extra.inputs
+    probe = None
+    if d.probe_source:
+        probe = load_probe(d.probe_source)
+        loaded.inputs[d.probe_source] = sha256_file(d.probe_source)
+
+    prepared = prepare_dataset(loaded, shifted, probe, params)
+    write_prepared(prepared, args.out)
+    counts = prepared.manifest["counts"]
+    log.info("wrote %s: %s; %d labels; %d redactions", args.out, counts, len(prepared.labels),
+             prepared.manifest["redactions_total"])
+
+
+if __name__ == "__main__":
+    from tunegate.cli import run_stage
+
+    run_stage(main)

