@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline, make_union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
+from tunegate.artifacts import environment, read_json, read_jsonl, write_json
 
 
 def main() -> None:

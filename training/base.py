@@ -116,8 +116,9 @@ def copy_checkpoint(folder: Path, out: Path) -> None:
                 shutil.copy2(f, out / f.name)
 
 
-def build_card(out: Path, p: BaseModelParams, license_: str | None, provenance: dict[str, Any],
-               source_sha256: str | None) -> dict[str, Any]:
+def build_card(
+    out: Path, p: BaseModelParams, license_: str | None, provenance: dict[str, Any], source_sha256: str | None
+) -> dict[str, Any]:
     config = read_json(out / "config.json")
     files = file_hashes(out)
     return {
@@ -157,8 +158,13 @@ def main(argv: list[str] | None = None) -> None:
         refuse_pickle(tmp)
         card = build_card(tmp, p, license_, provenance, sha256_file(gguf) if use_gguf else None)
         write_json(tmp / "card.json", card)
-    log.info("base model %s (%s, license %s) in %s", card["model_id"], card["architecture"],
-             card["license"], args.out)
+    log.info(
+        "base model %s (%s, license %s) in %s",
+        card["model_id"],
+        card["architecture"],
+        card["license"],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

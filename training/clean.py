@@ -117,7 +117,9 @@ def validate(
     return out
 
 
-def deduplicate(rows: list[Row], report: CleanReport, mode: str, seen: dict[str, str] | None = None) -> list[Row]:
+def deduplicate(
+    rows: list[Row], report: CleanReport, mode: str, seen: dict[str, str] | None = None
+) -> list[Row]:
     """Keep the first row per key. `seen` (key -> label) carries keys across calls."""
     if mode == "none":
         return rows

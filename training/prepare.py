@@ -155,8 +155,13 @@ def load_probe(path: str) -> list[dict[str, Any]]:
             raise DataError(f"{path}:{i}: 'question' must be a non-empty string")
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
             raise DataError(f"{path}:{i}: 'answers' must be a non-empty list of strings")
-        out.append({"id": rec.get("id") or f"probe-{i:03d}", "question": question.strip(),
-                    "answers": [a.lower() for a in answers]})
+        out.append(
+            {
+                "id": rec.get("id") or f"probe-{i:03d}",
+                "question": question.strip(),
+                "answers": [a.lower() for a in answers],
+            }
+        )
     if not out:
         raise DataError(f"{path}: the probe is empty")
     return out
@@ -200,8 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     prepared = prepare_dataset(loaded, shifted, probe, params)
     write_prepared(prepared, args.out)
     counts = prepared.manifest["counts"]
-    log.info("wrote %s: %s; %d labels; %d redactions", args.out, counts, len(prepared.labels),
-             prepared.manifest["redactions_total"])
+    log.info(
+        "wrote %s: %s; %d labels; %d redactions",
+        args.out,
+        counts,
+        len(prepared.labels),
+        prepared.manifest["redactions_total"],
+    )
 
 
 if __name__ == "__main__":

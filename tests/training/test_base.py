@@ -1,0 +1,82 @@
+"""The base stage: real GGUF -> safetensors (via the pipeline fixture), and what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_pipeline import project  # noqa: F401  (session fixture: one real dvc repro)
+from training.base import check_safe
+from training.base import main as base_main
+from tunegate.artifacts import file_hashes, read_json, verify_hashes
+from tunegate.errors import ArtifactError
+
+
+@pytest.mark.slow
+def test_gguf_becomes_a_safetensors_checkpoint_with_card(project):  # noqa: F811
+    out = project / "models/base"
+    names = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors" in names and "tokenizer.json" in names and "config.json" in names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    card = read_json(out / "card.json")
+    assert card["license"] == "apache-2.0"
+    assert card["architecture"] == "LlamaForCausalLM"
+    assert len(card["source_sha256"]) == 64
+    verify_hashes(out, card["files"])
+    assert "quantization_config" not in read_json(out / "config.json")
+
+
+@pytest.mark.slow
+def test_converted_model_answers_a_general_question(project):  # noqa: F811
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = project / "models/base"
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "paris" in answer.lower()
+
+
+@pytest.mark.slow
+def test_local_folder_source_is_copied_and_hashed(project, tmp_path):  # noqa: F811
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"base_model:\n  source: {project / 'models/base'}\n  gguf_file: null\n  license: mit\n"
+    )
+    base_main(["--params", str(params), "--out", str(tmp_path / "base")])
+    card = read_json(tmp_path / "base/card.json")
+    assert card["files"] == file_hashes(project / "models/base")
+    assert card["license"] == "mit"
+
+
+def test_pickle_weights_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(ArtifactError, match="pickle-format weights"):
+        check_safe(tmp_path, None)
+
+
+def test_remote_code_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling.X"}}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="never sets trust_remote_code"):
+        check_safe(tmp_path, None)
+
+
+def test_missing_weights_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="no safetensors weights"):
+        check_safe(tmp_path, "x.gguf")
+
+
+def test_tampered_file_fails_verification(tmp_path):
+    (tmp_path / "a.safetensors").write_bytes(b"weights")
+    hashes = file_hashes(tmp_path)
+    (tmp_path / "a.safetensors").write_bytes(b"weights, edited")
+    with pytest.raises(ArtifactError, match="sha256 differs"):
+        verify_hashes(tmp_path, hashes)

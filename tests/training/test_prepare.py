@@ -1,0 +1,267 @@
+"""The prepare stage on the embedded sample and on crafted bad inputs."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, write_params
+from training.pii import CARD, EMAIL
+from training.prepare import main as prepare_main
+from tunegate.artifacts import read_json, read_jsonl, sha256_file
+from tunegate.errors import DataError
+
+SPLITS = ("train", "val", "holdout", "shifted")
+
+
+def run_prepare(tmp_path: Path, **sections) -> Path:
+    sections.setdefault("data", {})
+    for key in ("source", "shifted_source", "probe_source"):
+        value = sections["data"].get(key, read_default(key))
+        sections["data"][key] = str(ROOT / value) if value and not Path(value).is_absolute() else value
+    params = write_params(tmp_path / "params.yaml", **sections)
+    out = tmp_path / "prepared"
+    prepare_main(["--params", str(params), "--out", str(out)])
+    return out
+
+
+def read_default(key):
+    import yaml
+
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["data"][key]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+WORDS = [
+    "apple",
+    "bridge",
+    "cloud",
+    "dune",
+    "ember",
+    "fjord",
+    "grove",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lagoon",
+    "meadow",
+    "nectar",
+    "orchid",
+    "pebble",
+    "quartz",
+    "river",
+    "summit",
+    "tundra",
+    "umber",
+    "valley",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "amber",
+    "basil",
+    "cedar",
+    "delta",
+    "echo",
+    "falcon",
+    "garnet",
+    "hazel",
+    "indigo",
+    "jasper",
+    "koala",
+    "lemon",
+    "maple",
+    "nutmeg",
+]
+
+
+def synthetic(n_per_label=20, labels=("a", "b", "c")) -> list[tuple[str, str]]:
+    return [
+        (f"message {WORDS[i]} {WORDS[(i * 7) % len(WORDS)]} about topic {lab}", lab)
+        for lab in labels
+        for i in range(n_per_label)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    return run_prepare(tmp_path_factory.mktemp("sample"))
+
+
+def test_sample_writes_every_file_with_manifest_hashes(sample):
+    names = sorted(p.name for p in sample.iterdir())
+    assert names == [
+        "holdout.jsonl",
+        "labels.json",
+        "manifest.json",
+        "probe.jsonl",
+        "shifted.jsonl",
+        "train.jsonl",
+        "val.jsonl",
+    ]
+    manifest = read_json(sample / "manifest.json")
+    for name, digest in manifest["files"].items():
+        assert sha256_file(sample / name) == digest
+    counts = manifest["counts"]
+    assert counts["train"] + counts["val"] + counts["holdout"] >= 800
+    assert counts["shifted"] >= 250 and counts["probe"] >= 50
+    labels = read_json(sample / "labels.json")
+    assert 10 <= len(labels) <= 14
+
+
+def test_sample_splits_are_stratified_and_disjoint(sample):
+    manifest = read_json(sample / "manifest.json")
+    for label, n in manifest["label_counts"]["holdout"].items():
+        total = sum(manifest["label_counts"][s].get(label, 0) for s in ("train", "val", "holdout"))
+        assert total >= 40
+        assert abs(n / total - 0.2) < 0.03, label
+    ids = [r["id"] for s in ("train", "val", "holdout") for r in read_jsonl(sample / f"{s}.jsonl")]
+    assert len(ids) == len(set(ids))
+    assert manifest["leakage"]["holdout_rows_also_in_train"] == 0
+    assert manifest["leakage"]["val_rows_also_in_train"] == 0
+
+
+def test_no_card_number_or_email_survives(sample):
+    raw = (ROOT / "data/sample/messages.csv").read_text()
+    assert EMAIL.search(raw) and "4539 1488 0343 6467" in raw  # the sample does contain PII
+    manifest = read_json(sample / "manifest.json")
+    assert manifest["redactions_total"] > 50
+    for split in SPLITS:
+        text = (sample / f"{split}.jsonl").read_text()
+        assert not EMAIL.search(text), split
+        assert "4539 1488 0343 6467" not in text and "4111 1111 1111 1111" not in text
+        assert not re.search(r"\+44 7700", text)
+        digits_runs = [re.sub(r"\D", "", m.group(0)) for m in CARD.finditer(text)]
+        assert not [d for d in digits_runs if len(d) >= 13], split
+
+
+def test_same_inputs_and_seed_give_byte_identical_outputs(tmp_path, sample):
+    again = run_prepare(tmp_path)
+    for p in sorted(sample.iterdir()):
+        assert p.read_bytes() == (again / p.name).read_bytes(), p.name
+
+
+def test_another_seed_gives_other_splits(tmp_path, sample):
+    other = run_prepare(tmp_path, base={"seed": 7})
+    assert (other / "holdout.jsonl").read_bytes() != (sample / "holdout.jsonl").read_bytes()
+
+
+def test_malformed_rows_under_the_limit_are_dropped_and_counted(tmp_path):
+    rows = synthetic(40) + [("", "a"), ("   ", "b"), ("no label here", "")]
+    src = write_csv(tmp_path / "d.csv", rows)
+    out = run_prepare(
+        tmp_path, data={"source": str(src), "shifted_source": None}, prepare={"max_invalid_share": 0.05}
+    )
+    cleaning = read_json(out / "manifest.json")["cleaning"]["pool"]
+    assert cleaning["dropped"] == {"empty text": 2, "missing label": 1}
+    assert cleaning["dropped_examples"]["missing label"] == [f"{src.as_posix()}:123"]
+
+
+def test_too_many_malformed_rows_fail_with_row_numbers(tmp_path):
+    rows = synthetic(10) + [("", "a")] * 3
+    src = write_csv(tmp_path / "d.csv", rows)
+    with pytest.raises(DataError) as info:
+        run_prepare(tmp_path, data={"source": str(src), "shifted_source": None})
+    msg = str(info.value)
+    assert "3 of 33 rows (9.1%) are malformed, more than prepare.max_invalid_share=1.0%" in msg
+    assert f"{src.as_posix()}:31, {src.as_posix()}:32, {src.as_posix()}:33" in msg
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_label_with_too_few_rows(tmp_path):
+    src = write_csv(tmp_path / "d.csv", synthetic(20) + synthetic(4, labels=("rare",)))
+    with pytest.raises(DataError, match=r"fewer than prepare.min_rows_per_label=10 rows .*'rare' \(4\)"):
+        run_prepare(tmp_path, data={"source": str(src), "shifted_source": None})
+
+
+def test_unknown_label_in_shifted_set(tmp_path):
+    src = write_csv(tmp_path / "d.csv", synthetic(20))
+    shifted = write_csv(tmp_path / "s.csv", [("new channel text", "a"), ("mystery message", "zzz")])
+    with pytest.raises(DataError, match=r"shifted set has 1 row\(s\) with label\(s\) \['zzz'\]"):
+        run_prepare(tmp_path, data={"source": str(src), "shifted_source": str(shifted)})
+
+
+def test_bad_encoding_counts_as_malformed(tmp_path):
+    src = tmp_path / "d.csv"
+    body = "text,label\n" + "".join(f"row {w} text,a\nrow {w} other,b\n" for w in WORDS[:30])
+    src.write_bytes(body.encode() + b"caf\xe9 latin-1 text,a\n")
+    out = run_prepare(
+        tmp_path,
+        data={"source": str(src), "shifted_source": None},
+        prepare={"max_invalid_share": 0.05, "dedup": "exact"},
+    )
+    assert read_json(out / "manifest.json")["cleaning"]["pool"]["dropped"] == {"invalid UTF-8": 1}
+
+
+def test_duplicates_and_near_duplicates_are_removed(tmp_path):
+    rows = synthetic(20) + [
+        ("Message  DUNE, valley about topic a!!", "a"),
+        ("message apple apple about topic b", "b"),
+    ]
+    src = write_csv(tmp_path / "d.csv", rows)
+    out = run_prepare(tmp_path, data={"source": str(src), "shifted_source": None})
+    cleaning = read_json(out / "manifest.json")["cleaning"]["pool"]
+    assert cleaning["duplicates_near"] == 1 and cleaning["duplicates_exact"] == 1
+    total = sum(len(read_jsonl(out / f"{s}.jsonl")) for s in ("train", "val", "holdout"))
+    assert total == 60
+
+
+def test_explicit_holdout_removes_leaking_rows_from_train(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    rows = synthetic(20)
+    write_csv(folder / "train.csv", rows)
+    write_csv(folder / "test.csv", rows[:5] + [("a completely fresh test message", "a")])
+    out = run_prepare(tmp_path, data={"source": str(folder), "shifted_source": None})
+    manifest = read_json(out / "manifest.json")
+    assert manifest["leakage"]["pool_rows_removed_as_holdout_duplicates"] == 5
+    assert manifest["counts"]["holdout"] == 6
+    train_texts = {r["text"] for r in read_jsonl(out / "train.jsonl")}
+    assert not train_texts & {t for t, _ in rows[:5]}
+
+
+def test_row_cap_is_stratified(tmp_path):
+    out = run_prepare(tmp_path, prepare={"max_rows": 240})
+    manifest = read_json(out / "manifest.json")
+    pool = sum(manifest["counts"][s] for s in ("train", "val", "holdout"))
+    assert 230 <= pool <= 250
+    per_label = [
+        sum(manifest["label_counts"][s][lab] for s in ("train", "val", "holdout"))
+        for lab in manifest["label_counts"]["train"]
+    ]
+    assert max(per_label) - min(per_label) <= 2
+
+
+def test_probe_validation(tmp_path):
+    bad = tmp_path / "probe.jsonl"
+    bad.write_text(json.dumps({"question": "2+2?", "answers": []}) + "\n")
+    with pytest.raises(DataError, match="'answers' must be a non-empty list"):
+        run_prepare(tmp_path, data={"probe_source": str(bad)})
+
+
+@pytest.mark.banking77
+def test_prepare_runs_unchanged_on_banking77(tmp_path, banking77):
+    out = run_prepare(
+        tmp_path, data={"source": str(banking77), "label_column": "category", "shifted_source": None}
+    )
+    manifest = read_json(out / "manifest.json")
+    labels = read_json(out / "labels.json")
+    assert len(labels) == 77
+    assert manifest["counts"]["holdout"] > 3000  # the dataset's own test split
+    assert manifest["counts"]["train"] > 8000
+    assert manifest["counts"]["shifted"] == 0
+    assert set(manifest["inputs"]) == {
+        f"{banking77.as_posix()}/test.csv",
+        f"{banking77.as_posix()}/train.csv",
+        (ROOT / "data/sample/probe.jsonl").as_posix(),
+    }

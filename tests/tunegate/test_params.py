@@ -1,0 +1,58 @@
+import pytest
+
+from tests.conftest import ROOT, write_params
+from tunegate.errors import ConfigError
+from tunegate.params import load_params, params_from_dict
+
+
+def test_shipped_params_load():
+    p = load_params(ROOT / "params.yaml")
+    assert p.base.seed == 42
+    assert p.data.source == "data/sample/messages.csv"
+    assert p.prepare.dedup == "near"
+    assert p.base_model.source.startswith("package:")
+
+
+def test_every_problem_is_reported_at_once():
+    raw = {
+        "base": {"seed": -1},
+        "prepare": {"val_fraction": 1.5, "dedup": "fuzzy", "min_rows_per_label": "ten", "typo_key": 1},
+        "bogus_section": {},
+    }
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    problems = info.value.problems
+    text = "\n".join(problems)
+    # type problems first (range checks run once types are right)
+    assert "prepare.dedup: 'fuzzy' is not one of 'none', 'exact', 'near'" in text
+    assert "prepare.min_rows_per_label: 'ten' is not an integer" in text
+    assert "prepare.typo_key: unknown key" in text
+    assert "bogus_section: unknown key" in text
+    assert len(problems) == 4
+
+
+def test_range_problems_name_key_value_and_fix():
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(
+            {"base": {"seed": -3}, "prepare": {"val_fraction": 1.5, "min_chars": 10, "max_chars": 5}}
+        )
+    text = str(info.value)
+    assert "base.seed: -3 is negative" in text
+    assert "prepare.val_fraction: 1.5 is outside [0, 1)" in text
+    assert "prepare.min_chars/max_chars: 10/5" in text
+
+
+def test_nullable_and_literal_fields(tmp_path):
+    path = write_params(tmp_path / "params.yaml", data={"shifted_source": None, "format": "jsonl"})
+    p = load_params(path)
+    assert p.data.shifted_source is None
+    assert p.data.format == "jsonl"
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
