@@ -31,3 +31,25 @@ def banking77() -> Path:
     if not (BANKING77 / "train.csv").exists():
         pytest.skip(f"Banking77 not found at {BANKING77} (external data, optional)")
     return BANKING77
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    from tests.tiny import make_tiny_base
+
+    return make_tiny_base(tmp_path_factory.mktemp("tiny") / "base")
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory) -> Path:
+    """data/prepared built from the embedded sample, once per session."""
+    from training.prepare import main as prepare_main
+
+    folder = tmp_path_factory.mktemp("prepared")
+    params = write_params(folder / "params.yaml", data={
+        "source": str(ROOT / "data/sample/messages.csv"),
+        "shifted_source": str(ROOT / "data/sample/shifted.csv"),
+        "probe_source": str(ROOT / "data/sample/probe.jsonl"),
+    })
+    prepare_main(["--params", str(params), "--out", str(folder / "out")])
+    return folder / "out"

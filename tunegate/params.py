@@ -108,12 +108,90 @@ class BaseModelParams:
     """Precision of the saved weights (float32 on CPU; bfloat16 on a GPU)."""
 
 
+LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 16
+    """Rank of the LoRA update matrices."""
+    alpha: int = 32
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = LLAMA_MODULES
+    """Linear layers that get adapters; checked against the base model before weights load."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    method: Literal["lora", "full"] = "lora"
+    """lora: train a PEFT LoRA adapter; full: train every weight (sensible for small models)."""
+    lr: float = 2e-4
+    epochs: float = 2.0
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs when set)."""
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_seq_len: int = 128
+    """Longer examples are truncated from the left of the message, never in the label."""
+    eval_every: int | None = None
+    """Validate every N steps; null validates once per epoch."""
+    early_stopping_patience: int = 2
+    """Stop after this many validations without a better validation loss; 0 disables."""
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """fp32 on CPU; bf16 on a GPU that supports it."""
+    max_train_rows: int | None = None
+    """Cap on training rows (stratified, seeded) for quick CPU runs."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding, faster)."""
+    threads: int | None = None
+    """torch CPU threads; null uses every core."""
+    lora: LoraParams = field(default_factory=LoraParams)
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.lr > 0:
+            out.append(f"train.lr: {self.lr} must be > 0 (try 2e-4 for LoRA, 5e-5 for full)")
+        if not self.epochs > 0:
+            out.append(f"train.epochs: {self.epochs} must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            out.append(f"train.max_steps: {self.max_steps} must be >= 1 or null")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                out.append(f"train.{name}: {getattr(self, name)} must be >= 1")
+        if not 16 <= self.max_seq_len <= 8192:
+            out.append(f"train.max_seq_len: {self.max_seq_len} is outside [16, 8192]")
+        if self.eval_every is not None and self.eval_every < 1:
+            out.append(f"train.eval_every: {self.eval_every} must be >= 1 or null")
+        if self.early_stopping_patience < 0:
+            out.append(f"train.early_stopping_patience: {self.early_stopping_patience} must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append(f"train.warmup_ratio: {self.warmup_ratio} is outside [0, 1)")
+        if self.max_train_rows is not None and self.max_train_rows < 10:
+            out.append(f"train.max_train_rows: {self.max_train_rows} is too small; use null or >= 10")
+        if self.threads is not None and self.threads < 1:
+            out.append(f"train.threads: {self.threads} must be >= 1 or null")
+        lora = self.lora
+        if lora.r < 1:
+            out.append(f"train.lora.r: {lora.r} must be >= 1 (8 to 64 is typical)")
+        if lora.alpha <= 0:
+            out.append(f"train.lora.alpha: {lora.alpha} must be > 0")
+        if not 0 <= lora.dropout < 1:
+            out.append(f"train.lora.dropout: {lora.dropout} is outside [0, 1)")
+        if not lora.target_modules:
+            out.append("train.lora.target_modules: empty; name at least one linear layer, e.g. q_proj")
+        return out
+
+
 @dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     base_model: BaseModelParams = field(default_factory=BaseModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

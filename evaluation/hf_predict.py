@@ -1,0 +1,94 @@
+"""Reference predictions through transformers + PEFT: batched, greedy, label-constrained.
+
+This is the parity reference for the served engine (vLLM) and the plain path the
+evaluation benchmark compares against. One loader serves every stage that needs
+"base model, optionally with an adapter".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.labels import LabelTrie
+from tunegate.artifacts import read_json, refuse_pickle
+from tunegate.prompt import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+def load_model(base_dir: Path, adapter_dir: Path | None = None, merge: bool = False) -> tuple[Any, Any]:
+    """Base model (+ adapter) and tokenizer, from safetensors only, never remote code."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    refuse_pickle(base_dir)
+    source = base_dir
+    if adapter_dir is not None and (adapter_dir / "model.safetensors").exists():
+        source = adapter_dir  # a full fine-tune: the folder is a whole model
+        adapter_dir = None
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        refuse_pickle(adapter_dir)
+        model = PeftModel.from_pretrained(model, adapter_dir)
+        if merge:
+            model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+def label_trie(tokenizer: Any, labels: tuple[str, ...]) -> LabelTrie:
+    end = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    return LabelTrie.build(labels, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], end)
+
+
+@dataclass
+class Prediction:
+    id: str
+    label: str | None
+    """None when the output is not a valid label (counted as invalid)."""
+    raw: str
+
+
+def predict(
+    model: Any, tokenizer: Any, template: PromptTemplate, rows: list[dict[str, Any]], batch_size: int = 16
+) -> list[Prediction]:
+    import torch
+
+    trie = label_trie(tokenizer, template.labels)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    out: list[Prediction] = []
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["text"]))  # less padding per batch
+    results: dict[int, Prediction] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        prompts = [template.render(tokenizer, rows[i]["text"]) for i in idx]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        width = enc["input_ids"].shape[1]
+
+        def allowed(_batch_id: int, ids: Any, width: int = width) -> list[int]:
+            return trie.allowed(ids[width:].tolist())
+
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=trie.max_len, do_sample=False,
+                                 prefix_allowed_tokens_fn=allowed, pad_token_id=tokenizer.pad_token_id)
+        for j, i in enumerate(idx):
+            answer = gen[j, width:].tolist()
+            results[i] = Prediction(rows[i]["id"], trie.decode(answer),
+                                    tokenizer.decode(answer, skip_special_tokens=True))
+    out = [results[i] for i in range(len(rows))]
+    return out
+
+
+def template_for(model_dir: Path, labels_path: Path | None = None) -> PromptTemplate:
+    """The candidate's own template, or the default one with the prepared labels (base model)."""
+    if (model_dir / "prompt.json").exists():
+        return PromptTemplate.load(model_dir)
+    return PromptTemplate(labels=tuple(read_json(labels_path)))

@@ -1,0 +1,99 @@
+"""The train stage end to end on a tiny random Llama (real TRL, PEFT, DVCLive; CPU, seconds)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, write_params
+from training.train import main as train_main
+from tunegate.artifacts import read_json, verify_hashes
+from tunegate.errors import ConfigError
+
+QUICK = {"max_steps": 12, "eval_every": 4, "batch_size": 8, "lr": 5e-3, "max_train_rows": 96,
+         "early_stopping_patience": 0, "max_seq_len": 96}
+
+
+def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
+    params = write_params(tmp_path / "params.yaml", train=QUICK | train)
+    args = ["--params", str(params), "--data", str(prepared), "--base", str(base),
+            "--out", str(tmp_path / "candidate"), "--metrics", str(tmp_path / "metrics"),
+            "--checkpoints", str(tmp_path / "checkpoints")]
+    train_main(args)
+    return tmp_path / "candidate"
+
+
+@pytest.mark.slow
+def test_lora_writes_exactly_the_adapter_template_and_card(tmp_path, prepared_sample, tiny_base):
+    out = run_train(tmp_path, prepared_sample, tiny_base)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "card.json", "prompt.json"]
+    card = read_json(out / "card.json")
+    verify_hashes(out, card["files"])
+    assert card["base_model"]["tree_sha256"] == read_json(tiny_base / "card.json")["tree_sha256"]
+    assert card["data"]["files"] == read_json(prepared_sample / "manifest.json")["files"]
+    assert card["labels"] == read_json(prepared_sample / "labels.json")
+    assert card["params"]["train"]["lora"]["r"] == 16
+    assert card["environment"]["libraries"]["peft"]
+    m = card["metrics"]
+    assert m["best_val_loss"] < m["first_val_loss"], m  # validation loss went down
+    assert m["steps"] == 12 and m["tokens_per_second"] > 0
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    live = read_json(tmp_path / "metrics/metrics.json")
+    assert live["best_val_loss"] == pytest.approx(m["best_val_loss"], abs=1e-3)
+    assert (tmp_path / "metrics/plots/metrics/eval/loss.tsv").read_text().count("\n") >= 3
+
+
+@pytest.mark.slow
+def test_full_method_saves_a_whole_model(tmp_path, prepared_sample, tiny_base):
+    out = run_train(tmp_path, prepared_sample, tiny_base, method="full", max_steps=4, eval_every=2, lr=1e-3)
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "prompt.json", "card.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert read_json(out / "card.json")["method"] == "full"
+
+
+def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tiny_base):
+    params = write_params(tmp_path / "params.yaml", train={
+        "lr": -0.1, "lora": {"r": 0, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "qkv_fused"]}})
+    with pytest.raises(ConfigError) as info:
+        train_main(["--params", str(params), "--base", str(tiny_base), "--data", str(tmp_path / "none"),
+                    "--out", str(tmp_path / "cand")])
+    problems = info.value.problems
+    assert any(p.startswith("train.lr: -0.1 must be > 0") for p in problems)
+    assert any(p.startswith("train.lora.r: 0 must be >= 1") for p in problems)
+    assert any("['qkv_fused'] not in the base model" in p for p in problems)
+    assert len(problems) == 3
+    assert not (tmp_path / "cand").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample, tiny_base):
+    params = write_params(tmp_path / "params.yaml", train=QUICK | {"max_steps": 40, "eval_every": 4})
+    args = [sys.executable, "-m", "training.train", "--params", str(params), "--data", str(prepared_sample),
+            "--base", str(tiny_base), "--out", str(tmp_path / "candidate"),
+            "--metrics", str(tmp_path / "metrics"), "--checkpoints", str(tmp_path / "checkpoints")]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    marker = None
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first checkpoint to be whole
+        marker = next(tmp_path.glob("checkpoints/train-*/checkpoint-8/trainer_state.json"), None)
+        if marker:
+            break
+        time.sleep(0.2)
+    assert marker is not None, "no checkpoint appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "candidate").exists()  # nothing a later stage could mistake for finished
+
+    subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    card = read_json(tmp_path / "candidate/card.json")
+    assert card["metrics"]["resumed_from"].endswith(("checkpoint-8", "checkpoint-12", "checkpoint-16"))
+    assert card["metrics"]["steps"] == 40

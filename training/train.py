@@ -1,0 +1,360 @@
+"""The train stage: fine-tune the base model on data/prepared with TRL's SFTTrainer.
+
+1. Validate everything that can be checked before weights load: params ranges (in
+   load_params) and the LoRA target modules against the base model's architecture,
+   built on the meta device.
+2. Build prompt/completion examples with the shared template; the loss covers only the
+   completion (the label), and over-long messages are shortened so no label is cut.
+3. Train (LoRA or full), validating each epoch or every N steps, early stopping on the
+   validation loss, keeping the best checkpoint. Checkpoints live outside the stage
+   output, keyed by a fingerprint of params, data and base model, so ``dvc repro``
+   after a crash resumes instead of starting over.
+4. Save the adapter (safetensors only), ``prompt.json`` and ``card.json`` into the
+   output folder in one atomic swap, and training metrics through DVCLive.
+
+Usage (from dvc.yaml):
+``python -m training.train --params params.yaml --data data/prepared --base models/base
+--out models/candidate --metrics metrics/train --checkpoints models/.checkpoints``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.clean import Row
+from training.splits import cap_rows
+from tunegate.artifacts import (
+    atomic_dir,
+    environment,
+    file_hashes,
+    read_json,
+    read_jsonl,
+    refuse_pickle,
+    sha256_bytes,
+    tree_hash,
+    write_json,
+)
+from tunegate.errors import ConfigError, DataError
+from tunegate.params import Params, TrainParams, load_params
+from tunegate.prompt import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+def linear_module_names(base_dir: Path) -> set[str]:
+    """Names of the linear layers in the base architecture, without loading any weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(base_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def target_module_problems(modules: list[str], base_dir: Path) -> list[str]:
+    known = linear_module_names(base_dir)
+    unknown = [m for m in modules if m not in known]
+    if not unknown:
+        return []
+    return [f"train.lora.target_modules: {unknown} not in the base model; its linear layers are {sorted(known)}"]
+
+
+def load_checked_params(path: str | Path, base_dir: Path) -> Params:
+    """load_params plus the checks that need the base architecture, all reported together."""
+    problems: list[str] = []
+    params = None
+    try:
+        params = load_params(path)
+    except ConfigError as err:
+        problems.extend(err.problems)
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    train = raw.get("train") or {}
+    if train.get("method", "lora") == "lora":
+        modules = (train.get("lora") or {}).get("target_modules") or list(TrainParams().lora.target_modules)
+        if (base_dir / "config.json").exists():
+            problems.extend(target_module_problems(list(modules), base_dir))
+    if problems or params is None:
+        raise ConfigError(problems)
+    return params
+
+
+def shorten(tokenizer: Any, template: PromptTemplate, text: str, label: str, max_len: int) -> tuple[str, bool]:
+    """Cut the message (not the label) so prompt + completion fit in max_len tokens."""
+    full = template.render(tokenizer, text) + label + (tokenizer.eos_token or "")
+    n = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+    if n <= max_len:
+        return text, False
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    keep = max(1, len(ids) - (n - max_len))
+    return tokenizer.decode(ids[:keep]), True
+
+
+def build_examples(
+    rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Conversational prompt/completion records, so TRL computes the loss on the label only."""
+    out, cut = [], 0
+    for r in rows:
+        text, was_cut = shorten(tokenizer, template, r["text"], r["label"], max_len)
+        cut += was_cut
+        out.append({"prompt": template.messages(text), "completion": template.completion(r["label"])})
+    return out, cut
+
+
+def fingerprint(params: Params, data_manifest: dict[str, Any], base_card: dict[str, Any]) -> str:
+    """Identifies a training run: same fingerprint, same run (safe to resume)."""
+    key = repr((asdict(params.train), params.base.seed, data_manifest["files"], base_card["tree_sha256"]))
+    return sha256_bytes(key.encode())[:16]
+
+
+@dataclass
+class TrainResult:
+    train_loss: float
+    best_val_loss: float
+    first_val_loss: float
+    steps: int
+    epochs: float
+    train_tokens: int
+    train_seconds: float
+    tokens_per_second: float
+    peak_memory_mb: float
+    truncated_examples: int
+    resumed_from: str | None
+    stopped_early: bool
+
+
+class TrainRecipe:
+    """setup -> train -> save, in the manner of torchtune's recipes."""
+
+    def __init__(self, params: Params, data_dir: Path, base_dir: Path, checkpoints: Path):
+        self.params, self.p = params, params.train
+        self.data_dir, self.base_dir = data_dir, base_dir
+        self.base_card = read_json(base_dir / "card.json")
+        self.manifest = read_json(data_dir / "manifest.json")
+        self.labels = tuple(read_json(data_dir / "labels.json"))
+        self.template = PromptTemplate(labels=self.labels)
+        self.run_id = fingerprint(params, self.manifest, self.base_card)
+        self.work = checkpoints / f"train-{self.run_id}"
+
+    def setup(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        refuse_pickle(self.base_dir)
+        torch.set_num_threads(self.p.threads or os.cpu_count() or 1)
+        torch.manual_seed(self.params.base.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        train_rows = read_jsonl(self.data_dir / "train.jsonl")
+        val_rows = read_jsonl(self.data_dir / "val.jsonl")
+        if not train_rows or not val_rows:
+            raise DataError(f"{self.data_dir}: train and val splits must not be empty")
+        if self.p.max_train_rows:
+            rows = [Row(r["id"], r["text"], r["label"]) for r in train_rows]
+            kept = {r.where for r in cap_rows(rows, self.p.max_train_rows, self.params.base.seed)}
+            train_rows = [r for r in train_rows if r["id"] in kept]
+        self.train_examples, cut_train = build_examples(train_rows, self.tokenizer, self.template, self.p.max_seq_len)
+        self.val_examples, cut_val = build_examples(val_rows, self.tokenizer, self.template, self.p.max_seq_len)
+        self.truncated = cut_train + cut_val
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.p.precision]
+        self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
+        log.info("training %s on %d rows (%d val), %d truncated, run %s", self.p.method,
+                 len(self.train_examples), len(self.val_examples), self.truncated, self.run_id)
+
+    def _config(self) -> Any:
+        from trl import SFTConfig
+
+        p = self.p
+        strategy = "steps" if p.eval_every else "epoch"
+        return SFTConfig(
+            output_dir=str(self.work),
+            learning_rate=p.lr,
+            num_train_epochs=p.epochs,
+            max_steps=p.max_steps or -1,
+            per_device_train_batch_size=p.batch_size,
+            per_device_eval_batch_size=p.batch_size * 2,
+            gradient_accumulation_steps=p.grad_accum,
+            warmup_steps=p.warmup_ratio,
+            weight_decay=p.weight_decay,
+            lr_scheduler_type="cosine",
+            eval_strategy=strategy,
+            save_strategy=strategy,
+            eval_steps=p.eval_every,
+            save_steps=p.eval_every,
+            logging_steps=5,
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            bf16=p.precision == "bf16",
+            fp16=p.precision == "fp16",
+            max_length=p.max_seq_len,
+            completion_only_loss=True,
+            train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+            seed=self.params.base.seed,
+            data_seed=self.params.base.seed,
+            report_to="none",
+            dataloader_num_workers=0,
+            save_only_model=False,
+        )
+
+    def build_trainer(self, live: Any | None = None) -> Any:
+        """The TRL SFTTrainer for this run (also used by bench/train_throughput.py)."""
+        from datasets import Dataset
+        from peft import LoraConfig
+        from transformers import EarlyStoppingCallback
+        from trl import SFTTrainer
+
+        from training.live import LiveCallback
+
+        peft_config = None
+        if self.p.method == "lora":
+            lp = self.p.lora
+            peft_config = LoraConfig(r=lp.r, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
+                                     target_modules=list(lp.target_modules), task_type="CAUSAL_LM")
+        callbacks = [LiveCallback(live)] if live is not None else []
+        if self.p.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
+        return SFTTrainer(
+            model=self.model,
+            args=self._config(),
+            train_dataset=Dataset.from_list(self.train_examples),
+            eval_dataset=Dataset.from_list(self.val_examples),
+            processing_class=self.tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+
+    def train(self, live: Any) -> TrainResult:
+        self.trainer = self.build_trainer(live)
+        resume = last_checkpoint(self.work)
+        if resume:
+            log.info("resuming from %s", resume)
+        first_val = None if resume else self.trainer.evaluate()["eval_loss"]
+        start = time.perf_counter()
+        output = self.trainer.train(resume_from_checkpoint=resume)
+        seconds = time.perf_counter() - start
+        state = self.trainer.state
+        evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+        if first_val is None:
+            first_val = evals[0]
+        tokens = count_train_tokens(self.trainer.train_dataset) * state.epoch
+        steps_run = state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
+        share = steps_run / max(state.global_step, 1)
+        # Throughput counts optimisation only: validation passes run inside train().
+        eval_seconds = sum(h.get("eval_runtime", 0.0) for h in state.log_history)
+        train_only = max(seconds - eval_seconds, 1e-9)
+        return TrainResult(
+            train_loss=float(output.training_loss),
+            best_val_loss=float(state.best_metric if state.best_metric is not None else min(evals)),
+            first_val_loss=float(first_val),
+            steps=state.global_step,
+            epochs=float(state.epoch),
+            train_tokens=int(tokens),
+            train_seconds=seconds,
+            tokens_per_second=tokens * share / train_only,
+            peak_memory_mb=peak_memory_mb(),
+            truncated_examples=self.truncated,
+            resumed_from=resume,
+            stopped_early=state.global_step < state.max_steps,
+        )
+
+    def save(self, out: Path, result: TrainResult) -> dict[str, Any]:
+        with atomic_dir(out) as tmp:
+            model = self.trainer.model
+            if self.p.method == "full":
+                model.save_pretrained(tmp, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp)
+            else:
+                model.save_pretrained(tmp, safe_serialization=True)
+                (tmp / "README.md").unlink(missing_ok=True)
+            self.template.save(tmp)
+            refuse_pickle(tmp)
+            files = file_hashes(tmp)
+            card = {
+                "kind": "candidate",
+                "method": self.p.method,
+                "model_id": f"{self.p.method}:{tree_hash(files)[:12]}",
+                "run_id": self.run_id,
+                "base_model": {k: self.base_card[k] for k in ("model_id", "source", "tree_sha256", "license")},
+                "license": self.base_card["license"],
+                "data": {"files": self.manifest["files"], "inputs": self.manifest["inputs"]},
+                "labels": list(self.labels),
+                "prompt_template": self.template.template_id,
+                "params": {"seed": self.params.base.seed, "train": asdict(self.p)},
+                "metrics": asdict(result),
+                "files": files,
+                "tree_sha256": tree_hash(files),
+                "environment": environment(),
+            }
+            write_json(tmp / "card.json", card)
+        return card
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder))
+
+
+def count_train_tokens(dataset: Any) -> int:
+    """Real (non-padding) tokens in one pass over the training set."""
+    return sum(len(ids) for ids in dataset["input_ids"])
+
+
+def peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="train stage: LoRA (or full) fine-tuning with TRL")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--base", type=Path, default=Path("models/base"))
+    parser.add_argument("--out", type=Path, default=Path("models/candidate"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/train"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("models/.checkpoints"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from dvclive import Live
+
+    params = load_checked_params(args.params, args.base)
+    recipe = TrainRecipe(params, args.data, args.base, args.checkpoints)
+    recipe.setup()
+    with Live(dir=str(args.metrics), save_dvc_exp=False, report=None, dvcyaml=None) as live:
+        result = recipe.train(live)
+        for key in ("train_loss", "best_val_loss", "first_val_loss", "tokens_per_second", "train_seconds",
+                    "peak_memory_mb", "steps", "epochs"):
+            live.summary[key] = round(getattr(result, key), 4)
+    card = recipe.save(args.out, result)
+    recipe.cleanup()
+    log.info("candidate %s: val loss %.4f -> %.4f, %.0f tokens/s, %.0f s", card["model_id"],
+             result.first_val_loss, result.best_val_loss, result.tokens_per_second, result.train_seconds)
+
+
+if __name__ == "__main__":
+    from tunegate.cli import run_stage
+
+    run_stage(main)

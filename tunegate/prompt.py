@@ -1,0 +1,49 @@
+"""The one prompt template, shared by training, evaluation and serving.
+
+Classification is constrained generation: the model reads the message in a chat
+prompt and writes the label. The label set is *not* listed in the prompt (that would
+triple the sequence length on a 77-intent task); training teaches the labels, and at
+inference vLLM's structured outputs restrict the answer to the label set.
+
+The template is saved beside every candidate as ``prompt.json`` and read back from
+there, so a model is always queried the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate.artifacts import read_json, sha256_bytes, write_json
+
+DEFAULT_SYSTEM = "Reply with the intent label of the customer message."
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    system: str = DEFAULT_SYSTEM
+    labels: tuple[str, ...] = ()
+    """The label set the answer is restricted to (structured outputs at inference)."""
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+
+    def render(self, tokenizer: Any, text: str) -> str:
+        """The prompt string up to (and including) the assistant turn's opening."""
+        return tokenizer.apply_chat_template(self.messages(text), add_generation_prompt=True, tokenize=False)
+
+    def completion(self, label: str) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": label}]
+
+    @property
+    def template_id(self) -> str:
+        return sha256_bytes(self.system.encode())[:12]
+
+    def save(self, folder: str | Path) -> None:
+        write_json(Path(folder) / "prompt.json", asdict(self) | {"template_id": self.template_id})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PromptTemplate:
+        raw = read_json(Path(folder) / "prompt.json")
+        return cls(system=raw["system"], labels=tuple(raw["labels"]))
