@@ -18,8 +18,8 @@ from pathlib import Path
 from sklearn.metrics import accuracy_score, f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.hf_predict import load_model, predict, template_for  # noqa: E402
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
+from evaluation.hf_predict import load_model, predict, template_for
+from tunegate.artifacts import environment, read_json, read_jsonl, write_json
 
 
 def score(rows, preds) -> dict:
@@ -57,10 +57,17 @@ def main() -> None:
             results[name][suite] = score(rows, preds) | {"seconds": round(time.perf_counter() - start, 1)}
             print(name, suite, json.dumps(results[name][suite]), flush=True)
     card = read_json(args.candidate / "card.json")
-    write_json(Path(f"bench/results/quality-{args.tag}.json"), {
-        "candidate": card["model_id"], "train_params": card["params"], "train_metrics": card["metrics"],
-        "data": card["data"]["inputs"], "results": results, "environment": environment(),
-    })
+    write_json(
+        Path(f"bench/results/quality-{args.tag}.json"),
+        {
+            "candidate": card["model_id"],
+            "train_params": card["params"],
+            "train_metrics": card["metrics"],
+            "data": card["data"]["inputs"],
+            "results": results,
+            "environment": environment(),
+        },
+    )
 
 
 if __name__ == "__main__":

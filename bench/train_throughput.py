@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.train import TrainRecipe  # noqa: E402
-from tunegate.artifacts import environment, write_json  # noqa: E402
-from tunegate.params import load_params  # noqa: E402
+from training.train import TrainRecipe
+from tunegate.artifacts import environment, write_json
+from tunegate.params import load_params
 
 
 class CountingCollator:
@@ -83,18 +83,37 @@ def run_baseline(recipe: TrainRecipe, steps: int) -> dict[str, float]:
         ids = (prompt_ids + answer_ids)[: p.max_seq_len]
         labels = ([-100] * len(prompt_ids) + answer_ids)[: p.max_seq_len]
         pad = p.max_seq_len - len(ids)
-        return {"input_ids": ids + [tok.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
-                "labels": labels + [-100] * pad}
+        return {
+            "input_ids": ids + [tok.pad_token_id] * pad,
+            "attention_mask": [1] * len(ids) + [0] * pad,
+            "labels": labels + [-100] * pad,
+        }
 
     data = Dataset.from_list(recipe.train_examples).map(encode, remove_columns=["prompt", "completion"])
     model = AutoModelForCausalLM.from_pretrained(recipe.base_dir, dtype=torch.float32, use_safetensors=True)
     lp = p.lora
-    model = get_peft_model(model, LoraConfig(r=lp.r, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
-                                             target_modules=list(lp.target_modules), task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=lp.r,
+            lora_alpha=lp.alpha,
+            lora_dropout=lp.dropout,
+            target_modules=list(lp.target_modules),
+            task_type="CAUSAL_LM",
+        ),
+    )
     args = TrainingArguments(
-        output_dir="/tmp/tunegate-bench-baseline", max_steps=steps, per_device_train_batch_size=p.batch_size,
-        learning_rate=p.lr, lr_scheduler_type="cosine", seed=recipe.params.base.seed, report_to="none",
-        save_strategy="no", eval_strategy="no", logging_steps=steps, dataloader_num_workers=0,
+        output_dir="/tmp/tunegate-bench-baseline",
+        max_steps=steps,
+        per_device_train_batch_size=p.batch_size,
+        learning_rate=p.lr,
+        lr_scheduler_type="cosine",
+        seed=recipe.params.base.seed,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=steps,
+        dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator)
     return timed_train(trainer)
@@ -109,8 +128,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_throughput.json"))
     args = parser.parse_args()
 
-    params = load_params(args.params, overrides={
-        "train.max_steps": args.steps, "train.eval_every": args.steps * 10, "train.early_stopping_patience": 0})
+    params = load_params(
+        args.params,
+        overrides={
+            "train.max_steps": args.steps,
+            "train.eval_every": args.steps * 10,
+            "train.early_stopping_patience": 0,
+        },
+    )
     recipe = TrainRecipe(params, args.data, args.base, Path("/tmp/tunegate-bench-checkpoints"))
     recipe.setup()
     ours = run_tunegate(recipe)
@@ -119,9 +144,14 @@ def main() -> None:
     print("baseline", json.dumps(baseline), flush=True)
     result = {
         "what": "training tokens/s (real tokens over optimisation wall time), same data/model/steps",
-        "config": {"steps": args.steps, "batch_size": params.train.batch_size,
-                   "max_seq_len": params.train.max_seq_len, "method": params.train.method,
-                   "threads": params.train.threads or "all cores", "base": str(args.base)},
+        "config": {
+            "steps": args.steps,
+            "batch_size": params.train.batch_size,
+            "max_seq_len": params.train.max_seq_len,
+            "method": params.train.method,
+            "threads": params.train.threads or "all cores",
+            "base": str(args.base),
+        },
         "tunegate": ours,
         "baseline_trainer_peft_padded": baseline,
         "ratio": round(ours["tokens_per_second"] / baseline["tokens_per_second"], 3),

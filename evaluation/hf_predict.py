@@ -77,12 +77,18 @@ def predict(
             return trie.allowed(ids[width:].tolist())
 
         with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=trie.max_len, do_sample=False,
-                                 prefix_allowed_tokens_fn=allowed, pad_token_id=tokenizer.pad_token_id)
+            gen = model.generate(
+                **enc,
+                max_new_tokens=trie.max_len,
+                do_sample=False,
+                prefix_allowed_tokens_fn=allowed,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         for j, i in enumerate(idx):
             answer = gen[j, width:].tolist()
-            results[i] = Prediction(rows[i]["id"], trie.decode(answer),
-                                    tokenizer.decode(answer, skip_special_tokens=True))
+            results[i] = Prediction(
+                rows[i]["id"], trie.decode(answer), tokenizer.decode(answer, skip_special_tokens=True)
+            )
     out = [results[i] for i in range(len(rows))]
     return out
 

@@ -32,7 +32,9 @@ class ClassScores:
     support: int
 
 
-def encode(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes; invalid or unknown predictions get code len(labels)."""
     index = {label: i for i, label in enumerate(labels)}
     missing = sorted({g for g in gold if g not in index})
@@ -49,10 +51,10 @@ def confusion(g: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
 
 
 def _macro_f1_from_codes(g: np.ndarray, p: np.ndarray, k: int) -> float:
-    cm = confusion(g, p, k)[:k, :k]
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1)
-    predicted = np.bincount(p, minlength=k + 1)[:k]
+    cm = confusion(g, p, k)
+    tp = np.diag(cm)[:k].astype(float)
+    support = cm[:k].sum(axis=1)  # the invalid column counts against recall
+    predicted = cm[:, :k].sum(axis=0)
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     present = support > 0

@@ -83,8 +83,14 @@ def paired_accuracy(
             zs = shifted / se
             p = float(sps.norm.sf(zs)) if question == "superiority" else float(sps.norm.cdf(zs))
         test = "paired difference in proportions (Wald), one-sided with margin"
-    detail = {"n": n, "only_candidate_right": only_cand, "only_baseline_right": only_base,
-              "both_right": int(table[0, 0]), "both_wrong": int(table[1, 1]), "margin": margin}
+    detail = {
+        "n": n,
+        "only_candidate_right": only_cand,
+        "only_baseline_right": only_base,
+        "both_right": int(table[0, 0]),
+        "both_wrong": int(table[1, 1]),
+        "margin": margin,
+    }
     return PairedResult(float(delta), float(lo), float(hi), float(min(max(p, 0.0), 1.0)), test, detail)
 
 
@@ -111,8 +117,14 @@ def paired_bootstrap(
         p = (1 + np.sum(draws <= margin)) / (1 + resamples)
     else:
         p = (1 + np.sum(draws >= -margin)) / (1 + resamples)
-    return PairedResult(float(delta), float(lo), float(hi), float(p), "paired bootstrap, one-sided",
-                        {"n": n, "resamples": resamples, "margin": margin})
+    return PairedResult(
+        float(delta),
+        float(lo),
+        float(hi),
+        float(p),
+        "paired bootstrap, one-sided",
+        {"n": n, "resamples": resamples, "margin": margin},
+    )
 
 
 def adjust(p_values: Sequence[float], method: Literal["holm", "fdr_bh", "none"] = "holm") -> list[float]:

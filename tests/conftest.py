@@ -46,10 +46,13 @@ def prepared_sample(tmp_path_factory) -> Path:
     from training.prepare import main as prepare_main
 
     folder = tmp_path_factory.mktemp("prepared")
-    params = write_params(folder / "params.yaml", data={
-        "source": str(ROOT / "data/sample/messages.csv"),
-        "shifted_source": str(ROOT / "data/sample/shifted.csv"),
-        "probe_source": str(ROOT / "data/sample/probe.jsonl"),
-    })
+    params = write_params(
+        folder / "params.yaml",
+        data={
+            "source": str(ROOT / "data/sample/messages.csv"),
+            "shifted_source": str(ROOT / "data/sample/shifted.csv"),
+            "probe_source": str(ROOT / "data/sample/probe.jsonl"),
+        },
+    )
     prepare_main(["--params", str(params), "--out", str(folder / "out")])
     return folder / "out"

@@ -24,18 +24,32 @@ def make_tiny_base(folder: Path, layers: int = 2, hidden: int = 128) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder(), gguf_file=GGUF)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=hidden // 2,
-        max_position_embeddings=512, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=hidden // 2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     files = file_hashes(folder)
-    write_json(folder / "card.json", {
-        "kind": "base", "model_id": f"base:{tree_hash(files)[:12]}", "source": "tests/tiny.py",
-        "license": "apache-2.0", "files": files, "tree_sha256": tree_hash(files),
-    })
+    write_json(
+        folder / "card.json",
+        {
+            "kind": "base",
+            "model_id": f"base:{tree_hash(files)[:12]}",
+            "source": "tests/tiny.py",
+            "license": "apache-2.0",
+            "files": files,
+            "tree_sha256": tree_hash(files),
+        },
+    )
     return folder

@@ -20,11 +20,13 @@ Usage (from dvc.yaml):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,9 @@ def target_module_problems(modules: list[str], base_dir: Path) -> list[str]:
     unknown = [m for m in modules if m not in known]
     if not unknown:
         return []
-    return [f"train.lora.target_modules: {unknown} not in the base model; its linear layers are {sorted(known)}"]
+    return [
+        f"train.lora.target_modules: {unknown} not in the base model; its linear layers are {sorted(known)}"
+    ]
 
 
 def load_checked_params(path: str | Path, base_dir: Path) -> Params:
@@ -89,7 +93,9 @@ def load_checked_params(path: str | Path, base_dir: Path) -> Params:
     return params
 
 
-def shorten(tokenizer: Any, template: PromptTemplate, text: str, label: str, max_len: int) -> tuple[str, bool]:
+def shorten(
+    tokenizer: Any, template: PromptTemplate, text: str, label: str, max_len: int
+) -> tuple[str, bool]:
     """Cut the message (not the label) so prompt + completion fit in max_len tokens."""
     full = template.render(tokenizer, text) + label + (tokenizer.eos_token or "")
     n = len(tokenizer(full, add_special_tokens=False)["input_ids"])
@@ -134,6 +140,9 @@ class TrainResult:
     stopped_early: bool
 
 
+BASE_CARD_KEYS = ("model_id", "source", "tree_sha256", "license")
+
+
 class TrainRecipe:
     """setup -> train -> save, in the manner of torchtune's recipes."""
 
@@ -165,13 +174,23 @@ class TrainRecipe:
             rows = [Row(r["id"], r["text"], r["label"]) for r in train_rows]
             kept = {r.where for r in cap_rows(rows, self.p.max_train_rows, self.params.base.seed)}
             train_rows = [r for r in train_rows if r["id"] in kept]
-        self.train_examples, cut_train = build_examples(train_rows, self.tokenizer, self.template, self.p.max_seq_len)
-        self.val_examples, cut_val = build_examples(val_rows, self.tokenizer, self.template, self.p.max_seq_len)
+        self.train_examples, cut_train = build_examples(
+            train_rows, self.tokenizer, self.template, self.p.max_seq_len
+        )
+        self.val_examples, cut_val = build_examples(
+            val_rows, self.tokenizer, self.template, self.p.max_seq_len
+        )
         self.truncated = cut_train + cut_val
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.p.precision]
         self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
-        log.info("training %s on %d rows (%d val), %d truncated, run %s", self.p.method,
-                 len(self.train_examples), len(self.val_examples), self.truncated, self.run_id)
+        log.info(
+            "training %s on %d rows (%d val), %d truncated, run %s",
+            self.p.method,
+            len(self.train_examples),
+            len(self.val_examples),
+            self.truncated,
+            self.run_id,
+        )
 
     def _config(self) -> Any:
         from trl import SFTConfig
@@ -222,8 +241,13 @@ class TrainRecipe:
         peft_config = None
         if self.p.method == "lora":
             lp = self.p.lora
-            peft_config = LoraConfig(r=lp.r, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
-                                     target_modules=list(lp.target_modules), task_type="CAUSAL_LM")
+            peft_config = LoraConfig(
+                r=lp.r,
+                lora_alpha=lp.alpha,
+                lora_dropout=lp.dropout,
+                target_modules=list(lp.target_modules),
+                task_type="CAUSAL_LM",
+            )
         callbacks = [LiveCallback(live)] if live is not None else []
         if self.p.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
@@ -288,7 +312,9 @@ class TrainRecipe:
                 "method": self.p.method,
                 "model_id": f"{self.p.method}:{tree_hash(files)[:12]}",
                 "run_id": self.run_id,
-                "base_model": {k: self.base_card[k] for k in ("model_id", "source", "tree_sha256", "license")},
+                "base_model": {
+                    k: self.base_card[k] for k in ("model_id", "source", "tree_sha256", "license")
+                },
                 "license": self.base_card["license"],
                 "data": {"files": self.manifest["files"], "inputs": self.manifest["inputs"]},
                 "labels": list(self.labels),
@@ -338,20 +364,51 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from dvclive import Live
-
     params = load_checked_params(args.params, args.base)
     recipe = TrainRecipe(params, args.data, args.base, args.checkpoints)
     recipe.setup()
-    with Live(dir=str(args.metrics), save_dvc_exp=False, report=None, dvcyaml=None) as live:
+    # Under `accelerate launch` every process trains; only rank 0 logs and writes the candidate.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with live_or_none(args.metrics, main_process) as live:
         result = recipe.train(live)
-        for key in ("train_loss", "best_val_loss", "first_val_loss", "tokens_per_second", "train_seconds",
-                    "peak_memory_mb", "steps", "epochs"):
-            live.summary[key] = round(getattr(result, key), 4)
+        if live is not None:
+            for key in SUMMARY:
+                live.summary[key] = round(getattr(result, key), 4)
+    if not main_process:
+        return
     card = recipe.save(args.out, result)
     recipe.cleanup()
-    log.info("candidate %s: val loss %.4f -> %.4f, %.0f tokens/s, %.0f s", card["model_id"],
-             result.first_val_loss, result.best_val_loss, result.tokens_per_second, result.train_seconds)
+    log.info(
+        "candidate %s: val loss %.4f -> %.4f, %.0f tokens/s, %.0f s",
+        card["model_id"],
+        result.first_val_loss,
+        result.best_val_loss,
+        result.tokens_per_second,
+        result.train_seconds,
+    )
+
+
+SUMMARY = (
+    "train_loss",
+    "best_val_loss",
+    "first_val_loss",
+    "tokens_per_second",
+    "train_seconds",
+    "peak_memory_mb",
+    "steps",
+    "epochs",
+)
+
+
+@contextlib.contextmanager
+def live_or_none(folder: Path, enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from dvclive import Live
+
+    with Live(dir=str(folder), save_dvc_exp=False, report=None, dvcyaml=None) as live:
+        yield live
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ import pytest
 
 from evaluation.labels import LabelTrie
 
+
 # A toy tokenizer: one token per character, end token 0.
 def encode(s: str) -> list[int]:
     return [ord(c) for c in s]

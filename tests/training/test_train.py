@@ -16,15 +16,33 @@ from training.train import main as train_main
 from tunegate.artifacts import read_json, verify_hashes
 from tunegate.errors import ConfigError
 
-QUICK = {"max_steps": 12, "eval_every": 4, "batch_size": 8, "lr": 5e-3, "max_train_rows": 96,
-         "early_stopping_patience": 0, "max_seq_len": 96}
+QUICK = {
+    "max_steps": 12,
+    "eval_every": 4,
+    "batch_size": 8,
+    "lr": 5e-3,
+    "max_train_rows": 96,
+    "early_stopping_patience": 0,
+    "max_seq_len": 96,
+}
 
 
 def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
     params = write_params(tmp_path / "params.yaml", train=QUICK | train)
-    args = ["--params", str(params), "--data", str(prepared), "--base", str(base),
-            "--out", str(tmp_path / "candidate"), "--metrics", str(tmp_path / "metrics"),
-            "--checkpoints", str(tmp_path / "checkpoints")]
+    args = [
+        "--params",
+        str(params),
+        "--data",
+        str(prepared),
+        "--base",
+        str(base),
+        "--out",
+        str(tmp_path / "candidate"),
+        "--metrics",
+        str(tmp_path / "metrics"),
+        "--checkpoints",
+        str(tmp_path / "checkpoints"),
+    ]
     train_main(args)
     return tmp_path / "candidate"
 
@@ -33,7 +51,11 @@ def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
 def test_lora_writes_exactly_the_adapter_template_and_card(tmp_path, prepared_sample, tiny_base):
     out = run_train(tmp_path, prepared_sample, tiny_base)
     assert sorted(p.name for p in out.iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "card.json", "prompt.json"]
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "card.json",
+        "prompt.json",
+    ]
     card = read_json(out / "card.json")
     verify_hashes(out, card["files"])
     assert card["base_model"]["tree_sha256"] == read_json(tiny_base / "card.json")["tree_sha256"]
@@ -60,11 +82,26 @@ def test_full_method_saves_a_whole_model(tmp_path, prepared_sample, tiny_base):
 
 
 def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tiny_base):
-    params = write_params(tmp_path / "params.yaml", train={
-        "lr": -0.1, "lora": {"r": 0, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "qkv_fused"]}})
+    params = write_params(
+        tmp_path / "params.yaml",
+        train={
+            "lr": -0.1,
+            "lora": {"r": 0, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "qkv_fused"]},
+        },
+    )
     with pytest.raises(ConfigError) as info:
-        train_main(["--params", str(params), "--base", str(tiny_base), "--data", str(tmp_path / "none"),
-                    "--out", str(tmp_path / "cand")])
+        train_main(
+            [
+                "--params",
+                str(params),
+                "--base",
+                str(tiny_base),
+                "--data",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "cand"),
+            ]
+        )
     problems = info.value.problems
     assert any(p.startswith("train.lr: -0.1 must be > 0") for p in problems)
     assert any(p.startswith("train.lora.r: 0 must be >= 1") for p in problems)
@@ -76,9 +113,23 @@ def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tin
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample, tiny_base):
     params = write_params(tmp_path / "params.yaml", train=QUICK | {"max_steps": 40, "eval_every": 4})
-    args = [sys.executable, "-m", "training.train", "--params", str(params), "--data", str(prepared_sample),
-            "--base", str(tiny_base), "--out", str(tmp_path / "candidate"),
-            "--metrics", str(tmp_path / "metrics"), "--checkpoints", str(tmp_path / "checkpoints")]
+    args = [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--params",
+        str(params),
+        "--data",
+        str(prepared_sample),
+        "--base",
+        str(tiny_base),
+        "--out",
+        str(tmp_path / "candidate"),
+        "--metrics",
+        str(tmp_path / "metrics"),
+        "--checkpoints",
+        str(tmp_path / "checkpoints"),
+    ]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from evaluation.stats import adjust, mcnemar_table, paired_accuracy, paired_bootstrap
+
+
+def outcomes(both, only_base, only_cand, neither):
+    cand = [True] * both + [False] * only_base + [True] * only_cand + [False] * neither
+    base = [True] * both + [True] * only_base + [False] * only_cand + [False] * neither
+    return np.array(cand), np.array(base)
+
+
+def test_table_layout():
+    c, b = outcomes(5, 3, 2, 1)
+    assert mcnemar_table(c, b).tolist() == [[5, 3], [2, 1]]
+
+
+def test_exact_mcnemar_matches_the_binomial_by_hand():
+    # 12 discordant pairs, 10 favour the baseline: two-sided exact p = 2 * P(X <= 2 | 12, 0.5)
+    c, b = outcomes(80, 10, 2, 8)
+    r = paired_accuracy(c, b, question="no_regression")
+    by_hand = 2 * (1 + 12 + 66) / 4096
+    assert r.p_value == pytest.approx(by_hand / 2)
+    assert r.delta == pytest.approx(-8 / 100)
+    assert "exact" in r.test
+
+
+def test_chi_square_mcnemar_matches_hand_value():
+    c, b = outcomes(400, 30, 15, 55)
+    r = paired_accuracy(c, b, question="no_regression")
+    stat = (abs(30 - 15) - 1) ** 2 / 45
+    assert r.p_value == pytest.approx(sps.chi2.sf(stat, 1) / 2)
+    assert r.lo < r.delta < r.hi
+
+
+def test_superiority_of_a_clearly_better_candidate():
+    c, b = outcomes(50, 2, 40, 8)
+    r = paired_accuracy(c, b, question="superiority")
+    assert r.delta > 0 and r.p_value < 1e-6
+    harm = paired_accuracy(c, b, question="no_regression")
+    assert harm.p_value > 0.99
+
+
+def test_margin_shifts_the_question():
+    c, b = outcomes(400, 30, 20, 50)  # delta = -0.02
+    strict = paired_accuracy(c, b, question="no_regression", margin=0.0)
+    lenient = paired_accuracy(c, b, question="no_regression", margin=0.05)
+    assert lenient.p_value > strict.p_value
+    assert lenient.p_value > 0.9  # a 2-point drop is well inside a 5-point margin
+
+
+def test_paired_bootstrap_on_a_known_shift():
+    rng = np.random.default_rng(0)
+    base = rng.random(500)
+    cand = base + 0.1
+
+    def stat(i):
+        return float(cand[i].mean() - base[i].mean())
+
+    r = paired_bootstrap(stat, 500, question="superiority", resamples=300, seed=1)
+    assert r.delta == pytest.approx(0.1)
+    assert r.p_value == pytest.approx(1 / 301)
+
+
+def test_holm_and_bh_against_hand_values():
+    p = [0.01, 0.04, 0.03]
+    # Holm: sorted 0.01*3=0.03, 0.03*2=0.06, max(0.06, 0.04*1)=0.06
+    assert adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06])
+    # BH: 0.01*3/1=0.03, 0.03*3/2=0.045, 0.04*3/3=0.04 -> monotone: 0.03, 0.04, 0.04
+    assert adjust(p, "fdr_bh") == pytest.approx([0.03, 0.04, 0.04])
+    assert adjust(p, "none") == p
