@@ -93,28 +93,17 @@ def load_checked_params(path: str | Path, base_dir: Path) -> Params:
     return params
 
 
-def shorten(
-    tokenizer: Any, template: PromptTemplate, text: str, label: str, max_len: int
-) -> tuple[str, bool]:
-    """Cut the message (not the label) so prompt + completion fit in max_len tokens."""
-    full = template.render(tokenizer, text) + label + (tokenizer.eos_token or "")
-    n = len(tokenizer(full, add_special_tokens=False)["input_ids"])
-    if n <= max_len:
-        return text, False
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    keep = max(1, len(ids) - (n - max_len))
-    return tokenizer.decode(ids[:keep]), True
-
-
 def build_examples(
     rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """Conversational prompt/completion records, so TRL computes the loss on the label only."""
+    """Tokenized examples with the loss on the answer only; returns them and how many were cut."""
+    from training.trainer import tokenize_example
+
     out, cut = [], 0
     for r in rows:
-        text, was_cut = shorten(tokenizer, template, r["text"], r["label"], max_len)
+        example, was_cut = tokenize_example(tokenizer, template, r["text"], r["label"], max_len)
+        out.append(example)
         cut += was_cut
-        out.append({"prompt": template.messages(text), "completion": template.completion(r["label"])})
     return out, cut
 
 
@@ -170,10 +159,8 @@ class TrainRecipe:
         val_rows = read_jsonl(self.data_dir / "val.jsonl")
         if not train_rows or not val_rows:
             raise DataError(f"{self.data_dir}: train and val splits must not be empty")
-        if self.p.max_train_rows:
-            rows = [Row(r["id"], r["text"], r["label"]) for r in train_rows]
-            kept = {r.where for r in cap_rows(rows, self.p.max_train_rows, self.params.base.seed)}
-            train_rows = [r for r in train_rows if r["id"] in kept]
+        train_rows = capped(train_rows, self.p.max_train_rows, self.params.base.seed)
+        val_rows = capped(val_rows, self.p.max_val_rows, self.params.base.seed)
         self.train_examples, cut_train = build_examples(
             train_rows, self.tokenizer, self.template, self.p.max_seq_len
         )
@@ -193,11 +180,11 @@ class TrainRecipe:
         )
 
     def _config(self) -> Any:
-        from trl import SFTConfig
+        from transformers import TrainingArguments
 
         p = self.p
         strategy = "steps" if p.eval_every else "epoch"
-        return SFTConfig(
+        return TrainingArguments(
             output_dir=str(self.work),
             learning_rate=p.lr,
             num_train_epochs=p.epochs,
@@ -217,47 +204,48 @@ class TrainRecipe:
             load_best_model_at_end=True,
             metric_for_best_model="eval_loss",
             greater_is_better=False,
+            prediction_loss_only=True,
             bf16=p.precision == "bf16",
             fp16=p.precision == "fp16",
-            max_length=p.max_seq_len,
-            completion_only_loss=True,
             train_sampling_strategy="group_by_length" if p.group_by_length else "random",
             seed=self.params.base.seed,
             data_seed=self.params.base.seed,
             report_to="none",
             dataloader_num_workers=0,
-            save_only_model=False,
+            dataloader_pin_memory=False,
+            remove_unused_columns=False,
         )
 
     def build_trainer(self, live: Any | None = None) -> Any:
-        """The TRL SFTTrainer for this run (also used by bench/train_throughput.py)."""
+        """The Trainer for this run (also used by bench/train_throughput.py)."""
         from datasets import Dataset
-        from peft import LoraConfig
+        from peft import LoraConfig, get_peft_model
         from transformers import EarlyStoppingCallback
-        from trl import SFTTrainer
 
         from training.live import LiveCallback
+        from training.trainer import AnswerLossTrainer, PadToLongest
 
-        peft_config = None
+        model = self.model
         if self.p.method == "lora":
             lp = self.p.lora
-            peft_config = LoraConfig(
+            config = LoraConfig(
                 r=lp.r,
                 lora_alpha=lp.alpha,
                 lora_dropout=lp.dropout,
                 target_modules=list(lp.target_modules),
                 task_type="CAUSAL_LM",
             )
+            model = get_peft_model(model, config)
         callbacks = [LiveCallback(live)] if live is not None else []
         if self.p.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
-        return SFTTrainer(
-            model=self.model,
+        return AnswerLossTrainer(
+            model=model,
             args=self._config(),
             train_dataset=Dataset.from_list(self.train_examples),
             eval_dataset=Dataset.from_list(self.val_examples),
+            data_collator=PadToLongest(self.tokenizer.pad_token_id),
             processing_class=self.tokenizer,
-            peft_config=peft_config,
             callbacks=callbacks,
         )
 
@@ -330,6 +318,14 @@ class TrainRecipe:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def capped(rows: list[dict[str, Any]], cap: int | None, seed: int) -> list[dict[str, Any]]:
+    """A stratified, seeded subset of at most `cap` prepared rows (all rows when cap is None)."""
+    if not cap:
+        return rows
+    kept = {r.where for r in cap_rows([Row(r["id"], r["text"], r["label"]) for r in rows], cap, seed)}
+    return [r for r in rows if r["id"] in kept]
 
 
 def last_checkpoint(folder: Path) -> str | None:

@@ -144,6 +144,8 @@ class TrainParams:
     """fp32 on CPU; bf16 on a GPU that supports it."""
     max_train_rows: int | None = None
     """Cap on training rows (stratified, seeded) for quick CPU runs."""
+    max_val_rows: int | None = None
+    """Cap on validation rows (stratified, seeded): each validation pass costs a forward over them."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding, faster)."""
     threads: int | None = None
@@ -169,8 +171,10 @@ class TrainParams:
             out.append(f"train.early_stopping_patience: {self.early_stopping_patience} must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"train.warmup_ratio: {self.warmup_ratio} is outside [0, 1)")
-        if self.max_train_rows is not None and self.max_train_rows < 10:
-            out.append(f"train.max_train_rows: {self.max_train_rows} is too small; use null or >= 10")
+        for name in ("max_train_rows", "max_val_rows"):
+            cap = getattr(self, name)
+            if cap is not None and cap < 10:
+                out.append(f"train.{name}: {cap} is too small; use null or >= 10")
         if self.threads is not None and self.threads < 1:
             out.append(f"train.threads: {self.threads} must be >= 1 or null")
         lora = self.lora

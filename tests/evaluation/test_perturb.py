@@ -3,7 +3,11 @@ import pytest
 from evaluation.perturb import PERTURBATIONS, perturb_suite
 
 ROWS = [
-    {"id": "r1", "text": "Hello, my card has not arrived after two weeks. Can you check?", "label": "card_arrival"},
+    {
+        "id": "r1",
+        "text": "Hello, my card has not arrived after two weeks. Can you check?",
+        "label": "card_arrival",
+    },
     {"id": "r2", "text": "I want to close my account today please.", "label": "close_account"},
 ]
 
@@ -19,7 +23,8 @@ def test_each_suite_changes_text_keeps_labels_and_is_seeded(name):
 
 def test_specific_edits():
     assert perturb_suite(ROWS, "no_punctuation", 0)[0]["text"] == (
-        "Hello my card has not arrived after two weeks Can you check")
+        "Hello my card has not arrived after two weeks Can you check"
+    )
     cut = perturb_suite(ROWS, "truncation", 0)[0]["text"]
     assert ROWS[0]["text"].startswith(cut) and len(cut.split()) == 7
     cased = perturb_suite(ROWS, "casing", 0)[1]["text"]

@@ -1,0 +1,82 @@
+"""The training loop's parts: tokenized examples, a padding collator, and a Trainer whose
+loss touches the vocabulary only where the answer is.
+
+Why not the stock loss: a causal LM computes logits over the whole vocabulary (49,152
+entries for SmolLM2) at every position, but the loss here covers only the few answer
+tokens. Projecting just those hidden states through the LM head skips most of that
+work, exactly, with no change to the gradient. With batches of similar length padded
+only to their longest member, this is where the train stage's speed comes from
+(``bench/train_throughput.py`` measures it against a plain Trainer + PEFT loop).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from tunegate.prompt import PromptTemplate
+
+IGNORE = -100
+
+
+def tokenize_example(
+    tokenizer: Any, template: PromptTemplate, text: str, label: str, max_len: int
+) -> tuple[dict[str, Any], bool]:
+    """input_ids for prompt + answer, labels only on the answer; the message is cut (never the
+    answer) when the whole would exceed max_len. Returns (example, was_cut)."""
+    answer = tokenizer(label + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(template.render(tokenizer, text), add_special_tokens=False)["input_ids"]
+    cut = len(prompt) + len(answer) > max_len
+    if cut:
+        overflow = len(prompt) + len(answer) - max_len
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        text = tokenizer.decode(ids[: max(1, len(ids) - overflow - 2)])
+        prompt = tokenizer(template.render(tokenizer, text), add_special_tokens=False)["input_ids"]
+        prompt = prompt[: max_len - len(answer)]
+    ids = prompt + answer
+    return {"input_ids": ids, "labels": [IGNORE] * len(prompt) + answer, "length": len(ids)}, cut
+
+
+class PadToLongest:
+    """Right-pads a batch to its longest example (a multiple of 8), with an attention mask."""
+
+    def __init__(self, pad_token_id: int, multiple: int = 8):
+        self.pad, self.multiple = pad_token_id, multiple
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        width = -(-width // self.multiple) * self.multiple
+        ids = torch.full((len(features), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def body_and_head(model: Any) -> tuple[Any, Any]:
+    """The transformer body and the LM head of a causal LM, PEFT-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+class AnswerLossTrainer(Trainer):
+    """transformers.Trainer with a cross-entropy computed on answer positions only."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        body, head = body_and_head(model)
+        hidden = body(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).last_hidden_state
+        targets = inputs["labels"][:, 1:]
+        keep = targets != IGNORE
+        logits = head(hidden[:, :-1][keep]).float()
+        total = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+        loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+        return (loss, {"logits": logits}) if return_outputs else loss
