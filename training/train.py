@@ -1,10 +1,11 @@
-"""The train stage: fine-tune the base model on data/prepared with TRL's SFTTrainer.
+"""The train stage: fine-tune the base model on data/prepared (transformers Trainer + PEFT).
 
 1. Validate everything that can be checked before weights load: params ranges (in
    load_params) and the LoRA target modules against the base model's architecture,
    built on the meta device.
-2. Build prompt/completion examples with the shared template; the loss covers only the
-   completion (the label), and over-long messages are shortened so no label is cut.
+2. Tokenize prompt + answer with the shared template; the loss covers only the answer
+   (the label), and over-long messages are shortened so no label is cut
+   (training/trainer.py).
 3. Train (LoRA or full), validating each epoch or every N steps, early stopping on the
    validation loss, keeping the best checkpoint. Checkpoints live outside the stage
    output, keyed by a fingerprint of params, data and base model, so ``dvc repro``
@@ -350,7 +351,7 @@ def peak_memory_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="train stage: LoRA (or full) fine-tuning with TRL")
+    parser = argparse.ArgumentParser(description="train stage: LoRA (or full) fine-tuning")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--base", type=Path, default=Path("models/base"))
