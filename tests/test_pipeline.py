@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_params
+
+# The real stages, with a training profile small enough for a test (the default takes minutes).
+QUICK_TRAIN = {"max_steps": 4, "eval_every": 2, "batch_size": 8, "max_train_rows": 48, "max_val_rows": 12}
 
 COPY = [
     "dvc.yaml",
@@ -47,6 +50,7 @@ def project(tmp_path_factory) -> Path:
         elif src.exists():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    write_params(dest / "params.yaml", train=QUICK_TRAIN)
     dvc = str(Path(sys.executable).parent / "dvc")
     for cmd in (
         ["git", "init", "-q"],
@@ -65,6 +69,8 @@ def test_repro_builds_prepared_data_and_base_model(project):
     assert (project / "data/prepared/manifest.json").exists()
     assert (project / "models/base/model.safetensors").exists()
     assert (project / "models/base/card.json").exists()
+    assert (project / "models/candidate/adapter_model.safetensors").exists()
+    assert (project / "metrics/train/metrics.json").exists()
 
 
 @pytest.mark.slow
@@ -79,9 +85,10 @@ def test_second_repro_does_nothing_and_status_is_clean(project):
 
 
 @pytest.mark.slow
-def test_changed_param_reruns_only_its_stage(project, tmp_path):
+def test_changed_param_reruns_its_stage_and_what_follows(project, tmp_path):
     dvc = str(Path(sys.executable).parent / "dvc")
     result = sh([dvc, "exp", "run", "-S", "prepare.max_rows=300", "--temp"], project)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Running stage 'prepare'" in result.stdout
+    assert "Running stage 'train'" in result.stdout  # downstream of prepare
     assert "Running stage 'base'" not in result.stdout
