@@ -190,12 +190,65 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class GateParams:
+    alpha: float = 0.05
+    """Significance level of every statistical check (after correction)."""
+    correction: Literal["holm", "fdr_bh", "none"] = "holm"
+    """Multiple-testing control across the statistical checks."""
+    min_accuracy: float = 0.8
+    """Hold-out accuracy floor (the interval's point value must clear it)."""
+    min_macro_f1: float = 0.75
+    min_class_recall: float = 0.5
+    """Every intent's hold-out recall must reach this."""
+    max_invalid_rate: float = 0.02
+    """Share of answers that are not a valid label."""
+    max_shifted_drop: float = 0.3
+    """Largest accuracy drop from hold-out to the natural shifted set."""
+    max_perturbation_drop: float = 0.15
+    """Largest accuracy drop from hold-out to any perturbation suite."""
+    margin: float = 0.02
+    """Non-inferiority margin versus the production model: the check fails only when the
+    candidate is significantly worse by more than this."""
+    first_release: Literal["superiority", "non_inferiority"] = "superiority"
+    """Against the base model (no production model yet), the candidate must be significantly better."""
+    max_forgetting_drop: float = 0.1
+    """Largest drop in general-probe accuracy versus the base model."""
+    min_parity: float = 0.98
+    """Agreement between the served engine and the reference predictions."""
+    allowed_licenses: tuple[str, ...] = ("apache-2.0", "mit", "bsd-3-clause")
+    bootstrap_resamples: int = 1000
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0 < self.alpha < 0.5:
+            out.append(f"gate.alpha: {self.alpha} is outside (0, 0.5)")
+        for name in (
+            "min_accuracy",
+            "min_macro_f1",
+            "min_class_recall",
+            "max_invalid_rate",
+            "max_shifted_drop",
+            "max_perturbation_drop",
+            "margin",
+            "max_forgetting_drop",
+            "min_parity",
+        ):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                out.append(f"gate.{name}: {v} is outside [0, 1]")
+        if self.bootstrap_resamples < 100:
+            out.append(f"gate.bootstrap_resamples: {self.bootstrap_resamples} < 100 gives unstable intervals")
+        return out
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     base_model: BaseModelParams = field(default_factory=BaseModelParams)
     train: TrainParams = field(default_factory=TrainParams)
+    gate: GateParams = field(default_factory=GateParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

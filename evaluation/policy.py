@@ -1,0 +1,281 @@
+"""The gate policy: evaluation outcomes + declared thresholds -> a verdict with every check.
+
+Pure (numpy, scipy, statsmodels through evaluation.stats): the evaluate stage produces
+``SuiteOutcome``s, this module decides. Every check carries its value, confidence
+interval, threshold and, for statistical checks, a p-value; the p-values of the
+statistical checks are adjusted together (Holm by default) before they are compared
+with alpha. The verdict is approved only when every check passes; a check that cannot
+be computed (an empty suite, a NaN) fails with that reason, never passes silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from evaluation.metrics import accuracy, encode, macro_f1, per_class, with_ci
+from evaluation.stats import adjust, paired_accuracy
+from tunegate.params import GateParams
+
+SuiteKind = Literal["holdout", "shifted", "perturbation"]
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    name: str
+    kind: SuiteKind
+    gold: Sequence[str]
+    candidate: Sequence[str | None]
+    baseline: Sequence[str | None]
+
+
+@dataclass
+class Check:
+    name: str
+    metric: str
+    value: float
+    ci: tuple[float, float] | None
+    threshold: str
+    passed: bool
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class Verdict:
+    approved: bool
+    baseline_kind: Literal["production", "base"]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        if self.approved:
+            return f"approved: all {len(self.checks)} checks passed"
+        first = self.failed[0]
+        n_failed, n = len(self.failed), len(self.checks)
+        return f"rejected: {n_failed} of {n} checks failed; first: {first.name} ({first.reason})"
+
+    def to_dict(self) -> dict:
+        return {
+            "approved": self.approved,
+            "baseline_kind": self.baseline_kind,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, float | int) and math.isfinite(v) for v in values)
+
+
+def floor_check(name: str, metric: str, est, floor: float) -> Check:
+    ok = _finite(est.value)
+    return Check(
+        name,
+        metric,
+        est.value,
+        (est.lo, est.hi),
+        f">= {floor}",
+        ok and est.value >= floor,
+        reason="" if ok else "metric is not a number",
+    )
+
+
+def decide(
+    suites: Sequence[SuiteOutcome],
+    labels: Sequence[str],
+    gp: GateParams,
+    *,
+    baseline_kind: Literal["production", "base"],
+    license_: str,
+    forgetting: tuple[float, float] | None = None,
+    parity: float | None = None,
+    seed: int = 0,
+) -> Verdict:
+    """All gate checks. `forgetting` is (candidate, base) probe accuracy; `parity` the
+    served-vs-reference agreement rate (None when not measured: the check then fails)."""
+    k = len(labels)
+    checks: list[Check] = []
+    stat_checks: list[Check] = []
+    holdouts = [s for s in suites if s.kind == "holdout"]
+    if len(holdouts) != 1 or not holdouts[0].gold:
+        return Verdict(
+            False,
+            baseline_kind,
+            [
+                Check(
+                    "holdout.present",
+                    "rows",
+                    0.0,
+                    None,
+                    "one non-empty hold-out",
+                    False,
+                    reason="no hold-out outcomes",
+                )
+            ],
+        )
+    boot = {"resamples": gp.bootstrap_resamples, "seed": seed, "alpha": gp.alpha}
+    hold = holdouts[0]
+    g, p = encode(hold.gold, hold.candidate, labels)
+    hold_acc = with_ci(accuracy, g, p, **boot)
+    checks.append(floor_check("holdout.accuracy", "accuracy", hold_acc, gp.min_accuracy))
+    checks.append(
+        floor_check(
+            "holdout.macro_f1",
+            "macro_f1",
+            with_ci(lambda a, b: macro_f1(a, b, k), g, p, **boot),
+            gp.min_macro_f1,
+        )
+    )
+    recalls = {lab: sc.recall for lab, sc in per_class(g, p, labels).items() if sc.support}
+    worst = min(recalls, key=recalls.get)
+    checks.append(
+        Check(
+            "holdout.min_class_recall",
+            f"recall[{worst}]",
+            recalls[worst],
+            None,
+            f">= {gp.min_class_recall}",
+            recalls[worst] >= gp.min_class_recall,
+            reason="" if recalls[worst] >= gp.min_class_recall else f"intent {worst!r} is under the floor",
+        )
+    )
+    invalid = float(np.mean([x is None for x in hold.candidate]))
+    checks.append(
+        Check(
+            "holdout.invalid_rate",
+            "invalid_rate",
+            invalid,
+            None,
+            f"<= {gp.max_invalid_rate}",
+            invalid <= gp.max_invalid_rate,
+        )
+    )
+
+    for suite in suites:
+        if suite.kind == "holdout":
+            continue
+        limit = gp.max_shifted_drop if suite.kind == "shifted" else gp.max_perturbation_drop
+        if not suite.gold:
+            checks.append(
+                Check(
+                    f"{suite.name}.drop",
+                    "accuracy drop",
+                    float("nan"),
+                    None,
+                    f"<= {limit}",
+                    False,
+                    reason="suite is empty",
+                )
+            )
+            continue
+        gs, ps = encode(suite.gold, suite.candidate, labels)
+        acc = with_ci(accuracy, gs, ps, **boot)
+        drop = hold_acc.value - acc.value
+        checks.append(
+            Check(
+                f"{suite.name}.drop",
+                "accuracy drop from hold-out",
+                drop,
+                (hold_acc.value - acc.hi, hold_acc.value - acc.lo),
+                f"<= {limit}",
+                drop <= limit,
+                reason="" if drop <= limit else f"accuracy {acc.value:.3f} vs hold-out {hold_acc.value:.3f}",
+            )
+        )
+
+    for suite in suites:
+        if not suite.gold or suite.kind == "perturbation":
+            continue
+        cand_ok = np.array([c == y for c, y in zip(suite.candidate, suite.gold, strict=True)])
+        base_ok = np.array([b == y for b, y in zip(suite.baseline, suite.gold, strict=True)])
+        if baseline_kind == "base" and gp.first_release == "superiority":
+            r = paired_accuracy(cand_ok, base_ok, question="superiority", alpha=gp.alpha)
+            check = Check(
+                f"{suite.name}.ab_vs_base",
+                "accuracy delta (superiority)",
+                r.delta,
+                (r.lo, r.hi),
+                f"> 0 at alpha {gp.alpha}",
+                False,
+                p_value=r.p_value,
+            )
+        else:
+            r = paired_accuracy(cand_ok, base_ok, question="no_regression", margin=gp.margin, alpha=gp.alpha)
+            check = Check(
+                f"{suite.name}.ab_vs_{baseline_kind}",
+                "accuracy delta (no regression)",
+                r.delta,
+                (r.lo, r.hi),
+                f"not significantly < -{gp.margin}",
+                False,
+                p_value=r.p_value,
+            )
+        checks.append(check)
+        stat_checks.append(check)
+
+    adjusted = adjust([c.p_value for c in stat_checks], gp.correction)
+    for c, pa in zip(stat_checks, adjusted, strict=True):
+        c.p_adjusted = pa
+        if "superiority" in c.metric:
+            c.passed = pa < gp.alpha
+            c.reason = "" if c.passed else f"not significantly better than the base model (p={pa:.3g})"
+        else:
+            c.passed = pa >= gp.alpha
+            c.reason = "" if c.passed else f"significantly worse than {baseline_kind} (p={pa:.3g})"
+
+    if forgetting is None:
+        checks.append(
+            Check(
+                "probe.forgetting",
+                "probe accuracy drop",
+                float("nan"),
+                None,
+                f"<= {gp.max_forgetting_drop}",
+                False,
+                reason="probe was not run",
+            )
+        )
+    else:
+        drop = forgetting[1] - forgetting[0]
+        checks.append(
+            Check(
+                "probe.forgetting",
+                "probe accuracy drop vs base",
+                drop,
+                None,
+                f"<= {gp.max_forgetting_drop}",
+                _finite(drop) and drop <= gp.max_forgetting_drop,
+            )
+        )
+    checks.append(
+        Check(
+            "serving.parity",
+            "agreement",
+            parity if parity is not None else float("nan"),
+            None,
+            f">= {gp.min_parity}",
+            parity is not None and parity >= gp.min_parity,
+            reason="" if parity is not None else "parity was not measured",
+        )
+    )
+    ok = license_.lower() in gp.allowed_licenses
+    checks.append(
+        Check(
+            "license",
+            "base model license",
+            float(ok),
+            None,
+            f"in {list(gp.allowed_licenses)}",
+            ok,
+            reason="" if ok else f"license {license_!r} is not allowed",
+        )
+    )
+    return Verdict(all(c.passed for c in checks), baseline_kind, checks)
