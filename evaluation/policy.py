@@ -197,27 +197,19 @@ def decide(
         cand_ok = np.array([c == y for c, y in zip(suite.candidate, suite.gold, strict=True)])
         base_ok = np.array([b == y for b, y in zip(suite.baseline, suite.gold, strict=True)])
         if baseline_kind == "base" and gp.first_release == "superiority":
-            r = paired_accuracy(cand_ok, base_ok, question="superiority", alpha=gp.alpha)
-            check = Check(
-                f"{suite.name}.ab_vs_base",
-                "accuracy delta (superiority)",
-                r.delta,
-                (r.lo, r.hi),
-                f"> 0 at alpha {gp.alpha}",
-                False,
-                p_value=r.p_value,
-            )
+            question, margin, threshold = "superiority", 0.0, f"> 0 at alpha {gp.alpha}"
         else:
-            r = paired_accuracy(cand_ok, base_ok, question="no_regression", margin=gp.margin, alpha=gp.alpha)
-            check = Check(
-                f"{suite.name}.ab_vs_{baseline_kind}",
-                "accuracy delta (no regression)",
-                r.delta,
-                (r.lo, r.hi),
-                f"not significantly < -{gp.margin}",
-                False,
-                p_value=r.p_value,
-            )
+            question, margin, threshold = "no_regression", gp.margin, f"not significantly < -{gp.margin}"
+        r = paired_accuracy(cand_ok, base_ok, question=question, margin=margin, alpha=gp.alpha)
+        check = Check(
+            f"{suite.name}.ab_vs_{baseline_kind}",
+            f"accuracy delta ({question.replace('_', ' ')})",
+            r.delta,
+            (r.lo, r.hi),
+            threshold,
+            False,
+            p_value=r.p_value,
+        )
         checks.append(check)
         stat_checks.append(check)
 

@@ -27,9 +27,9 @@ QUICK = {
 }
 
 
-def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
-    params = write_params(tmp_path / "params.yaml", train=QUICK | train)
-    args = [
+def stage_args(tmp_path: Path, params: Path, prepared: Path, base: Path) -> list[str]:
+    """The train stage's command-line arguments, every path under tmp_path."""
+    return [
         "--params",
         str(params),
         "--data",
@@ -43,7 +43,11 @@ def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
         "--checkpoints",
         str(tmp_path / "checkpoints"),
     ]
-    train_main(args)
+
+
+def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
+    params = write_params(tmp_path / "params.yaml", train=QUICK | train)
+    train_main(stage_args(tmp_path, params, prepared, base))
     return tmp_path / "candidate"
 
 
@@ -113,23 +117,7 @@ def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tin
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample, tiny_base):
     params = write_params(tmp_path / "params.yaml", train=QUICK | {"max_steps": 40, "eval_every": 4})
-    args = [
-        sys.executable,
-        "-m",
-        "training.train",
-        "--params",
-        str(params),
-        "--data",
-        str(prepared_sample),
-        "--base",
-        str(tiny_base),
-        "--out",
-        str(tmp_path / "candidate"),
-        "--metrics",
-        str(tmp_path / "metrics"),
-        "--checkpoints",
-        str(tmp_path / "checkpoints"),
-    ]
+    args = [sys.executable, "-m", "training.train", *stage_args(tmp_path, params, prepared_sample, tiny_base)]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
