@@ -64,7 +64,6 @@ def predict(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    out: list[Prediction] = []
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["text"]))  # less padding per batch
     results: dict[int, Prediction] = {}
     for start in range(0, len(order), batch_size):
@@ -89,8 +88,7 @@ def predict(
             results[i] = Prediction(
                 rows[i]["id"], trie.decode(answer), tokenizer.decode(answer, skip_special_tokens=True)
             )
-    out = [results[i] for i in range(len(rows))]
-    return out
+    return [results[i] for i in range(len(rows))]
 
 
 def template_for(model_dir: Path, labels_path: Path | None = None) -> PromptTemplate:
