@@ -1,0 +1,19 @@
+"""The reference predictor on a real (tiny, random) model: the label constraint holds."""
+
+import pytest
+
+from evaluation.hf_predict import label_trie, load_model, predict, template_for
+from tunegate.artifacts import read_json, read_jsonl
+
+
+@pytest.mark.slow
+def test_constrained_predictions_are_always_valid_labels(tiny_base, prepared_sample):
+    model, tokenizer = load_model(tiny_base)
+    template = template_for(tiny_base, prepared_sample / "labels.json")
+    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:24]
+    preds = predict(model, tokenizer, template, rows, batch_size=8)
+    labels = set(read_json(prepared_sample / "labels.json"))
+    assert [p.id for p in preds] == [r["id"] for r in rows]  # input order kept despite length sorting
+    assert all(p.label in labels for p in preds)  # a random model still answers inside the label set
+    trie = label_trie(tokenizer, template.labels)
+    assert len(trie.labels) == len(labels)
