@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.train import TrainRecipe
+from training.train import TrainRecipe, lora_config
+from training.trainer import IGNORE
 from tunegate.artifacts import environment, write_json
 from tunegate.params import load_params
 
@@ -80,7 +81,7 @@ def run_tunegate(recipe: TrainRecipe) -> dict[str, float]:
 def run_baseline(recipe: TrainRecipe) -> dict[str, float]:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
     p, tok = recipe.p, recipe.tokenizer
@@ -92,22 +93,12 @@ def run_baseline(recipe: TrainRecipe) -> dict[str, float]:
         return {
             "input_ids": ids + [tok.pad_token_id] * pad,
             "attention_mask": [1] * len(ids) + [0] * pad,
-            "labels": labels + [-100] * pad,
+            "labels": labels + [IGNORE] * pad,
         }
 
     data = Dataset.from_list(recipe.train_examples).map(pad_to_max, remove_columns=["length"])
     model = AutoModelForCausalLM.from_pretrained(recipe.base_dir, dtype=torch.float32, use_safetensors=True)
-    lp = p.lora
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=lp.r,
-            lora_alpha=lp.alpha,
-            lora_dropout=lp.dropout,
-            target_modules=list(lp.target_modules),
-            task_type="CAUSAL_LM",
-        ),
-    )
+    model = get_peft_model(model, lora_config(p.lora))
     args = TrainingArguments(
         output_dir="/tmp/tunegate-bench-baseline",
         num_train_epochs=1,

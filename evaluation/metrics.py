@@ -50,7 +50,8 @@ def confusion(g: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(g * (k + 1) + p, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
 
 
-def _macro_f1_from_codes(g: np.ndarray, p: np.ndarray, k: int) -> float:
+def macro_f1(g: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Macro-F1 over the labels present in gold (an absent label has no recall to average)."""
     cm = confusion(g, p, k)
     tp = np.diag(cm)[:k].astype(float)
     support = cm[:k].sum(axis=1)  # the invalid column counts against recall
@@ -63,11 +64,6 @@ def _macro_f1_from_codes(g: np.ndarray, p: np.ndarray, k: int) -> float:
 
 def accuracy(g: np.ndarray, p: np.ndarray) -> float:
     return float((g == p).mean()) if len(g) else float("nan")
-
-
-def macro_f1(g: np.ndarray, p: np.ndarray, k: int) -> float:
-    """Macro-F1 over the labels present in gold (an absent label has no recall to average)."""
-    return _macro_f1_from_codes(g, p, k)
 
 
 def per_class(g: np.ndarray, p: np.ndarray, labels: Sequence[str]) -> dict[str, ClassScores]:

@@ -191,15 +191,17 @@ def decide(
             )
         )
 
+    # Every A/B check asks the same question: better than the base model (first release),
+    # or not significantly worse than production by more than the margin.
+    if baseline_kind == "base" and gp.first_release == "superiority":
+        question, margin, threshold = "superiority", 0.0, f"> 0 at alpha {gp.alpha}"
+    else:
+        question, margin, threshold = "no_regression", gp.margin, f"not significantly < -{gp.margin}"
     for suite in suites:
         if not suite.gold or suite.kind == "perturbation":
             continue
         cand_ok = np.array([c == y for c, y in zip(suite.candidate, suite.gold, strict=True)])
         base_ok = np.array([b == y for b, y in zip(suite.baseline, suite.gold, strict=True)])
-        if baseline_kind == "base" and gp.first_release == "superiority":
-            question, margin, threshold = "superiority", 0.0, f"> 0 at alpha {gp.alpha}"
-        else:
-            question, margin, threshold = "no_regression", gp.margin, f"not significantly < -{gp.margin}"
         r = paired_accuracy(cand_ok, base_ok, question=question, margin=margin, alpha=gp.alpha)
         check = Check(
             f"{suite.name}.ab_vs_{baseline_kind}",
@@ -216,7 +218,7 @@ def decide(
     adjusted = adjust([c.p_value for c in stat_checks], gp.correction)
     for c, pa in zip(stat_checks, adjusted, strict=True):
         c.p_adjusted = pa
-        if "superiority" in c.metric:
+        if question == "superiority":
             c.passed = pa < gp.alpha
             c.reason = "" if c.passed else f"not significantly better than the base model (p={pa:.3g})"
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def prepare_dataset(
 
     splits = {name: _records(parts[name]) for name in SPLITS}
     manifest = {
-        "params": {"seed": params.base.seed, "data": _asdict(params.data), "prepare": _asdict(p)},
+        "params": {"seed": params.base.seed, "data": asdict(params.data), "prepare": asdict(p)},
         "inputs": loaded.inputs,
         "counts": {name: len(rows) for name, rows in splits.items()} | {"probe": len(probe or [])},
         "label_counts": {
@@ -96,12 +96,6 @@ def prepare_dataset(
         "leakage": leakage,
     }
     return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest)
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(obj)
 
 
 def _check_invalid_share(name: str, report: CleanReport, limit: float) -> None:

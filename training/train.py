@@ -48,7 +48,7 @@ from tunegate.artifacts import (
     write_json,
 )
 from tunegate.errors import ConfigError, DataError
-from tunegate.params import Params, TrainParams, load_params
+from tunegate.params import LoraParams, Params, TrainParams, load_params
 from tunegate.prompt import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,19 @@ class TrainResult:
 
 
 BASE_CARD_KEYS = ("model_id", "source", "tree_sha256", "license")
+
+
+def lora_config(lp: LoraParams) -> Any:
+    """The PEFT LoraConfig for params.yaml's train.lora section."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lp.r,
+        lora_alpha=lp.alpha,
+        lora_dropout=lp.dropout,
+        target_modules=list(lp.target_modules),
+        task_type="CAUSAL_LM",
+    )
 
 
 class TrainRecipe:
@@ -220,7 +233,7 @@ class TrainRecipe:
     def build_trainer(self, live: Any | None = None) -> Any:
         """The Trainer for this run (also used by bench/train_throughput.py)."""
         from datasets import Dataset
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
         from transformers import EarlyStoppingCallback
 
         from training.live import LiveCallback
@@ -228,15 +241,7 @@ class TrainRecipe:
 
         model = self.model
         if self.p.method == "lora":
-            lp = self.p.lora
-            config = LoraConfig(
-                r=lp.r,
-                lora_alpha=lp.alpha,
-                lora_dropout=lp.dropout,
-                target_modules=list(lp.target_modules),
-                task_type="CAUSAL_LM",
-            )
-            model = get_peft_model(model, config)
+            model = get_peft_model(model, lora_config(self.p.lora))
         callbacks = [LiveCallback(live)] if live is not None else []
         if self.p.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
@@ -286,13 +291,11 @@ class TrainRecipe:
 
     def save(self, out: Path, result: TrainResult) -> dict[str, Any]:
         with atomic_dir(out) as tmp:
-            model = self.trainer.model
+            self.trainer.model.save_pretrained(tmp, safe_serialization=True)
             if self.p.method == "full":
-                model.save_pretrained(tmp, safe_serialization=True)
-                self.tokenizer.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)  # a whole model: loadable on its own
             else:
-                model.save_pretrained(tmp, safe_serialization=True)
-                (tmp / "README.md").unlink(missing_ok=True)
+                (tmp / "README.md").unlink(missing_ok=True)  # PEFT's template card; card.json is ours
             self.template.save(tmp)
             refuse_pickle(tmp)
             files = file_hashes(tmp)
@@ -301,9 +304,7 @@ class TrainRecipe:
                 "method": self.p.method,
                 "model_id": f"{self.p.method}:{tree_hash(files)[:12]}",
                 "run_id": self.run_id,
-                "base_model": {
-                    k: self.base_card[k] for k in ("model_id", "source", "tree_sha256", "license")
-                },
+                "base_model": {k: self.base_card[k] for k in BASE_CARD_KEYS},
                 "license": self.base_card["license"],
                 "data": {"files": self.manifest["files"], "inputs": self.manifest["inputs"]},
                 "labels": list(self.labels),
