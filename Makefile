@@ -44,6 +44,8 @@ endif
 run: setup
 	$(BIN)/dvc repro
 	@$(BIN)/dvc metrics show 2>/dev/null || true
+	@echo "Release report: eval/report.md"
+	@$(BIN)/tunegate gate
 
 test: setup
 	$(BIN)/python -m pytest -q

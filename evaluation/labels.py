@@ -49,6 +49,15 @@ class LabelTrie:
             ids = ids[: ids.index(self.end_token)]
         return self.labels.get(ids)
 
+    def resolved(self, prefix: Sequence[int]) -> str | None:
+        """The label `prefix` already determines: greedy decoding from here only follows
+        forced tokens, so the answer is known without decoding them."""
+        prefix = tuple(prefix)
+        if prefix and prefix[-1] == self.end_token:
+            return self.labels.get(prefix[:-1])
+        below = [lab for ids, lab in self.labels.items() if ids[: len(prefix)] == prefix]
+        return below[0] if len(below) == 1 else None
+
     @property
     def max_len(self) -> int:
         return max(len(k) for k in self.labels) + 1

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, with_ci
-from evaluation.stats import adjust, paired_accuracy
+from evaluation.stats import PairedResult, adjust, paired_accuracy, paired_bootstrap
 from tunegate.params import GateParams
 
 SuiteKind = Literal["holdout", "shifted", "perturbation"]
@@ -44,6 +44,8 @@ class Check:
     p_value: float | None = None
     p_adjusted: float | None = None
     reason: str = ""
+    test: str = ""
+    """The statistical test behind p_value, for A/B checks."""
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Verdict:
     approved: bool
     baseline_kind: Literal["production", "base"]
     checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What was looked at but not judged (e.g. slices too small to test)."""
 
     @property
     def failed(self) -> list[Check]:
@@ -68,6 +72,7 @@ class Verdict:
             "approved": self.approved,
             "baseline_kind": self.baseline_kind,
             "checks": [asdict(c) for c in self.checks],
+            "notes": list(self.notes),
         }
 
 
@@ -88,6 +93,12 @@ def floor_check(name: str, metric: str, est, floor: float) -> Check:
     )
 
 
+def ab_check(name: str, metric: str, question: str, r: PairedResult, threshold: str) -> Check:
+    """An A/B check, undecided until the p-values of the family are adjusted together."""
+    label = f"{metric} ({question.replace('_', ' ')})"
+    return Check(name, label, r.delta, (r.lo, r.hi), threshold, False, p_value=r.p_value, test=r.test)
+
+
 def decide(
     suites: Sequence[SuiteOutcome],
     labels: Sequence[str],
@@ -96,14 +107,19 @@ def decide(
     baseline_kind: Literal["production", "base"],
     license_: str,
     forgetting: tuple[float, float] | None = None,
-    parity: float | None = None,
+    parity: dict[str, float] | None = None,
+    parity_missing: str = "parity was not measured",
+    slices: dict[str, Sequence[int]] | None = None,
     seed: int = 0,
 ) -> Verdict:
     """All gate checks. `forgetting` is (candidate, base) probe accuracy; `parity` the
-    served-vs-reference agreement rate (None when not measured: the check then fails)."""
+    agreement rates with the reference predictions, by name (None or empty when not
+    measured, for the reason `parity_missing`: the check then fails); `slices` maps a
+    slice name to hold-out row indices."""
     k = len(labels)
     checks: list[Check] = []
     stat_checks: list[Check] = []
+    notes: list[str] = []
     holdouts = [s for s in suites if s.kind == "holdout"]
     if len(holdouts) != 1 or not holdouts[0].gold:
         return Verdict(
@@ -163,6 +179,7 @@ def decide(
         if suite.kind == "holdout":
             continue
         limit = gp.max_shifted_drop if suite.kind == "shifted" else gp.max_perturbation_drop
+        limit = gp.suite_max_drops.get(suite.name, limit)
         if not suite.gold:
             checks.append(
                 Check(
@@ -191,29 +208,69 @@ def decide(
             )
         )
 
+    for name, idx in sorted((slices or {}).items()):
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) < gp.min_slice_rows:
+            notes.append(
+                f"slice {name}: {len(idx)} rows, too few to judge (min_slice_rows {gp.min_slice_rows})"
+            )
+            continue
+        acc = with_ci(accuracy, g[idx], p[idx], **boot)
+        drop = hold_acc.value - acc.value
+        checks.append(
+            Check(
+                f"slice.{name}.drop",
+                "accuracy drop from hold-out",
+                drop,
+                (hold_acc.value - acc.hi, hold_acc.value - acc.lo),
+                f"<= {gp.max_slice_drop}",
+                _finite(drop) and drop <= gp.max_slice_drop,
+                reason="" if drop <= gp.max_slice_drop else f"accuracy {acc.value:.3f} on {len(idx)} rows",
+            )
+        )
+
     # Every A/B check asks the same question: better than the base model (first release),
     # or not significantly worse than production by more than the margin.
-    if baseline_kind == "base" and gp.first_release == "superiority":
-        question, margin, threshold = "superiority", 0.0, f"> 0 at alpha {gp.alpha}"
-    else:
-        question, margin, threshold = "no_regression", gp.margin, f"not significantly < -{gp.margin}"
+    superiority = baseline_kind == "base" and gp.first_release == "superiority"
+    question = "superiority" if superiority else "no_regression"
+
+    def rule(suite_name: str) -> tuple[float, str]:
+        if superiority:
+            return 0.0, f"> 0 at alpha {gp.alpha}"
+        margin = gp.suite_margins.get(suite_name, gp.margin)
+        return margin, f"not significantly < -{margin}" if margin else "not significantly < 0"
+
     for suite in suites:
         if not suite.gold or suite.kind == "perturbation":
             continue
+        margin, threshold = rule(suite.name)
         cand_ok = np.array([c == y for c, y in zip(suite.candidate, suite.gold, strict=True)])
         base_ok = np.array([b == y for b, y in zip(suite.baseline, suite.gold, strict=True)])
         r = paired_accuracy(cand_ok, base_ok, question=question, margin=margin, alpha=gp.alpha)
-        check = Check(
-            f"{suite.name}.ab_vs_{baseline_kind}",
-            f"accuracy delta ({question.replace('_', ' ')})",
-            r.delta,
-            (r.lo, r.hi),
-            threshold,
-            False,
-            p_value=r.p_value,
+        stat_checks.append(
+            ab_check(f"{suite.name}.ab_vs_{baseline_kind}", "accuracy delta", question, r, threshold)
         )
-        checks.append(check)
-        stat_checks.append(check)
+
+    # Macro-F1 on the hold-out, paired bootstrap (the same resampled items score both models).
+    gb, pb = encode(hold.gold, hold.baseline, labels)
+
+    def f1_delta(i: np.ndarray) -> float:
+        return macro_f1(g[i], p[i], k) - macro_f1(gb[i], pb[i], k)
+
+    margin, threshold = rule(hold.name)
+    r = paired_bootstrap(
+        f1_delta,
+        len(g),
+        question=question,
+        margin=margin,
+        resamples=gp.bootstrap_resamples,
+        seed=seed,
+        alpha=gp.alpha,
+    )
+    stat_checks.append(
+        ab_check(f"holdout.macro_f1_ab_vs_{baseline_kind}", "macro-F1 delta", question, r, threshold)
+    )
+    checks.extend(stat_checks)
 
     adjusted = adjust([c.p_value for c in stat_checks], gp.correction)
     for c, pa in zip(stat_checks, adjusted, strict=True):
@@ -249,17 +306,25 @@ def decide(
                 _finite(drop) and drop <= gp.max_forgetting_drop,
             )
         )
-    checks.append(
-        Check(
-            "serving.parity",
-            "agreement",
-            parity if parity is not None else float("nan"),
-            None,
-            f">= {gp.min_parity}",
-            parity is not None and parity >= gp.min_parity,
-            reason="" if parity is not None else "parity was not measured",
+    if not parity:
+        checks.append(
+            Check(
+                "parity", "agreement", float("nan"), None, f">= {gp.min_parity}", False, reason=parity_missing
+            )
         )
-    )
+    for name, rate in sorted((parity or {}).items()):
+        ok = _finite(rate) and rate >= gp.min_parity
+        checks.append(
+            Check(
+                f"parity.{name}",
+                "agreement",
+                rate,
+                None,
+                f">= {gp.min_parity}",
+                ok,
+                reason="" if ok else "predictions disagree with the transformers + PEFT reference",
+            )
+        )
     ok = license_.lower() in gp.allowed_licenses
     checks.append(
         Check(
@@ -272,4 +337,4 @@ def decide(
             reason="" if ok else f"license {license_!r} is not allowed",
         )
     )
-    return Verdict(all(c.passed for c in checks), baseline_kind, checks)
+    return Verdict(all(c.passed for c in checks), baseline_kind, checks, notes)

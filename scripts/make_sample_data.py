@@ -3,12 +3,13 @@
 The messages are customer queries to Kestrel, a fictional online bank. Every clause
 below was written for this project; the script only combines them, seeded, into
 messages of varied length, tone and spelling, so the data is reproducible and its
-origin is plain. Three files come out:
+origin is plain. Four files come out:
 
 1. ``messages.csv`` -- the labelled pool (app and web chat), split later by ``prepare``.
 2. ``shifted.csv`` -- the same intents from another channel: terse mobile chat with
    abbreviations, misspellings and some Spanish or German mixed in.
 3. ``probe.jsonl`` -- general questions with short checkable answers (forgetting check).
+4. ``replay.jsonl`` -- general instructions for self-distilled replay during fine-tuning.
 
 Usage: ``python scripts/make_sample_data.py [--out data/sample]``
 """
@@ -689,6 +690,43 @@ PROBE: list[tuple[str, list[str]]] = [
     ("Which day comes after Monday?", ["tuesday"]),
 ]
 
+# General instructions for self-distilled replay (train.replay_rows): the base model's own
+# answers to these are mixed into fine-tuning so the adapter keeps answering like the base
+# model outside the task's prompt. Deliberately unlike the probe's questions (no capitals,
+# arithmetic or colours), so the probe stays a held-out measure of forgetting.
+REPLAY_TOPICS = [
+    "photosynthesis",
+    "the moon",
+    "rainbows",
+    "volcanoes",
+    "the internet",
+    "bicycles",
+    "honeybees",
+    "recycling",
+    "the ocean tides",
+    "electric cars",
+    "chess",
+    "libraries",
+    "coffee",
+    "earthquakes",
+    "gardening",
+    "the printing press",
+    "clouds",
+    "penguins",
+    "solar panels",
+    "music",
+    "friendship",
+    "healthy sleep",
+    "maps",
+    "trains",
+]
+REPLAY_TEMPLATES = [
+    "Explain {t} in one or two sentences.",
+    "Tell me an interesting fact about {t}.",
+    "Write a short, friendly sentence about {t}.",
+    "Why do people care about {t}?",
+]
+
 
 def typo(word: str, rng: random.Random) -> str:
     """One keyboard slip: swap, drop or double a character."""
@@ -788,6 +826,10 @@ def main() -> None:
     with (args.out / "probe.jsonl").open("w", encoding="utf-8") as f:
         for i, (question, answers) in enumerate(PROBE):
             f.write(json.dumps({"id": f"probe-{i:03d}", "question": question, "answers": answers}) + "\n")
+    with (args.out / "replay.jsonl").open("w", encoding="utf-8") as f:
+        prompts = [tpl.format(t=topic) for tpl in REPLAY_TEMPLATES for topic in REPLAY_TOPICS]
+        for i, prompt in enumerate(prompts):
+            f.write(json.dumps({"id": f"replay-{i:03d}", "prompt": prompt}) + "\n")
 
 
 if __name__ == "__main__":

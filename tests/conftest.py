@@ -52,6 +52,7 @@ def prepared_sample(tmp_path_factory) -> Path:
             "source": str(ROOT / "data/sample/messages.csv"),
             "shifted_source": str(ROOT / "data/sample/shifted.csv"),
             "probe_source": str(ROOT / "data/sample/probe.jsonl"),
+            "replay_source": str(ROOT / "data/sample/replay.jsonl"),
         },
     )
     prepare_main(["--params", str(params), "--out", str(folder / "out")])

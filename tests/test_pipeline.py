@@ -1,7 +1,10 @@
-"""The real DVC pipeline, run in a fresh copy of the project (prepare + base, real model)."""
+"""The real DVC pipeline, run in a fresh copy of the project: prepare, base (the real
+SmolLM2 model), a few training steps, evaluate (every suite, the probe, vLLM parity) and
+gate, through `dvc repro`; then the CLI, metrics and plots on what it produced."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,9 +14,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_params
+from tunegate.artifacts import read_json
 
 # The real stages, with a training profile small enough for a test (the default takes minutes).
-QUICK_TRAIN = {"max_steps": 4, "eval_every": 2, "batch_size": 8, "max_train_rows": 48, "max_val_rows": 12}
+QUICK_TRAIN = {
+    "max_steps": 4,
+    "eval_every": 2,
+    "batch_size": 8,
+    "max_train_rows": 48,
+    "max_val_rows": 12,
+    "replay_rows": 8,
+}
+QUICK_EVAL = {"perturbations": ["typos", "truncation"], "perturbation_rows": 24, "parity_rows": 8}
 
 COPY = [
     "dvc.yaml",
@@ -25,6 +37,7 @@ COPY = [
     "serving",
     "monitoring",
     "data/sample",
+    "registry",
     ".dvc/config",
     ".dvcignore",
 ]
@@ -50,7 +63,7 @@ def project(tmp_path_factory) -> Path:
         elif src.exists():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    write_params(dest / "params.yaml", train=QUICK_TRAIN)
+    write_params(dest / "params.yaml", train=QUICK_TRAIN, eval=QUICK_EVAL)
     dvc = str(Path(sys.executable).parent / "dvc")
     for cmd in (
         ["git", "init", "-q"],
@@ -87,8 +100,79 @@ def test_second_repro_does_nothing_and_status_is_clean(project):
 @pytest.mark.slow
 def test_changed_param_reruns_its_stage_and_what_follows(project, tmp_path):
     dvc = str(Path(sys.executable).parent / "dvc")
-    result = sh([dvc, "exp", "run", "-S", "prepare.max_rows=300", "--temp"], project)
+    result = sh([dvc, "exp", "run", "train", "-S", "prepare.max_rows=300", "--temp"], project)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Running stage 'prepare'" in result.stdout
     assert "Running stage 'train'" in result.stdout  # downstream of prepare
     assert "Running stage 'base'" not in result.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
+    gate = read_json(project / "eval/gate.json")
+    # Four training steps cannot reach the hold-out floor: the gate must say no, and why.
+    assert gate["verdict"] == "rejected"
+    names = {c["name"] for c in gate["checks"]}
+    assert {
+        "holdout.accuracy",
+        "holdout.ab_vs_base",
+        "shifted.ab_vs_base",
+        "holdout.macro_f1_ab_vs_base",
+        "perturb_typos.drop",
+        "perturb_truncation.drop",
+        "probe.forgetting",
+        "parity.served_vs_reference",
+        "parity.evaluation_vs_reference",
+        "license",
+    } <= names
+    for c in gate["checks"]:
+        assert {"metric", "value", "ci", "threshold", "passed", "p_value", "reason"} <= set(c)
+    assert gate["baseline"]["kind"] == "base"  # first release: registry/production.json is empty
+    assert (
+        gate["candidate"]["tree_sha256"] == read_json(project / "models/candidate/card.json")["tree_sha256"]
+    )
+    assert set(gate["data"]) >= {"holdout.jsonl", "train.jsonl"}
+    parity = read_json(project / "eval/results/evidence.json")["parity"]
+    assert parity["rows"] == 8 and set(parity["rates"]) == {"served_vs_reference", "evaluation_vs_reference"}
+    report = (project / "eval/report.md").read_text()
+    assert report.startswith("# Release report: REJECTED")
+    assert "| **FAIL** | holdout.accuracy |" in report
+
+
+@pytest.mark.slow
+def test_gate_check_exit_codes_and_metrics_and_plots(project, tmp_path):
+    tunegate = str(Path(sys.executable).parent / "tunegate")
+    dvc = str(Path(sys.executable).parent / "dvc")
+    check = sh([tunegate, "gate", "--check"], project)
+    assert check.returncode == 1
+    assert check.stdout.startswith("rejected:") and len(check.stdout.strip().splitlines()) == 1
+    metrics = sh([dvc, "metrics", "show", "--json"], project)
+    assert metrics.returncode == 0
+    assert "accuracy" in metrics.stdout and "shifted" in metrics.stdout and "perturb_typos" in metrics.stdout
+    plots = sh([dvc, "plots", "show", "-o", str(tmp_path / "plots")], project)
+    assert plots.returncode == 0, plots.stderr[-2000:]
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "confusion" in html.lower() and "recall_delta" in html
+
+
+@pytest.mark.slow
+def test_a_production_model_becomes_the_baseline(project):
+    """Point the registry at a copy of the candidate: the baseline is then production, and an
+    identical model passes every A/B check (delta 0, no significant regression)."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    release = project / "releases/v1"
+    shutil.copytree(project / "models/candidate", release)
+    pointer = project / "registry/production.json"
+    original = pointer.read_text()
+    pointer.write_text(json.dumps({"version": "v1", "model_dir": "releases/v1"}))
+    try:
+        result = sh([dvc, "repro", "gate"], project)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Running stage 'evaluate'" in result.stdout  # the baseline changed
+        gate = read_json(project / "eval/gate.json")
+        assert gate["baseline"]["kind"] == "production"
+        ab = [c for c in gate["checks"] if "ab_vs_production" in c["name"]]
+        assert len(ab) == 3 and all(c["passed"] and c["value"] == 0 for c in ab)
+    finally:  # the last test on `project`: restore the pointer, leave the outputs
+        pointer.write_text(original)
+        shutil.rmtree(release)

@@ -1,6 +1,6 @@
 """The prepare stage: raw labelled data -> validated, scrubbed, de-duplicated, split data.
 
-Writes ``{train,val,holdout,shifted}.jsonl`` (``id, text, label``), ``probe.jsonl``,
+Writes ``{train,val,holdout,shifted}.jsonl`` (``id, text, label``), ``probe.jsonl``, ``replay.jsonl``,
 ``labels.json`` and ``manifest.json`` into the output folder, all at once (atomic).
 Same inputs and seed give byte-identical outputs: the manifest holds no timestamps.
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,15 @@ class Prepared:
     labels: list[str]
     probe: list[dict[str, Any]]
     manifest: dict[str, Any]
+    replay: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare_dataset(
-    loaded: Loaded, shifted: list[RawRow] | None, probe: list[dict[str, Any]] | None, params: Params
+    loaded: Loaded,
+    shifted: list[RawRow] | None,
+    probe: list[dict[str, Any]] | None,
+    params: Params,
+    replay: list[dict[str, Any]] | None = None,
 ) -> Prepared:
     """Validate, scrub, de-duplicate and split. Raises DataError when the data cannot be used."""
     p = params.prepare
@@ -83,11 +89,19 @@ def prepare_dataset(
         parts["shifted"] = [r for r in rows if near_key(r.text) not in train_keys]
         leakage["shifted_rows_removed_as_train_duplicates"] = len(rows) - len(parts["shifted"])
 
+    replay = replay or []
+    if replay and probe:
+        probe_keys = {near_key(q["question"]) for q in probe}
+        kept = [r for r in replay if near_key(r["prompt"]) not in probe_keys]
+        leakage["replay_prompts_removed_as_probe_duplicates"] = len(replay) - len(kept)
+        replay = kept
+
     splits = {name: _records(parts[name]) for name in SPLITS}
     manifest = {
         "params": {"seed": params.base.seed, "data": asdict(params.data), "prepare": asdict(p)},
         "inputs": loaded.inputs,
-        "counts": {name: len(rows) for name, rows in splits.items()} | {"probe": len(probe or [])},
+        "counts": {name: len(rows) for name, rows in splits.items()}
+        | {"probe": len(probe or []), "replay": len(replay)},
         "label_counts": {
             name: {label: len(g) for label, g in by_label(parts[name]).items()} for name in SPLITS
         },
@@ -95,7 +109,7 @@ def prepare_dataset(
         "redactions_total": sum(sum(r.redactions.values()) for r in reports.values()),
         "leakage": leakage,
     }
-    return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest)
+    return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest, replay=replay)
 
 
 def _check_invalid_share(name: str, report: CleanReport, limit: float) -> None:
@@ -134,9 +148,7 @@ def _records(rows: list[Row]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["id"])
 
 
-def load_probe(path: str) -> list[dict[str, Any]]:
-    """General questions with short answers: {"question": str, "answers": [str, ...]} per line."""
-    out = []
+def _json_lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -144,6 +156,15 @@ def load_probe(path: str) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from e
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object")
+        yield i, rec
+
+
+def load_probe(path: str) -> list[dict[str, Any]]:
+    """General questions with short answers: {"question": str, "answers": [str, ...]} per line."""
+    out = []
+    for i, rec in _json_lines(path):
         question, answers = rec.get("question"), rec.get("answers")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{path}:{i}: 'question' must be a non-empty string")
@@ -161,12 +182,26 @@ def load_probe(path: str) -> list[dict[str, Any]]:
     return out
 
 
+def load_replay(path: str) -> list[dict[str, Any]]:
+    """General instructions for self-distilled replay: {"prompt": str} per line."""
+    out = []
+    for i, rec in _json_lines(path):
+        prompt = rec.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{path}:{i}: 'prompt' must be a non-empty string")
+        out.append({"id": rec.get("id") or f"replay-{i:03d}", "prompt": prompt.strip()})
+    if not out:
+        raise DataError(f"{path}: the replay set is empty")
+    return out
+
+
 def write_prepared(prepared: Prepared, out: Path) -> None:
     """Write every file into `out` at once; the manifest records each file's sha256."""
     with atomic_dir(out) as tmp:
         for name in SPLITS:
             (tmp / f"{name}.jsonl").write_text(jsonl_text(prepared.splits[name]), encoding="utf-8")
         (tmp / "probe.jsonl").write_text(jsonl_text(prepared.probe), encoding="utf-8")
+        (tmp / "replay.jsonl").write_text(jsonl_text(prepared.replay), encoding="utf-8")
         write_json(tmp / "labels.json", prepared.labels)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         write_json(tmp / "manifest.json", prepared.manifest | {"files": files})
@@ -196,7 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         probe = load_probe(d.probe_source)
         loaded.inputs[d.probe_source] = sha256_file(d.probe_source)
 
-    prepared = prepare_dataset(loaded, shifted, probe, params)
+    replay = None
+    if d.replay_source:
+        replay = load_replay(d.replay_source)
+        loaded.inputs[d.replay_source] = sha256_file(d.replay_source)
+
+    prepared = prepare_dataset(loaded, shifted, probe, params, replay)
     write_prepared(prepared, args.out)
     counts = prepared.manifest["counts"]
     log.info(

@@ -5,7 +5,9 @@
    built on the meta device.
 2. Tokenize prompt + answer with the shared template; the loss covers only the answer
    (the label), and over-long messages are shortened so no label is cut
-   (training/trainer.py).
+   (training/trainer.py). Self-distilled replay: the base model's own answers to general
+   prompts join the training set, so the adapter keeps answering like the base model
+   outside the task prompt (the gate's forgetting check measures this).
 3. Train (LoRA or full), validating each epoch or every N steps, early stopping on the
    validation loss, keeping the best checkpoint. Checkpoints live outside the stage
    output, keyed by a fingerprint of params, data and base model, so ``dvc repro``
@@ -184,14 +186,41 @@ class TrainRecipe:
         self.truncated = cut_train + cut_val
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.p.precision]
         self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
+        self.replay_examples = self.self_distilled_replay()
+        self.train_examples += self.replay_examples
         log.info(
-            "training %s on %d rows (%d val), %d truncated, run %s",
+            "training %s on %d rows (%d of them replay, %d val), %d truncated, run %s",
             self.p.method,
             len(self.train_examples),
+            len(self.replay_examples),
             len(self.val_examples),
             self.truncated,
             self.run_id,
         )
+
+    def self_distilled_replay(self) -> list[dict[str, Any]]:
+        """The base model's own answers to general prompts, as training examples: fine-tuning
+        then keeps the model's behaviour outside the task prompt (less forgetting) without
+        any outside data. Computed before the adapter exists, greedy, so deterministic."""
+        from evaluation.hf_predict import generate_text
+        from training.trainer import tokenize_answer
+        from tunegate.prompt import general_prompt
+
+        path = self.data_dir / "replay.jsonl"
+        if self.p.replay_rows == 0 or not path.exists():
+            return []
+        rows = read_jsonl(path)
+        if self.p.replay_rows is not None:
+            rows = rows[: self.p.replay_rows]
+        prompts = [general_prompt(self.tokenizer, r["prompt"]) for r in rows]
+        self.model.eval()
+        answers = generate_text(self.model, self.tokenizer, prompts, self.p.replay_max_tokens)
+        self.tokenizer.padding_side = "right"
+        return [
+            tokenize_answer(self.tokenizer, prompt, answer.strip(), self.p.max_seq_len)
+            for prompt, answer in zip(prompts, answers, strict=True)
+            if answer.strip()
+        ]
 
     def _config(self) -> Any:
         from transformers import TrainingArguments

@@ -39,6 +39,17 @@ def tokenize_example(
     return {"input_ids": ids, "labels": [IGNORE] * len(prompt) + answer, "length": len(ids)}, cut
 
 
+def tokenize_answer(tokenizer: Any, prompt: str, answer: str, max_len: int) -> dict[str, Any]:
+    """A rendered prompt and its answer (+ eos), loss on the answer; the answer's end is cut
+    past max_len (replay examples)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    answer_ids = answer_ids[: max(1, max_len - len(prompt_ids))]
+    ids = (prompt_ids + answer_ids)[:max_len]
+    n_prompt = len(ids) - len(answer_ids)
+    return {"input_ids": ids, "labels": [IGNORE] * n_prompt + ids[n_prompt:], "length": len(ids)}
+
+
 class PadToLongest:
     """Right-pads a batch to its longest example (a multiple of 8), with an attention mask."""
 

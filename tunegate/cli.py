@@ -58,6 +58,25 @@ def params(path: Path = typer.Option(Path("params.yaml"), "--params", help="para
 
 
 @app.command()
+def gate(
+    check: bool = typer.Option(
+        False, "--check", help="Exit 0 when the candidate is approved, 1 when rejected (for CI)."
+    ),
+    path: Path = typer.Option(Path("eval/gate.json"), "--gate-file", help="The gate stage's record."),
+) -> None:
+    """Show the release verdict from eval/gate.json (written by `dvc repro`)."""
+    from evaluation.gate import check as read_verdict
+
+    try:
+        approved, reason = read_verdict(path)
+    except TunegateError as err:
+        fail(err)
+    typer.echo(reason)
+    if check and not approved:
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print tunegate's version and the versions of the libraries it runs on."""
     from tunegate.artifacts import environment

@@ -47,3 +47,11 @@ class PromptTemplate:
     def load(cls, folder: str | Path) -> PromptTemplate:
         raw = read_json(Path(folder) / "prompt.json")
         return cls(system=raw["system"], labels=tuple(raw["labels"]))
+
+
+def general_prompt(tokenizer: Any, text: str) -> str:
+    """A plain chat turn under the model's default system prompt: how the forgetting probe
+    asks, and how replay examples are trained (anything outside the task's prompt)."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )

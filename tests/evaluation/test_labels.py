@@ -39,3 +39,19 @@ def test_ambiguous_or_empty_labels_are_rejected():
         LabelTrie.build(["a", "a"], encode, end_token=0)
     with pytest.raises(ValueError, match="no tokens"):
         LabelTrie.build([""], encode, end_token=0)
+
+
+def test_resolved_names_the_label_once_the_prefix_determines_it(trie):
+    assert trie.resolved(encode("ca")) is None  # card, cart and cash still possible
+    assert trie.resolved(encode("cas")) == "cash"  # the rest would be forced
+    assert trie.resolved(encode("car")) is None
+    assert trie.resolved(encode("cart")) == "cart"
+    assert trie.resolved([*encode("card"), 0]) == "card"
+    assert trie.resolved([ord("c"), 0]) is None  # ended early: not a label
+
+
+def test_a_label_that_prefixes_another_is_not_resolved_early():
+    t = LabelTrie.build(["card", "card_lost"], encode, end_token=0)
+    assert t.resolved(encode("card")) is None  # could still be card_lost
+    assert t.resolved([*encode("card"), 0]) == "card"
+    assert t.resolved(encode("card_")) == "card_lost"

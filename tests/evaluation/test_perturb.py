@@ -34,3 +34,14 @@ def test_specific_edits():
 def test_unknown_suite():
     with pytest.raises(KeyError, match="unknown perturbation 'emoji'"):
         perturb_suite(ROWS, "emoji", 0)
+
+
+def test_typos_touch_about_the_declared_share_of_words():
+    import random
+
+    from evaluation.perturb import typos
+
+    text = " ".join(["payment"] * 2000)
+    noisy = typos(text, random.Random(0), rate=0.08).split()
+    changed = sum(a != b for a, b in zip(text.split(), noisy, strict=True))
+    assert 0.05 < changed / 2000 < 0.11

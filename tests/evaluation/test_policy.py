@@ -32,7 +32,7 @@ def run(s, **kw):
     kw.setdefault("baseline_kind", "base")
     kw.setdefault("license_", "apache-2.0")
     kw.setdefault("forgetting", (0.6, 0.62))
-    kw.setdefault("parity", 0.99)
+    kw.setdefault("parity", {"served_vs_reference": 0.99})
     return decide(s, LABELS, GateParams(bootstrap_resamples=200), **kw)
 
 
@@ -51,9 +51,10 @@ def test_first_release_of_a_good_candidate_is_approved_with_every_check_recorded
         "holdout.invalid_rate",
         "shifted.drop",
         "holdout.ab_vs_base",
+        "holdout.macro_f1_ab_vs_base",
         "shifted.ab_vs_base",
         "probe.forgetting",
-        "serving.parity",
+        "parity.served_vs_reference",
         "license",
     } == names
     acc = by_name(v)["holdout.accuracy"]
@@ -96,7 +97,7 @@ def test_empty_suite_missing_parity_and_bad_license_fail_with_reasons():
     v = run(s, parity=None, license_="cc-by-nc-4.0", forgetting=None)
     checks = by_name(v)
     assert checks["typos.drop"].reason == "suite is empty"
-    assert checks["serving.parity"].reason == "parity was not measured"
+    assert checks["parity"].reason == "parity was not measured"
     assert "not allowed" in checks["license"].reason
     assert checks["probe.forgetting"].reason == "probe was not run"
     assert not v.approved
@@ -130,6 +131,80 @@ def test_corrections_are_configurable(correction):
         baseline_kind="base",
         license_="mit",
         forgetting=(0.5, 0.5),
-        parity=1.0,
+        parity={"served_vs_reference": 1.0},
     )
     assert v.approved
+
+
+def test_parity_below_the_declared_rate_fails_and_names_the_path():
+    v = run(suites(), parity={"served_vs_reference": 1.0, "evaluation_vs_reference": 0.95})
+    checks = by_name(v)
+    assert checks["parity.served_vs_reference"].passed
+    assert not checks["parity.evaluation_vs_reference"].passed
+    assert "reference" in checks["parity.evaluation_vs_reference"].reason
+    assert not v.approved
+
+
+def test_forgetting_past_the_limit_fails():
+    v = run(suites(), forgetting=(0.12, 0.6))
+    check = by_name(v)["probe.forgetting"]
+    assert not check.passed and check.value == pytest.approx(0.48)
+
+
+def test_slices_are_checked_when_large_enough_and_noted_when_not():
+    s = suites(n=600)
+    gold, cand = list(s[0].gold), list(s[0].candidate)
+    long_rows = list(range(0, 600, 3))  # 200 rows where the candidate is now always wrong
+    for i in long_rows:
+        cand[i] = next(x for x in LABELS if x != gold[i])
+    s[0] = SuiteOutcome("holdout", "holdout", gold, cand, s[0].baseline)
+    v = run(s, slices={"words>20": long_rows, "words<=8": [1, 2, 4]})
+    check = by_name(v)["slice.words>20.drop"]
+    assert not check.passed and check.value > 0.5
+    assert "slice.words<=8.drop" not in by_name(v)
+    assert any("words<=8: 3 rows, too few to judge" in n for n in v.notes)
+
+
+def test_macro_f1_regression_against_production_is_caught():
+    gold, prod = outcomes(800, 0.9, 11)
+    cand = list(prod)
+    for i, g in enumerate(gold):  # the candidate loses two intents entirely
+        if g in ("intent_0", "intent_1"):
+            cand[i] = "intent_2"
+    v = run([SuiteOutcome("holdout", "holdout", gold, cand, prod)], baseline_kind="production")
+    check = by_name(v)["holdout.macro_f1_ab_vs_production"]
+    assert not check.passed and check.value < -0.1
+    assert check.p_adjusted < 0.05
+
+
+def test_per_suite_drop_limits_and_margins_override_the_defaults():
+    s = suites(shifted_acc=0.6)  # a 0.32 drop from hold-out
+    assert not by_name(run(s))["shifted.drop"].passed
+    loose = decide(
+        s,
+        LABELS,
+        GateParams(bootstrap_resamples=200, suite_max_drops={"shifted": 0.4}),
+        baseline_kind="base",
+        license_="mit",
+        forgetting=(0.5, 0.5),
+        parity={"served_vs_reference": 1.0},
+    )
+    assert by_name(loose)["shifted.drop"].passed and by_name(loose)["shifted.drop"].threshold == "<= 0.4"
+    gold, prod = outcomes(600, 0.9, 21)
+    cand = [g if i % 40 else next(x for x in LABELS if x != g) for i, g in enumerate(gold)]
+    cand = [c if p == g else p for c, p, g in zip(cand, prod, gold, strict=True)]
+    s = [SuiteOutcome("holdout", "holdout", gold, cand, prod)]
+    strict = run(s, baseline_kind="production")
+    lenient = decide(
+        s,
+        LABELS,
+        GateParams(bootstrap_resamples=200, suite_margins={"holdout": 0.05}),
+        baseline_kind="production",
+        license_="mit",
+        forgetting=(0.5, 0.5),
+        parity={"served_vs_reference": 1.0},
+    )
+    assert by_name(strict)["holdout.ab_vs_production"].threshold == "not significantly < 0"
+    assert by_name(lenient)["holdout.ab_vs_production"].threshold == "not significantly < -0.05"
+    lenient_p = by_name(lenient)["holdout.ab_vs_production"].p_value
+    assert lenient_p > by_name(strict)["holdout.ab_vs_production"].p_value

@@ -18,7 +18,7 @@ SPLITS = ("train", "val", "holdout", "shifted")
 
 def run_prepare(tmp_path: Path, **sections) -> Path:
     sections.setdefault("data", {})
-    for key in ("source", "shifted_source", "probe_source"):
+    for key in ("source", "shifted_source", "probe_source", "replay_source"):
         value = sections["data"].get(key, read_default(key))
         sections["data"][key] = str(ROOT / value) if value and not Path(value).is_absolute() else value
     params = write_params(tmp_path / "params.yaml", **sections)
@@ -105,6 +105,7 @@ def test_sample_writes_every_file_with_manifest_hashes(sample):
         "labels.json",
         "manifest.json",
         "probe.jsonl",
+        "replay.jsonl",
         "shifted.jsonl",
         "train.jsonl",
         "val.jsonl",
@@ -249,6 +250,27 @@ def test_probe_validation(tmp_path):
         run_prepare(tmp_path, data={"probe_source": str(bad)})
 
 
+def test_replay_validation_and_probe_leakage(tmp_path):
+    bad = tmp_path / "replay.jsonl"
+    bad.write_text(json.dumps({"prompt": "  "}) + "\n")
+    with pytest.raises(DataError, match=r"replay\.jsonl:1: 'prompt' must be a non-empty string"):
+        run_prepare(tmp_path, data={"replay_source": str(bad)})
+    leaky = tmp_path / "leaky.jsonl"
+    prompts = ["What is the capital of France?", "Tell me about clouds."]
+    leaky.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    (tmp_path / "ok").mkdir()
+    out = run_prepare(tmp_path / "ok", data={"replay_source": str(leaky)})
+    kept = [r["prompt"] for r in read_jsonl(out / "replay.jsonl")]
+    assert kept == ["Tell me about clouds."]  # a probe question is never trained on
+    assert read_json(out / "manifest.json")["leakage"]["replay_prompts_removed_as_probe_duplicates"] == 1
+
+
+def test_sample_replay_prompts_are_disjoint_from_probe(sample):
+    manifest = read_json(sample / "manifest.json")
+    assert manifest["counts"]["replay"] == 96
+    assert manifest["leakage"]["replay_prompts_removed_as_probe_duplicates"] == 0
+
+
 @pytest.mark.banking77
 def test_prepare_runs_unchanged_on_banking77(tmp_path, banking77):
     out = run_prepare(
@@ -264,4 +286,5 @@ def test_prepare_runs_unchanged_on_banking77(tmp_path, banking77):
         f"{banking77.as_posix()}/test.csv",
         f"{banking77.as_posix()}/train.csv",
         (ROOT / "data/sample/probe.jsonl").as_posix(),
+        (ROOT / "data/sample/replay.jsonl").as_posix(),
     }

@@ -1,0 +1,231 @@
+"""Does the gate catch regressions? A simulation, then real injected regressions.
+
+1. Simulation (``--part sim``): paired correct/incorrect outcomes on n items with a known
+   accuracy delta between candidate and production (baseline accuracy 0.90, 8% of items
+   discordant when the delta is 0). For each margin, the hold-out A/B check's rejection
+   rate over many replicates: for an equivalent candidate (delta 0, target <= alpha), at
+   the margin's boundary, and for a 3-point drop (target power >= 0.8 on 1,000 items),
+   alone at alpha and inside the gate's Holm family of three A/B checks.
+2. Injected regressions (``--part inject``), on the sample data with a small training
+   budget, through the real train, evaluate and gate stages: a reference candidate
+   becomes production; then a sibling (same recipe, another seed) must be approved
+   against it, and candidates trained with 30% of labels shuffled, without three intents,
+   or only on long messages must each be rejected, by the check one would expect.
+
+Writes ``bench/results/gate_power.json`` and a Markdown table ``bench/results/gate_power.md``.
+
+Usage: ``python bench/gate_power.py [--part sim|inject|all] [--steps 60] [--replicates 4000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evaluation.stats import adjust, paired_accuracy
+from tunegate.artifacts import environment, read_json, read_jsonl, sha256_file, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench/results"
+
+
+def paired_draw(rng: np.random.Generator, n: int, base_acc: float, delta: float, discordant: float):
+    """Per-item (candidate correct, baseline correct) with the given accuracy delta."""
+    only_cand, only_base = (discordant + delta) / 2, (discordant - delta) / 2
+    both = base_acc - only_base
+    probs = [both, only_cand, only_base, 1 - both - only_cand - only_base]
+    kinds = rng.choice(4, size=n, p=probs)
+    return np.isin(kinds, (0, 1)), np.isin(kinds, (0, 2))
+
+
+def simulate(n: int, replicates: int, alpha: float, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for margin in (0.0, 0.01, 0.02):
+        cases = (("equivalent (delta 0)", 0.0), ("at the margin", -margin), ("3-point drop", -0.03))
+        for label, delta in cases:
+            if label == "at the margin" and margin == 0.0:
+                continue
+            alone = in_family = 0
+            for _ in range(replicates):
+                c, b = paired_draw(rng, n, 0.90, delta, 0.08)
+                p = paired_accuracy(c, b, question="no_regression", margin=margin, alpha=alpha).p_value
+                alone += p < alpha
+                # The gate adjusts the hold-out check with two others (shifted accuracy,
+                # hold-out macro-F1); take those as null draws (uniform p-values).
+                family = adjust([p, rng.uniform(), rng.uniform()], "holm")
+                in_family += family[0] < alpha
+            rows.append(
+                {
+                    "margin": margin,
+                    "case": label,
+                    "true_delta": delta,
+                    "n": n,
+                    "rejection_rate": round(alone / replicates, 4),
+                    "rejection_rate_holm3": round(in_family / replicates, 4),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# ---- injected regressions -------------------------------------------------------------
+
+
+def run(cmd: list[str], cwd: Path) -> None:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+
+
+def inject(kind: str, rows: list[dict], labels: list[str], seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = [dict(r) for r in rows]
+    if kind == "shuffled_30pct":
+        for r in rng.sample(rows, int(0.3 * len(rows))):
+            r["label"] = rng.choice([x for x in labels if x != r["label"]])
+    elif kind == "missing_3_intents":
+        dropped = set(labels[:3])
+        rows = [r for r in rows if r["label"] not in dropped]
+    elif kind == "long_only":
+        rows = [r for r in rows if len(r["text"].split()) > 20]
+    return rows
+
+
+def injected(steps: int, workdir: Path) -> list[dict]:
+    py = sys.executable
+    data = workdir / "prepared"
+    shutil.copytree(ROOT / "data/prepared", data)
+    labels = read_json(data / "labels.json")
+    clean_train = read_jsonl(data / "train.jsonl")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"] |= {"max_steps": steps, "eval_every": max(steps // 2, 1), "early_stopping_patience": 0}
+    params["eval"] |= {"perturbation_rows": 60, "parity_rows": 16}
+    pointer = workdir / "production.json"
+    write_json(pointer, {"version": None})
+
+    cases = [
+        ("reference", 42, "clean", "approved (first release, vs base)"),
+        ("sibling_seed", 7, "clean", "approved against the reference as production"),
+        ("shuffled_30pct", 42, "shuffled_30pct", "rejected: accuracy / A/B vs production"),
+        ("missing_3_intents", 42, "missing_3_intents", "rejected: min_class_recall, macro-F1 A/B"),
+        ("long_only", 42, "long_only", "rejected: shifted drop / short-message slice"),
+    ]
+    table = []
+    for name, seed, kind, expected in cases:
+        rows = clean_train if kind == "clean" else inject(kind, clean_train, labels, seed)
+        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        manifest = read_json(data / "manifest.json")
+        manifest["files"]["train.jsonl"] = sha256_file(data / "train.jsonl")  # a distinct run fingerprint
+        write_json(data / "manifest.json", manifest)
+        params["base"]["seed"] = seed
+        pfile = workdir / f"params-{name}.yaml"
+        pfile.write_text(yaml.safe_dump(params), encoding="utf-8")
+        model = workdir / "models" / name
+        out = workdir / "eval" / name
+        base = ROOT / "models/base"
+        run(
+            [py, "-m", "training.train", "--params", str(pfile), "--data", str(data), "--base", str(base),
+             "--out", str(model), "--metrics", str(workdir / "metrics" / name),
+             "--checkpoints", str(workdir / "checkpoints")],
+            ROOT,
+        )  # fmt: skip
+        run(
+            [py, "-m", "evaluation.evaluate", "--params", str(pfile), "--data", str(data),
+             "--base", str(base), "--candidate", str(model), "--production", str(pointer), "--out", str(out)],
+            ROOT,
+        )  # fmt: skip
+        run(
+            [py, "-m", "evaluation.gate", "--params", str(pfile), "--results", str(out / "results"),
+             "--out", str(out / "gate.json"), "--report", str(out / "report.md")],
+            ROOT,
+        )  # fmt: skip
+        gate = read_json(out / "gate.json")
+        failed = [c["name"] for c in gate["checks"] if not c["passed"]]
+        table.append(
+            {
+                "candidate": name,
+                "train_rows": len(rows),
+                "baseline": gate["baseline"]["kind"],
+                "verdict": gate["verdict"],
+                "expected": expected,
+                "failed_checks": failed,
+                "holdout_accuracy": next(
+                    c["value"] for c in gate["checks"] if c["name"] == "holdout.accuracy"
+                ),
+            }
+        )
+        print(json.dumps(table[-1]), flush=True)
+        if name == "reference":  # it becomes production for every later candidate
+            write_json(pointer, {"version": "reference", "model_dir": str(model)})
+    return table
+
+
+def markdown(sim: list[dict], inj: list[dict]) -> str:
+    out = ["# Gate power", ""]
+    if sim:
+        out += [
+            "## Simulation (hold-out A/B check, paired McNemar / Wald with margin)",
+            "",
+            "| margin | case | true delta | n | rejected (alone, alpha) | rejected (in Holm family of 3) |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['margin']} | {r['case']} | {r['true_delta']:+.2f} | {r['n']} | "
+            f"{r['rejection_rate']:.3f} | {r['rejection_rate_holm3']:.3f} |"
+            for r in sim
+        ]
+    if inj:
+        out += ["", "## Injected regressions", ""]
+        out += ["| candidate | train rows | baseline | verdict | failed checks |", "|---|---|---|---|---|"]
+        out += [
+            f"| {r['candidate']} | {r['train_rows']} | {r['baseline']} | {r['verdict']} | "
+            f"{', '.join(r['failed_checks']) or '-'} |"
+            for r in inj
+        ]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["sim", "inject", "all"], default="all")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--replicates", type=int, default=4000)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--steps", type=int, default=60, help="training steps per injected candidate")
+    args = parser.parse_args()
+
+    previous = read_json(RESULTS / "gate_power.json") if (RESULTS / "gate_power.json").exists() else {}
+    sim = simulate(args.n, args.replicates, args.alpha, seed=0) if args.part in ("sim", "all") else None
+    inj = None
+    if args.part in ("inject", "all"):
+        with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-") as tmp:
+            inj = injected(args.steps, Path(tmp))
+    result = {
+        "benchmark": "gate_power",
+        "alpha": args.alpha,
+        "simulation": sim if sim is not None else previous.get("simulation", []),
+        "injected": inj if inj is not None else previous.get("injected", []),
+        "train_steps": args.steps if inj is not None else previous.get("train_steps"),
+        "environment": environment(),
+    }
+    write_json(RESULTS / "gate_power.json", result)
+    table = markdown(result["simulation"], result["injected"])
+    (RESULTS / "gate_power.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

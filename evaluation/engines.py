@@ -1,0 +1,142 @@
+"""Prediction engines for evaluation: one interface, three implementations.
+
+- ``scorer``: transformers with the adapter merged, evaluation/scorer.py (fastest on a CPU);
+- ``reference``: transformers + PEFT ``generate`` restricted to the labels (the parity
+  reference, and the plain loop the evaluation benchmark compares against);
+- ``vllm``: the serving engine, base model + adapters per request, in a subprocess
+  (evaluation/vllm_predict.py) so its workers and memory stay out of this process.
+
+A model is a ``ModelRef``: the base model, optionally with an adapter. Every engine
+returns ``Prediction``s (label or None for invalid output) in the order of the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from evaluation.hf_predict import Prediction, generate_text, load_model, predict
+from evaluation.scorer import score
+from tunegate.artifacts import read_json
+from tunegate.errors import ArtifactError
+from tunegate.prompt import PromptTemplate, general_prompt
+
+log = logging.getLogger(__name__)
+EngineKind = Literal["scorer", "vllm", "reference"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    role: str
+    """candidate, production, or base"""
+    base_dir: Path
+    adapter_dir: Path | None
+    """None: the base model itself (zero-shot)"""
+    model_id: str
+    tree_sha256: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}:{self.model_id}"
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "model_id": self.model_id,
+            "tree_sha256": self.tree_sha256,
+            "path": str(self.adapter_dir or self.base_dir),
+        }
+
+
+class HFEngine:
+    """scorer or reference, keeping one model in memory at a time."""
+
+    def __init__(self, kind: Literal["scorer", "reference"], batch_size: int = 32):
+        self.kind, self.batch_size = kind, batch_size
+        self._loaded: tuple[str, Any, Any] | None = None
+
+    def _model(self, ref: ModelRef) -> tuple[Any, Any]:
+        import torch
+
+        if self._loaded is None or self._loaded[0] != ref.key:
+            self._loaded = None  # free the previous model before loading the next
+            torch.set_num_threads(os.cpu_count() or 1)
+            model, tok = load_model(ref.base_dir, ref.adapter_dir, merge=self.kind == "scorer")
+            self._loaded = (ref.key, model, tok)
+        return self._loaded[1], self._loaded[2]
+
+    def classify(
+        self, ref: ModelRef, template: PromptTemplate, rows: list[dict[str, Any]]
+    ) -> list[Prediction]:
+        model, tok = self._model(ref)
+        if self.kind == "scorer":
+            return score(model, tok, template, rows, self.batch_size)
+        return predict(model, tok, template, rows, min(self.batch_size, 16))
+
+    def answer(self, ref: ModelRef, questions: list[str], max_new_tokens: int) -> list[str]:
+        """Free-form greedy answers under the default chat prompt (the forgetting probe)."""
+        model, tok = self._model(ref)
+        return generate_text(model, tok, [general_prompt(tok, q) for q in questions], max_new_tokens)
+
+
+def vllm_classify(
+    jobs: Sequence[tuple[ModelRef, str, list[dict[str, Any]]]],
+    template: PromptTemplate,
+    kv_cache_gib: int = 2,
+    timings: dict[str, Any] | None = None,
+) -> dict[str, list[Prediction]]:
+    """Predict every (model, job name, rows) in one vLLM engine: the base model, with each
+    adapter attached per request. Returns predictions per job name; fills `timings`
+    (engine start-up and seconds per job) when given."""
+    base_dirs = {str(ref.base_dir) for ref, _, _ in jobs}
+    if len(base_dirs) != 1:
+        raise ArtifactError(f"one vLLM engine serves one base model; got {sorted(base_dirs)}")
+    adapters = {ref.key: str(ref.adapter_dir) for ref, _, _ in jobs if ref.adapter_dir is not None}
+    spec = {
+        "base": base_dirs.pop(),
+        "adapters": adapters,
+        "system": template.system,
+        "labels": list(template.labels),
+        "jobs": [
+            {"name": name, "model": ref.key if ref.adapter_dir else None, "rows": rows}
+            for ref, name, rows in jobs
+        ],
+    }
+    with tempfile.TemporaryDirectory(prefix="tunegate-vllm-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+        cmd = [
+            sys.executable,
+            "-m",
+            "evaluation.vllm_predict",
+            "--spec",
+            str(spec_path),
+            "--out",
+            str(out_path),
+        ]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise ArtifactError(f"the vLLM engine failed (exit {proc.returncode}):\n{tail}")
+        raw = read_json(out_path)
+    if timings is not None:
+        timings.update(startup_seconds=raw["startup_seconds"], seconds=raw["seconds"])
+    return {
+        name: [Prediction(p["id"], p["label"], p["raw"]) for p in preds]
+        for name, preds in raw["predictions"].items()
+    }
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None

@@ -1,0 +1,127 @@
+"""The gate stage: evaluation evidence + params.yaml ``gate:`` -> verdict, gate.json, report.md.
+
+The stage records the verdict and exits 0 either way, so ``dvc repro`` keeps the
+metrics of a rejected candidate; ``tunegate gate --check`` is what fails a CI job.
+
+``eval/gate.json`` holds every check (name, metric, value, interval, threshold, p-value,
+pass/fail, reason), the verdict, the candidate's and baseline's identities and the
+hashes of the data and predictions the decision rests on. ``eval/report.md`` is the
+release report a person reads: verdict first, then the checks, then the largest
+regressions with example messages.
+
+Usage (from dvc.yaml): ``python -m evaluation.gate --params params.yaml``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from evaluation.policy import SuiteOutcome, Verdict, decide
+from evaluation.report import render_report
+from tunegate.artifacts import atomic_write_text, environment, read_json, read_jsonl, sha256_file, write_json
+from tunegate.errors import DataError, TunegateError
+from tunegate.params import Params, load_params
+
+log = logging.getLogger(__name__)
+
+
+def load_evidence(results: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    path = results / "evidence.json"
+    if not path.exists():
+        raise DataError(f"{path} is missing; run `dvc repro evaluate` first")
+    evidence = read_json(path)
+    records = {}
+    for name, info in evidence["suites"].items():
+        file = results / f"{name}.jsonl"
+        if not file.exists():
+            raise DataError(f"{file}: predictions for suite {name!r} are missing")
+        if sha256_file(file) != info["sha256"]:
+            raise DataError(
+                f"{file}: predictions changed after evaluation (sha256 differs from evidence.json)"
+            )
+        records[name] = read_jsonl(file)
+    return evidence, records
+
+
+def judge(evidence: dict[str, Any], records: dict[str, list[dict[str, Any]]], params: Params) -> Verdict:
+    outcomes = [
+        SuiteOutcome(
+            name,
+            evidence["suites"][name]["kind"],
+            [r["gold"] for r in recs],
+            [r["candidate"] for r in recs],
+            [r["baseline"] for r in recs],
+        )
+        for name, recs in records.items()
+    ]
+    slices: dict[str, list[int]] = {}
+    for i, r in enumerate(records.get("holdout", [])):
+        slices.setdefault(r["slice"], []).append(i)
+    probe = evidence.get("probe", {})
+    forgetting = (probe["candidate"]["accuracy"], probe["base"]["accuracy"]) if "candidate" in probe else None
+    parity = evidence.get("parity", {})
+    return decide(
+        outcomes,
+        evidence["labels"],
+        params.gate,
+        baseline_kind=evidence["baseline"]["kind"],
+        license_=evidence["base"].get("license", "unknown"),
+        forgetting=forgetting,
+        parity=parity.get("rates"),
+        parity_missing=parity.get("missing", "parity was not measured"),
+        slices=slices,
+        seed=params.base.seed,
+    )
+
+
+def gate_record(verdict: Verdict, evidence: dict[str, Any], params: Params, results: Path) -> dict[str, Any]:
+    return {
+        "verdict": "approved" if verdict.approved else "rejected",
+        "summary": verdict.summary(),
+        "candidate": evidence["candidate"],
+        "baseline": evidence["baseline"],
+        "base": evidence["base"],
+        "data": evidence["data"],
+        "predictions": {name: info["sha256"] for name, info in evidence["suites"].items()},
+        "evidence_sha256": sha256_file(results / "evidence.json"),
+        "policy": {k: v for k, v in vars(params.gate).items()},
+        "engine": evidence["engine"],
+        **verdict.to_dict(),
+        "environment": environment(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="gate stage: decide, and write gate.json and report.md")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--results", type=Path, default=Path("eval/results"))
+    parser.add_argument("--out", type=Path, default=Path("eval/gate.json"))
+    parser.add_argument("--report", type=Path, default=Path("eval/report.md"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(args.params)
+    evidence, records = load_evidence(args.results)
+    verdict = judge(evidence, records, params)
+    record = gate_record(verdict, evidence, params, args.results)
+    write_json(args.out, record)
+    atomic_write_text(args.report, render_report(record, evidence, records))
+    log.info("%s (baseline: %s)", verdict.summary(), evidence["baseline"]["kind"])
+
+
+def check(path: Path) -> tuple[bool, str]:
+    """For `tunegate gate --check`: (approved, one-line reason)."""
+    if not path.exists():
+        raise TunegateError(f"{path} is missing; run `dvc repro` to evaluate and gate the candidate")
+    record = read_json(path)
+    return record[
+        "verdict"
+    ] == "approved", f"{record['summary']} (candidate {record['candidate']['model_id']})"
+
+
+if __name__ == "__main__":
+    from tunegate.cli import run_stage
+
+    run_stage(main)

@@ -1,0 +1,171 @@
+"""The release report (eval/report.md): verdict first, then the checks, then the evidence.
+
+Pure string building from the gate record, the evaluation evidence and the predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+EXAMPLES = 8
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return "n/a" if math.isnan(x) else f"{x:.3f}"
+    return str(x)
+
+
+def _ci(ci: Any) -> str:
+    return f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+
+
+def _cell(text: str, limit: int = 110) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _accuracy(rows: list[dict[str, Any]], who: str) -> float:
+    return sum(r[who] == r["gold"] for r in rows) / len(rows) if rows else math.nan
+
+
+def render_report(record: dict[str, Any], evidence: dict[str, Any], records: dict[str, list[dict]]) -> str:
+    approved = record["verdict"] == "approved"
+    cand, base = record["candidate"], record["baseline"]
+    kind = "production model" if base["kind"] == "production" else "base model, zero-shot (first release)"
+    out = [
+        f"# Release report: {'APPROVED' if approved else 'REJECTED'}",
+        "",
+        f"**{record['summary']}**",
+        "",
+        f"- Candidate: `{cand['model_id']}` (tree sha256 `{cand['tree_sha256'][:16]}…`)",
+        f"- Baseline: `{base['model_id']}`, the {kind}",
+        f"- Engine: {record['engine']}; policy: params.yaml `gate:` (alpha {record['policy']['alpha']}, "
+        f"{record['policy']['correction']} correction)",
+        "",
+        "## Checks",
+        "",
+        "| | check | metric | value | 95% CI | threshold | p (adjusted) | reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in record["checks"]:
+        p = f"{c['p_value']:.3g} ({c['p_adjusted']:.3g})" if c.get("p_adjusted") is not None else ""
+        mark = "pass" if c["passed"] else "**FAIL**"
+        out.append(
+            f"| {mark} | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
+            f"{_cell(c['threshold'])} | {p} | {_cell(c['reason'])} |"
+        )
+    for note in record.get("notes", []):
+        out.append(f"\nNote: {note}")
+
+    out += [
+        "",
+        "## Suites",
+        "",
+        "| suite | rows | candidate accuracy | baseline accuracy |",
+        "|---|---|---|---|",
+    ]
+    for name, rows in records.items():
+        versus = evidence["suites"][name]["versus_baseline"]
+        out.append(
+            f"| {name} | {len(rows)} | {_num(_accuracy(rows, 'candidate'))} | "
+            f"{_num(_accuracy(rows, 'baseline')) if versus else '(not compared)'} |"
+        )
+
+    out += ["", "## Largest regressions", ""]
+    out += _class_regressions(records)
+    out += _example_regressions(records)
+
+    probe = evidence.get("probe", {})
+    if "candidate" in probe:
+        out += [
+            "",
+            "## Forgetting probe",
+            "",
+            f"General questions ({probe['rows']}), answered under the default chat prompt: "
+            f"candidate {_num(probe['candidate']['accuracy'])}, base model {_num(probe['base']['accuracy'])} "
+            "(share of answers containing an expected answer; exact match "
+            f"{_num(probe['candidate']['exact_match'])} vs {_num(probe['base']['exact_match'])}, token F1 "
+            f"{_num(probe['candidate']['token_f1'])} vs {_num(probe['base']['token_f1'])}).",
+            "",
+            "| question | candidate | base |",
+            "|---|---|---|",
+        ]
+        for ex in probe["examples"][:5]:
+            out.append(
+                f"| {_cell(ex['question'], 60)} | {_cell(ex['candidate'], 60)} | {_cell(ex['base'], 60)} |"
+            )
+
+    parity = evidence.get("parity", {})
+    out += ["", "## Parity", ""]
+    if "rates" in parity:
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in parity["rates"].items())
+        out.append(f"On {parity['rows']} hold-out rows ({parity['served_engine']}): {rates}.")
+        for name, diffs in parity["disagreements"].items():
+            for d in diffs[:EXAMPLES]:
+                out.append(f"- {name}: row `{d['id']}`: {d['one']} vs reference {d['reference']}")
+    else:
+        out.append(parity.get("missing", "parity was not measured"))
+
+    out += [
+        "",
+        "## Provenance",
+        "",
+        f"- Base model: `{record['base']['model_id']}`, license {record['base'].get('license')}",
+        "- Data: " + ", ".join(f"{k} `{v[:12]}`" for k, v in sorted(record["data"].items())),
+        f"- Evidence: `eval/results/evidence.json` sha256 `{record['evidence_sha256'][:16]}…`",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _class_regressions(records: dict[str, list[dict]]) -> list[str]:
+    lines = []
+    for name in ("holdout", "shifted"):
+        rows = records.get(name)
+        if not rows:
+            continue
+        by_class: dict[str, list[dict]] = {}
+        for r in rows:
+            by_class.setdefault(r["gold"], []).append(r)
+        deltas = sorted(
+            (
+                (_accuracy(rs, "candidate") - _accuracy(rs, "baseline"), lab, len(rs))
+                for lab, rs in by_class.items()
+            ),
+        )[:3]
+        shown = ", ".join(f"{lab} {d:+.2f} (n={n})" for d, lab, n in deltas)
+        lines.append(f"- {name}, smallest recall gains versus the baseline: {shown}")
+    return lines
+
+
+def _example_regressions(records: dict[str, list[dict]]) -> list[str]:
+    lines = ["", "Messages the baseline got right and the candidate got wrong:", ""]
+    lines += ["| suite | message | gold | candidate |", "|---|---|---|---|"]
+    shown = 0
+    for name in ("holdout", "shifted"):
+        for r in records.get(name, []):
+            if shown >= EXAMPLES:
+                break
+            if r["baseline"] == r["gold"] and r["candidate"] != r["gold"]:
+                lines.append(f"| {name} | {_cell(r['text'], 90)} | {r['gold']} | {r['candidate']} |")
+                shown += 1
+    if not shown:
+        lines.append("| | (none) | | |")
+    hold = {r["id"]: r for r in records.get("holdout", [])}
+    broken = [
+        (name, r)
+        for name, rows in records.items()
+        if name.startswith("perturb_")
+        for r in rows
+        if r["candidate"] != r["gold"] and hold.get(r["id"], {}).get("candidate") == r["gold"]
+    ]
+    if broken:
+        lines += ["", "Hold-out messages the candidate got right until perturbed:", ""]
+        lines += ["| suite | perturbed message | gold | candidate |", "|---|---|---|---|"]
+        for name, r in broken[:EXAMPLES]:
+            lines.append(f"| {name} | {_cell(r['text'], 90)} | {r['gold']} | {r['candidate']} |")
+    return lines
