@@ -37,11 +37,12 @@ def engine(base: str, adapter_dirs: list[str]):
     for d in adapter_dirs:
         refuse_pickle(d)
     cpu = current_platform.is_cpu()
+    context = read_json(Path(base) / "config.json").get("max_position_embeddings") or 1024
     kwargs = {"enable_lora": True, "max_lora_rank": lora_rank(adapter_dirs), "max_loras": len(adapter_dirs)}
     return LLM(
         model=base,
         dtype="float32" if cpu else "bfloat16",
-        max_model_len=1024,
+        max_model_len=min(1024, int(context)),  # messages are short; the KV cache stays small
         enforce_eager=cpu,
         enable_prefix_caching=True,
         trust_remote_code=False,

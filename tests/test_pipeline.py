@@ -134,6 +134,9 @@ def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
     assert set(gate["data"]) >= {"holdout.jsonl", "train.jsonl"}
     parity = read_json(project / "eval/results/evidence.json")["parity"]
     assert parity["rows"] == 8 and set(parity["rates"]) == {"served_vs_reference", "evaluation_vs_reference"}
+    # The real model: vLLM with the adapter per request, and the scorer, answer as PEFT does.
+    assert parity["rates"]["evaluation_vs_reference"] == 1.0
+    assert parity["rates"]["served_vs_reference"] >= 0.875, parity["disagreements"]
     report = (project / "eval/report.md").read_text()
     assert report.startswith("# Release report: REJECTED")
     assert "| **FAIL** | holdout.accuracy |" in report

