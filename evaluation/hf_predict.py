@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.labels import LabelTrie
+from evaluation.labels import LabelConstraint
 from tunegate.artifacts import read_json, refuse_pickle
 from tunegate.prompt import PromptTemplate
 
@@ -42,9 +42,14 @@ def load_model(base_dir: Path, adapter_dir: Path | None = None, merge: bool = Fa
     return model, tokenizer
 
 
-def label_trie(tokenizer: Any, labels: tuple[str, ...]) -> LabelTrie:
+def label_constraint(tokenizer: Any, labels: tuple[str, ...]) -> LabelConstraint:
+    """The served engine's guided choice over `labels`, for this tokenizer."""
     end = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
-    return LabelTrie.build(labels, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"], end)
+    ids = range(len(tokenizer))
+    texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
+    return LabelConstraint.build(
+        labels, dict(zip(ids, texts, strict=True)), end, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
+    )
 
 
 @dataclass
@@ -60,7 +65,7 @@ def predict(
 ) -> list[Prediction]:
     import torch
 
-    trie = label_trie(tokenizer, template.labels)
+    constraint = label_constraint(tokenizer, template.labels)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -73,12 +78,12 @@ def predict(
         width = enc["input_ids"].shape[1]
 
         def allowed(_batch_id: int, ids: Any, width: int = width) -> list[int]:
-            return trie.allowed(ids[width:].tolist())
+            return constraint.allowed(ids[width:].tolist())
 
         with torch.inference_mode():
             gen = model.generate(
                 **enc,
-                max_new_tokens=trie.max_len,
+                max_new_tokens=constraint.max_len,
                 do_sample=False,
                 prefix_allowed_tokens_fn=allowed,
                 pad_token_id=tokenizer.pad_token_id,
@@ -86,7 +91,7 @@ def predict(
         for j, i in enumerate(idx):
             answer = gen[j, width:].tolist()
             results[i] = Prediction(
-                rows[i]["id"], trie.decode(answer), tokenizer.decode(answer, skip_special_tokens=True)
+                rows[i]["id"], constraint.decode(answer), tokenizer.decode(answer, skip_special_tokens=True)
             )
     return [results[i] for i in range(len(rows))]
 

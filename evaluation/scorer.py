@@ -19,7 +19,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from evaluation.hf_predict import Prediction, label_trie
+from evaluation.hf_predict import Prediction, label_constraint
 from tunegate.prompt import PromptTemplate
 
 
@@ -40,8 +40,8 @@ def score(
 ) -> list[Prediction]:
     import torch
 
-    trie = label_trie(tokenizer, template.labels)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else trie.end_token
+    constraint = label_constraint(tokenizer, template.labels)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else constraint.end_token
     encoded = [
         tokenizer(template.render(tokenizer, r["text"]), add_special_tokens=False)["input_ids"] for r in rows
     ]
@@ -73,16 +73,16 @@ def score(
                 use_cache=True,
                 logits_to_keep=1,
             )
-            for _step in range(trie.max_len):
+            for _step in range(constraint.max_len):
                 logits = out.logits[:, -1, :]
                 next_ids = []
                 for j in range(len(idx)):
                     if done[j] is False:
-                        allowed = trie.allowed(answers[j])
+                        allowed = constraint.allowed(answers[j])
                         tok = allowed[int(torch.argmax(logits[j, allowed]))]
                         answers[j].append(tok)
-                        label = trie.resolved(answers[j])
-                        if label is not None or tok == trie.end_token:
+                        label = constraint.resolved(answers[j])
+                        if label is not None or tok == constraint.end_token:
                             done[j] = label
                     next_ids.append(answers[j][-1])
                 if all(d is not False for d in done):

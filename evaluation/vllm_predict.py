@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     llm = engine(spec["base"], [spec["adapters"][n] for n in names])
     startup = time.perf_counter() - started
     tokenizer = llm.get_tokenizer()
-    longest = max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in template.labels)
     sampling = SamplingParams(
         temperature=0.0,
-        max_tokens=longest + 4,  # the label plus room for another tokenization of it and the end
+        max_tokens=max(len(label) for label in template.labels) + 1,  # any tokenization, then the end
         structured_outputs=StructuredOutputsParams(choice=list(template.labels)),
     )
     requests = {n: LoRARequest(n, i + 1, spec["adapters"][n]) for i, n in enumerate(names)}

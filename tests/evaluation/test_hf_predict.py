@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluation.hf_predict import label_trie, load_model, predict, template_for
+from evaluation.hf_predict import label_constraint, load_model, predict, template_for
 from tunegate.artifacts import read_json, read_jsonl
 
 
@@ -15,5 +15,6 @@ def test_constrained_predictions_are_always_valid_labels(tiny_base, prepared_sam
     labels = set(read_json(prepared_sample / "labels.json"))
     assert [p.id for p in preds] == [r["id"] for r in rows]  # input order kept despite length sorting
     assert all(p.label in labels for p in preds)  # a random model still answers inside the label set
-    trie = label_trie(tokenizer, template.labels)
-    assert len(trie.labels) == len(labels)
+    constraint = label_constraint(tokenizer, template.labels)
+    for label in labels:  # each label's own tokens spell it, so the served grammar's semantics apply
+        assert constraint.decode(tokenizer(label, add_special_tokens=False)["input_ids"]) == label

@@ -1,57 +1,71 @@
 import pytest
 
-from evaluation.labels import LabelTrie
+from evaluation.labels import LabelConstraint
+
+# A toy vocabulary: every character, plus a few multi-character tokens; end token 0.
+VOCAB = {ord(c): c for c in "acdhinrst_lo"} | {1: "car", 2: "ca", 3: "card", 4: "sh", 5: "zz", 0: "</s>"}
 
 
-# A toy tokenizer: one token per character, end token 0.
 def encode(s: str) -> list[int]:
-    return [ord(c) for c in s]
+    """The 'canonical' tokenization: greedy longest match."""
+    ids, i = [], 0
+    while i < len(s):
+        tid, text = max(((k, v) for k, v in VOCAB.items() if s.startswith(v, i)), key=lambda kv: len(kv[1]))
+        ids.append(tid)
+        i += len(text)
+    return ids
 
 
 @pytest.fixture
-def trie() -> LabelTrie:
-    return LabelTrie.build(["card", "cart", "cash"], encode, end_token=0)
+def choice() -> LabelConstraint:
+    return LabelConstraint.build(["card", "cart", "cash"], VOCAB, end_token=0, encode=encode)
 
 
-def test_allowed_tokens_follow_the_label_prefixes(trie):
-    assert trie.allowed([]) == [ord("c")]
-    assert trie.allowed(encode("ca")) == sorted([ord("r"), ord("s")])
-    assert trie.allowed(encode("car")) == sorted([ord("d"), ord("t")])
-    assert trie.allowed(encode("card")) == [0]  # complete label: only the end token
-    assert trie.allowed([*encode("card"), 0]) == [0]
+def test_any_token_that_keeps_the_answer_a_label_prefix_is_allowed(choice):
+    # Not only the canonical first token ("card"/"car"/"ca"): any spelling, as xgrammar allows.
+    assert choice.allowed([]) == sorted([ord("c"), 1, 2, 3])
+    assert choice.allowed([ord("c")]) == sorted([ord("a")])
+    assert choice.allowed([2]) == sorted([ord("r"), ord("s"), 4])  # "ca" + r | s | sh
+    assert choice.allowed([1]) == sorted([ord("d"), ord("t")])
+    assert choice.allowed([3]) == [0]  # a complete label: only the end token
+    assert choice.allowed([3, 0]) == [0]
+    assert 5 not in choice.texts  # tokens that cannot occur inside a label are never offered
 
 
-def test_decode_maps_answers_to_labels_or_none(trie):
-    assert trie.decode([*encode("cash"), 0, 0]) == "cash"
-    assert trie.decode(encode("car")) is None
-    assert trie.decode(encode("cars")) is None
-    assert trie.max_len == 5
+def test_decode_maps_any_spelling_to_its_label(choice):
+    assert choice.decode([2, 4, 0, 0]) == "cash"
+    assert choice.decode([ord("c"), ord("a"), ord("s"), ord("h"), 0]) == "cash"
+    assert choice.decode([1]) is None  # unfinished
+    assert choice.decode([1, ord("s")]) is None  # not a label
+    assert choice.max_len == 5  # four one-character tokens and the end
 
 
 def test_label_that_is_a_prefix_of_another():
-    t = LabelTrie.build(["in", "inside"], encode, end_token=0)
-    assert t.allowed(encode("in")) == sorted([0, ord("s")])
-    assert t.decode([*encode("in"), 0]) == "in"
+    c = LabelConstraint.build(["in", "inside"], VOCAB, end_token=0)
+    assert c.allowed([ord("i"), ord("n")]) == sorted([0, ord("s")])
+    assert c.decode([ord("i"), ord("n"), 0]) == "in"
 
 
-def test_ambiguous_or_empty_labels_are_rejected():
-    with pytest.raises(ValueError, match="same tokens"):
-        LabelTrie.build(["a", "a"], encode, end_token=0)
-    with pytest.raises(ValueError, match="no tokens"):
-        LabelTrie.build([""], encode, end_token=0)
+def test_bad_label_sets_are_rejected():
+    with pytest.raises(ValueError, match="duplicate"):
+        LabelConstraint.build(["a", "a"], VOCAB, end_token=0)
+    with pytest.raises(ValueError, match="empty"):
+        LabelConstraint.build([""], VOCAB, end_token=0)
+    with pytest.raises(ValueError, match="do not spell it"):  # a tokenizer whose token texts are not faithful
+        LabelConstraint.build(["cat"], VOCAB, end_token=0, encode=lambda s: [ord("c"), ord("a")])
 
 
-def test_resolved_names_the_label_once_the_prefix_determines_it(trie):
-    assert trie.resolved(encode("ca")) is None  # card, cart and cash still possible
-    assert trie.resolved(encode("cas")) == "cash"  # the rest would be forced
-    assert trie.resolved(encode("car")) is None
-    assert trie.resolved(encode("cart")) == "cart"
-    assert trie.resolved([*encode("card"), 0]) == "card"
-    assert trie.resolved([ord("c"), 0]) is None  # ended early: not a label
+def test_resolved_names_the_label_once_the_prefix_determines_it(choice):
+    assert choice.resolved([2]) is None  # card, cart and cash still possible
+    assert choice.resolved([2, ord("s")]) == "cash"  # the rest would be forced
+    assert choice.resolved([1]) is None
+    assert choice.resolved([1, ord("t")]) == "cart"
+    assert choice.resolved([3, 0]) == "card"
+    assert choice.resolved([ord("c"), 0]) is None  # ended early: not a label
 
 
 def test_a_label_that_prefixes_another_is_not_resolved_early():
-    t = LabelTrie.build(["card", "card_lost"], encode, end_token=0)
-    assert t.resolved(encode("card")) is None  # could still be card_lost
-    assert t.resolved([*encode("card"), 0]) == "card"
-    assert t.resolved(encode("card_")) == "card_lost"
+    c = LabelConstraint.build(["card", "card_lost"], VOCAB, end_token=0)
+    assert c.resolved([3]) is None  # could still be card_lost
+    assert c.resolved([3, 0]) == "card"
+    assert c.resolved([3, ord("_")]) == "card_lost"
