@@ -48,7 +48,10 @@ def label_constraint(tokenizer: Any, labels: tuple[str, ...]) -> LabelConstraint
     ids = range(len(tokenizer))
     texts = tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
     return LabelConstraint.build(
-        labels, dict(zip(ids, texts, strict=True)), end, lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
+        labels,
+        dict(zip(ids, texts, strict=True)),
+        end,
+        lambda s: tokenizer(s, add_special_tokens=False)["input_ids"],
     )
 
 

@@ -42,12 +42,16 @@ class LabelConstraint:
             raise ValueError("a label is empty")
         if len(set(labels)) != len(labels):
             raise ValueError(f"duplicate labels: {sorted(x for x in labels if labels.count(x) > 1)}")
-        pieces = {label[i:j] for label in labels for i in range(len(label)) for j in range(i + 1, len(label) + 1)}
+        pieces = {
+            label[i:j] for label in labels for i in range(len(label)) for j in range(i + 1, len(label) + 1)
+        }
         texts = {i: t for i, t in vocab.items() if t in pieces and i != end_token}
         for label in labels:
             ids = encode(label) if encode is not None else None
             if ids is not None and "".join(texts.get(i, "\0") for i in ids) != label:
-                raise ValueError(f"label {label!r}: its tokens {ids} do not spell it in this tokenizer's vocabulary")
+                raise ValueError(
+                    f"label {label!r}: its tokens {ids} do not spell it in this tokenizer's vocabulary"
+                )
         return cls(end_token, tuple(labels), texts)
 
     def text(self, ids: Sequence[int]) -> str | None:
