@@ -1,0 +1,1 @@
+"""Releases: the registry (GTO), packaging (BentoML model store), the service (BentoML + vLLM)."""

@@ -69,6 +69,16 @@ def verify_hashes(folder: str | Path, expected: dict[str, str]) -> None:
         raise ArtifactError(f"{folder}: artifact failed verification: " + "; ".join(bad))
 
 
+def verified_card(folder: str | Path) -> dict[str, Any]:
+    """A model folder's card, after checking every file against the sha256 it records."""
+    folder = Path(folder)
+    if not (folder / "card.json").exists():
+        raise ArtifactError(f"{folder} has no card.json; it is not a tunegate model folder")
+    card = read_json(folder / "card.json")
+    verify_hashes(folder, card["files"])
+    return card
+
+
 def refuse_pickle(folder: str | Path) -> None:
     """Raise ArtifactError if a folder holds pickle-format weights."""
     found = [p.name for p in Path(folder).rglob("*") if p.suffix in PICKLE_SUFFIXES]

@@ -321,6 +321,73 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class ReleaseParams:
+    name: str = "intent-classifier"
+    """The released artifact's name in GTO (git tags) and in the BentoML model store."""
+    canary_weight: int = 10
+    """Percent of public traffic a canary gets when `promote --to canary` names no --weight."""
+    canary_steps: tuple[int, ...] = (10, 25, 50)
+    """Canary weights the rollout judge advances through before promoting to production."""
+    lock_timeout_s: float = 10.0
+    """How long a registry action waits for another one to finish before failing."""
+    judge_window_minutes: int = 60
+    """The canary judge reads this much of the request log."""
+    judge_min_requests: int = 50
+    """The judge waits for at least this many canary requests before deciding."""
+    judge_max_error_increase: float = 0.02
+    """Largest tolerated canary-minus-production error rate (one-sided test at gate.alpha)."""
+    judge_max_p95_ratio: float = 1.5
+    """Largest tolerated canary p95 latency, as a multiple of production's."""
+    judge_max_invalid_rate: float = 0.02
+    """Largest share of canary /classify answers outside the label set."""
+    judge_min_agreement: float = 0.9
+    """Smallest agreement with production on shadowed requests (when there are any)."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.name or any(c in self.name for c in "@#:/ "):
+            out.append(f"release.name: {self.name!r} must be non-empty without any of @ # : / or spaces")
+        for w in (self.canary_weight, *self.canary_steps):
+            if not 0 < w < 100:
+                out.append(f"release: canary weight {w} is outside (0, 100) percent")
+        if list(self.canary_steps) != sorted(self.canary_steps):
+            out.append(f"release.canary_steps: {list(self.canary_steps)} must increase")
+        for name in ("judge_max_error_increase", "judge_max_invalid_rate", "judge_min_agreement"):
+            if not 0 <= getattr(self, name) <= 1:
+                out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")
+        if self.lock_timeout_s < 0 or self.judge_min_requests < 1 or self.judge_max_p95_ratio < 1:
+            out.append("release: lock_timeout_s >= 0, judge_min_requests >= 1 and judge_max_p95_ratio >= 1")
+        return out
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    public_model: str = "tunegate"
+    """The model name clients ask for; routed by weight between production and canary."""
+    max_concurrency: int = 16
+    """Requests in flight beyond this get 429 (health stays green)."""
+    max_tokens: int = 256
+    """Default and cap of generated tokens per request (also bounded by the context)."""
+    max_model_len: int = 1024
+    kv_cache_gib: int = 2
+    """CPU KV cache for vLLM (VLLM_CPU_KVCACHE_SPACE)."""
+    request_log: str = "logs/requests.sqlite"
+    require_api_key: bool = False
+    """When true, public endpoints need `Authorization: Bearer $TUNEGATE_API_KEY`."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0 < self.port < 65536:
+            out.append(f"serve.port: {self.port} is not a TCP port")
+        for name in ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib"):
+            if getattr(self, name) < 1:
+                out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
+        return out
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
@@ -329,6 +396,8 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
     gate: GateParams = field(default_factory=GateParams)
+    release: ReleaseParams = field(default_factory=ReleaseParams)
+    serve: ServeParams = field(default_factory=ServeParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

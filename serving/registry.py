@@ -1,0 +1,466 @@
+"""The model registry: releases and their stages, kept by GTO in git tags.
+
+- A **release** is a GTO version (``intent-classifier@v0.0.3``) registered by the package
+  stage; the tag's message is JSON naming the BentoML model (``bento_tag``), the adapter's
+  ``tree_sha256``, its ``model_id`` and the gate verdict.
+- A **stage** assignment (``intent-classifier#canary#7``) puts a release in ``staging``,
+  ``canary`` or ``production``; its message is JSON with the canary weight, the reason,
+  and whether the move was forced. Each stage holds at most one release.
+- ``registry/audit.jsonl`` repeats every action with who, when and why (and refusals are
+  errors, not entries); ``registry/production.json`` points the evaluate stage at the
+  production release, so the next ``dvc repro`` gates candidates against it.
+
+Order comes from GTO's per-artifact tag counter, not from tag timestamps (one-second
+resolution: two actions in the same second would otherwise tie). Every action runs under
+an exclusive file lock, so two promotions at once cannot interleave: the second waits up
+to ``release.lock_timeout_s`` and then fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunegate.artifacts import write_json
+from tunegate.errors import RegistryError
+
+STAGES = ("staging", "canary", "production")
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    bento_tag: str
+    tree_sha256: str
+    model_id: str
+    verdict: str
+    commit: str
+    registered_at: str
+
+    @classmethod
+    def from_message(cls, version: str, commit: str, at: Any, message: str) -> Release | None:
+        try:
+            info = json.loads(message)
+        except (json.JSONDecodeError, TypeError):
+            return None  # registered by hand, not by tunegate: not servable
+        if not isinstance(info, dict) or "bento_tag" not in info:
+            return None
+        return cls(
+            version,
+            info["bento_tag"],
+            info["tree_sha256"],
+            info["model_id"],
+            info["verdict"],
+            commit,
+            str(at),
+        )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    stage: str
+    version: str
+    weight: int
+    """Percent of public traffic (canary); production takes the rest; staging takes none."""
+    at: str
+    by: str
+    reason: str
+    forced: bool
+
+
+def actor() -> tuple[str, str]:
+    """Who acts: TUNEGATE_ACTOR, else git's user.name, else the login name."""
+    name = os.environ.get("TUNEGATE_ACTOR") or _git_config("user.name") or getpass.getuser()
+    email = os.environ.get("TUNEGATE_ACTOR_EMAIL") or _git_config("user.email") or f"{name}@localhost"
+    return name, email
+
+
+def _git_config(key: str) -> str | None:
+    out = subprocess.run(["git", "config", key], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None
+
+
+def _counter(ref: str) -> int:
+    return int(ref.rsplit("#", 1)[1])
+
+
+class Registry:
+    @classmethod
+    def from_params(cls, repo: str | Path, params: Any) -> Registry:
+        r = params.release
+        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight)
+
+    def __init__(self, repo: str | Path, name: str, lock_timeout_s: float = 10.0, canary_weight: int = 10):
+        self.repo = Path(repo).resolve()
+        self.name = name
+        self.lock_timeout_s = lock_timeout_s
+        self.canary_weight = canary_weight
+        self.dir = self.repo / "registry"
+        if not (self.repo / ".git").exists():
+            raise RegistryError(f"{self.repo} is not a git repository; GTO keeps the registry in git tags")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _history(self) -> list[dict[str, Any]]:
+        import gto.api
+
+        with _quiet_gto():
+            return gto.api.history(str(self.repo), self.name)
+
+    def releases(self) -> dict[str, Release]:
+        out = {}
+        for event in self._history():
+            if event["event"] == "registration":
+                release = Release.from_message(
+                    event["version"], event["commit"], event["timestamp"], event["message"]
+                )
+                if release is not None:
+                    out[release.version] = release
+        return out
+
+    def release(self, version: str) -> Release:
+        releases = self.releases()
+        if version not in releases:
+            known = ", ".join(sorted(releases)) or "none yet (run `dvc repro`: the package stage registers)"
+            raise RegistryError(f"{self.name} has no release {version!r}; registered: {known}")
+        return releases[version]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Stage assignments and unassignments, oldest first."""
+        moves = [e for e in self._history() if e["event"] in ("assignment", "unassignment")]
+        return sorted(moves, key=lambda e: _counter(e["ref"]))
+
+    def stages(self) -> dict[str, Assignment | None]:
+        """The release each stage holds now."""
+        state: dict[str, Assignment | None] = dict.fromkeys(STAGES)
+        for e in self.events():
+            if e["stage"] not in state:
+                continue
+            if e["event"] == "unassignment":
+                held = state[e["stage"]]
+                if held is not None and held.version == e["version"]:
+                    state[e["stage"]] = None
+                continue
+            info = _json(e["message"])
+            state[e["stage"]] = Assignment(
+                e["stage"],
+                e["version"],
+                int(info.get("weight", 0)),
+                str(e["timestamp"]),
+                e["author"],
+                info.get("reason", ""),
+                bool(info.get("forced", False)),
+            )
+        return state
+
+    def weights(self) -> dict[str, int]:
+        """Traffic share per live stage, in percent (production gets what canary does not)."""
+        stages = self.stages()
+        canary = stages["canary"].weight if stages["canary"] and stages["production"] else 0
+        out = {}
+        if stages["production"]:
+            out["production"] = 100 - canary
+        if canary:
+            out["canary"] = canary
+        return out
+
+    def status(self) -> list[dict[str, Any]]:
+        stages, releases, weights = self.stages(), self.releases(), self.weights()
+        rows = []
+        for stage in STAGES:
+            a = stages[stage]
+            r = releases.get(a.version) if a else None
+            rows.append(
+                {
+                    "stage": stage,
+                    "version": a.version if a else None,
+                    "traffic": weights.get(stage, 0),
+                    "verdict": r.verdict if r else None,
+                    "model_id": r.model_id if r else None,
+                    "since": a.at if a else None,
+                    "by": a.by if a else None,
+                    "reason": a.reason if a else None,
+                }
+            )
+        return rows
+
+    # -- acting --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive registry lock; waits up to lock_timeout_s, then fails naming the holder."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        with open(path, "a+", encoding="utf-8") as f:
+            deadline = time.monotonic() + self.lock_timeout_s
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        f.seek(0)
+                        holder = f.read().strip() or "another process"
+                        raise RegistryError(
+                            f"the registry is busy: {holder} holds {path} (waited {self.lock_timeout_s:g}s); "
+                            "retry when it finishes"
+                        ) from None
+                    time.sleep(0.05)
+            f.seek(0)
+            f.truncate()
+            f.write(
+                f"pid {os.getpid()} ({actor()[0]}) since {datetime.now(UTC).isoformat(timespec='seconds')}"
+            )
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def register(self, info: dict[str, Any], ref: str = "HEAD") -> str:
+        """Register a packaged model at `ref`; returns its version. Idempotent per adapter."""
+        import gto.api
+
+        with self.lock():
+            for release in self.releases().values():
+                if release.tree_sha256 == info["tree_sha256"]:
+                    return release.version
+            commit = _git(self.repo, "rev-parse", ref)
+            taken = [r for r in self.releases().values() if r.commit == commit]
+            if taken:
+                raise RegistryError(
+                    f"commit {commit[:12]} already holds {self.name} {taken[0].version} (another adapter); "
+                    "GTO keeps one version per commit: commit your changes (dvc.lock, params.yaml), then "
+                    "run `tunegate register`"
+                )
+            name, email = actor()
+            message = json.dumps({k: info[k] for k in ("bento_tag", "tree_sha256", "model_id", "verdict")})
+            with _quiet_gto():
+                tag = gto.api.register(
+                    str(self.repo), self.name, ref, message=message, author=name, author_email=email
+                )
+            version = tag.version if hasattr(tag, "version") else self._version_at(commit)
+            self._audit("register", version, None, info.get("reason", ""), False, extra={"commit": commit})
+            return version
+
+    def _version_at(self, commit: str) -> str:
+        return next(r.version for r in self.releases().values() if r.commit == commit)
+
+    def promote(
+        self, version: str, stage: str, weight: int | None = None, force: bool = False, reason: str = ""
+    ) -> Assignment:
+        """Move `version` into `stage` (staging -> canary -> production), or change the canary weight."""
+        if stage not in STAGES:
+            raise RegistryError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        if force and not reason.strip():
+            raise RegistryError("--force needs --reason: a forced promotion is recorded with why")
+        if weight is not None and stage != "canary":
+            raise RegistryError("--weight applies to the canary stage only")
+        if weight is not None and not 0 < weight < 100:
+            raise RegistryError(f"--weight {weight} is outside (0, 100) percent")
+        with self.lock():
+            release = self.release(version)
+            stages = self.stages()
+            if not force:
+                self._check_order(release, stage, stages)
+            info: dict[str, Any] = {"reason": reason, "forced": force}
+            if stage == "canary":
+                held = stages["canary"]
+                same = held is not None and held.version == version
+                info["weight"] = weight if weight is not None else held.weight if same else self.canary_weight
+            self._assign(stage, version, info)
+            if stage == "production":
+                canary = stages["canary"]
+                if canary is not None and canary.version == version:
+                    self._unassign("canary", version, f"promoted to production: {reason}".strip(": "))
+                self.write_production_pointer(release)
+            self._audit("promote", version, stage, reason, force, extra={"weight": info.get("weight")})
+            assignment = self.stages()[stage]
+            assert assignment is not None
+            return assignment
+
+    def _check_order(self, release: Release, stage: str, stages: dict[str, Assignment | None]) -> None:
+        if release.verdict != "approved":
+            raise RegistryError(
+                f"{release.version} was {release.verdict} by the gate; only approved releases are promoted "
+                "(override with --force --reason TEXT, which is recorded)"
+            )
+        held_now = stages[stage]
+        if stage != "canary" and held_now is not None and held_now.version == release.version:
+            raise RegistryError(f"{release.version} is already in {stage}")
+        before = STAGES[STAGES.index(stage) - 1] if stage != "staging" else None
+        held = stages[before] if before else None
+        if stage == "canary" and stages["canary"] is not None and stages["canary"].version == release.version:
+            return  # a weight change
+        if before is not None and (held is None or held.version != release.version):
+            where = [s for s, a in stages.items() if a is not None and a.version == release.version]
+            raise RegistryError(
+                f"{release.version} is not in {before} (it is in {', '.join(where) or 'no stage'}); "
+                f"promote it --to {before} first, or use --force --reason TEXT"
+            )
+
+    def rollback(
+        self, to: str | None = None, stage: str = "production", reason: str = ""
+    ) -> Assignment | None:
+        """Production: back to the previous production release (or `to`). Canary: withdraw it."""
+        with self.lock():
+            stages = self.stages()
+            current = stages.get(stage)
+            if stage == "canary":
+                if current is None:
+                    raise RegistryError("there is no canary to roll back")
+                self._unassign("canary", current.version, reason or "rolled back")
+                self._audit("rollback", current.version, "canary", reason, False)
+                return None
+            if stage != "production":
+                raise RegistryError(f"rollback applies to production or canary, not {stage!r}")
+            if current is None:
+                raise RegistryError("there is no production release to roll back")
+            previous = [
+                e["version"]
+                for e in self.events()
+                if e["event"] == "assignment"
+                and e["stage"] == "production"
+                and e["version"] != current.version
+            ]
+            if to is None:
+                if not previous:
+                    raise RegistryError(
+                        f"{current.version} is the first production release: nothing to roll back to"
+                    )
+                to = previous[-1]
+            elif to not in previous:
+                raise RegistryError(
+                    f"{to} was never in production; rollback goes to an earlier production release "
+                    f"({', '.join(dict.fromkeys(reversed(previous))) or 'none'})"
+                )
+            release = self.release(to)
+            self._assign(
+                "production", to, {"reason": reason or f"rollback from {current.version}", "forced": False}
+            )
+            if stages["canary"] is not None:
+                self._unassign("canary", stages["canary"].version, f"rollback of production to {to}")
+            self.write_production_pointer(release)
+            self._audit("rollback", to, "production", reason, False, extra={"from": current.version})
+            assignment = self.stages()["production"]
+            assert assignment is not None
+            return assignment
+
+    def write_production_pointer(self, release: Release) -> None:
+        write_json(
+            self.dir / "production.json",
+            {
+                "version": release.version,
+                "bento_tag": release.bento_tag,
+                "tree_sha256": release.tree_sha256,
+                "model_id": release.model_id,
+                "note": "Written by `tunegate promote/rollback`; `dvc repro` gates candidates against it.",
+            },
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _assign(self, stage: str, version: str, info: dict[str, Any]) -> None:
+        import gto.api
+
+        name, email = actor()
+        with _quiet_gto():
+            gto.api.assign(
+                str(self.repo),
+                self.name,
+                stage,
+                version=version,
+                message=json.dumps(info),
+                force=True,  # re-assigning (weight changes, rollbacks) needs a new tag
+                author=name,
+                author_email=email,
+            )
+
+    def _unassign(self, stage: str, version: str, reason: str) -> None:
+        import gto.api
+
+        name, email = actor()
+        with _quiet_gto():
+            gto.api.unassign(
+                str(self.repo),
+                self.name,
+                stage=stage,
+                version=version,
+                message=json.dumps({"reason": reason}),
+                force=True,
+                author=name,
+                author_email=email,
+            )
+
+    def _audit(
+        self,
+        action: str,
+        version: str,
+        stage: str | None,
+        reason: str,
+        forced: bool,
+        extra: dict | None = None,
+    ) -> None:
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "actor": actor()[0],
+            "action": action,
+            "artifact": self.name,
+            "version": version,
+            "stage": stage,
+            "reason": reason,
+            "forced": forced,
+            **(extra or {}),
+        }
+        with open(self.dir / "audit.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.dir / "audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _json(message: str) -> dict[str, Any]:
+    try:
+        out = json.loads(message)
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RegistryError(f"git {' '.join(args)} failed in {repo}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def _quiet_gto() -> Iterator[None]:
+    """GTO prints its own one-line confirmations; tunegate reports actions itself."""
+    import io
+    from contextlib import redirect_stdout
+
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    except Exception as err:
+        if type(err).__module__.startswith("gto"):
+            raise RegistryError(f"GTO refused: {err}") from err
+        raise
