@@ -38,7 +38,7 @@ from tunegate.artifacts import (
     read_json,
     read_jsonl,
     sha256_file,
-    verify_hashes,
+    verified_card,
     write_json,
 )
 from tunegate.errors import ArtifactError, DataError
@@ -46,15 +46,6 @@ from tunegate.params import Params, load_params
 from tunegate.prompt import PromptTemplate
 
 log = logging.getLogger(__name__)
-
-
-def verified_card(folder: Path) -> dict[str, Any]:
-    """A model folder's card, after checking every file against the sha256 it records."""
-    if not (folder / "card.json").exists():
-        raise ArtifactError(f"{folder} has no card.json; it is not a tunegate model folder")
-    card = read_json(folder / "card.json")
-    verify_hashes(folder, card["files"])
-    return card
 
 
 def adapter_ref(folder: Path, role: str, base: ModelRef, mismatch: str) -> ModelRef:
@@ -88,8 +79,13 @@ def production_ref(pointer: Path | None, base: ModelRef) -> tuple[ModelRef | Non
         f"{base.model_id}: their answers are not comparable; retrain on the same base or release with "
         "`--force --reason`"
     )
-    # A relative model_dir is relative to the project root (where dvc runs stages).
-    return adapter_ref(Path(info["model_dir"]), "production", base, mismatch), info
+    if info.get("bento_tag"):  # a release in the BentoML model store, verified against the registry
+        from serving.package import resolve
+
+        folder = resolve(info["bento_tag"], info["tree_sha256"])
+    else:  # a model folder; a relative one is relative to the project root (where dvc runs stages)
+        folder = Path(info["model_dir"])
+    return adapter_ref(folder, "production", base, mismatch), info
 
 
 def predict_all(

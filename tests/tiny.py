@@ -53,3 +53,42 @@ def make_tiny_base(folder: Path, layers: int = 2, hidden: int = 128) -> Path:
         },
     )
     return folder
+
+
+def make_tiny_adapter(
+    base: Path, folder: Path, labels: tuple[str, ...], seed: int, spread: float = 0.5
+) -> Path:
+    """A train-stage-shaped adapter folder on a tiny base: random LoRA weights, the prompt
+    template with `labels`, and a card naming the base (what packaging and serving read)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunegate.artifacts import read_json
+    from tunegate.prompt import PromptTemplate
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, spread)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    PromptTemplate(labels=labels).save(folder)
+    files = file_hashes(folder)
+    base_card = read_json(base / "card.json")
+    write_json(
+        folder / "card.json",
+        {
+            "kind": "lora",
+            "model_id": f"lora:{tree_hash(files)[:12]}",
+            "files": files,
+            "tree_sha256": tree_hash(files),
+            "base_model": {"model_id": base_card["model_id"], "tree_sha256": base_card["tree_sha256"]},
+        },
+    )
+    return folder

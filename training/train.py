@@ -116,6 +116,15 @@ def fingerprint(params: Params, data_manifest: dict[str, Any], base_card: dict[s
     return sha256_bytes(key.encode())[:16]
 
 
+def canonical_adapter_config(path: Path) -> None:
+    """PEFT writes target_modules from a set, in an order that changes with Python's hash
+    seed: sort it, so one recipe gives byte-identical adapter folders (and one model id)."""
+    config = read_json(path)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    write_json(path, config)
+
+
 @dataclass
 class TrainResult:
     train_loss: float
@@ -325,6 +334,7 @@ class TrainRecipe:
                 self.tokenizer.save_pretrained(tmp)  # a whole model: loadable on its own
             else:
                 (tmp / "README.md").unlink(missing_ok=True)  # PEFT's template card; card.json is ours
+                canonical_adapter_config(tmp / "adapter_config.json")
             self.template.save(tmp)
             refuse_pickle(tmp)
             files = file_hashes(tmp)

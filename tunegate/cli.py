@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,241 @@ def gate(
     typer.echo(reason)
     if check and not approved:
         raise typer.Exit(1)
+
+
+def _registry(params_path: Path):
+    from serving.registry import Registry
+    from tunegate.params import load_params
+
+    return Registry.from_params(Path("."), load_params(params_path))
+
+
+PARAMS_OPTION = typer.Option(
+    Path("params.yaml"), "--params", help="params.yaml (release.name, lock timeout)."
+)
+
+
+@app.command()
+def promote(
+    version: str = typer.Argument(..., help="A registered release, e.g. v0.0.3 (see `tunegate status`)."),
+    to: str = typer.Option(..., "--to", help="staging, canary or production."),
+    weight: int | None = typer.Option(None, "--weight", help="Canary traffic share in percent."),
+    force: bool = typer.Option(
+        False, "--force", help="Skip the verdict and stage-order checks (needs --reason)."
+    ),
+    reason: str = typer.Option("", "--reason", help="Why; recorded in GTO and registry/audit.jsonl."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Move a release to the next stage (staging -> canary -> production), or set the canary weight."""
+    try:
+        a = _registry(params_path).promote(version, to, weight=weight, force=force, reason=reason)
+    except TunegateError as err:
+        fail(err)
+    share = f" at {a.weight}% of traffic" if a.stage == "canary" else ""
+    typer.echo(f"{version} is in {a.stage}{share}{' (forced)' if a.forced else ''}")
+
+
+@app.command()
+def rollback(
+    to: str | None = typer.Option(
+        None, "--to", help="An earlier production release (default: the previous one)."
+    ),
+    stage: str = typer.Option("production", "--stage", help="production, or canary to withdraw the canary."),
+    reason: str = typer.Option("", "--reason", help="Why; recorded."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Restore the previous production release exactly (or withdraw the canary)."""
+    try:
+        a = _registry(params_path).rollback(to=to, stage=stage, reason=reason)
+    except TunegateError as err:
+        fail(err)
+    typer.echo("the canary is withdrawn" if a is None else f"production is {a.version} again")
+
+
+@app.command()
+def register(
+    candidate_record: Path = typer.Option(
+        Path("registry/candidate.json"), "--record", help="The package stage's record."
+    ),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Register the packaged candidate at the current commit (when the package stage could not)."""
+    from tunegate.artifacts import read_json
+    from tunegate.errors import RegistryError
+
+    try:
+        record = read_json(candidate_record) if candidate_record.exists() else None
+        if not record or not record.get("packaged"):
+            raise RegistryError(
+                f"{candidate_record}: no packaged candidate; run `dvc repro` (approved candidates only)"
+            )
+        version = _registry(params_path).register(record)
+    except TunegateError as err:
+        fail(err)
+    typer.echo(f"{record['bento_tag']} is release {version}")
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Which release each stage holds, its traffic share, gate verdict, and when and by whom."""
+    try:
+        rows = _registry(params_path).status()
+    except TunegateError as err:
+        fail(err)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    cols = ("stage", "version", "traffic", "verdict", "since", "by", "reason")
+    cells = [
+        [str(r[c] if r[c] is not None else "-") + ("%" if c == "traffic" else "") for c in cols] for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    for line in ([*cols], *cells):
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+@app.command()
+def serve(
+    port: int | None = typer.Option(None, "--port", help="Default: serve.port in params.yaml."),
+    host: str | None = typer.Option(None, "--host", help="Default: serve.host in params.yaml."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Start the BentoML service on vLLM with the live releases (see `tunegate status`)."""
+    import os
+    import subprocess
+
+    from tunegate.params import load_params
+
+    try:
+        params = load_params(params_path)
+    except TunegateError as err:
+        fail(err)
+    project = Path(".").resolve()
+    env = os.environ | {"TUNEGATE_PROJECT": str(project), "TUNEGATE_PARAMS": str(params_path.resolve())}
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:TuneGate",
+        "--working-dir",
+        str(project),
+    ]
+    cmd += ["--host", host or params.serve.host, "--port", str(port or params.serve.port)]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command()
+def query(
+    message: str = typer.Argument(..., help="A customer message to classify (or a prompt with --chat)."),
+    url: str = typer.Option("http://127.0.0.1:3000", "--url", help="The service."),
+    chat: bool = typer.Option(
+        False, "--chat", help="Ask /v1/chat/completions through the openai client instead."
+    ),
+    user: str | None = typer.Option(None, "--user", help="Caller id (sticky routing)."),
+) -> None:
+    """Send one message to the service; print the answer and the release that served it."""
+    import httpx
+
+    try:
+        if chat:
+            from openai import OpenAI
+
+            client = OpenAI(base_url=f"{url}/v1", api_key=os.environ.get("TUNEGATE_API_KEY", "none"))
+            raw = client.chat.completions.with_raw_response.create(
+                model="tunegate",
+                messages=[{"role": "user", "content": message}],
+                user=user or "cli",
+                max_tokens=64,
+            )
+            answer = raw.parse().choices[0].message.content
+            typer.echo(f"{answer}\n(served by {raw.headers.get('x-tunegate-version')})")
+            return
+        r = httpx.post(f"{url}/classify", json={"text": message, "user": user}, timeout=120)
+    except (httpx.HTTPError, OSError) as err:
+        fail(TunegateError(f"cannot reach {url}: {err}"))
+    if r.status_code != 200:
+        fail(TunegateError(f"{r.status_code}: {r.text}"))
+    typer.echo(json.dumps(r.json()))
+
+
+rollout_app = typer.Typer(
+    help="The staged rollout: judge the canary from the request log.", no_args_is_help=True
+)
+app.add_typer(rollout_app, name="rollout")
+
+
+@rollout_app.command("step")
+def rollout_step(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Judge and print; change nothing."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Compare canary with production over the window; advance, promote or roll back."""
+    from serving.requestlog import RequestLog
+    from serving.rollout import step
+    from tunegate.params import load_params
+
+    try:
+        params = load_params(params_path)
+        registry = _registry(params_path)
+        log = RequestLog(Path(params.serve.request_log))
+        decision = step(registry, log, params.release, params.gate.alpha, apply=not dry_run)
+    except TunegateError as err:
+        fail(err)
+    weight = f" to {decision.weight}%" if decision.action == "advance" else ""
+    typer.echo(f"{decision.action}{weight}{' (dry run)' if dry_run else ''}")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
+
+
+@app.command()
+def replay(
+    file: Path = typer.Argument(
+        ..., help="CSV or JSONL with a text column (e.g. data/prepared/shifted.jsonl)."
+    ),
+    rate: float = typer.Option(5.0, "--rate", help="Requests per second."),
+    limit: int | None = typer.Option(None, "--limit", help="Send at most this many."),
+    url: str = typer.Option("http://127.0.0.1:3000", "--url", help="The service."),
+    text_column: str = typer.Option("text", "--text-column"),
+    callers: int = typer.Option(100, "--callers", help="Distinct caller ids to spread the traffic over."),
+) -> None:
+    """Send messages from a file to /classify at a steady rate; print a summary per release."""
+    import csv
+    import time
+    from collections import Counter
+
+    import httpx
+
+    if not file.exists():
+        fail(TunegateError(f"{file} does not exist"))
+    if rate <= 0:
+        fail(TunegateError(f"--rate {rate} must be positive"))
+    if file.suffix == ".csv":
+        with open(file, newline="", encoding="utf-8") as f:
+            texts = [row.get(text_column, "") for row in csv.DictReader(f)]
+    else:
+        texts = [
+            json.loads(line).get(text_column, "")
+            for line in file.read_text(encoding="utf-8").splitlines()
+            if line
+        ]
+    texts = [t for t in texts if t and t.strip()][:limit]
+    served: Counter = Counter()
+    statuses: Counter = Counter()
+    start = time.monotonic()
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for i, text in enumerate(texts):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            try:
+                r = client.post("/classify", json={"text": text, "user": f"replay-{i % callers}"})
+            except httpx.HTTPError as err:
+                fail(TunegateError(f"cannot reach {url}: {err}"))
+            statuses[r.status_code] += 1
+            served[r.headers.get("x-tunegate-version", "-")] += 1
+    typer.echo(json.dumps({"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}))
 
 
 @app.command()

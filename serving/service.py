@@ -1,0 +1,41 @@
+"""The BentoML service: `bentoml serve serving.service:TuneGate` (what `tunegate serve` runs).
+
+The project folder and params file come from TUNEGATE_PROJECT and TUNEGATE_PARAMS. The
+engine starts in the worker; the live releases' adapters are verified and loaded by the
+startup hook, and /readyz stays false until both are done. /livez is BentoML's own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bentoml
+
+from serving.app import Runtime, app
+from tunegate.params import load_params
+
+
+@bentoml.asgi_app(app, path="/")
+@bentoml.service(name="tunegate", workers=1, traffic={"timeout": 300})
+class TuneGate:
+    def __init__(self) -> None:
+        from serving.engine import Engine
+
+        project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
+        params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
+        engine = Engine(project / "models/base", params.serve.max_model_len, params.serve.kv_cache_gib)
+        self.runtime = Runtime(project, params, engine)
+        app.state.runtime = self.runtime
+
+    @bentoml.on_startup
+    async def load_releases(self) -> None:
+        await self.runtime.start()
+
+    async def __is_ready__(self) -> bool:
+        return self.runtime.ready
+
+    @bentoml.on_shutdown
+    def stop(self) -> None:
+        self.runtime.engine.shutdown()
+        self.runtime.log.close()

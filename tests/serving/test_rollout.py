@@ -1,0 +1,73 @@
+"""The canary judge on synthetic request-log rows (pure logic, real statsmodels tests)."""
+
+import itertools
+
+from serving.rollout import agreement, judge, p95
+from tunegate.params import ReleaseParams
+
+RELEASE = ReleaseParams(judge_min_requests=50, canary_steps=(10, 25, 50))
+ids = itertools.count()
+
+
+def rows(
+    version, n, errors=0, latency=20.0, invalid=0, shadow=False, endpoint="classify", label="card_arrival"
+):
+    out = []
+    for i in range(n):
+        status = 500 if i < errors else 200
+        valid = 0 if errors <= i < errors + invalid else 1
+        out.append(
+            {
+                "request_id": f"r{next(ids)}", "version": version, "shadow": int(shadow),
+                "endpoint": endpoint, "status": status, "latency_ms": latency, "valid": valid,
+                "label": label if valid else None, "output": label,
+            }
+        )  # fmt: skip
+    return out
+
+
+def test_waits_for_enough_canary_traffic():
+    d = judge(rows("v2", 10) + rows("v1", 200), "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "wait" and "need 50" in d.reasons[0]
+
+
+def test_a_healthy_canary_advances_through_the_steps_then_is_promoted():
+    healthy = rows("v2", 100) + rows("v1", 400)
+    assert judge(healthy, "v2", "v1", 10, RELEASE, 0.05).action == "advance"
+    assert judge(healthy, "v2", "v1", 10, RELEASE, 0.05).weight == 25
+    assert judge(healthy, "v2", "v1", 25, RELEASE, 0.05).weight == 50
+    assert judge(healthy, "v2", "v1", 50, RELEASE, 0.05).action == "promote"
+
+
+def test_an_erroring_canary_is_rolled_back_by_the_test_not_by_one_error():
+    one_error = rows("v2", 100, errors=1) + rows("v1", 400)
+    assert (
+        judge(one_error, "v2", "v1", 10, RELEASE, 0.05).action == "advance"
+    )  # 1% is within noise and margin
+    bad = rows("v2", 100, errors=15) + rows("v1", 400, errors=2)
+    d = judge(bad, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and "error rate 15/100" in d.reasons[0]
+    assert d.metrics["error_test_p"] < 0.05
+
+
+def test_slow_or_invalid_canaries_are_rolled_back():
+    slow = rows("v2", 100, latency=80.0) + rows("v1", 400, latency=20.0)
+    d = judge(slow, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and any("4.00x production" in r for r in d.reasons)
+    invalid = rows("v2", 100, invalid=10) + rows("v1", 400)
+    d = judge(invalid, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and any("invalid outputs 10/100" in r for r in d.reasons)
+
+
+def test_agreement_on_shadowed_requests():
+    live = rows("v1", 400)
+    copies = [dict(r, version="v2", shadow=1, label="lost_or_stolen_card") for r in live[:30]]  # all disagree
+    copies += [dict(r, version="v2", shadow=1) for r in live[30:60]]  # agree
+    assert agreement(live + copies, "v2", "v1") == (30, 60)
+    d = judge(rows("v2", 100) + live + copies, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and any("agreement with production 30/60" in r for r in d.reasons)
+
+
+def test_p95():
+    assert p95([]) is None
+    assert p95([float(i) for i in range(1, 101)]) == 95.0

@@ -1,0 +1,281 @@
+"""The real service: `tunegate serve` (BentoML + vLLM on the CPU) on a tiny model.
+
+Two releases of random adapters on a tiny random Llama are packaged by the package
+stage into a temporary BentoML store and registered with GTO in a temporary git
+repository; v1 is in production and v2 in canary at 20%. The test waits on /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import write_params
+from tests.tiny import make_tiny_adapter
+from tunegate.artifacts import read_json, write_json
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+ADMIN = "admin-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sh(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_base, prepared_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    project = root / "project"
+    shutil.copytree(tiny_base, project / "models/base")
+    port = free_port()
+    write_params(
+        project / "params.yaml",
+        serve={
+            "port": port,
+            "max_model_len": 512,
+            "kv_cache_gib": 1,
+            "max_concurrency": 2,
+            "shadow": ["staging"],
+        },
+        release={"lock_timeout_s": 5},
+    )
+    env = os.environ | {
+        "BENTOML_HOME": str(root / "bentoml"),
+        "TUNEGATE_ACTOR": "test",
+        "TUNEGATE_ACTOR_EMAIL": "test@example.com",
+        "TUNEGATE_ADMIN_TOKEN": ADMIN,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    assert sh(["git", "init", "-q"], project, env).returncode == 0
+    labels = tuple(read_json(prepared_sample / "labels.json"))
+    versions = []
+    for n in (1, 2, 3):  # three approved releases, one commit each
+        adapter = make_tiny_adapter(project / "models/base", root / f"adapter{n}", labels, seed=n)
+        card = read_json(adapter / "card.json")
+        checks = [{"name": "holdout.accuracy", "passed": True}]
+        gate = {"verdict": "approved", "candidate": card, "baseline": {"kind": "base"}, "checks": checks}
+        write_json(root / f"gate{n}.json", gate)
+        assert sh([*git, "commit", "-q", "--allow-empty", "-m", f"release {n}"], project, env).returncode == 0
+        cmd = [
+            sys.executable,
+            "-m",
+            "serving.package",
+            "--candidate",
+            str(adapter),
+            "--gate",
+            str(root / f"gate{n}.json"),
+        ]
+        result = sh([*cmd, "--out", "registry/candidate.json"], project, env)
+        assert result.returncode == 0, result.stderr
+        versions.append(read_json(project / "registry/candidate.json")["version"])
+    tg = [str(BIN / "tunegate")]
+    for version, stage, extra in [
+        (versions[0], "staging", []),
+        (versions[0], "canary", []),
+        (versions[0], "production", []),
+        (versions[1], "staging", []),
+        (versions[1], "canary", ["--weight", "20"]),
+        (versions[2], "staging", []),
+    ]:
+        result = sh([*tg, "promote", version, "--to", stage, *extra], project, env)
+        assert result.returncode == 0, result.stderr
+    log = open(root / "service.log", "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [*tg, "serve"], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 400
+    while True:  # wait for readiness, not a fixed time
+        if proc.poll() is not None:
+            pytest.fail("the service exited:\n" + (root / "service.log").read_text()[-4000:])
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("the service never became ready:\n" + (root / "service.log").read_text()[-4000:])
+        time.sleep(0.5)
+    yield {"url": url, "project": project, "env": env, "versions": versions, "labels": labels}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_the_openai_client_gets_answers_and_the_serving_release(served):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{served['url']}/v1", api_key="unused")
+    assert {m.id for m in client.models.list()} == {
+        "tunegate",
+        "tunegate:production",
+        "tunegate:canary",
+        "tunegate:staging",
+    }
+    raw = client.chat.completions.with_raw_response.create(
+        model="tunegate",
+        messages=[{"role": "user", "content": "Where is my card?"}],
+        max_tokens=8,
+        user="alice",
+    )
+    reply = raw.parse()
+    assert isinstance(reply.choices[0].message.content, str) and reply.usage.completion_tokens <= 8
+    assert raw.headers["x-tunegate-version"] in served["versions"][:2]
+    text = client.completions.create(model="tunegate:production", prompt="Hello", max_tokens=4)
+    assert text.choices[0].text is not None and text.system_fingerprint == served["versions"][0]
+    chunks = list(
+        client.chat.completions.create(
+            model="tunegate:canary", messages=[{"role": "user", "content": "hi"}], max_tokens=6, stream=True
+        )
+    )
+    assert chunks and chunks[0].system_fingerprint == served["versions"][1]
+
+
+def test_classify_answers_inside_the_label_set(served):
+    r = httpx.post(
+        f"{served['url']}/classify",
+        json={"text": "I lost my card, email me at jo.doe@example.com", "user": "bob"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] in served["labels"] and 0 < body["confidence"] <= 1
+    assert body["version"] == r.headers["x-tunegate-version"]
+
+
+def test_canary_gets_its_share_and_callers_are_sticky(served):
+    async def one(client: httpx.AsyncClient, caller: str) -> str:
+        body = {"model": "tunegate", "prompt": "Hi", "max_tokens": 1, "user": caller}
+        for _ in range(50):
+            r = await client.post("/v1/completions", json=body)
+            if r.status_code != 429:  # max_concurrency is 2 here: wait for a free slot
+                assert r.status_code == 200, r.text
+                return r.headers["x-tunegate-version"]
+            await asyncio.sleep(0.05)
+        raise AssertionError("never got a slot")
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with httpx.AsyncClient(base_url=served["url"], timeout=60) as client:
+            spread = [await one(client, f"caller-{i}") for i in range(400)]
+            sticky = [await one(client, "caller-7") for _ in range(10)]
+            return spread, sticky
+
+    spread, sticky = asyncio.run(run())
+    canary = served["versions"][1]
+    share = spread.count(canary) / len(spread)
+    assert 0.15 <= share <= 0.25, share
+    assert set(spread) == set(served["versions"][:2])
+    assert len(set(sticky)) == 1 and sticky[0] == spread[7]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "needle"),
+    [
+        ("/v1/chat/completions", "{not json", 400, "JSON"),
+        ("/v1/chat/completions", {"model": "tunegate", "messages": "hello"}, 400, "messages"),
+        ("/v1/chat/completions", {"model": "tunegate", "messages": []}, 400, "at least one non-empty"),
+        (
+            "/v1/chat/completions",
+            {"model": "tunegate", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000},
+            400,
+            "max_tokens",
+        ),
+        ("/v1/completions", {"model": "gpt-4", "prompt": "hi"}, 404, "unknown model"),
+        ("/v1/completions", {"model": "tunegate", "prompt": "hi", "temperature": "hot"}, 400, "temperature"),
+        ("/classify", {"text": "   "}, 400, "blank"),
+        ("/classify", {"txt": "hello"}, 400, "text"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_clear_message(served, path, payload, status, needle):
+    kwargs = {"content": payload} if isinstance(payload, str) else {"json": payload}
+    r = httpx.post(served["url"] + path, headers={"content-type": "application/json"}, **kwargs)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+def test_past_capacity_gets_429_while_health_stays_green(served):
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(base_url=served["url"], timeout=120) as client:
+            body = {"model": "tunegate", "prompt": "Tell me a story", "max_tokens": 200, "user": "load"}
+            calls = [client.post("/v1/completions", json=body) for _ in range(8)]
+            health = [client.get("/livez"), client.get("/readyz")]
+            out = await asyncio.gather(*calls, *health)
+            return [r.status_code for r in out]
+
+    codes = asyncio.run(run())
+    assert 429 in codes[:8] and 200 in codes[:8]
+    assert codes[8:] == [200, 200]
+
+
+def test_admin_needs_the_token_and_promotion_reaches_the_live_service_without_restart(served):
+    url, versions = served["url"], served["versions"]
+    assert httpx.post(f"{url}/admin/reload").status_code == 401
+    assert httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    refused = httpx.post(
+        f"{url}/admin/promote", headers=auth, json={"version": versions[2], "stage": "production"}
+    )
+    assert refused.status_code == 409 and "not in canary" in refused.json()["error"]["message"]
+    r = httpx.post(
+        f"{url}/admin/promote",
+        headers=auth,
+        json={"version": versions[1], "stage": "production"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["live"]["production"] == versions[1] and "canary" not in r.json()["live"]
+    pinned = httpx.post(
+        f"{url}/v1/completions", json={"model": "tunegate", "prompt": "Hi", "max_tokens": 1, "user": "x"}
+    )
+    assert pinned.headers["x-tunegate-version"] == versions[1]  # all traffic: no canary left
+    r = httpx.post(f"{url}/admin/rollback", headers=auth, json={"reason": "test"}, timeout=120)
+    assert r.status_code == 200 and r.json()["live"]["production"] == versions[0]
+    status = sh([str(BIN / "tunegate"), "status", "--json"], served["project"], served["env"])
+    rows = {row["stage"]: row for row in json.loads(status.stdout)}
+    assert rows["production"]["version"] == versions[0] and rows["production"]["traffic"] == 100
+    assert read_json(served["project"] / "registry/production.json")["version"] == versions[0]
+
+
+def test_the_request_log_holds_scrubbed_rows_and_shadow_copies(served):
+    httpx.post(
+        f"{served['url']}/classify", json={"text": "card 4111 1111 1111 1111 was declined", "user": "carol"}
+    )
+    deadline = time.monotonic() + 30
+    db = served["project"] / "logs/requests.sqlite"
+    while True:
+        with sqlite3.connect(db) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute("SELECT * FROM requests WHERE endpoint = 'classify'")]
+        carol = [r for r in rows if r["input"] and "declined" in r["input"]]
+        if any(r["shadow"] for r in carol) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the shadow copy is answered after the caller's reply
+    assert carol and all("4111" not in r["input"] and "[CARD]" in r["input"] for r in carol)
+    live = [r for r in carol if not r["shadow"]]
+    assert len(live) == 1 and live[0]["status"] == 200 and live[0]["valid"] == 1 and live[0]["latency_ms"] > 0
+    shadows = [r for r in carol if r["shadow"]]
+    assert [r["stage"] for r in shadows] == ["staging"] and shadows[0]["request_id"] == live[0]["request_id"]
+    emails = [r for r in rows if "example.com" in (r["input"] or "")]
+    assert emails == []  # the email of the earlier request was scrubbed too
