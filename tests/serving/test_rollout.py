@@ -71,3 +71,43 @@ def test_agreement_on_shadowed_requests():
 def test_p95():
     assert p95([]) is None
     assert p95([float(i) for i in range(1, 101)]) == 95.0
+
+
+def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
+    """The judge end to end: real GTO registry, real SQLite request log."""
+    import subprocess
+
+    from serving.registry import Registry
+    from serving.requestlog import Entry, RequestLog
+    from serving.rollout import step
+
+    monkeypatch.setenv("TUNEGATE_ACTOR", "judge-test")
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "a"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=tmp_path, check=True)
+    reg = Registry(tmp_path, "intent-classifier")
+    info = {"bento_tag": "x:1", "tree_sha256": "1" * 64, "model_id": "lora:1", "verdict": "approved"}
+    v1 = reg.register(info)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "b"],
+        cwd=tmp_path,
+        check=True,
+    )
+    v2 = reg.register(info | {"bento_tag": "x:2", "tree_sha256": "2" * 64})
+    reg.promote(v1, "production", force=True, reason="first")
+    reg.promote(v2, "staging")
+    reg.promote(v2, "canary", weight=10)
+    log = RequestLog(tmp_path / "requests.sqlite")
+    assert step(reg, log, RELEASE, 0.05).action == "wait"
+    for r in rows("v2", 60, latency=21.0) + rows("v1", 300):
+        r["version"] = v2 if r["version"] == "v2" else v1
+        log.write(Entry(r["request_id"], "classify", r["status"], stage="x", version=r["version"],
+                        label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"]))  # fmt: skip
+    decision = step(reg, log, RELEASE, 0.05, apply=False)
+    assert decision.action == "advance" and reg.stages()["canary"].weight == 10  # dry run: nothing changed
+    assert step(reg, log, RELEASE, 0.05).weight == 25
+    assert reg.stages()["canary"].weight == 25 and "rollout judge" in reg.stages()["canary"].reason
+    for r in rows("v2", 60, errors=20):
+        log.write(Entry(r["request_id"], "classify", r["status"], version=v2, latency_ms=r["latency_ms"]))
+    assert step(reg, log, RELEASE, 0.05).action == "rollback"
+    assert reg.stages()["canary"] is None and reg.stages()["production"].version == v1
+    assert reg.audit()[-1]["action"] == "rollback" and "error rate" in reg.audit()[-1]["reason"]

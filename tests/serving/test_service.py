@@ -52,6 +52,7 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         serve={
             "port": port,
             "max_model_len": 512,
+            "max_tokens": 480,
             "kv_cache_gib": 1,
             "max_concurrency": 2,
             "shadow": ["staging"],
@@ -279,3 +280,33 @@ def test_the_request_log_holds_scrubbed_rows_and_shadow_copies(served):
     assert [r["stage"] for r in shadows] == ["staging"] and shadows[0]["request_id"] == live[0]["request_id"]
     emails = [r for r in rows if "example.com" in (r["input"] or "")]
     assert emails == []  # the email of the earlier request was scrubbed too
+
+
+def test_a_client_that_disconnects_stops_its_generation(served):
+    body = {
+        "model": "tunegate:production",
+        "prompt": "Count:",
+        "max_tokens": 480,
+        "stream": True,
+        "user": "quitter",
+    }
+    with httpx.stream("POST", f"{served['url']}/v1/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                break  # one chunk, then hang up
+    db = served["project"] / "logs/requests.sqlite"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            found = conn.execute(
+                "SELECT status, output FROM requests WHERE input = 'Count:' AND shadow = 0"
+            ).fetchall()
+        if found:
+            break
+        time.sleep(0.1)
+    assert found and found[0][0] == 499, found  # logged as a client disconnect, not a completed answer
+    from transformers import AutoTokenizer
+
+    tokens = len(AutoTokenizer.from_pretrained(served["project"] / "models/base")(found[0][1])["input_ids"])
+    assert tokens < 480  # the engine stopped before the requested length
