@@ -12,12 +12,13 @@ from typing import Any
 
 from evaluation.vllm_predict import LORA_RANKS
 from tunegate.artifacts import read_json, refuse_pickle
+from tunegate.errors import ArtifactError
 
 MAX_LORAS = 3  # production, canary and a shadow stage in one batch; more are swapped from CPU
 
 
 class Engine:
-    def __init__(self, base_dir: Path, max_model_len: int, kv_cache_gib: int, max_lora_rank: int = 64):
+    def __init__(self, base_dir: Path, max_model_len: int, kv_cache_gib: int, max_lora_rank: int = 16):
         from vllm import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -27,6 +28,8 @@ class Engine:
         cpu = current_platform.is_cpu()
         context = read_json(base_dir / "config.json").get("max_position_embeddings") or max_model_len
         self.max_model_len = min(max_model_len, int(context))
+        # LoRA kernels pad every adapter to this rank: keep it at what the releases use.
+        self.max_lora_rank = next(r for r in LORA_RANKS if r >= max_lora_rank)
         args = AsyncEngineArgs(
             model=str(base_dir),
             dtype="float32" if cpu else "bfloat16",
@@ -34,7 +37,7 @@ class Engine:
             enforce_eager=cpu,
             enable_prefix_caching=True,
             enable_lora=True,
-            max_lora_rank=next(r for r in LORA_RANKS if r >= max_lora_rank),
+            max_lora_rank=self.max_lora_rank,
             max_loras=MAX_LORAS,
             trust_remote_code=False,
             seed=0,
@@ -54,8 +57,10 @@ class Engine:
 
         refuse_pickle(path)
         rank = read_json(path / "adapter_config.json")["r"]
-        if rank > max(LORA_RANKS):
-            raise ValueError(f"{name}: LoRA rank {rank} is above what vLLM serves")
+        if rank > self.max_lora_rank:
+            raise ArtifactError(
+                f"{name}: LoRA rank {rank} > serve.max_lora_rank ({self.max_lora_rank}); raise it and restart"
+            )
         if name not in self._lora_ids:
             self._lora_ids[name] = len(self._lora_ids) + 1
         request = LoRARequest(name, self._lora_ids[name], str(path))

@@ -64,6 +64,9 @@ class RequestLog:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL: safe across crashes of the service, no fsync per row
         self._db.executescript(SCHEMA)
 
     def write(self, entry: Entry) -> None:

@@ -24,7 +24,8 @@ class TuneGate:
 
         project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
         params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
-        engine = Engine(project / "models/base", params.serve.max_model_len, params.serve.kv_cache_gib)
+        serve = params.serve
+        engine = Engine(project / "models/base", serve.max_model_len, serve.kv_cache_gib, serve.max_lora_rank)
         self.runtime = Runtime(project, params, engine)
         app.state.runtime = self.runtime
 

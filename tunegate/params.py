@@ -373,6 +373,9 @@ class ServeParams:
     max_model_len: int = 1024
     kv_cache_gib: int = 2
     """CPU KV cache for vLLM (VLLM_CPU_KVCACHE_SPACE)."""
+    max_lora_rank: int = 16
+    """Largest adapter rank the engine serves; LoRA kernels pad every adapter to it, so
+    keep it at the rank the releases use (train.lora.r)."""
     request_log: str = "logs/requests.sqlite"
     require_api_key: bool = False
     """When true, public endpoints need `Authorization: Bearer $TUNEGATE_API_KEY`."""
@@ -387,7 +390,7 @@ class ServeParams:
         for stage in self.shadow:
             if stage not in ("staging", "canary", "production"):
                 out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")
-        for name in ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib"):
+        for name in ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib", "max_lora_rank"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
         return out
