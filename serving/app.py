@@ -132,6 +132,8 @@ class Runtime:
         self.weights: dict[str, int] = {}
         self.ready = False
         self.in_flight = 0
+        self.seen: tuple = ()
+        self.background: list[asyncio.Future] = []
         self.shadows: set[asyncio.Future] = set()
         self.base_dir = project / "models/base"
         self.base_card = verified_card(self.base_dir)
@@ -141,12 +143,45 @@ class Runtime:
         await self.engine.start()
         await self.reload()
         self.ready = True
+        self.background = [asyncio.ensure_future(self.watch())]
+
+    async def watch(self) -> None:
+        """Follow the registry (promotions made with the CLI reach the live service within
+        serve.watch_seconds) and, when release.judge_every_minutes is set, run the canary
+        judge on that schedule."""
+        from serving.rollout import step
+
+        serve, release = self.params.serve, self.params.release
+        last_judged = time.monotonic()
+        while serve.watch_seconds > 0:
+            await asyncio.sleep(serve.watch_seconds)
+            try:
+                due = (
+                    release.judge_every_minutes
+                    and time.monotonic() - last_judged >= release.judge_every_minutes * 60
+                )
+                if due:
+                    last_judged = time.monotonic()
+                    alpha = self.params.gate.alpha
+                    decision = await asyncio.to_thread(step, self.registry, self.log, release, alpha)
+                    log.info("rollout judge: %s %s", decision.action, "; ".join(decision.reasons))
+                if await asyncio.to_thread(self.snapshot) != self.seen:
+                    await self.reload()
+            except TunegateError as err:  # keep serving what is loaded; say why the change was not taken
+                log.error("registry change not applied: %s", err)
+
+    def snapshot(self) -> tuple:
+        """What the registry says should be live: (stage, version, weight) per stage."""
+        return tuple(
+            (s, a.version if a else None, a.weight if a else 0) for s, a in self.registry.stages().items()
+        )
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the registry; verify and load the adapters of every stage; swap atomically."""
         from serving.package import resolve
 
         async with self._reload_lock:
+            seen = await asyncio.to_thread(self.snapshot)
             stages = await asyncio.to_thread(self.registry.stages)
             releases = await asyncio.to_thread(self.registry.releases)
             weights = await asyncio.to_thread(self.registry.weights)
@@ -164,7 +199,7 @@ class Runtime:
                     )
                 lora = await self.engine.load_adapter(release.version, path)
                 live[stage] = Live(stage, release.version, path, PromptTemplate.load(path), lora)
-            self.live, self.weights = live, weights
+            self.live, self.weights, self.seen = live, weights, seen
             log.info("live: %s; weights %s", {s: x.version for s, x in live.items()}, weights)
             return {"live": {s: x.version for s, x in live.items()}, "weights": weights}
 

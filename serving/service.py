@@ -38,5 +38,7 @@ class TuneGate:
 
     @bentoml.on_shutdown
     def stop(self) -> None:
+        for task in self.runtime.background:
+            task.cancel()
         self.runtime.engine.shutdown()
         self.runtime.log.close()

@@ -332,6 +332,8 @@ class ReleaseParams:
     """How long a registry action waits for another one to finish before failing."""
     judge_window_minutes: int = 60
     """The canary judge reads this much of the request log."""
+    judge_every_minutes: float = 0
+    """Run the judge inside the service on this schedule (0: only `tunegate rollout step`)."""
     judge_min_requests: int = 50
     """The judge waits for at least this many canary requests before deciding."""
     judge_max_error_increase: float = 0.02
@@ -373,6 +375,9 @@ class ServeParams:
     max_model_len: int = 1024
     kv_cache_gib: int = 2
     """CPU KV cache for vLLM (VLLM_CPU_KVCACHE_SPACE)."""
+    watch_seconds: float = 5.0
+    """How often the service re-reads the registry, so CLI promotions reach it without a
+    restart (0: only on /admin/reload and the admin actions)."""
     max_lora_rank: int = 16
     """Largest adapter rank the engine serves; LoRA kernels pad every adapter to it, so
     keep it at the rank the releases use (train.lora.r)."""

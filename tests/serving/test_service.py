@@ -310,3 +310,37 @@ def test_a_client_that_disconnects_stops_its_generation(served):
 
     tokens = len(AutoTokenizer.from_pretrained(served["project"] / "models/base")(found[0][1])["input_ids"])
     assert tokens < 480  # the engine stopped before the requested length
+
+
+def test_cli_promotions_reach_the_running_service_and_the_cli_clients_work(served):
+    """Last: it changes the stages. The service follows the registry (serve.watch_seconds)."""
+    v3 = served["versions"][2]
+    tg = str(BIN / "tunegate")
+    result = sh([tg, "promote", v3, "--to", "canary", "--weight", "30"], served["project"], served["env"])
+    assert result.returncode == 0 and "30% of traffic" in result.stdout, result.stderr
+    deadline = time.monotonic() + 60
+    body = {"model": "tunegate:canary", "prompt": "Hi", "max_tokens": 1}
+    while True:
+        r = httpx.post(f"{served['url']}/v1/completions", json=body)
+        if r.status_code == 200 and r.headers["x-tunegate-version"] == v3:
+            break
+        assert time.monotonic() < deadline, (
+            f"the service never picked up the canary: {r.status_code} {r.text}"
+        )
+        time.sleep(0.5)
+    query = sh(
+        [tg, "query", "where is my card", "--url", served["url"], "--user", "dave"],
+        served["project"],
+        served["env"],
+    )
+    assert query.returncode == 0, query.stderr
+    assert json.loads(query.stdout)["label"] in served["labels"]
+    file = served["project"] / "replay.jsonl"
+    file.write_text("".join(json.dumps({"text": f"message {i}"}) + "\n" for i in range(20)))
+    replay = sh(
+        [tg, "replay", str(file), "--rate", "50", "--url", served["url"]], served["project"], served["env"]
+    )
+    assert replay.returncode == 0, replay.stderr
+    summary = json.loads(replay.stdout)
+    assert summary["sent"] == 20 and summary["status"] == {"200": 20}
+    assert set(summary["served_by"]) <= {served["versions"][0], v3}
