@@ -313,6 +313,53 @@ def replay(
 
 
 @app.command()
+def drift(
+    window: str | None = typer.Option(
+        None, "--window", help="How far back, e.g. 24h or 90m (default: the whole log)."
+    ),
+    last: int | None = typer.Option(None, "--last", help="Only the last N requests."),
+    log_path: Path | None = typer.Option(None, "--log", help="Request log (default: serve.request_log)."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Compare production traffic with the training reference (Evidently). Exit 0: no drift,
+    3: drift, 4: window too small to judge, 2: error."""
+    from monitoring.drift import main_report
+    from tunegate.params import load_params
+
+    try:
+        params = load_params(params_path)
+        m = params.monitor
+        hours = _hours(window) if window else None
+        record, html = main_report(
+            log_path or Path(params.serve.request_log), Path(m.reference), Path(m.reports_dir), m.signals,
+            m.min_window, m.sample, params.base.seed, m.alpha, hours=hours, last=last,
+        )  # fmt: skip
+    except TunegateError as err:
+        fail(err)
+    for sig in record["signals"]:
+        verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig["drifted"]]
+        score = "-" if sig["score"] is None else f"{sig['score']:.3g}"
+        typer.echo(
+            f"{sig['name']:<16} {verdict:<10} {score:>9}  ({sig['method']}, threshold {sig['threshold']:.3g})"
+        )
+    w = record["window"]
+    typer.echo(
+        f"{record['status']}: {w['requests']} requests ({w['skipped_rows']} rows skipped); report {html}"
+    )
+    raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record["status"]])
+
+
+def _hours(text: str) -> float:
+    from tunegate.errors import ConfigError
+
+    units = {"h": 1.0, "m": 1 / 60, "d": 24.0}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError):
+        raise ConfigError(f"--window {text!r}: use a number and a unit, e.g. 24h, 90m or 7d") from None
+
+
+@app.command()
 def version() -> None:
     """Print tunegate's version and the versions of the libraries it runs on."""
     from tunegate.artifacts import environment

@@ -402,6 +402,52 @@ class ServeParams:
 
 
 @dataclass(frozen=True)
+class MonitorParams:
+    reference: str = "data/prepared/train.jsonl"
+    """What production traffic is compared with: the prepared training split."""
+    signals: tuple[str, ...] = (
+        "length_chars",
+        "word_count",
+        "non_alpha_share",
+        "oov_share",
+        "english_share",
+        "embedding",
+        "predicted_label",
+    )
+    alpha: float = 0.05
+    """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
+    min_window: int = 50
+    """Windows with fewer /classify requests are reported as too small to judge."""
+    sample: int = 1000
+    """At most this many rows of reference and of window (seeded sample) per report."""
+    reports_dir: str = "reports/drift"
+    retrain_on: tuple[str, ...] = ("embedding", "oov_share", "english_share", "predicted_label")
+    """Signals whose drift counts towards retraining."""
+    consecutive_windows: int = 2
+    """Retrain when this many reports in a row drifted on a retrain_on signal."""
+
+    def problems(self) -> list[str]:
+        from monitoring.descriptors import NAMES
+
+        known = {*NAMES, "embedding", "predicted_label"}
+        out = [
+            f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
+            for s in self.signals
+            if s not in known
+        ]
+        out += [
+            f"monitor.retrain_on: {s!r} is not in monitor.signals"
+            for s in self.retrain_on
+            if s not in self.signals
+        ]
+        if not 0 < self.alpha < 0.5:
+            out.append(f"monitor.alpha: {self.alpha} is outside (0, 0.5)")
+        if self.min_window < 10 or self.sample < self.min_window or self.consecutive_windows < 1:
+            out.append("monitor: min_window >= 10, sample >= min_window and consecutive_windows >= 1")
+        return out
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
@@ -412,6 +458,7 @@ class Params:
     gate: GateParams = field(default_factory=GateParams)
     release: ReleaseParams = field(default_factory=ReleaseParams)
     serve: ServeParams = field(default_factory=ServeParams)
+    monitor: MonitorParams = field(default_factory=MonitorParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,86 @@
+"""Drift on the embedded sample: hold-out traffic is not drift, the shifted channel is.
+
+Real Evidently, real sentence embeddings (all-MiniLM-L6-v2, offline package), a real
+SQLite request log written by the service's own writer.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitoring.descriptors import describe, vocabulary
+from serving.requestlog import Entry, RequestLog
+from tunegate.artifacts import read_jsonl
+
+BIN = Path(sys.executable).parent
+
+
+def log_of(path: Path, rows: list[dict]) -> Path:
+    log = RequestLog(path)
+    for i, r in enumerate(rows):
+        log.write(
+            Entry(
+                f"r{i}", "classify", 200, stage="production", version="v1", input=r["text"], label=r["label"]
+            )
+        )
+    log.close()
+    return path
+
+
+def drift(project: Path, log: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "tunegate"), "drift", "--log", str(log), "--params", str(project / "params.yaml"), *args]
+    return subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def project(prepared_sample, tmp_path_factory):
+    from tests.conftest import write_params
+
+    root = tmp_path_factory.mktemp("monitor")
+    write_params(
+        root / "params.yaml",
+        monitor={"reference": str(prepared_sample / "train.jsonl"), "reports_dir": "reports"},
+    )
+    return root
+
+
+def test_descriptors():
+    vocab = vocabulary(["my card is lost"])
+    d = describe("Mi tarjeta 4 lost!", vocab)
+    assert d["word_count"] == 3 and d["oov_share"] == pytest.approx(2 / 3) and d["english_share"] == 0
+    assert d["non_alpha_share"] == pytest.approx(2 / 18)
+
+
+@pytest.mark.slow
+def test_holdout_traffic_is_not_drift_and_the_shifted_channel_is(project, prepared_sample):
+    same = drift(project, log_of(project / "holdout.sqlite", read_jsonl(prepared_sample / "holdout.jsonl")))
+    assert same.returncode == 0, same.stdout + same.stderr
+    report = json.loads(sorted((project / "reports").glob("*.json"))[-1].read_text())
+    assert report["status"] == "no_drift" and report["window"]["requests"] == 168
+    assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML report
+
+    shifted = drift(
+        project, log_of(project / "shifted.sqlite", read_jsonl(prepared_sample / "shifted.jsonl"))
+    )
+    assert shifted.returncode == 3, shifted.stdout + shifted.stderr
+    report = json.loads(sorted((project / "reports").glob("*.json"))[-1].read_text())
+    assert report["status"] == "drift"
+    assert {"embedding", "english_share"} <= set(report["drifted"])  # terse, partly Spanish and German
+    signal = next(s for s in report["signals"] if s["name"] == "embedding")
+    assert signal["method"] == "model (ROC AUC)" and signal["score"] > signal["threshold"]
+
+
+def test_a_small_window_is_not_judged_and_bad_logs_are_clear_errors(project, prepared_sample):
+    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:20]
+    small = drift(project, log_of(project / "small.sqlite", rows))
+    assert small.returncode == 4 and "insufficient: 20 requests" in small.stdout
+    missing = drift(project, project / "nope.sqlite")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    (project / "garbage.sqlite").write_bytes(b"not a database at all" * 100)
+    garbage = drift(project, project / "garbage.sqlite")
+    assert garbage.returncode == 2 and "not a tunegate request log" in garbage.stderr
+    bad_window = drift(project, project / "small.sqlite", "--window", "soon")
+    assert bad_window.returncode == 2 and "24h" in bad_window.stderr
