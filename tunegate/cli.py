@@ -319,11 +319,13 @@ def drift(
     ),
     last: int | None = typer.Option(None, "--last", help="Only the last N requests."),
     log_path: Path | None = typer.Option(None, "--log", help="Request log (default: serve.request_log)."),
+    retrain: bool = typer.Option(False, "--retrain", help="If the retraining policy fires, run `dvc repro`."),
     params_path: Path = PARAMS_OPTION,
 ) -> None:
     """Compare production traffic with the training reference (Evidently). Exit 0: no drift,
     3: drift, 4: window too small to judge, 2: error."""
     from monitoring.drift import main_report
+    from monitoring.retrain import due, reports, trigger
     from tunegate.params import load_params
 
     try:
@@ -346,6 +348,11 @@ def drift(
     typer.echo(
         f"{record['status']}: {w['requests']} requests ({w['skipped_rows']} rows skipped); report {html}"
     )
+    fire, why = due(reports(Path(m.reports_dir)), m.retrain_on, m.consecutive_windows)
+    typer.echo(f"retraining policy: {'fires' if fire else 'quiet'} ({why})")
+    if retrain and fire:
+        entry = trigger(Path("."), Path(m.reports_dir), why, [f"{record['time']}.json"])
+        typer.echo(f"dvc repro exited {entry['exit_code']}; gate verdict: {entry['verdict']}")
     raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record["status"]])
 
 
