@@ -7,7 +7,9 @@ Signals (params.yaml ``monitor:``):
 - ``embedding``: Evidently ``EmbeddingsDrift`` on all-MiniLM-L6-v2 sentence embeddings
   (a classifier tries to tell window from reference; ROC AUC above the threshold is drift);
 - ``predicted_label``: ``ValueDrift`` (chi-square) of the labels the service answered
-  against the training label distribution.
+  against the training label distribution;
+- ``live_accuracy``: where callers sent the true label (``POST /feedback``), accuracy
+  with a Wilson interval; drift when the interval lies below ``gate.min_accuracy``.
 
 The p-value signals share ``monitor.alpha`` by Bonferroni, so a window from the
 reference distribution raises a false alarm in at most alpha of the reports.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,15 +54,15 @@ class Window:
     skipped: int
     start: str | None
     end: str | None
+    feedback: list[tuple[str | None, str]] = field(default_factory=list)
+    """(answered label, true label) where the caller sent feedback."""
 
 
 def read_window(log: Path, hours: float | None = None, last: int | None = None) -> Window:
     """The /classify requests of a window of the request log."""
     if not log.exists():
         raise DataError(f"request log {log} does not exist; serve some traffic first (`tunegate serve`)")
-    query = (
-        "SELECT time, input, label FROM requests WHERE endpoint = 'classify' AND shadow = 0 AND status = 200"
-    )
+    query = "FROM requests WHERE endpoint = 'classify' AND shadow = 0 AND status = 200"
     args: list[Any] = []
     if hours is not None:
         query += " AND time >= ?"
@@ -71,13 +73,16 @@ def read_window(log: Path, hours: float | None = None, last: int | None = None) 
         args.append(last)
     try:
         with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
-            rows = db.execute(query, args).fetchall()
+            columns = {r[1] for r in db.execute("PRAGMA table_info(requests)")}
+            feedback = "feedback" if "feedback" in columns else "NULL"  # a log from before feedback existed
+            rows = db.execute(f"SELECT time, input, label, {feedback} " + query, args).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataError(f"{log} is not a tunegate request log: {err}") from err
-    good = [(t, x, y) for t, x, y in reversed(rows) if isinstance(x, str) and x.strip()]
+    good = [r for r in reversed(rows) if isinstance(r[1], str) and r[1].strip()]
     return Window(
-        [x for _, x, _ in good], [y for _, _, y in good], len(rows) - len(good),
+        [r[1] for r in good], [r[2] for r in good], len(rows) - len(good),
         good[0][0] if good else None, good[-1][0] if good else None,
+        [(r[2], r[3]) for r in good if r[3] is not None],
     )  # fmt: skip
 
 
@@ -109,6 +114,24 @@ def frame(
     vectors = embed(texts)
     cols = [f"emb_{i}" for i in range(vectors.shape[1])]
     return pd.concat([df, pd.DataFrame(vectors, columns=cols)], axis=1), cols
+
+
+def live_accuracy(window: Window, floor: float, min_feedback: int, alpha: float) -> Signal:
+    """Accuracy on requests whose callers sent the true label: drift when its Wilson
+    interval lies wholly below `floor` (significantly worse than the gate's floor)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = len(window.feedback)
+    method = f"accuracy on feedback (Wilson upper bound, alpha {alpha:g})"
+    if n < min_feedback:
+        return Signal(
+            "live_accuracy", method, floor, None, None, f"{n} feedback labels; {min_feedback} needed"
+        )
+    hits = sum(1 for answered, truth in window.feedback if answered == truth)
+    _, high = proportion_confint(hits, n, alpha=alpha, method="wilson")
+    return Signal(
+        "live_accuracy", method, floor, hits / n, bool(high < floor), f"{hits}/{n}; upper bound {high:.3f}"
+    )
 
 
 def run(
@@ -180,6 +203,8 @@ def main_report(
     sample: int,
     seed: int,
     alpha: float = 0.05,
+    min_accuracy: float = 0.8,
+    min_feedback: int = 20,
     hours: float | None = None,
     last: int | None = None,
 ) -> tuple[dict[str, Any], Path]:
@@ -188,14 +213,17 @@ def main_report(
         raise DataError(f"reference {reference} does not exist; run `dvc repro prepare`")
     window = read_window(log, hours, last)
     results, snapshot = run(reference, window, signals, min_window, sample, seed, alpha)
+    results.append(live_accuracy(window, min_accuracy, min_feedback, alpha))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir.mkdir(parents=True, exist_ok=True)
     judged = [s for s in results if s.drifted is not None]
+    # Too few requests: traffic signals were not judged, so neither is the window.
+    status = (
+        "insufficient" if snapshot is None else ("drift" if any(s.drifted for s in judged) else "no_drift")
+    )
     record = {
         "time": stamp,
-        "status": "insufficient"
-        if not judged
-        else ("drift" if any(s.drifted for s in judged) else "no_drift"),
+        "status": status,
         "drifted": [s.name for s in judged if s.drifted],
         "signals": [asdict(s) for s in results],
         "window": {

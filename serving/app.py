@@ -93,6 +93,11 @@ class ClassifyRequest(BaseModel):
         return v
 
 
+class FeedbackRequest(BaseModel):
+    request_id: str = Field(..., min_length=1, max_length=64)
+    label: str = Field(..., min_length=1)
+
+
 class PromoteRequest(BaseModel):
     version: str
     stage: Literal["staging", "canary", "production"]
@@ -543,6 +548,7 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
     label = label_of(live, choice.text)
     logprob = sum(next(iter(step.values())).logprob for step in choice.logprobs or [] if step)
     entry.output, entry.label, entry.valid = choice.text, label, label is not None
+    entry.confidence = math.exp(logprob)
     entry.latency_ms = (time.perf_counter() - started) * 1000
     rt.log.write(entry)
     return JSONResponse(
@@ -554,6 +560,24 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
         },
         headers=headers(live, request_id),
     )
+
+
+@app.post("/feedback")
+async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
+    """The true label of an answered /classify request (X-Request-Id of its response);
+    the drift monitor turns these into live accuracy, and retraining into training data."""
+    rt = runtime(request)
+    public_auth(request, rt)
+    answered = await asyncio.to_thread(rt.log.answered, body.request_id)
+    if answered is None or answered["endpoint"] != "classify":
+        raise ApiError(404, f"no answered /classify request {body.request_id!r}", "not_found")
+    labels = next((x.template.labels for x in rt.live.values() if x.version == answered["version"]), None)
+    if labels is not None and body.label not in labels:
+        raise ApiError(
+            400, f"label {body.label!r} is not one of {answered['version']}'s {len(labels)} labels"
+        )
+    row = await asyncio.to_thread(rt.log.feedback, body.request_id, body.label)
+    return JSONResponse({"request_id": body.request_id, "answered": row["label"], "feedback": body.label})
 
 
 async def _admin(request: Request, action) -> JSONResponse:

@@ -32,11 +32,18 @@ CREATE TABLE IF NOT EXISTS requests (
     valid INTEGER,
     latency_ms REAL,
     status INTEGER NOT NULL,
-    error TEXT
+    error TEXT,
+    confidence REAL,
+    feedback TEXT,
+    feedback_time TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 """
+
+
+ANSWER = "request_id = ? AND shadow = 0"  # the answer the caller got, not a shadow copy
+ADDED_COLUMNS = (("confidence", "REAL"), ("feedback", "TEXT"), ("feedback_time", "TEXT"))
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Entry:
     valid: bool | None = None
     latency_ms: float | None = None
     error: str | None = None
+    confidence: float | None = None
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
@@ -64,10 +72,12 @@ class RequestLog:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "PRAGMA synchronous=NORMAL"
-        )  # WAL: safe across crashes of the service, no fsync per row
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a service crash; no fsync per row
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(requests)")}
+        for name, kind in ADDED_COLUMNS:  # logs written by an older version gain the new columns
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
 
     def write(self, entry: Entry) -> None:
         row = asdict(entry)
@@ -81,6 +91,28 @@ class RequestLog:
             self._db.execute(
                 f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
+
+    def feedback(self, request_id: str, label: str) -> dict[str, Any] | None:
+        """Attach a caller's true label to an answered request; returns the row, or None if unknown."""
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE requests SET feedback = ?, feedback_time = ? WHERE {ANSWER}",
+                (label, now, request_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            row = self._db.execute(
+                f"SELECT request_id, version, label, feedback FROM requests WHERE {ANSWER}", (request_id,)
+            ).fetchone()
+        return dict(zip(("request_id", "version", "label", "feedback"), row, strict=True))
+
+    def answered(self, request_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT version, endpoint FROM requests WHERE {ANSWER}", (request_id,)
+            ).fetchone()
+        return None if row is None else {"version": row[0], "endpoint": row[1]}
 
     def rows(self, since: datetime | None = None, minutes: float | None = None) -> list[dict[str, Any]]:
         if minutes is not None:

@@ -334,7 +334,8 @@ def drift(
         hours = _hours(window) if window else None
         record, html = main_report(
             log_path or Path(params.serve.request_log), Path(m.reference), Path(m.reports_dir), m.signals,
-            m.min_window, m.sample, params.base.seed, m.alpha, hours=hours, last=last,
+            m.min_window, m.sample, params.base.seed, m.alpha, params.gate.min_accuracy, m.min_feedback,
+            hours=hours, last=last,
         )  # fmt: skip
     except TunegateError as err:
         fail(err)

@@ -418,6 +418,8 @@ class MonitorParams:
     """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
     min_window: int = 50
     """Windows with fewer /classify requests are reported as too small to judge."""
+    min_feedback: int = 20
+    """Live accuracy is judged once this many answered requests have feedback labels."""
     sample: int = 1000
     """At most this many rows of reference and of window (seeded sample) per report."""
     reports_dir: str = "reports/drift"

@@ -18,14 +18,17 @@ from tunegate.artifacts import read_jsonl
 BIN = Path(sys.executable).parent
 
 
-def log_of(path: Path, rows: list[dict]) -> Path:
+def log_of(path: Path, rows: list[dict], wrong_every: int = 0) -> Path:
+    """A request log whose answers are the rows' labels; every row gets feedback, wrong
+    (another row's label) on every `wrong_every`-th row."""
     log = RequestLog(path)
     for i, r in enumerate(rows):
-        log.write(
-            Entry(
-                f"r{i}", "classify", 200, stage="production", version="v1", input=r["text"], label=r["label"]
-            )
+        entry = Entry(
+            f"r{i}", "classify", 200, stage="production", version="v1", input=r["text"], label=r["label"]
         )
+        log.write(entry)
+        wrong = wrong_every and i % wrong_every == 0 and rows[i - 1]["label"] != r["label"]
+        assert log.feedback(f"r{i}", rows[i - 1]["label"] if wrong else r["label"]) is not None
     log.close()
     return path
 
@@ -60,15 +63,17 @@ def test_holdout_traffic_is_not_drift_and_the_shifted_channel_is(project, prepar
     assert same.returncode == 0, same.stdout + same.stderr
     report = json.loads(sorted((project / "reports").glob("*.json"))[-1].read_text())
     assert report["status"] == "no_drift" and report["window"]["requests"] == 168
+    accuracy = next(s for s in report["signals"] if s["name"] == "live_accuracy")
+    assert accuracy["score"] == 1.0 and accuracy["drifted"] is False
     assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML report
 
-    shifted = drift(
-        project, log_of(project / "shifted.sqlite", read_jsonl(prepared_sample / "shifted.jsonl"))
-    )
+    shifted_rows = read_jsonl(prepared_sample / "shifted.jsonl")
+    shifted = drift(project, log_of(project / "shifted.sqlite", shifted_rows, wrong_every=2))
     assert shifted.returncode == 3, shifted.stdout + shifted.stderr
     report = json.loads(sorted((project / "reports").glob("*.json"))[-1].read_text())
     assert report["status"] == "drift"
     assert {"embedding", "english_share"} <= set(report["drifted"])  # terse, partly Spanish and German
+    assert "live_accuracy" in report["drifted"]  # callers said about half the answers were wrong
     signal = next(s for s in report["signals"] if s["name"] == "embedding")
     assert signal["method"] == "model (ROC AUC)" and signal["score"] > signal["threshold"]
 

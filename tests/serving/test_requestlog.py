@@ -1,4 +1,4 @@
-from serving.requestlog import Entry, RequestLog
+from serving.requestlog import SCHEMA, Entry, RequestLog
 from serving.routing import caller_hash, caller_point, route
 
 
@@ -28,3 +28,23 @@ def test_routing_is_sticky_monotonic_and_weighted():
     )
     assert route("anyone", {"production": 100}) == "production"
     assert 0 <= caller_point("x") < 100
+
+
+def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    before = SCHEMA.replace(",\n    confidence REAL,\n    feedback TEXT,\n    feedback_time TEXT", "")
+    assert "feedback" not in before
+    with sqlite3.connect(old) as db:  # a log from before confidence and feedback existed
+        db.executescript(before)
+    log = RequestLog(old)
+    log.write(Entry("a", "classify", 200, version="v1", label="card_arrival", confidence=0.9))
+    log.write(Entry("a", "classify", 200, version="v2", label="card_lost", shadow=True))
+    assert log.answered("a") == {"version": "v1", "endpoint": "classify"}
+    row = {"request_id": "a", "version": "v1", "label": "card_arrival", "feedback": "card_lost"}
+    assert log.feedback("a", "card_lost") == row
+    assert log.feedback("missing", "x") is None
+    rows = log.rows()
+    assert [r["feedback"] for r in rows] == ["card_lost", None]  # the shadow copy is not the caller's answer
+    assert rows[0]["confidence"] == 0.9

@@ -164,6 +164,18 @@ def test_classify_answers_inside_the_label_set(served):
     body = r.json()
     assert body["label"] in served["labels"] and 0 < body["confidence"] <= 1
     assert body["version"] == r.headers["x-tunegate-version"]
+    # The caller tells the true label: it lands on the answered row (live accuracy, retraining data).
+    rid, url = r.headers["x-request-id"], served["url"]
+    other = next(x for x in served["labels"] if x != body["label"])
+    ok = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": other})
+    assert ok.status_code == 200 and ok.json() == {
+        "request_id": rid,
+        "answered": body["label"],
+        "feedback": other,
+    }
+    bad = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": "not_an_intent"})
+    assert bad.status_code == 400 and "not one of" in bad.json()["error"]["message"]
+    assert httpx.post(f"{url}/feedback", json={"request_id": "nope", "label": other}).status_code == 404
 
 
 def test_canary_gets_its_share_and_callers_are_sticky(served):
