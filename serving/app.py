@@ -280,19 +280,25 @@ class Slot:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
+        self.held = False
 
-    def __enter__(self) -> None:
-        if self.rt.in_flight >= self.rt.params.serve.max_concurrency:
-            raise ApiError(
-                429,
-                f"at capacity ({self.rt.in_flight} requests in flight); retry shortly",
-                "rate_limit_exceeded",
-                {"Retry-After": "1"},
-            )
-        self.rt.in_flight += 1
+    def __enter__(self) -> Slot:
+        if not self.held:  # entering a held slot again (a stream's generator) is a no-op
+            if self.rt.in_flight >= self.rt.params.serve.max_concurrency:
+                raise ApiError(
+                    429,
+                    f"at capacity ({self.rt.in_flight} requests in flight); retry shortly",
+                    "rate_limit_exceeded",
+                    {"Retry-After": "1"},
+                )
+            self.rt.in_flight += 1
+            self.held = True
+        return self
 
     def __exit__(self, *_: Any) -> None:
-        self.rt.in_flight -= 1
+        if self.held:
+            self.rt.in_flight -= 1
+            self.held = False
 
 
 def sampling_for(rt: Runtime, body: _Sampling, prompt: str) -> Any:
@@ -414,8 +420,10 @@ async def _generate(request: Request, body: _Sampling, prompt: str, endpoint: st
     if body.model == rt.params.serve.public_model:
         shadow(rt, live, prompt, sampling, request_id, endpoint)
     if body.stream:
+        slot = Slot(rt)
+        slot.__enter__()  # 429 before any byte is sent; the stream gives the slot back when it ends
         return StreamingResponse(
-            stream(rt, live, prompt, sampling, request_id, body, shape, entry, started),
+            stream(rt, slot, live, prompt, sampling, request_id, body, shape, entry, started),
             media_type="text/event-stream",
             headers=headers(live, request_id),
         )
@@ -438,9 +446,11 @@ async def _generate(request: Request, body: _Sampling, prompt: str, endpoint: st
     return JSONResponse(payload, headers=headers(live, request_id))
 
 
-async def stream(rt, live, prompt, sampling, request_id, body, shape, entry, started) -> AsyncIterator[str]:
+async def stream(
+    rt, slot, live, prompt, sampling, request_id, body, shape, entry, started
+) -> AsyncIterator[str]:
     sent = ""
-    with Slot(rt):
+    with slot:
         try:
             async for out in rt.engine.generate(prompt, sampling, request_id, live.lora):
                 choice = out.outputs[0]

@@ -42,3 +42,17 @@ def test_not_ready_is_503_not_500():
         assert r.status_code == 503 and "starting" in r.json()["error"]["message"]
     finally:
         del app.state.runtime
+
+
+def test_capacity_slots_count_once_and_refuse_past_the_limit():
+    from serving.app import ApiError, Slot
+
+    rt = SimpleNamespace(in_flight=0, params=Params(serve=ServeParams(max_concurrency=1)))
+    slot = Slot(rt)
+    slot.__enter__()  # taken before a stream starts ...
+    with slot:  # ... and entered again by the stream's generator: still one
+        assert rt.in_flight == 1
+        with pytest.raises(ApiError) as refused, Slot(rt):
+            pass
+        assert refused.value.status == 429
+    assert rt.in_flight == 0
