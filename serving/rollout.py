@@ -15,6 +15,11 @@ Over a window of the log (since the canary's current weight was set, at most
 With fewer than ``judge_min_requests`` canary requests the judge waits. When every check
 passes, the canary advances to the next of ``release.canary_steps``, and after the last
 one it is promoted to production. Every decision is recorded with its reasons.
+
+First release (a canary and no production): the canary answers all traffic, there is
+nothing to compare with, so it is judged on its own health: its error rate must not be
+significantly above ``judge_max_error_increase`` (one-sided exact binomial test, scipy)
+and its invalid-output rate at most ``judge_max_invalid_rate``. Passing promotes it.
 """
 
 from __future__ import annotations
@@ -69,6 +74,33 @@ def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> tuple
             )
     pairs = [a for a in answers.values() if len(a) == 2]
     return sum(1 for a in pairs if a[canary] == a[production]), len(pairs)
+
+
+def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams, alpha: float) -> Decision:
+    """A first release's canary, with no production to compare with: absolute health."""
+    from scipy.stats import binomtest
+
+    c = summarize(rows, canary)
+    metrics: dict[str, Any] = {"canary": c, "production": None}
+    if c["requests"] < release.judge_min_requests:
+        return Decision(
+            "wait", [f"{c['requests']} canary requests, need {release.judge_min_requests}"], None, metrics
+        )
+    failed, passed = [], []
+    limit = release.judge_max_error_increase
+    pvalue = float(binomtest(c["errors"], c["requests"], limit, alternative="greater").pvalue)
+    metrics["error_test_p"] = pvalue
+    line = f"error rate {c['errors']}/{c['requests']} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
+    (failed if pvalue < alpha else passed).append(line)
+    if c["classify"]:
+        rate = c["invalid"] / c["classify"]
+        metrics["invalid_rate"] = rate
+        cap = release.judge_max_invalid_rate
+        line = f"invalid outputs {c['invalid']}/{c['classify']} = {rate:.1%} (limit {cap:.0%})"
+        (failed if rate > cap else passed).append(line)
+    if failed:
+        return Decision("rollback", failed, None, metrics)
+    return Decision("promote", passed, None, metrics)
 
 
 def judge(
@@ -135,13 +167,17 @@ def step(registry: Any, log: Any, release: ReleaseParams, alpha: float, apply: b
     """Judge the canary now and act on the registry (unless `apply` is false)."""
     stages = registry.stages()
     canary, production = stages["canary"], stages["production"]
-    if canary is None or production is None:
-        return Decision("none", ["no canary in flight (or no production to compare with)"])
+    if canary is None:
+        return Decision("none", ["no canary in flight"])
     since = max(
         datetime.fromisoformat(canary.at).astimezone(UTC),
         datetime.now(UTC) - timedelta(minutes=release.judge_window_minutes),
     )
-    decision = judge(log.rows(since=since), canary.version, production.version, canary.weight, release, alpha)
+    rows = log.rows(since=since)
+    if production is None:
+        decision = judge_alone(rows, canary.version, release, alpha)
+    else:
+        decision = judge(rows, canary.version, production.version, canary.weight, release, alpha)
     if not apply or decision.action == "wait":
         return decision
     reason = "rollout judge: " + "; ".join(decision.reasons)

@@ -2,7 +2,7 @@
 
 import itertools
 
-from serving.rollout import agreement, judge, p95
+from serving.rollout import agreement, judge, judge_alone, p95
 from tunegate.params import ReleaseParams
 
 RELEASE = ReleaseParams(judge_min_requests=50, canary_steps=(10, 25, 50))
@@ -59,6 +59,16 @@ def test_slow_or_invalid_canaries_are_rolled_back():
     assert d.action == "rollback" and any("invalid outputs 10/100" in r for r in d.reasons)
 
 
+def test_a_first_release_canary_is_judged_on_its_own_health():
+    assert judge_alone(rows("v1", 10), "v1", RELEASE, 0.05).action == "wait"
+    d = judge_alone(rows("v1", 100, errors=1), "v1", RELEASE, 0.05)
+    assert d.action == "promote" and "no production yet" in d.reasons[0]
+    d = judge_alone(rows("v1", 100, errors=12), "v1", RELEASE, 0.05)  # 12% vs a 2% ceiling
+    assert d.action == "rollback" and d.metrics["error_test_p"] < 0.05
+    d = judge_alone(rows("v1", 100, invalid=5), "v1", RELEASE, 0.05)
+    assert d.action == "rollback" and "invalid outputs 5/100" in d.reasons[-1]
+
+
 def test_agreement_on_shadowed_requests():
     live = rows("v1", 400)
     copies = [dict(r, version="v2", shadow=1, label="lost_or_stolen_card") for r in live[:30]]  # all disagree
@@ -73,30 +83,49 @@ def test_p95():
     assert p95([float(i) for i in range(1, 101)]) == 95.0
 
 
-def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
-    """The judge end to end: real GTO registry, real SQLite request log."""
+def two_releases(root, monkeypatch):
+    """A real GTO registry with two approved releases, and a real SQLite request log."""
     import subprocess
 
     from serving.registry import Registry
-    from serving.requestlog import Entry, RequestLog
-    from serving.rollout import step
+    from serving.requestlog import RequestLog
 
     monkeypatch.setenv("TUNEGATE_ACTOR", "judge-test")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "a"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=tmp_path, check=True)
-    reg = Registry(tmp_path, "intent-classifier")
+        subprocess.run([*git, *cmd], cwd=root, check=True)
+    reg = Registry(root, "intent-classifier")
     info = {"bento_tag": "x:1", "tree_sha256": "1" * 64, "model_id": "lora:1", "verdict": "approved"}
     v1 = reg.register(info)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "b"],
-        cwd=tmp_path,
-        check=True,
-    )
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "b"], cwd=root, check=True)
     v2 = reg.register(info | {"bento_tag": "x:2", "tree_sha256": "2" * 64})
+    return reg, RequestLog(root / "requests.sqlite"), v1, v2
+
+
+def test_step_promotes_a_healthy_first_release(tmp_path, monkeypatch):
+    from serving.requestlog import Entry
+    from serving.rollout import step
+
+    reg, log, v1, _ = two_releases(tmp_path, monkeypatch)
+    reg.promote(v1, "staging")
+    reg.promote(v1, "canary", weight=10)
+    for r in rows(v1, 60):
+        log.write(Entry(r["request_id"], "classify", 200, version=v1, label=r["label"], valid=True,
+                        latency_ms=20.0))  # fmt: skip
+    decision = step(reg, log, RELEASE, 0.05)
+    assert decision.action == "promote" and reg.stages()["production"].version == v1
+    assert reg.stages()["canary"] is None and "no production yet" in reg.audit()[-1]["reason"]
+
+
+def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
+    """The judge end to end: real GTO registry, real SQLite request log."""
+    from serving.requestlog import Entry
+    from serving.rollout import step
+
+    reg, log, v1, v2 = two_releases(tmp_path, monkeypatch)
     reg.promote(v1, "production", force=True, reason="first")
     reg.promote(v2, "staging")
     reg.promote(v2, "canary", weight=10)
-    log = RequestLog(tmp_path / "requests.sqlite")
     assert step(reg, log, RELEASE, 0.05).action == "wait"
     for r in rows("v2", 60, latency=21.0) + rows("v1", 300):
         r["version"] = v2 if r["version"] == "v2" else v1
