@@ -342,8 +342,10 @@ def drift(
     for sig in record["signals"]:
         verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig["drifted"]]
         score = "-" if sig["score"] is None else f"{sig['score']:.3g}"
+        note = f"; {sig['note']}" if sig["note"] and sig["drifted"] is None else ""
         typer.echo(
-            f"{sig['name']:<16} {verdict:<10} {score:>9}  ({sig['method']}, threshold {sig['threshold']:.3g})"
+            f"{sig['name']:<16} {verdict:<10} {score:>9}  "
+            f"({sig['method']}, threshold {sig['threshold']:.3g}{note})"
         )
     w = record["window"]
     typer.echo(

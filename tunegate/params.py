@@ -413,6 +413,7 @@ class MonitorParams:
         "english_share",
         "embedding",
         "predicted_label",
+        "confidence",
     )
     alpha: float = 0.05
     """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
@@ -431,7 +432,7 @@ class MonitorParams:
     def problems(self) -> list[str]:
         from monitoring.descriptors import NAMES
 
-        known = {*NAMES, "embedding", "predicted_label"}
+        known = {*NAMES, "embedding", "predicted_label", "confidence"}
         out = [
             f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
             for s in self.signals

@@ -5,6 +5,7 @@ SQLite request log written by the service's own writer.
 """
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +19,22 @@ from tunegate.artifacts import read_jsonl
 BIN = Path(sys.executable).parent
 
 
-def log_of(path: Path, rows: list[dict], wrong_every: int = 0) -> Path:
-    """A request log whose answers are the rows' labels; every row gets feedback, wrong
-    (another row's label) on every `wrong_every`-th row."""
+def log_of(path: Path, rows: list[dict], wrong_every: int = 0, confidence: float = 0.9) -> Path:
+    """A request log whose answers are the rows' labels, with confidences spread around
+    `confidence`; every row gets feedback, wrong (another row's label) on every
+    `wrong_every`-th row. Appends when the log exists."""
     log = RequestLog(path)
-    for i, r in enumerate(rows):
+    rng = random.Random(len(rows))
+    start = sum(1 for _ in log.rows())
+    for j, r in enumerate(rows):
+        i = start + j
         entry = Entry(
-            f"r{i}", "classify", 200, stage="production", version="v1", input=r["text"], label=r["label"]
-        )
+            f"r{i}", "classify", 200, stage="production", version="v1", input=r["text"], label=r["label"],
+            confidence=min(1.0, max(0.0, rng.gauss(confidence, 0.05))),
+        )  # fmt: skip
         log.write(entry)
-        wrong = wrong_every and i % wrong_every == 0 and rows[i - 1]["label"] != r["label"]
-        assert log.feedback(f"r{i}", rows[i - 1]["label"] if wrong else r["label"]) is not None
+        wrong = wrong_every and j % wrong_every == 0 and rows[j - 1]["label"] != r["label"]
+        assert log.feedback(f"r{i}", rows[j - 1]["label"] if wrong else r["label"]) is not None
     log.close()
     return path
 
@@ -65,15 +71,22 @@ def test_holdout_traffic_is_not_drift_and_the_shifted_channel_is(project, prepar
     assert report["status"] == "no_drift" and report["window"]["requests"] == 168
     accuracy = next(s for s in report["signals"] if s["name"] == "live_accuracy")
     assert accuracy["score"] == 1.0 and accuracy["drifted"] is False
+    confidence = next(s for s in report["signals"] if s["name"] == "confidence")
+    assert confidence["drifted"] is None and "0 earlier answers of v1" in confidence["note"]
     assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML report
 
     shifted_rows = read_jsonl(prepared_sample / "shifted.jsonl")
-    shifted = drift(project, log_of(project / "shifted.sqlite", shifted_rows, wrong_every=2))
+    # The shifted traffic follows hold-out traffic in the same log: the version's earlier
+    # answers are the confidence reference, and they were surer.
+    both = log_of(project / "both.sqlite", read_jsonl(prepared_sample / "holdout.jsonl"), confidence=0.9)
+    shifted = drift(project, log_of(both, shifted_rows, wrong_every=2, confidence=0.7), "--last", "293")
     assert shifted.returncode == 3, shifted.stdout + shifted.stderr
     report = json.loads(sorted((project / "reports").glob("*.json"))[-1].read_text())
     assert report["status"] == "drift"
     assert {"embedding", "english_share"} <= set(report["drifted"])  # terse, partly Spanish and German
     assert "live_accuracy" in report["drifted"]  # callers said about half the answers were wrong
+    assert "confidence" in report["drifted"] and report["window"]["requests"] == 293
+    assert (project / "reports" / f"{report['time']}-confidence.html").exists()
     signal = next(s for s in report["signals"] if s["name"] == "embedding")
     assert signal["method"] == "model (ROC AUC)" and signal["score"] > signal["threshold"]
 
@@ -87,5 +100,8 @@ def test_a_small_window_is_not_judged_and_bad_logs_are_clear_errors(project, pre
     (project / "garbage.sqlite").write_bytes(b"not a database at all" * 100)
     garbage = drift(project, project / "garbage.sqlite")
     assert garbage.returncode == 2 and "not a tunegate request log" in garbage.stderr
+    foreign = [{"text": r["text"], "label": "play_music"} for r in rows]
+    other = drift(project, log_of(project / "other.sqlite", foreign))
+    assert other.returncode == 2 and "another model family" in other.stderr
     bad_window = drift(project, project / "small.sqlite", "--window", "soon")
     assert bad_window.returncode == 2 and "24h" in bad_window.stderr
