@@ -2,21 +2,26 @@
 
 A trigger fires when the last ``monitor.consecutive_windows`` judged reports each
 drifted on at least one ``monitor.retrain_on`` signal (reports too small to judge are
-skipped, neither breaking nor extending the streak). Firing runs ``dvc repro``; the new
-candidate is evaluated against production like any other. Every trigger is appended to
-``<reports_dir>/triggers.jsonl`` with the reports that caused it and what the run gave.
+skipped, neither breaking nor extending the streak). Firing first exports the
+feedback-labelled production requests to ``monitor.feedback_dir/feedback.jsonl`` (a
+dependency of the prepare stage: they join the training split, and ``dvc.lock`` pins
+them), then runs ``dvc repro``; the new candidate is evaluated against production like
+any other. Every trigger is appended to ``<reports_dir>/triggers.jsonl`` with the
+reports that caused it, the feedback it added and what the run gave.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import read_json
+from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
+from tunegate.errors import DataError
 
 
 def due(reports: list[dict[str, Any]], retrain_on: tuple[str, ...], consecutive: int) -> tuple[bool, str]:
@@ -36,9 +41,42 @@ def reports(reports_dir: Path) -> list[dict[str, Any]]:
     return [read_json(p) for p in sorted(reports_dir.glob("2*.json"))]
 
 
-def trigger(project: Path, reports_dir: Path, why: str, causes: list[str]) -> dict[str, Any]:
-    """Run `dvc repro` in `project` and record the trigger with the gate's verdict."""
+def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
+    """Merge the log's feedback-labelled /classify requests into ``folder/feedback.jsonl``.
+
+    Keyed by request id (a later label for the same request replaces the earlier), so
+    exporting twice adds nothing. Returns the counts."""
+    path = folder / "feedback.jsonl"
+    rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
+    before = dict(rows)
+    if not log.exists():
+        raise DataError(f"request log {log} does not exist")
+    try:
+        with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
+            found = db.execute(
+                "SELECT request_id, time, input, feedback FROM requests WHERE endpoint = 'classify' "
+                "AND shadow = 0 AND status = 200 AND feedback IS NOT NULL AND input IS NOT NULL ORDER BY id"
+            ).fetchall()
+    except sqlite3.DatabaseError as err:
+        raise DataError(f"{log} is not a tunegate request log (with feedback): {err}") from err
+    for request_id, time, text, label in found:
+        rows[request_id] = {"id": request_id, "time": time, "text": text, "label": label}
+    ordered = sorted(rows.values(), key=lambda r: (r["time"], r["id"]))
+    atomic_write_text(path, jsonl_text(ordered))
+    return {
+        "path": str(path),
+        "new": sum(1 for k in rows if k not in before),
+        "relabelled": sum(1 for k, r in before.items() if rows[k]["label"] != r["label"]),
+        "total": len(rows),
+    }
+
+
+def trigger(
+    project: Path, reports_dir: Path, why: str, causes: list[str], log: Path, feedback_dir: Path
+) -> dict[str, Any]:
+    """Export feedback, run `dvc repro` in `project`, and record the trigger with the gate's verdict."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    feedback = export_feedback(log, project / feedback_dir)
     dvc = Path(sys.executable).parent / "dvc"
     result = subprocess.run([str(dvc), "repro"], cwd=project, capture_output=True, text=True, check=False)
     gate = project / "eval/gate.json"
@@ -46,6 +84,7 @@ def trigger(project: Path, reports_dir: Path, why: str, causes: list[str]) -> di
         "time": started,
         "why": why,
         "reports": causes,
+        "feedback": feedback,
         "command": "dvc repro",
         "exit_code": result.returncode,
         "verdict": read_json(gate)["verdict"] if result.returncode == 0 and gate.exists() else None,

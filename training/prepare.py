@@ -43,6 +43,7 @@ def prepare_dataset(
     probe: list[dict[str, Any]] | None,
     params: Params,
     replay: list[dict[str, Any]] | None = None,
+    feedback: list[RawRow] | None = None,
 ) -> Prepared:
     """Validate, scrub, de-duplicate and split. Raises DataError when the data cannot be used."""
     p = params.prepare
@@ -89,6 +90,11 @@ def prepare_dataset(
         parts["shifted"] = [r for r in rows if near_key(r.text) not in train_keys]
         leakage["shifted_rows_removed_as_train_duplicates"] = len(rows) - len(parts["shifted"])
 
+    added = None
+    if feedback:
+        added = _feedback_rows(clean("feedback", feedback), parts, labels)
+        parts["train"] = parts["train"] + added.pop("rows")
+
     replay = replay or []
     if replay and probe:
         probe_keys = {near_key(q["question"]) for q in probe}
@@ -109,7 +115,41 @@ def prepare_dataset(
         "redactions_total": sum(sum(r.redactions.values()) for r in reports.values()),
         "leakage": leakage,
     }
+    if added is not None:
+        manifest["feedback"] = added
     return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest, replay=replay)
+
+
+def _feedback_rows(rows: list[Row], parts: dict[str, list[Row]], labels: list[str]) -> dict[str, Any]:
+    """Production requests labelled by their callers, for the training split only.
+
+    A feedback row that repeats a hold-out, validation or shifted message is dropped, or
+    the next gate would be scored on its own training data; one that repeats a training
+    message adds nothing; one with a label the training split lacks cannot be learned.
+    """
+    known = set(labels)
+    evaluation = {near_key(r.text) for name in ("holdout", "val", "shifted") for r in parts[name]}
+    train = {near_key(r.text) for r in parts["train"]}
+    kept = [r for r in rows if r.label in known and near_key(r.text) not in evaluation | train]
+    return {
+        "rows": kept,
+        "usable": len(rows),
+        "added_to_train": len(kept),
+        "unknown_label": sum(1 for r in rows if r.label not in known),
+        "evaluation_duplicates": sum(1 for r in rows if r.label in known and near_key(r.text) in evaluation),
+        "train_duplicates": sum(
+            1 for r in rows if r.label in known and near_key(r.text) in train - evaluation
+        ),
+    }
+
+
+def load_feedback(folder: Path) -> tuple[list[RawRow] | None, dict[str, str]]:
+    """``<folder>/feedback.jsonl`` (written by ``tunegate drift --retrain``), if it has rows."""
+    path = folder / "feedback.jsonl"
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        return None, {}
+    loaded = load_source(str(path), "text", "label", "jsonl")
+    return loaded.pool, loaded.inputs
 
 
 def _check_invalid_share(name: str, report: CleanReport, limit: float) -> None:
@@ -211,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="prepare stage: validate, scrub, dedupe and split data")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("data/prepared"))
+    parser.add_argument(
+        "--feedback", type=Path, default=None, help="folder with feedback.jsonl: labelled production rows"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -236,7 +279,11 @@ def main(argv: list[str] | None = None) -> None:
         replay = load_replay(d.replay_source)
         loaded.inputs[d.replay_source] = sha256_file(d.replay_source)
 
-    prepared = prepare_dataset(loaded, shifted, probe, params, replay)
+    feedback = None
+    if args.feedback is not None:
+        feedback, inputs = load_feedback(args.feedback)
+        loaded.inputs |= inputs
+    prepared = prepare_dataset(loaded, shifted, probe, params, replay, feedback)
     write_prepared(prepared, args.out)
     counts = prepared.manifest["counts"]
     log.info(

@@ -354,7 +354,15 @@ def drift(
     fire, why = due(reports(Path(m.reports_dir)), m.retrain_on, m.consecutive_windows)
     typer.echo(f"retraining policy: {'fires' if fire else 'quiet'} ({why})")
     if retrain and fire:
-        entry = trigger(Path("."), Path(m.reports_dir), why, [f"{record['time']}.json"])
+        log = log_path or Path(params.serve.request_log)
+        try:
+            entry = trigger(
+                Path("."), Path(m.reports_dir), why, [f"{record['time']}.json"], log, Path(m.feedback_dir)
+            )
+        except TunegateError as err:
+            fail(err)
+        fb = entry["feedback"]
+        typer.echo(f"feedback: {fb['new']} new labelled requests, {fb['total']} in {fb['path']}")
         typer.echo(f"dvc repro exited {entry['exit_code']}; gate verdict: {entry['verdict']}")
     raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record["status"]])
 

@@ -428,6 +428,9 @@ class MonitorParams:
     """Signals whose drift counts towards retraining."""
     consecutive_windows: int = 2
     """Retrain when this many reports in a row drifted on a retrain_on signal."""
+    feedback_dir: str = "data/feedback"
+    """Where retraining writes feedback-labelled production requests (feedback.jsonl), a
+    dependency of the prepare stage: they join the training split."""
 
     def problems(self) -> list[str]:
         from monitoring.descriptors import NAMES

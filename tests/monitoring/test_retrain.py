@@ -19,3 +19,72 @@ def test_windows_too_small_to_judge_neither_break_nor_extend_the_streak():
     seq = [report("drift", ["embedding"]), report("insufficient"), report("drift", ["embedding"])]
     assert due(seq, ON, 2)[0] is True
     assert due([report("insufficient")] * 3, ON, 2)[0] is False
+
+
+def labelled_log(path, n, feedback_every=2):
+    from serving.requestlog import Entry, RequestLog
+
+    log = RequestLog(path)
+    for i in range(n):
+        log.write(Entry(f"q{i}", "classify", 200, version="v1", input=f"message {i}", label="card_arrival"))
+        if i % feedback_every == 0:
+            assert log.feedback(f"q{i}", "card_declined") is not None
+    log.write(Entry("shadow", "classify", 200, version="v2", input="copy", label="x", shadow=True))
+    log.close()
+    return path
+
+
+def test_feedback_export_merges_by_request_id(tmp_path):
+    from monitoring.retrain import export_feedback
+    from tunegate.artifacts import read_jsonl
+
+    log = labelled_log(tmp_path / "requests.sqlite", 10)
+    first = export_feedback(log, tmp_path / "feedback")
+    assert first["new"] == 5 and first["total"] == 5
+    rows = read_jsonl(tmp_path / "feedback" / "feedback.jsonl")
+    assert [r["id"] for r in rows] == ["q0", "q2", "q4", "q6", "q8"]
+    assert rows[0]["text"] == "message 0" and rows[0]["label"] == "card_declined"
+    again = export_feedback(log, tmp_path / "feedback")
+    assert again["new"] == 0 and again["total"] == 5  # exporting twice adds nothing
+
+
+def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):
+    """Real git + DVC in a scratch project whose one stage counts the feedback rows."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from monitoring.retrain import trigger
+
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([str(dvc), "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "data" / "feedback").mkdir(parents=True)
+    (tmp_path / "data" / "feedback" / "README.md").write_text("feedback lands here")
+    (tmp_path / "count.py").write_text(
+        "import json, pathlib\n"
+        "n = len(open('data/feedback/feedback.jsonl').readlines())\n"
+        "pathlib.Path('eval').mkdir(exist_ok=True)\n"
+        "json.dump({'verdict': 'approved', 'rows': n}, open('eval/gate.json', 'w'))\n"
+    )
+    stage = {
+        "cmd": f"{sys.executable} count.py",
+        "deps": ["data/feedback"],
+        "outs": [{"eval/gate.json": {"cache": False}}],
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"gate": stage}}))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    log = labelled_log(tmp_path / "requests.sqlite", 6)
+    entry = trigger(
+        tmp_path, reports, "2 reports in a row drifted on embedding", ["a.json"], log, Path("data/feedback")
+    )
+    assert entry["exit_code"] == 0, entry["output_tail"]
+    assert entry["verdict"] == "approved" and entry["feedback"]["new"] == 3
+    assert json.loads((tmp_path / "eval/gate.json").read_text())["rows"] == 3  # the stage saw the feedback
+    assert "data/feedback" in (tmp_path / "dvc.lock").read_text()  # DVC pinned what it trained on
+    recorded = [json.loads(line) for line in (reports / "triggers.jsonl").read_text().splitlines()]
+    assert recorded[-1]["reports"] == ["a.json"] and recorded[-1]["why"].startswith("2 reports")

@@ -16,14 +16,16 @@ from tunegate.errors import DataError
 SPLITS = ("train", "val", "holdout", "shifted")
 
 
-def run_prepare(tmp_path: Path, **sections) -> Path:
+def run_prepare(tmp_path: Path, feedback: Path | None = None, **sections) -> Path:
     sections.setdefault("data", {})
     for key in ("source", "shifted_source", "probe_source", "replay_source"):
         value = sections["data"].get(key, read_default(key))
         sections["data"][key] = str(ROOT / value) if value and not Path(value).is_absolute() else value
     params = write_params(tmp_path / "params.yaml", **sections)
     out = tmp_path / "prepared"
-    prepare_main(["--params", str(params), "--out", str(out)])
+    prepare_main(
+        ["--params", str(params), "--out", str(out), *(["--feedback", str(feedback)] if feedback else [])]
+    )
     return out
 
 
@@ -229,6 +231,41 @@ def test_explicit_holdout_removes_leaking_rows_from_train(tmp_path):
     assert manifest["counts"]["holdout"] == 6
     train_texts = {r["text"] for r in read_jsonl(out / "train.jsonl")}
     assert not train_texts & {t for t, _ in rows[:5]}
+
+
+def test_feedback_rows_join_train_only_and_never_leak_evaluation_rows(tmp_path, sample):
+    """Rows from `tunegate drift --retrain`: new ones go to train, copies of evaluation rows do not."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("no feedback yet")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    unchanged = run_prepare(tmp_path / "a", feedback=empty)
+    assert read_json(unchanged / "manifest.json") == read_json(sample / "manifest.json")  # nothing to add
+
+    holdout, train = read_jsonl(sample / "holdout.jsonl"), read_jsonl(sample / "train.jsonl")
+    label = train[0]["label"]
+    fresh = [{"id": f"f{i}", "text": f"yo my {w} thing broke again pls", "label": label}
+             for i, w in enumerate(("zorblax", "quintic", "flumph"))]  # fmt: skip
+    rows = fresh + [
+        {"id": "h", "text": holdout[0]["text"].upper(), "label": holdout[0]["label"]},  # a hold-out copy
+        {"id": "t", "text": train[1]["text"], "label": train[1]["label"]},
+        {"id": "u", "text": "please play some jazz music", "label": "play_music"},
+    ]
+    folder = tmp_path / "feedback"
+    folder.mkdir()
+    (folder / "feedback.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = run_prepare(tmp_path / "b", feedback=folder)
+    manifest = read_json(out / "manifest.json")
+    assert manifest["feedback"] == {
+        "usable": 6, "added_to_train": 3, "unknown_label": 1,
+        "evaluation_duplicates": 1, "train_duplicates": 1,
+    }  # fmt: skip
+    assert manifest["counts"]["train"] == read_json(sample / "manifest.json")["counts"]["train"] + 3
+    assert str(folder / "feedback.jsonl") in " ".join(manifest["inputs"])
+    for split in ("holdout", "val", "shifted"):
+        assert read_jsonl(out / f"{split}.jsonl") == read_jsonl(sample / f"{split}.jsonl")
+    assert {r["text"] for r in fresh} <= {r["text"] for r in read_jsonl(out / "train.jsonl")}
 
 
 def test_row_cap_is_stratified(tmp_path):
