@@ -275,6 +275,10 @@ def replay(
     url: str = typer.Option("http://127.0.0.1:3000", "--url", help="The service."),
     text_column: str = typer.Option("text", "--text-column"),
     callers: int = typer.Option(100, "--callers", help="Distinct caller ids to spread the traffic over."),
+    feedback: bool = typer.Option(
+        False, "--feedback", help="Also send each row's true label (--label-column) to /feedback."
+    ),
+    label_column: str = typer.Option("label", "--label-column"),
 ) -> None:
     """Send messages from a file to /classify at a steady rate; print a summary per release."""
     import csv
@@ -289,16 +293,16 @@ def replay(
         fail(TunegateError(f"--rate {rate} must be positive"))
     if file.suffix == ".csv":
         with open(file, newline="", encoding="utf-8") as f:
-            texts = [row.get(text_column, "") for row in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
     else:
-        texts = [
-            json.loads(line).get(text_column, "")
-            for line in file.read_text(encoding="utf-8").splitlines()
-            if line
-        ]
-    texts = [t for t in texts if t and t.strip()][:limit]
+        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if isinstance(r.get(text_column), str) and r[text_column].strip()][:limit]
+    if feedback and any(not r.get(label_column) for r in rows):
+        fail(TunegateError(f"--feedback needs a {label_column!r} value on every row of {file}"))
+    texts = [r[text_column] for r in rows]
     served: Counter = Counter()
     statuses: Counter = Counter()
+    correct = 0
     start = time.monotonic()
     with httpx.Client(base_url=url, timeout=120) as client:
         for i, text in enumerate(texts):
@@ -309,7 +313,18 @@ def replay(
                 fail(TunegateError(f"cannot reach {url}: {err}"))
             statuses[r.status_code] += 1
             served[r.headers.get("x-tunegate-version", "-")] += 1
-    typer.echo(json.dumps({"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}))
+            if feedback and r.status_code == 200:
+                truth = rows[i][label_column]
+                correct += r.json()["label"] == truth
+                sent = client.post(
+                    "/feedback", json={"request_id": r.headers["x-request-id"], "label": truth}
+                )
+                if sent.status_code != 200:
+                    fail(TunegateError(f"/feedback answered {sent.status_code}: {sent.text}"))
+    summary = {"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}
+    if feedback:
+        summary["accuracy"] = round(correct / max(statuses[200], 1), 4)
+    typer.echo(json.dumps(summary))
 
 
 @app.command()

@@ -348,11 +348,21 @@ def test_cli_promotions_reach_the_running_service_and_the_cli_clients_work(serve
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout)["label"] in served["labels"]
     file = served["project"] / "replay.jsonl"
-    file.write_text("".join(json.dumps({"text": f"message {i}"}) + "\n" for i in range(20)))
+    truth = served["labels"][0]
+    file.write_text("".join(json.dumps({"text": f"message {i}", "label": truth}) + "\n" for i in range(20)))
     replay = sh(
-        [tg, "replay", str(file), "--rate", "50", "--url", served["url"]], served["project"], served["env"]
+        [tg, "replay", str(file), "--rate", "50", "--url", served["url"], "--feedback"],
+        served["project"],
+        served["env"],
     )
     assert replay.returncode == 0, replay.stderr
     summary = json.loads(replay.stdout)
     assert summary["sent"] == 20 and summary["status"] == {"200": 20}
     assert set(summary["served_by"]) <= {served["versions"][0], v3}
+    with sqlite3.connect(served["project"] / "logs/requests.sqlite") as conn:
+        answers = conn.execute(
+            "SELECT label FROM requests WHERE input LIKE 'message %' AND shadow = 0 AND feedback = ?",
+            (truth,),
+        ).fetchall()
+    assert len(answers) == 20  # every replayed answer got its true label
+    assert summary["accuracy"] == sum(a[0] == truth for a in answers) / 20
