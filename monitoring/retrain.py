@@ -5,7 +5,8 @@ drifted on at least one ``monitor.retrain_on`` signal (reports too small to judg
 skipped, neither breaking nor extending the streak). Firing first exports the
 feedback-labelled production requests to ``monitor.feedback_dir/feedback.jsonl`` (a
 dependency of the prepare stage: they join the training split, and ``dvc.lock`` pins
-them), then runs ``dvc repro``; the new candidate is evaluated against production like
+them) and commits that folder alone (GTO registers the next release at that commit),
+then runs ``dvc repro``; the new candidate is evaluated against production like
 any other. Every trigger is appended to ``<reports_dir>/triggers.jsonl`` with the
 reports that caused it, the feedback it added and what the run gave.
 """
@@ -71,12 +72,44 @@ def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
     }
 
 
+def commit_feedback(project: Path, feedback_dir: Path, why: str) -> str | None:
+    """Commit the feedback folder alone (the new release is registered at this commit);
+    None when there is no git repository or nothing changed."""
+    if not (project / ".git").exists():
+        return None
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=False)
+
+    identity = (
+        []
+        if git("config", "user.email").stdout.strip()
+        else ["-c", "user.name=tunegate", "-c", "user.email=tunegate@localhost"]
+    )
+    git("add", "--", str(feedback_dir))
+    if git("diff", "--cached", "--quiet", "--", str(feedback_dir)).returncode == 0:
+        return None
+    done = git(
+        *identity,
+        "commit",
+        "-q",
+        "-m",
+        f"Feedback-labelled requests for retraining ({why})",
+        "--",
+        str(feedback_dir),
+    )
+    if done.returncode != 0:
+        raise DataError(f"could not commit {feedback_dir}: {done.stderr.strip()}")
+    return git("rev-parse", "HEAD").stdout.strip()
+
+
 def trigger(
     project: Path, reports_dir: Path, why: str, causes: list[str], log: Path, feedback_dir: Path
 ) -> dict[str, Any]:
     """Export feedback, run `dvc repro` in `project`, and record the trigger with the gate's verdict."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     feedback = export_feedback(log, project / feedback_dir)
+    feedback["commit"] = commit_feedback(project, feedback_dir, why)
     dvc = Path(sys.executable).parent / "dvc"
     result = subprocess.run([str(dvc), "repro"], cwd=project, capture_output=True, text=True, check=False)
     gate = project / "eval/gate.json"

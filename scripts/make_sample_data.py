@@ -626,6 +626,110 @@ SHIFTED: dict[str, list[str]] = {
 CHAT_PREFIX = ["", "", "", "hi ", "yo ", "pls ", "help ", "urgent "]
 CHAT_SUFFIX = ["", "", "", " pls", " asap", " ??", " thx", " !!", " 😡", " 🙏"]
 
+# A third channel, for the demo's production traffic (data/demo/channel.csv): the
+# messaging-app bot, terse like the shifted set but worded differently, so feedback on
+# it teaches the model something the evaluation sets do not already contain.
+CHANNEL: dict[str, list[str]] = {
+    "card_arrival": [
+        "card status?",
+        "when does plastic arrive",
+        "no card in mailbox yet",
+        "tarjeta nueva cuando",
+        "karte noch nicht da",
+        "tracking for my card",
+    ],
+    "lost_or_stolen_card": [
+        "someone took my card",
+        "card missing since yday",
+        "freeze card lost it",
+        "robaron mi tarjeta",
+        "karte gestohlen",
+        "left card in taxi",
+    ],
+    "card_declined": [
+        "card says declined at till",
+        "pago rechazado",
+        "terminal refused card",
+        "karte geht nicht beim zahlen",
+        "online checkout declines card",
+        "declined at petrol station",
+    ],
+    "transfer_not_received": [
+        "money sent but not there",
+        "transferencia no recibida",
+        "geld nicht angekommen",
+        "bank transfer missing",
+        "friend got nothing from my transfer",
+        "payment to landlord lost",
+    ],
+    "refund_not_showing": [
+        "refund where",
+        "devolución no llega",
+        "rückerstattung fehlt",
+        "shop refunded but nothing",
+        "refund still pending",
+        "return money not in balance",
+    ],
+    "unrecognised_charge": [
+        "weird charge on acct",
+        "no reconozco este cargo",
+        "unbekannte abbuchung",
+        "charge i didnt make",
+        "random payment on my card",
+        "who charged me this",
+    ],
+    "login_problem": [
+        "cant log in",
+        "no puedo entrar a la app",
+        "login geht nicht",
+        "password not accepted",
+        "locked out of app",
+        "2fa code never comes",
+    ],
+    "update_details": [
+        "new phone number update",
+        "cambiar mi dirección",
+        "name change after wedding",
+        "neue adresse eintragen",
+        "update email on file",
+        "moved house need update",
+    ],
+    "exchange_rate_fees": [
+        "fx fee how much",
+        "comisión por cambio",
+        "wechselkurs gebühr",
+        "why extra fee abroad",
+        "conversion rate bad",
+        "fee for paying in yen",
+    ],
+    "close_account": [
+        "delete my account",
+        "quiero cerrar mi cuenta",
+        "konto schließen bitte",
+        "done with this bank",
+        "how to cancel account",
+        "close acct today",
+    ],
+    "top_up_failed": [
+        "topup didnt work",
+        "recarga no funciona",
+        "aufladen fehlgeschlagen",
+        "add money failed",
+        "apple pay topup error",
+        "cant load money",
+    ],
+    "atm_cash_issue": [
+        "atm kept my money",
+        "cajero se tragó el dinero",
+        "automat hat geld behalten",
+        "atm charged no cash",
+        "cash machine short",
+        "atm error but debited",
+    ],
+}
+CHANNEL_PER_INTENT = 20
+
+
 # General questions a small instruction-tuned model can answer (forgetting probe).
 PROBE: list[tuple[str, list[str]]] = [
     ("What is the capital of France?", ["paris"]),
@@ -808,6 +912,20 @@ def make_shifted(rng: random.Random) -> list[tuple[str, str]]:
     return rows
 
 
+def make_channel(rng: random.Random) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for intent, clauses in CHANNEL.items():
+        seen: set[str] = set()
+        while len(seen) < CHANNEL_PER_INTENT:
+            text = rng.choice(CHAT_PREFIX) + rng.choice(clauses) + rng.choice(CHAT_SUFFIX)
+            if rng.random() < 0.3:
+                text = add_typos(text, rng, 1)
+            seen.add(text.strip())
+        rows.extend((text, intent) for text in sorted(seen))
+    rng.shuffle(rows)
+    return rows
+
+
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -818,7 +936,10 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/sample"))
+    parser.add_argument("--demo-out", type=Path, default=Path("data/demo"))
     args = parser.parse_args()
+    args.demo_out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.demo_out / "channel.csv", make_channel(random.Random(SEED + 1)))  # own stream
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
     write_csv(args.out / "messages.csv", make_messages(rng))

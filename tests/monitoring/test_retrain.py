@@ -86,5 +86,9 @@ def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):
     assert entry["verdict"] == "approved" and entry["feedback"]["new"] == 3
     assert json.loads((tmp_path / "eval/gate.json").read_text())["rows"] == 3  # the stage saw the feedback
     assert "data/feedback" in (tmp_path / "dvc.lock").read_text()  # DVC pinned what it trained on
+    head = subprocess.run(
+        ["git", "log", "-1", "--format=%H %s"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert head.stdout.startswith(entry["feedback"]["commit"]) and "retraining" in head.stdout
     recorded = [json.loads(line) for line in (reports / "triggers.jsonl").read_text().splitlines()]
     assert recorded[-1]["reports"] == ["a.json"] and recorded[-1]["why"].startswith("2 reports")
