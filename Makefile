@@ -23,7 +23,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run test test-fast lint format lock bench clean-venv
+.PHONY: setup run demo test test-fast lint format lock bench clean-venv
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ run: setup
 	@$(BIN)/dvc metrics show 2>/dev/null || true
 	@echo "Release report: eval/report.md"
 	@$(BIN)/tunegate gate
+
+# The whole loop (pipeline, staged rollout, serving, drift, retraining) in a scratch clone.
+demo: setup
+	$(BIN)/python scripts/demo.py
 
 test: setup
 	$(BIN)/python -m pytest -q
