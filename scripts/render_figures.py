@@ -1,0 +1,156 @@
+"""Render the README's pictures from real records: the gate's checks and a drift report.
+
+Writes plain SVG (no plotting library needed):
+
+- ``docs/img/gate.svg`` from ``eval/gate.json``: one row per check with its value, its
+  confidence interval where it has one, the threshold, and pass/fail;
+- ``docs/img/drift.svg`` from a drift report's JSON (default: the newest under
+  ``reports/drift``): one row per signal, its score against its threshold, drifted or not.
+
+Usage: ``python scripts/render_figures.py [--gate eval/gate.json] [--drift REPORT.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from html import escape
+from pathlib import Path
+
+GREEN, RED, GREY, INK = "#2e7d32", "#c62828", "#9e9e9e", "#212121"
+ROW, LEFT, BAR, RIGHT = 26, 300, 360, 260
+
+
+def svg(width: int, height: int, body: list[str], title: str) -> str:
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="Helvetica, Arial, sans-serif" font-size="13">',
+            f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<text x="12" y="24" font-size="16" font-weight="bold" fill="{INK}">{escape(title)}</text>',
+            *body,
+            "</svg>",
+        ]
+    )
+
+
+def scale(values: list[float]) -> tuple[float, float]:
+    lo, hi = min(values + [0.0]), max(values + [1.0])
+    return lo, hi if hi > lo else lo + 1
+
+
+def gate_figure(gate: dict) -> str:
+    checks = gate["checks"]
+    body, y0 = [], 56
+    body.append(
+        f'<text x="12" y="44" fill="{INK}">{escape(gate["summary"])}; '
+        f"baseline: {escape(gate['baseline_kind'])}; bar: value, whisker: 95% CI, tick: threshold</text>"
+    )
+    for i, c in enumerate(checks):
+        y = y0 + i * ROW
+        value = c["value"] if isinstance(c["value"], (int, float)) else None
+        colour = GREEN if c["passed"] else RED
+        body.append(f'<text x="12" y="{y + 17}" fill="{INK}">{escape(c["name"])}</text>')
+        numbers = [v for v in [value, *(c["ci"] or [])] if isinstance(v, (int, float))]
+        threshold = _number(c["threshold"])
+        lo, hi = scale(numbers + ([threshold] if threshold is not None else []))
+
+        def x(v: float, lo: float = lo, hi: float = hi) -> float:
+            return LEFT + (v - lo) / (hi - lo) * BAR
+
+        body.append(f'<rect x="{LEFT}" y="{y + 6}" width="{BAR}" height="14" fill="#f5f5f5"/>')
+        if value is not None:
+            body.append(
+                f'<rect x="{min(x(0), x(value)):.1f}" y="{y + 8}" width="{abs(x(value) - x(0)):.1f}" '
+                f'height="10" fill="{colour}" opacity="0.8"/>'
+            )
+        if c["ci"]:
+            a, b = x(c["ci"][0]), x(c["ci"][1])
+            body.append(f'<line x1="{a:.1f}" x2="{b:.1f}" y1="{y + 13}" y2="{y + 13}" stroke="{INK}"/>')
+        if threshold is not None:
+            t = x(threshold)
+            body.append(
+                f'<line x1="{t:.1f}" x2="{t:.1f}" y1="{y + 3}" y2="{y + 23}" stroke="{INK}" '
+                'stroke-width="2"/>'
+            )
+        shown = "-" if value is None else f"{value:.3f}"
+        verdict = "pass" if c["passed"] else "FAIL"
+        body.append(
+            f'<text x="{LEFT + BAR + 10}" y="{y + 17}" fill="{colour}">{verdict}</text>'
+            f'<text x="{LEFT + BAR + 50}" y="{y + 17}" fill="{INK}">{shown} ({escape(c["threshold"])})</text>'
+        )
+    height = y0 + len(checks) * ROW + 12
+    return svg(LEFT + BAR + RIGHT, height, body, f"Release gate: {gate['verdict']}")
+
+
+def _number(threshold: str) -> float | None:
+    for token in threshold.replace(">", " ").replace("<", " ").replace("=", " ").split():
+        try:
+            return float(token)
+        except ValueError:
+            continue
+    return None
+
+
+def drift_figure(report: dict) -> str:
+    signals = report["signals"]
+    w = report["window"]
+    body, y0 = [], 56
+    body.append(
+        f'<text x="12" y="44" fill="{INK}">{w["requests"]} requests of {escape(str(w.get("version")))} '
+        f"vs the training reference ({report['reference']['rows']} rows); "
+        "p-value signals drift below their threshold, the others above</text>"
+    )
+    for i, s in enumerate(signals):
+        y = y0 + i * ROW
+        colour = GREY if s["drifted"] is None else RED if s["drifted"] else GREEN
+        body.append(f'<text x="12" y="{y + 17}" fill="{INK}">{escape(s["name"])}</text>')
+        body.append(f'<rect x="{LEFT}" y="{y + 6}" width="{BAR}" height="14" fill="#f5f5f5"/>')
+        if s["score"] is not None:
+            p_value = s["method"] in ("ks", "chisquare")
+            # p-values on a log scale (1 .. 1e-12), the rest linearly on [0, 1]
+            import math
+
+            def x(v: float, p_value: bool = p_value) -> float:
+                if p_value:
+                    return LEFT + min(1.0, -math.log10(max(v, 1e-12)) / 12) * BAR
+                return LEFT + max(0.0, min(1.0, v)) * BAR
+
+            body.append(
+                f'<rect x="{LEFT}" y="{y + 8}" width="{x(s["score"]) - LEFT:.1f}" height="10" '
+                f'fill="{colour}" opacity="0.8"/>'
+            )
+            t = x(s["threshold"])
+            body.append(
+                f'<line x1="{t:.1f}" x2="{t:.1f}" y1="{y + 3}" y2="{y + 23}" stroke="{INK}" '
+                'stroke-width="2"/>'
+            )
+            label = f"{s['score']:.3g} ({s['method']}, threshold {s['threshold']:.3g})"
+        else:
+            label = s["note"][:60] or "not judged"
+        verdict = {True: "DRIFT", False: "ok", None: "n/a"}[s["drifted"]]
+        body.append(
+            f'<text x="{LEFT + BAR + 10}" y="{y + 17}" fill="{colour}">{verdict}</text>'
+            f'<text x="{LEFT + BAR + 60}" y="{y + 17}" fill="{INK}">{escape(label)}</text>'
+        )
+    height = y0 + len(signals) * ROW + 12
+    return svg(LEFT + BAR + RIGHT + 120, height, body, f"Drift report {report['time']}: {report['status']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gate", type=Path, default=Path("eval/gate.json"))
+    parser.add_argument("--drift", type=Path, default=None, help="a drift report's .json")
+    parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gate.svg").write_text(gate_figure(json.loads(args.gate.read_text())), encoding="utf-8")
+    print(f"wrote {args.out / 'gate.svg'}")
+    drift = args.drift or max(Path("reports/drift").glob("2*.json"), default=None)
+    if drift is not None:
+        (args.out / "drift.svg").write_text(drift_figure(json.loads(drift.read_text())), encoding="utf-8")
+        print(f"wrote {args.out / 'drift.svg'} from {drift}")
+
+
+if __name__ == "__main__":
+    main()
