@@ -204,9 +204,19 @@ class Runtime:
                     )
                 lora = await self.engine.load_adapter(release.version, path)
                 live[stage] = Live(stage, release.version, path, PromptTemplate.load(path), lora)
+            known = {x.version for x in self.live.values()}
+            for fresh in [x for x in live.values() if x.version not in known]:
+                await self.warm_up(fresh)
             self.live, self.weights, self.seen = live, weights, seen
             log.info("live: %s; weights %s", {s: x.version for s, x in live.items()}, weights)
             return {"live": {s: x.version for s, x in live.items()}, "weights": weights}
+
+    async def warm_up(self, live: Live) -> None:
+        """One label-constrained answer from a release before it takes traffic: the first
+        request to use an adapter or a guided-decoding grammar pays for loading and
+        compiling it, and that should be neither a caller nor a readiness probe."""
+        prompt = live.template.render(self.engine.tokenizer, "warm-up")
+        await complete(self, live, prompt, classify_sampling(live.template), f"warm-up-{uuid.uuid4().hex}")
 
     def pick(self, model: str, caller: str | None) -> Live:
         public = self.params.serve.public_model

@@ -31,6 +31,21 @@ BIN = Path(sys.executable).parent
 ADMIN = "admin-secret"
 
 
+# A generous client timeout: the first request that uses an adapter or a guided-decoding
+# grammar compiles it, which on a busy 2-core CI machine can take well over httpx's 5 s.
+TIMEOUT = 120
+
+
+def post(*args, **kwargs) -> httpx.Response:
+    kwargs.setdefault("timeout", TIMEOUT)
+    return httpx.post(*args, **kwargs)
+
+
+def get(*args, **kwargs) -> httpx.Response:
+    kwargs.setdefault("timeout", TIMEOUT)
+    return httpx.get(*args, **kwargs)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +125,7 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         if proc.poll() is not None:
             pytest.fail("the service exited:\n" + (root / "service.log").read_text()[-4000:])
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if get(f"{url}/readyz", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
@@ -156,7 +171,7 @@ def test_the_openai_client_gets_answers_and_the_serving_release(served):
 
 
 def test_classify_answers_inside_the_label_set(served):
-    r = httpx.post(
+    r = post(
         f"{served['url']}/classify",
         json={"text": "I lost my card, email me at jo.doe@example.com", "user": "bob"},
     )
@@ -167,15 +182,15 @@ def test_classify_answers_inside_the_label_set(served):
     # The caller tells the true label: it lands on the answered row (live accuracy, retraining data).
     rid, url = r.headers["x-request-id"], served["url"]
     other = next(x for x in served["labels"] if x != body["label"])
-    ok = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": other})
+    ok = post(f"{url}/feedback", json={"request_id": rid, "label": other})
     assert ok.status_code == 200 and ok.json() == {
         "request_id": rid,
         "answered": body["label"],
         "feedback": other,
     }
-    bad = httpx.post(f"{url}/feedback", json={"request_id": rid, "label": "not_an_intent"})
+    bad = post(f"{url}/feedback", json={"request_id": rid, "label": "not_an_intent"})
     assert bad.status_code == 400 and "not one of" in bad.json()["error"]["message"]
-    assert httpx.post(f"{url}/feedback", json={"request_id": "nope", "label": other}).status_code == 404
+    assert post(f"{url}/feedback", json={"request_id": "nope", "label": other}).status_code == 404
 
 
 def test_canary_gets_its_share_and_callers_are_sticky(served):
@@ -223,7 +238,7 @@ def test_canary_gets_its_share_and_callers_are_sticky(served):
 )
 def test_bad_requests_get_a_4xx_with_a_clear_message(served, path, payload, status, needle):
     kwargs = {"content": payload} if isinstance(payload, str) else {"json": payload}
-    r = httpx.post(served["url"] + path, headers={"content-type": "application/json"}, **kwargs)
+    r = post(served["url"] + path, headers={"content-type": "application/json"}, **kwargs)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
 
@@ -244,14 +259,12 @@ def test_past_capacity_gets_429_while_health_stays_green(served):
 
 def test_admin_needs_the_token_and_promotion_reaches_the_live_service_without_restart(served):
     url, versions = served["url"], served["versions"]
-    assert httpx.post(f"{url}/admin/reload").status_code == 401
-    assert httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert post(f"{url}/admin/reload").status_code == 401
+    assert post(f"{url}/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
     auth = {"Authorization": f"Bearer {ADMIN}"}
-    refused = httpx.post(
-        f"{url}/admin/promote", headers=auth, json={"version": versions[2], "stage": "production"}
-    )
+    refused = post(f"{url}/admin/promote", headers=auth, json={"version": versions[2], "stage": "production"})
     assert refused.status_code == 409 and "not in canary" in refused.json()["error"]["message"]
-    r = httpx.post(
+    r = post(
         f"{url}/admin/promote",
         headers=auth,
         json={"version": versions[1], "stage": "production"},
@@ -259,11 +272,11 @@ def test_admin_needs_the_token_and_promotion_reaches_the_live_service_without_re
     )
     assert r.status_code == 200, r.text
     assert r.json()["live"]["production"] == versions[1] and "canary" not in r.json()["live"]
-    pinned = httpx.post(
+    pinned = post(
         f"{url}/v1/completions", json={"model": "tunegate", "prompt": "Hi", "max_tokens": 1, "user": "x"}
     )
     assert pinned.headers["x-tunegate-version"] == versions[1]  # all traffic: no canary left
-    r = httpx.post(f"{url}/admin/rollback", headers=auth, json={"reason": "test"}, timeout=120)
+    r = post(f"{url}/admin/rollback", headers=auth, json={"reason": "test"}, timeout=120)
     assert r.status_code == 200 and r.json()["live"]["production"] == versions[0]
     status = sh([str(BIN / "tunegate"), "status", "--json"], served["project"], served["env"])
     rows = {row["stage"]: row for row in json.loads(status.stdout)}
@@ -272,9 +285,7 @@ def test_admin_needs_the_token_and_promotion_reaches_the_live_service_without_re
 
 
 def test_the_request_log_holds_scrubbed_rows_and_shadow_copies(served):
-    httpx.post(
-        f"{served['url']}/classify", json={"text": "card 4111 1111 1111 1111 was declined", "user": "carol"}
-    )
+    post(f"{served['url']}/classify", json={"text": "card 4111 1111 1111 1111 was declined", "user": "carol"})
     deadline = time.monotonic() + 30
     db = served["project"] / "logs/requests.sqlite"
     while True:
@@ -333,7 +344,7 @@ def test_cli_promotions_reach_the_running_service_and_the_cli_clients_work(serve
     deadline = time.monotonic() + 60
     body = {"model": "tunegate:canary", "prompt": "Hi", "max_tokens": 1}
     while True:
-        r = httpx.post(f"{served['url']}/v1/completions", json=body)
+        r = post(f"{served['url']}/v1/completions", json=body)
         if r.status_code == 200 and r.headers["x-tunegate-version"] == v3:
             break
         assert time.monotonic() < deadline, (
