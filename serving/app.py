@@ -223,7 +223,8 @@ class Runtime:
         if model == public:
             if not self.weights:
                 raise ApiError(
-                    503, "no release is in production yet: `tunegate promote VERSION --to production`"
+                    503,
+                    "no release is live yet: `tunegate promote VERSION --to canary` (or --to production)",
                 )
             return self.live[route(caller, self.weights)]
         if model.startswith(public + ":"):

@@ -164,9 +164,15 @@ class Registry:
         return state
 
     def weights(self) -> dict[str, int]:
-        """Traffic share per live stage, in percent (production gets what canary does not)."""
+        """Traffic share per live stage, in percent (production gets what canary does not).
+
+        A first release's canary, with no production beside it, answers all traffic:
+        there is nothing else to route to, and the canary judge (serving/rollout.py)
+        promotes it on its own health."""
         stages = self.stages()
-        canary = stages["canary"].weight if stages["canary"] and stages["production"] else 0
+        if stages["canary"] and not stages["production"]:
+            return {"canary": 100}
+        canary = stages["canary"].weight if stages["canary"] else 0
         out = {}
         if stages["production"]:
             out["production"] = 100 - canary

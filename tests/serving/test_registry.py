@@ -64,7 +64,7 @@ def test_stages_in_order_with_weights_and_the_production_pointer(reg, repo):
         reg.promote(v1, "canary")  # skipping a stage is refused
     reg.promote(v1, "staging")
     reg.promote(v1, "canary", weight=20)
-    assert reg.weights() == {}  # no production yet: a canary has nothing to share with
+    assert reg.weights() == {"canary": 100}  # no production yet: the first canary answers everything
     reg.promote(v1, "production")
     stages = reg.stages()
     assert stages["production"].version == v1 and stages["canary"] is None  # it moved
