@@ -25,6 +25,8 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -132,8 +134,13 @@ def main() -> None:
     say(f"3. Serve: tunegate serve --port {args.port} (BentoML on vLLM's CPU backend)")
     (demo / "logs").mkdir(exist_ok=True)
     serve_log = demo / "logs/serve.log"
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            raise SystemExit(f"something already listens on port {args.port}: stop it or pass --port")
     with open(serve_log, "w") as out:
-        server = subprocess.Popen([tg, "serve", "--port", str(args.port)], cwd=demo, stdout=out, stderr=out)
+        server = subprocess.Popen(
+            [tg, "serve", "--port", str(args.port)], cwd=demo, stdout=out, stderr=out, start_new_session=True
+        )
     try:
         print(f"ready after {wait_ready(url, server, serve_log):.0f} s")
         sh([tg, "query", "I still have not received my new card", "--url", url], demo)
@@ -152,8 +159,11 @@ def main() -> None:
         sh([tg, "drift", "--last", "120"], demo, ok=(0, 3))
         sh([tg, "replay", str(second), "--rate", str(args.rate), "--url", url, "--feedback"], demo)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
     print("(service stopped: retraining needs the cores)")
     retrain = sh([tg, "drift", "--last", "120", "--retrain"], demo, ok=(0, 3))
 

@@ -179,7 +179,6 @@ def serve(
 ) -> None:
     """Start the BentoML service on vLLM with the live releases (see `tunegate status`)."""
     import os
-    import subprocess
 
     from tunegate.params import load_params
 
@@ -199,7 +198,9 @@ def serve(
         str(project),
     ]
     cmd += ["--host", host or params.serve.host, "--port", str(port or params.serve.port)]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    # Become the BentoML server (no wrapper process): a supervisor's SIGTERM reaches it directly.
+    os.execve(sys.executable, cmd, env)
 
 
 @app.command()
