@@ -37,6 +37,7 @@ COPY = [
     "serving",
     "monitoring",
     "data/sample",
+    "data/feedback",
     "registry",
     ".dvc/config",
     ".dvcignore",
