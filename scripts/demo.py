@@ -110,6 +110,7 @@ def main() -> None:
     tg, dvc = str(BIN / "tunegate"), str(BIN / "dvc")
     os.environ["PATH"] = f"{BIN}:{os.environ['PATH']}"
     os.environ.setdefault("TUNEGATE_ACTOR", "demo")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keeps the transcript readable
     started = time.monotonic()
 
     say(f"1. The pipeline, in a scratch clone: {demo}")
@@ -170,7 +171,15 @@ def main() -> None:
     say("6. Where everything is")
     gate = json.loads((demo / "eval/gate.json").read_text())
     reports = sorted((demo / "reports/drift").glob("2*.html"))
-    print(f"retrained candidate vs {gate['baseline_kind']} {v1}: {gate['summary']}")
+    retrained = json.loads((demo / "registry/candidate.json").read_text())
+    print(
+        f"retrained candidate {retrained.get('version') or '(not registered)'} "
+        f"vs {gate['baseline_kind']} {v1}: {gate['summary']}"
+    )
+    for check in gate["checks"]:
+        if check["name"].endswith("ab_vs_production") and "macro" not in check["name"]:
+            low, high = check["ci"]
+            print(f"  {check['name']:<28} {check['value']:+.3f} [{low:+.3f}, {high:+.3f}]")
     for name, path in [
         ("release report (gate)", demo / "eval/report.md"),
         ("gate checks (JSON)", demo / "eval/gate.json"),

@@ -44,6 +44,8 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:  # one INFO line per HTTP request drowns what replay and query print
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()
