@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from html import escape
+import math
+from html import escape, unescape
 from pathlib import Path
 
 GREEN, RED, GREY, INK = "#2e7d32", "#c62828", "#9e9e9e", "#212121"
@@ -32,6 +33,17 @@ def svg(width: int, height: int, body: list[str], title: str) -> str:
             "</svg>",
         ]
     )
+
+
+def text_width(body: list[str]) -> int:
+    """The rightmost end of any text line, at about 7 px per character of 13 px Helvetica."""
+    ends = []
+    for part in body:
+        for chunk in part.split("<text x=")[1:]:
+            x = float(chunk.split('"')[1])
+            shown = chunk.split(">", 1)[1].split("</text", 1)[0]
+            ends.append(x + 7 * len(unescape(shown)))
+    return int(max(ends, default=0)) + 16
 
 
 def scale(values: list[float]) -> tuple[float, float]:
@@ -80,7 +92,8 @@ def gate_figure(gate: dict) -> str:
             f'<text x="{LEFT + BAR + 50}" y="{y + 17}" fill="{INK}">{shown} ({escape(c["threshold"])})</text>'
         )
     height = y0 + len(checks) * ROW + 12
-    return svg(LEFT + BAR + RIGHT, height, body, f"Release gate: {gate['verdict']}")
+    width = max(LEFT + BAR + RIGHT, text_width(body))
+    return svg(width, height, body, f"Release gate: {gate['verdict']}")
 
 
 def _number(threshold: str) -> float | None:
@@ -99,7 +112,7 @@ def drift_figure(report: dict) -> str:
     body.append(
         f'<text x="12" y="44" fill="{INK}">{w["requests"]} requests of {escape(str(w.get("version")))} '
         f"vs the training reference ({report['reference']['rows']} rows); "
-        "p-value signals drift below their threshold, the others above</text>"
+        "tick: threshold; p-values on a -log10 scale</text>"
     )
     for i, s in enumerate(signals):
         y = y0 + i * ROW
@@ -109,8 +122,6 @@ def drift_figure(report: dict) -> str:
         if s["score"] is not None:
             p_value = s["method"] in ("ks", "chisquare")
             # p-values on a log scale (1 .. 1e-12), the rest linearly on [0, 1]
-            import math
-
             def x(v: float, p_value: bool = p_value) -> float:
                 if p_value:
                     return LEFT + min(1.0, -math.log10(max(v, 1e-12)) / 12) * BAR
@@ -134,7 +145,8 @@ def drift_figure(report: dict) -> str:
             f'<text x="{LEFT + BAR + 60}" y="{y + 17}" fill="{INK}">{escape(label)}</text>'
         )
     height = y0 + len(signals) * ROW + 12
-    return svg(LEFT + BAR + RIGHT + 120, height, body, f"Drift report {report['time']}: {report['status']}")
+    width = max(LEFT + BAR + RIGHT, text_width(body))
+    return svg(width, height, body, f"Drift report {report['time']}: {report['status']}")
 
 
 def main() -> None:
