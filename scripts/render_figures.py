@@ -121,6 +121,7 @@ def drift_figure(report: dict) -> str:
         body.append(f'<rect x="{LEFT}" y="{y + 6}" width="{BAR}" height="14" fill="#f5f5f5"/>')
         if s["score"] is not None:
             p_value = s["method"] in ("ks", "chisquare")
+
             # p-values on a log scale (1 .. 1e-12), the rest linearly on [0, 1]
             def x(v: float, p_value: bool = p_value) -> float:
                 if p_value:
