@@ -127,16 +127,23 @@ def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
     reg.promote(v2, "staging")
     reg.promote(v2, "canary", weight=10)
     assert step(reg, log, RELEASE, 0.05).action == "wait"
-    for r in rows("v2", 60, latency=21.0) + rows("v1", 300):
-        r["version"] = v2 if r["version"] == "v2" else v1
-        log.write(Entry(r["request_id"], "classify", r["status"], stage="x", version=r["version"],
-                        label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"]))  # fmt: skip
+
+    def serve(canary_rows, production_rows):
+        for r in canary_rows + production_rows:
+            version = v2 if r["version"] == "v2" else v1
+            entry = Entry(r["request_id"], "classify", r["status"], stage="x", version=version,
+                          label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"])  # fmt: skip
+            log.write(entry)
+
+    serve(rows("v2", 60, latency=21.0), rows("v1", 300))
     decision = step(reg, log, RELEASE, 0.05, apply=False)
     assert decision.action == "advance" and reg.stages()["canary"].weight == 10  # dry run: nothing changed
     assert step(reg, log, RELEASE, 0.05).weight == 25
     assert reg.stages()["canary"].weight == 25 and "rollout judge" in reg.stages()["canary"].reason
-    for r in rows("v2", 60, errors=20):
-        log.write(Entry(r["request_id"], "classify", r["status"], version=v2, latency_ms=r["latency_ms"]))
+    # The judge's window starts at the weight change (GTO records it to the second), so
+    # both releases get fresh traffic; the verdict is the same whether or not the rows
+    # above fall in the window.
+    serve(rows("v2", 60, errors=20), rows("v1", 300))
     assert step(reg, log, RELEASE, 0.05).action == "rollback"
     assert reg.stages()["canary"] is None and reg.stages()["production"].version == v1
     assert reg.audit()[-1]["action"] == "rollback" and "error rate" in reg.audit()[-1]["reason"]
