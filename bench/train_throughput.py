@@ -16,11 +16,20 @@ Training tokens/s counts real (non-padding) tokens of the batches trained on
 Writes ``bench/results/train_throughput.json``.
 
 Usage: ``python bench/train_throughput.py [--rows 160] [--params params.yaml]``
+
+On a GPU machine that cannot receive the base model's weights (the device image this
+project measures on takes 64 MiB per call; the weights are 517 MB), ``--random-init``
+builds the same architecture from ``config.json`` with seeded random weights and turns
+self-distilled replay off: tokens/s depend on the architecture, sequence lengths and
+batch shapes, not on the weights' values, so the throughput is the real one; the losses
+are not meaningful. ``--precision bf16`` overrides ``train.precision`` for both sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import sys
 import time
@@ -73,6 +82,49 @@ def timed_train(trainer: Any) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def random_weights(seed: int) -> Any:
+    """Within the block, ``from_pretrained`` builds the architecture from its config with
+    seeded random weights (same shapes, same compute) instead of loading the weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.__dict__.get("from_pretrained")  # None: inherited
+
+    def from_config(path: Any, dtype: Any = None, **_: Any) -> Any:
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=dtype)
+
+    AutoModelForCausalLM.from_pretrained = staticmethod(from_config)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del AutoModelForCausalLM.from_pretrained
+        else:
+            AutoModelForCausalLM.from_pretrained = saved
+
+
+class ListDataset(list):
+    """The two ``datasets.Dataset`` calls used here, for an image without ``datasets``
+    (the GPU device's); the Trainer takes any sequence of examples."""
+
+    @classmethod
+    def from_list(cls, rows: list[dict[str, Any]]) -> ListDataset:
+        return cls(rows)
+
+    def map(self, fn: Any, remove_columns: list[str] = ()) -> ListDataset:
+        return ListDataset({k: v for k, v in fn(dict(r)).items() if k not in remove_columns} for r in self)
+
+
+def use_list_datasets() -> None:
+    import types
+
+    shim = types.ModuleType("datasets")
+    shim.Dataset = ListDataset
+    sys.modules["datasets"] = shim
+
+
 def run_tunegate(recipe: TrainRecipe) -> dict[str, float]:
     trainer = recipe.build_trainer()
     return timed_train(trainer)
@@ -97,7 +149,8 @@ def run_baseline(recipe: TrainRecipe) -> dict[str, float]:
         }
 
     data = Dataset.from_list(recipe.train_examples).map(pad_to_max, remove_columns=["length"])
-    model = AutoModelForCausalLM.from_pretrained(recipe.base_dir, dtype=torch.float32, use_safetensors=True)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p.precision]
+    model = AutoModelForCausalLM.from_pretrained(recipe.base_dir, dtype=dtype, use_safetensors=True)
     model = get_peft_model(model, lora_config(p.lora))
     args = TrainingArguments(
         output_dir="/tmp/tunegate-bench-baseline",
@@ -111,9 +164,17 @@ def run_baseline(recipe: TrainRecipe) -> dict[str, float]:
         eval_strategy="no",
         logging_steps=10,
         dataloader_num_workers=0,
+        bf16=p.precision == "bf16",
+        fp16=p.precision == "fp16",
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=default_data_collator)
     return timed_train(trainer)
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def main() -> None:
@@ -123,23 +184,35 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=Path("models/base"))
     parser.add_argument("--rows", type=int, default=160, help="training rows (stratified subset)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_throughput.json"))
+    parser.add_argument("--random-init", action="store_true", help="random weights (see above)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
     args = parser.parse_args()
+    if importlib.util.find_spec("datasets") is None:
+        use_list_datasets()
 
-    params = load_params(
-        args.params,
-        overrides={
-            "train.epochs": 1,
-            "train.max_steps": None,
-            "train.max_train_rows": args.rows,
-            "train.eval_every": 10**6,
-            "train.early_stopping_patience": 0,
-        },
-    )
+    overrides: dict[str, Any] = {
+        "train.epochs": 1,
+        "train.max_steps": None,
+        "train.max_train_rows": args.rows,
+        "train.eval_every": 10**6,
+        "train.early_stopping_patience": 0,
+    }
+    if args.precision:
+        overrides["train.precision"] = args.precision
+    if args.batch_size:
+        overrides["train.batch_size"] = args.batch_size
+    if args.random_init:
+        overrides["train.replay_rows"] = 0  # a random model's answers are not worth training on
+    params = load_params(args.params, overrides=overrides)
+    weights = random_weights(params.base.seed) if args.random_init else contextlib.nullcontext()
     recipe = TrainRecipe(params, args.data, args.base, Path("/tmp/tunegate-bench-checkpoints"))
-    recipe.setup()
+    with weights:
+        recipe.setup()
     ours = run_tunegate(recipe)
     print("tunegate", json.dumps(ours), flush=True)
-    baseline = run_baseline(recipe)
+    with random_weights(params.base.seed) if args.random_init else contextlib.nullcontext():
+        baseline = run_baseline(recipe)
     print("baseline", json.dumps(baseline), flush=True)
     result = {
         "what": "training tokens/s (real tokens over optimisation wall time), same data/model/examples",
@@ -150,6 +223,10 @@ def main() -> None:
             "method": params.train.method,
             "threads": params.train.threads or "all cores",
             "base": str(args.base),
+            "precision": params.train.precision,
+            "weights": "random (same architecture; throughput only)" if args.random_init else "base model",
+            "replay_rows": len(recipe.replay_examples),
+            "device": device_name(),
         },
         "tunegate": ours,
         "baseline_trainer_peft_padded": baseline,
