@@ -320,6 +320,12 @@ def main_report(
     if not reference.exists():
         raise DataError(f"reference {reference} does not exist; run `dvc repro prepare`")
     window = read_window(log, hours, last)
+    if not window.texts:
+        span = f"the last {hours:g} h" if hours is not None else "the log"
+        raise DataError(
+            f"no answered /classify requests with text in {span} of {log} "
+            f"({window.skipped} rows skipped as corrupt or empty): nothing to compare"
+        )
     conf_ref = confidence_reference(log, window, sample) if "confidence" in signals else None
     results, snapshot, conf_snapshot = run(
         reference, window, signals, min_window, sample, seed, alpha, out_dir / "cache", conf_ref

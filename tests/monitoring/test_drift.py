@@ -6,6 +6,7 @@ SQLite request log written by the service's own writer.
 
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from monitoring.descriptors import describe, vocabulary
 from serving.requestlog import Entry, RequestLog
+from tests.conftest import write_params
 from tunegate.artifacts import read_jsonl
 
 BIN = Path(sys.executable).parent
@@ -46,8 +48,6 @@ def drift(project: Path, log: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(prepared_sample, tmp_path_factory):
-    from tests.conftest import write_params
-
     root = tmp_path_factory.mktemp("monitor")
     write_params(
         root / "params.yaml",
@@ -91,10 +91,34 @@ def test_holdout_traffic_is_not_drift_and_the_shifted_channel_is(project, prepar
     assert signal["method"] == "model (ROC AUC)" and signal["score"] > signal["threshold"]
 
 
+def corrupt(log: Path, ids: list[int]) -> None:
+    """Damage logged rows the way a crashed writer or a hand edit might: no text, empty text, bytes."""
+    with sqlite3.connect(log) as db:
+        for n, row_id in enumerate(ids):
+            value = [None, "   ", b"\x00\xff"][n % 3]
+            db.execute("UPDATE requests SET input = ? WHERE id = ?", (value, row_id))
+
+
 def test_a_small_window_is_not_judged_and_bad_logs_are_clear_errors(project, prepared_sample):
-    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:20]
-    small = drift(project, log_of(project / "small.sqlite", rows))
-    assert small.returncode == 4 and "insufficient: 20 requests" in small.stdout
+    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:23]
+    corrupt(log_of(project / "small.sqlite", rows), [2, 5, 9])
+    small = drift(project, project / "small.sqlite")
+    assert small.returncode == 4 and "insufficient: 20 requests (3 rows skipped)" in small.stdout
+    html = small.stdout.split("; report ")[1].split()[0]
+    record = json.loads((project / html).with_suffix(".json").read_text())
+    assert record["window"]["requests"] == 20 and record["window"]["skipped_rows"] == 3
+    empty = project / "empty.sqlite"
+    RequestLog(empty).close()
+    nothing = drift(project, empty)
+    assert nothing.returncode == 2 and "no answered /classify requests" in nothing.stderr
+    corrupt(log_of(project / "broken.sqlite", rows[:4]), [1, 2, 3, 4])
+    broken = drift(project, project / "broken.sqlite")
+    assert broken.returncode == 2 and "(4 rows skipped as corrupt or empty)" in broken.stderr
+    no_reference = project / "no-reference.yaml"
+    write_params(no_reference, monitor={"reference": str(project / "missing/train.jsonl")})
+    cmd = [str(BIN / "tunegate"), "drift", "--log", str(empty), "--params", str(no_reference)]
+    missing_ref = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=600)
+    assert missing_ref.returncode == 2 and "missing/train.jsonl does not exist" in missing_ref.stderr
     missing = drift(project, project / "nope.sqlite")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     (project / "garbage.sqlite").write_bytes(b"not a database at all" * 100)
