@@ -23,7 +23,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run demo test test-fast lint format lock bench clean-venv
+.PHONY: setup run demo test test-fast lint format lock bench bento clean-venv
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The service's code and pinned dependencies as a Bento (bentofile.yaml); serve it with
+# TUNEGATE_PROJECT=$PWD .venv/bin/bentoml serve tunegate:latest
+bento: setup
+	$(BIN)/bentoml build .
 
 bench: setup
 	$(BIN)/python bench/tfidf_baseline.py

