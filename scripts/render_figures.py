@@ -5,9 +5,12 @@ Writes plain SVG (no plotting library needed):
 - ``docs/img/gate.svg`` from ``eval/gate.json``: one row per check with its value, its
   confidence interval where it has one, the threshold, and pass/fail;
 - ``docs/img/drift.svg`` from a drift report's JSON (default: the newest under
-  ``reports/drift``): one row per signal, its score against its threshold, drifted or not.
+  ``reports/drift``): one row per signal, its score against its threshold, drifted or not;
+- with ``--screenshot``, ``docs/img/drift_report.png``: the Evidently HTML report beside
+  that JSON as a browser draws it (headless Chromium; ``apt-get install chromium``).
 
-Usage: ``python scripts/render_figures.py [--gate eval/gate.json] [--drift REPORT.json]``
+Usage: ``python scripts/render_figures.py [--gate eval/gate.json] [--drift REPORT.json]
+[--screenshot]``
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import subprocess
+import tempfile
 from html import escape, unescape
 from pathlib import Path
 
@@ -150,11 +156,47 @@ def drift_figure(report: dict) -> str:
     return svg(width, height, body, f"Drift report {report['time']}: {report['status']}")
 
 
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1500) -> None:
+    """A PNG of an HTML page as headless Chromium draws it, its scripts given time to run.
+
+    The flags keep Chromium off the network (the Evidently report embeds its scripts).
+    """
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        raise SystemExit("--screenshot needs Chromium on PATH (apt-get install chromium)")
+    if not html.is_file():
+        raise SystemExit(f"no HTML report at {html}")
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=20000",
+            f"--screenshot={png.resolve()}",
+            html.resolve().as_uri(),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    if done.returncode != 0 or not png.is_file():
+        raise SystemExit(f"Chromium did not write {png}:\n{done.stderr[-2000:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gate", type=Path, default=Path("eval/gate.json"))
     parser.add_argument("--drift", type=Path, default=None, help="a drift report's .json")
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    parser.add_argument(
+        "--screenshot", action="store_true", help="also a PNG of the drift report's Evidently HTML"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gate.svg").write_text(gate_figure(json.loads(args.gate.read_text())), encoding="utf-8")
@@ -163,6 +205,9 @@ def main() -> None:
     if drift is not None:
         (args.out / "drift.svg").write_text(drift_figure(json.loads(drift.read_text())), encoding="utf-8")
         print(f"wrote {args.out / 'drift.svg'} from {drift}")
+        if args.screenshot:
+            screenshot(drift.with_suffix(".html"), args.out / "drift_report.png")
+            print(f"wrote {args.out / 'drift_report.png'} from {drift.with_suffix('.html')}")
 
 
 if __name__ == "__main__":
