@@ -133,7 +133,8 @@ def build_card(
         "dtype": p.dtype,
         "files": files,
         "tree_sha256": tree_hash(files),
-        "environment": environment(),
+        # Unstamped: the same source and libraries give the same bytes, hence the same DVC hash.
+        "environment": environment(stamped=False),
     }
 
 

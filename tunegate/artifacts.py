@@ -177,16 +177,22 @@ TRACKED_LIBRARIES = (
 )
 
 
-def environment() -> dict[str, Any]:
-    """What produced an artifact: library versions, Python, platform, time and git revision."""
+def environment(stamped: bool = True) -> dict[str, Any]:
+    """What produced an artifact: library versions and Python; when ``stamped``, also the
+    platform, the time and the git revision.
+
+    An output that must be byte-identical for identical inputs (the base stage's, so that
+    DVC sees an unchanged base and keeps the fine-tune) is written unstamped.
+    """
     versions = {}
     for name in TRACKED_LIBRARIES:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
-    return {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_revision": git_revision(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "libraries": versions,
-    }
+    env: dict[str, Any] = {"python": platform.python_version(), "libraries": versions}
+    if stamped:
+        env |= {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "git_revision": git_revision(),
+            "platform": platform.platform(),
+        }
+    return env

@@ -52,6 +52,11 @@ def test_local_folder_source_is_copied_and_hashed(project, tmp_path):  # noqa: F
     card = read_json(tmp_path / "base/card.json")
     assert card["files"] == file_hashes(project / "models/base")
     assert card["license"] == "mit"
+    # The stage is reproducible to the byte (no time, host or revision in its card), so a
+    # rerun leaves DVC's hash, and with it the fine-tune downstream, unchanged.
+    assert {"created_at", "git_revision", "platform"}.isdisjoint(card["environment"])
+    base_main(["--params", str(params), "--out", str(tmp_path / "again")])
+    assert file_hashes(tmp_path / "again", exclude=()) == file_hashes(tmp_path / "base", exclude=())
 
 
 def test_pickle_weights_are_refused(tmp_path):
