@@ -166,6 +166,7 @@ def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1500) -> 
         raise SystemExit("--screenshot needs Chromium on PATH (apt-get install chromium)")
     if not html.is_file():
         raise SystemExit(f"no HTML report at {html}")
+    png.unlink(missing_ok=True)  # an old picture must not pass for this one
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
             browser,
@@ -206,8 +207,9 @@ def main() -> None:
         (args.out / "drift.svg").write_text(drift_figure(json.loads(drift.read_text())), encoding="utf-8")
         print(f"wrote {args.out / 'drift.svg'} from {drift}")
         if args.screenshot:
-            screenshot(drift.with_suffix(".html"), args.out / "drift_report.png")
-            print(f"wrote {args.out / 'drift_report.png'} from {drift.with_suffix('.html')}")
+            html, png = drift.with_suffix(".html"), args.out / "drift_report.png"
+            screenshot(html, png)
+            print(f"wrote {png} from {html}")
 
 
 if __name__ == "__main__":
