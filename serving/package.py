@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import read_json, verified_card, write_json
+from tunegate.artifacts import read_json, refuse_pickle, verified_card, verify_tree, write_json
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
 
@@ -67,8 +67,10 @@ def save_to_store(
 
 
 def resolve(tag: str, tree_sha256: str) -> Path:
-    """The store folder of a release, verified: every file against its card, the card against
-    the registry's record. A tampered adapter is refused here, before any engine sees it."""
+    """The store folder of a release, verified against the registry's record: the files the
+    card lists are hashed now and must make the registered `tree_sha256`, and the card must
+    name that hash too. An adapter edited in the store, with or without its card, is refused
+    here, before any engine sees it."""
     import bentoml
 
     try:
@@ -78,12 +80,68 @@ def resolve(tag: str, tree_sha256: str) -> Path:
             f"BentoML model {tag} is not in this machine's model store ({bentoml_home()}); "
             "rebuild it with `dvc repro -f package` on the commit that registered it"
         ) from None
-    card = verified_card(model.path)
+    folder = Path(model.path)
+    card = verified_card(folder)
     if card["tree_sha256"] != tree_sha256:
         raise ArtifactError(
-            f"{tag}: adapter tree sha256 {card['tree_sha256'][:12]} is not the registered {tree_sha256[:12]}"
+            f"{tag}: its card names tree sha256 {card['tree_sha256'][:12]}, "
+            f"not the registered {tree_sha256[:12]}"
         )
-    return Path(model.path)
+    verify_tree(folder, card["files"], tree_sha256)
+    return folder
+
+
+def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
+    """Copy a release's files (those its card lists) into `dest` and verify the copy against
+    the registered hash: what is loaded from `dest` is what was verified, whatever happens
+    to the store afterwards. Reuses `dest` when it already holds that exact tree."""
+    folder = resolve(tag, tree_sha256)
+    card = read_json(folder / "card.json")
+    if dest.exists():
+        try:
+            verify_tree(dest, card["files"], tree_sha256)
+            refuse_pickle(dest)
+            return dest
+        except ArtifactError:
+            shutil.rmtree(dest)
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for rel in [*card["files"], "card.json"]:
+        (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / rel, partial / rel)
+    verify_tree(partial, card["files"], tree_sha256)
+    refuse_pickle(partial)
+    partial.rename(dest)
+    return dest
+
+
+def verify_registration(record: dict[str, Any]) -> dict[str, Any]:
+    """What `tunegate register` may register: taken from the model store, not from the record.
+
+    The BentoML model named by the record must exist, its files must hash to the record's
+    tree_sha256, and its stored gate record must have approved that very adapter. Returns the
+    registration info built from the verified store entry."""
+    for key in ("bento_tag", "tree_sha256"):
+        if not isinstance(record.get(key), str):
+            raise ArtifactError(f"the candidate record has no {key}; run `dvc repro` to package again")
+    folder = resolve(record["bento_tag"], record["tree_sha256"])
+    card = read_json(folder / "card.json")
+    gate_file = folder / "gate.json"
+    gate = read_json(gate_file) if gate_file.exists() else {}
+    judged = gate.get("candidate", {}).get("tree_sha256")
+    if judged != record["tree_sha256"]:
+        raise ArtifactError(f"{record['bento_tag']}: its gate record judged another adapter ({judged})")
+    if gate.get("verdict") != "approved":
+        raise ArtifactError(
+            f"{record['bento_tag']}: the gate did not approve it ({gate.get('verdict')}); only approved "
+            "candidates are registered"
+        )
+    return {
+        "bento_tag": record["bento_tag"],
+        "tree_sha256": card["tree_sha256"],
+        "model_id": card["model_id"],
+        "verdict": gate["verdict"],
+    }
 
 
 def bentoml_home() -> str:

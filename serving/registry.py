@@ -23,6 +23,7 @@ import fcntl
 import getpass
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -79,15 +80,11 @@ class Assignment:
 
 
 def actor() -> tuple[str, str]:
-    """Who acts: TUNEGATE_ACTOR, else git's user.name, else the login name."""
-    name = os.environ.get("TUNEGATE_ACTOR") or _git_config("user.name") or getpass.getuser()
-    email = os.environ.get("TUNEGATE_ACTOR_EMAIL") or _git_config("user.email") or f"{name}@localhost"
+    """Who acts: TUNEGATE_ACTOR, else the operating-system user running the command (not the
+    machine's git identity, which names whoever configured git, not who promoted)."""
+    name = os.environ.get("TUNEGATE_ACTOR") or getpass.getuser()
+    email = os.environ.get("TUNEGATE_ACTOR_EMAIL") or f"{name}@{socket.gethostname()}"
     return name, email
-
-
-def _git_config(key: str) -> str | None:
-    out = subprocess.run(["git", "config", key], capture_output=True, text=True, check=False)
-    return out.stdout.strip() or None
 
 
 def _counter(ref: str) -> int:
@@ -332,26 +329,7 @@ class Registry:
                 return None
             if stage != "production":
                 raise RegistryError(f"rollback applies to production or canary, not {stage!r}")
-            if current is None:
-                raise RegistryError("there is no production release to roll back")
-            previous = [
-                e["version"]
-                for e in self.events()
-                if e["event"] == "assignment"
-                and e["stage"] == "production"
-                and e["version"] != current.version
-            ]
-            if to is None:
-                if not previous:
-                    raise RegistryError(
-                        f"{current.version} is the first production release: nothing to roll back to"
-                    )
-                to = previous[-1]
-            elif to not in previous:
-                raise RegistryError(
-                    f"{to} was never in production; rollback goes to an earlier production release "
-                    f"({', '.join(dict.fromkeys(reversed(previous))) or 'none'})"
-                )
+            to = self._rollback_target(to, stages)
             release = self.release(to)
             self._assign(
                 "production", to, {"reason": reason or f"rollback from {current.version}", "forced": False}
@@ -363,6 +341,32 @@ class Registry:
             assignment = self.stages()["production"]
             assert assignment is not None
             return assignment
+
+    def rollback_target(self, to: str | None = None) -> str:
+        """The release a production rollback would restore (the previous one, or `to`)."""
+        return self._rollback_target(to, self.stages())
+
+    def _rollback_target(self, to: str | None, stages: dict[str, Assignment | None]) -> str:
+        current = stages["production"]
+        if current is None:
+            raise RegistryError("there is no production release to roll back")
+        previous = [
+            e["version"]
+            for e in self.events()
+            if e["event"] == "assignment" and e["stage"] == "production" and e["version"] != current.version
+        ]
+        if to is None:
+            if not previous:
+                raise RegistryError(
+                    f"{current.version} is the first production release: nothing to roll back to"
+                )
+            return previous[-1]
+        if to not in previous:
+            raise RegistryError(
+                f"{to} was never in production; rollback goes to an earlier production release "
+                f"({', '.join(dict.fromkeys(reversed(previous))) or 'none'})"
+            )
+        return to
 
     def write_production_pointer(self, release: Release) -> None:
         write_json(

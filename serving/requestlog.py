@@ -1,12 +1,24 @@
 """The request log: one SQLite row per request, personal data scrubbed before it is written.
 
+Every admitted request is on the record: its row is opened (``status`` 0) when the
+service takes it (`begin`) and completed (`finish`) with the outcome (200, a 4xx, a 5xx, 499 for a client
+that hung up) when it ends, so a crash cannot lose it: rows a dead process left open are
+closed as ``LOST`` (a 5xx the canary judge counts) when the service starts again.
+Each row names the process that wrote it (``instance``), so a replica closes only what
+a dead process on its own host left behind.
+
 SQLite in WAL mode takes concurrent readers (the canary judge, the drift monitor) while
-the service writes. Inputs and outputs pass through the same scrubber as training data
-(card numbers, IBANs, emails, phone numbers); caller ids are kept only as salted hashes.
+the service writes. Inputs and outputs pass through `tunegate.pii.clean_text`, the
+scrubber training data goes through; caller ids and client addresses are kept only as
+keyed hashes (`caller_key`), with a per-deployment secret (`tunegate.secrets`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import socket
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -14,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from training.pii import scrub
+from tunegate.errors import TunegateError
+from tunegate.pii import clean_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -35,15 +48,32 @@ CREATE TABLE IF NOT EXISTS requests (
     error TEXT,
     confidence REAL,
     feedback TEXT,
-    feedback_time TEXT
+    feedback_time TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    client TEXT,
+    instance TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 """
 
-
 ANSWER = "request_id = ? AND shadow = 0"  # the answer the caller got, not a shadow copy
-ADDED_COLUMNS = (("confidence", "REAL"), ("feedback", "TEXT"), ("feedback_time", "TEXT"))
+ADDED_COLUMNS = (
+    ("confidence", "REAL"),
+    ("feedback", "TEXT"),
+    ("feedback_time", "TEXT"),
+    ("pinned", "INTEGER NOT NULL DEFAULT 0"),
+    ("client", "TEXT"),
+    ("instance", "TEXT"),
+)
+OPEN = 0
+"""``status`` of a row whose request is still being answered."""
+LOST = 500
+LOST_ERROR = "lost: the service process died before the request finished"
+
+
+class FeedbackConflict(TunegateError):
+    """A request already holds another feedback label."""
 
 
 @dataclass
@@ -62,64 +92,149 @@ class Entry:
     latency_ms: float | None = None
     error: str | None = None
     confidence: float | None = None
+    pinned: bool = False
+    """The caller named a stage (``tunegate:canary``) instead of being routed by weight."""
+    client: str | None = None
+    """Keyed hash of the network peer's address."""
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+
+
+def caller_key(value: str | None, secret: bytes) -> str | None:
+    """What the log keeps of a caller id or address: a keyed hash (HMAC-SHA256), never the id.
+    Without the deployment's secret, guessing ids and comparing hashes does not work."""
+    if not value:
+        return None
+    return hmac.new(secret, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+
+def this_instance() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _row(entry: Entry) -> dict[str, Any]:
+    row = asdict(entry)
+    for key in ("input", "output"):
+        if row[key] is not None:
+            row[key] = clean_text(row[key])
+    for key in ("shadow", "pinned"):
+        row[key] = int(row[key])
+    row["valid"] = None if row["valid"] is None else int(row["valid"])
+    return row
 
 
 class RequestLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.instance = this_instance()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a service crash; no fsync per row
+        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(requests)")}
         for name, kind in ADDED_COLUMNS:  # logs written by an older version gain the new columns
             if name not in columns:
                 self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
 
-    def write(self, entry: Entry) -> None:
-        row = asdict(entry)
-        for key in ("input", "output"):
-            if row[key] is not None:
-                row[key] = scrub(row[key]).text
-        row["shadow"] = int(row["shadow"])
-        row["valid"] = None if row["valid"] is None else int(row["valid"])
+    def _insert(self, entry: Entry) -> int:
+        row = _row(entry) | {"instance": self.instance}
         cols = ", ".join(row)
         with self._lock:
-            self._db.execute(
+            cur = self._db.execute(
                 f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
+            return int(cur.lastrowid or 0)
+
+    def write(self, entry: Entry) -> None:
+        """One finished row (shadow copies, requests refused before they were taken)."""
+        self._insert(entry)
+
+    def begin(self, entry: Entry) -> int:
+        """The row of a request the service has taken; `finish` completes it. Returns its id."""
+        entry.status = OPEN
+        return self._insert(entry)
+
+    def finish(self, row_id: int, entry: Entry) -> None:
+        """Complete an opened row with the request's outcome."""
+        row = _row(entry)
+        fields = ("status", "output", "label", "valid", "latency_ms", "error", "confidence")
+        with self._lock:
+            self._db.execute(
+                f"UPDATE requests SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                [row[k] for k in fields] + [row_id],
+            )
+
+    def close_lost(self) -> int:
+        """Mark rows left open by dead processes of this host as lost; returns how many."""
+        host = socket.gethostname()
+        with self._lock:
+            found = self._db.execute(
+                "SELECT DISTINCT instance FROM requests WHERE status = ? AND shadow = 0", (OPEN,)
+            ).fetchall()
+            dead = []
+            for (instance,) in found:
+                name, _, pid = (instance or ":").rpartition(":")
+                if instance is None or (name == host and pid.isdigit() and not _alive(int(pid))):
+                    dead.append(instance)
+            lost = 0
+            for instance in dead:
+                cur = self._db.execute(
+                    "UPDATE requests SET status = ?, error = ? WHERE status = ? AND instance IS ?",
+                    (LOST, LOST_ERROR, OPEN, instance),
+                )
+                lost += cur.rowcount
+        return lost
 
     def feedback(self, request_id: str, label: str) -> dict[str, Any] | None:
-        """Attach a caller's true label to an answered request; returns the row, or None if unknown."""
+        """Attach a caller's true label to an answered request, once: the same label again is
+        a no-op, another label raises FeedbackConflict. Returns the row, or None if unknown."""
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         with self._lock:
-            cur = self._db.execute(
-                f"UPDATE requests SET feedback = ?, feedback_time = ? WHERE {ANSWER}",
-                (label, now, request_id),
-            )
-            if cur.rowcount == 0:
-                return None
-            row = self._db.execute(
-                f"SELECT request_id, version, label, feedback FROM requests WHERE {ANSWER}", (request_id,)
-            ).fetchone()
-        return dict(zip(("request_id", "version", "label", "feedback"), row, strict=True))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    f"SELECT request_id, version, label, feedback FROM requests WHERE {ANSWER}",
+                    (request_id,),
+                ).fetchone()
+                if row is not None and row[3] is None:
+                    self._db.execute(
+                        f"UPDATE requests SET feedback = ?, feedback_time = ? WHERE {ANSWER}",
+                        (label, now, request_id),
+                    )
+            finally:
+                self._db.execute("COMMIT")
+        if row is None:
+            return None
+        if row[3] is not None and row[3] != label:
+            raise FeedbackConflict(f"request {request_id} already has feedback {row[3]!r}")
+        return {"request_id": row[0], "version": row[1], "label": row[2], "feedback": label}
 
     def answered(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT version, endpoint FROM requests WHERE {ANSWER}", (request_id,)
+                f"SELECT version, endpoint, status FROM requests WHERE {ANSWER}", (request_id,)
             ).fetchone()
-        return None if row is None else {"version": row[0], "endpoint": row[1]}
+        return None if row is None else {"version": row[0], "endpoint": row[1], "status": row[2]}
 
     def rows(self, since: datetime | None = None, minutes: float | None = None) -> list[dict[str, Any]]:
+        """Finished rows (open ones are still being answered), oldest first."""
         if minutes is not None:
             since = datetime.now(UTC) - timedelta(minutes=minutes)
-        query, args = "SELECT * FROM requests", []
+        query, args = f"SELECT * FROM requests WHERE status != {OPEN}", []
         if since is not None:
-            query, args = query + " WHERE time >= ?", [since.isoformat(timespec="microseconds")]
+            query, args = query + " AND time >= ?", [since.isoformat(timespec="microseconds")]
         with self._lock:
             cur = self._db.execute(query + " ORDER BY id", args)
             names = [d[0] for d in cur.description]

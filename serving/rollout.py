@@ -1,12 +1,17 @@
 """The canary judge: from the request log, advance the canary, promote it, or roll it back.
 
 Over a window of the log (since the canary's current weight was set, at most
-``release.judge_window_minutes``), canary traffic is compared with production traffic:
+``release.judge_window_minutes``), canary traffic is compared with production traffic.
+Only routed public requests count (not shadow copies, not requests pinned to a stage,
+which need the admin token anyway), and every caller (user id, else client address)
+counts for at most ``release.judge_max_per_caller`` requests, so one caller, however
+many or slow its requests, cannot decide the verdict:
 
 - error rate (5xx): a one-sided two-proportion test (statsmodels) of
   H0: canary - production <= ``judge_max_error_increase``; rejected at ``gate.alpha`` means
   the canary is significantly worse and is rolled back;
-- latency: canary p95 over production p95 at most ``judge_max_p95_ratio``;
+- latency, per endpoint (a chat answer and a label are not alike): canary p95 over
+  production p95 at most ``judge_max_p95_ratio``;
 - invalid outputs: the canary's share of /classify answers outside the label set at most
   ``judge_max_invalid_rate``;
 - agreement with production on the same requests (shadow copies): at least
@@ -25,6 +30,7 @@ and its invalid-output rate at most ``judge_max_invalid_rate``. Passing promotes
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -45,22 +51,59 @@ class Decision:
         return asdict(self)
 
 
-def p95(values: list[float]) -> float | None:
+def p95(values: list[float], weights: list[float] | None = None) -> float | None:
+    """The (weighted) 95th percentile: the smallest value with 95% of the weight at or below it."""
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    weights = weights or [1.0] * len(values)
+    pairs = sorted(zip(values, weights, strict=True))
+    total, acc = sum(weights), 0.0
+    for value, weight in pairs:
+        acc += weight
+        if acc >= 0.95 * total - 1e-9:
+            return value
+    return pairs[-1][0]
 
 
-def summarize(rows: list[dict[str, Any]], version: str) -> dict[str, Any]:
-    mine = [r for r in rows if r["version"] == version and not r["shadow"]]
-    classify = [r for r in mine if r["endpoint"] == "classify" and r["status"] == 200]
+def caller_unit(row: dict[str, Any]) -> str:
+    """Whose request it is: the caller id, else the client address (both keyed hashes)."""
+    if row.get("caller"):
+        return "caller:" + row["caller"]
+    return "client:" + (row.get("client") or "unknown")
+
+
+def judged_rows(rows: list[dict[str, Any]], version: str, cap: int) -> list[tuple[dict[str, Any], float]]:
+    """A release's routed public requests, each with its weight: a caller with more than
+    `cap` requests has each weighted cap/n, so together they count as `cap`. Pinned
+    requests (an operator's `tunegate:canary`), shadow copies and capacity refusals (429,
+    decided before the release saw the request) are not the release's traffic."""
+    mine = [
+        r for r in rows
+        if r["version"] == version and not r["shadow"] and not r.get("pinned") and r["status"] != 429
+    ]  # fmt: skip
+    per_unit = Counter(caller_unit(r) for r in mine)
+    return [(r, min(1.0, cap / per_unit[caller_unit(r)])) for r in mine]
+
+
+def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> dict[str, Any]:
+    judged = judged_rows(rows, version, cap)
+    ok = [(r, w) for r, w in judged if r["status"] == 200 and r["latency_ms"] is not None]
+    classify = [(r, w) for r, w in judged if r["endpoint"] == "classify" and r["status"] == 200]
+    latency: dict[str, dict[str, Any]] = {}
+    for endpoint in sorted({r["endpoint"] for r, _ in ok}):
+        pairs = [(r["latency_ms"], w) for r, w in ok if r["endpoint"] == endpoint]
+        latency[endpoint] = {
+            "weight": sum(w for _, w in pairs),
+            "p95_ms": p95([v for v, _ in pairs], [w for _, w in pairs]),
+        }
     return {
-        "requests": len(mine),
-        "errors": sum(1 for r in mine if r["status"] >= 500),
-        "p95_ms": p95([r["latency_ms"] for r in mine if r["status"] == 200 and r["latency_ms"] is not None]),
-        "classify": len(classify),
-        "invalid": sum(1 for r in classify if not r["valid"]),
+        "requests": len(judged),
+        "callers": len({caller_unit(r) for r, _ in judged}),
+        "weight": sum(w for _, w in judged),
+        "errors": sum(w for r, w in judged if r["status"] >= 500),
+        "latency": latency,
+        "classify": sum(w for _, w in classify),
+        "invalid": sum(w for r, w in classify if not r["valid"]),
     }
 
 
@@ -76,28 +119,45 @@ def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> tuple
     return sum(1 for a in pairs if a[canary] == a[production]), len(pairs)
 
 
-def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams, alpha: float) -> Decision:
-    """A first release's canary, with no production to compare with: absolute health."""
-    from scipy.stats import binomtest
+MIN_LATENCY_WEIGHT = 10
+"""An endpoint's p95 is compared once each side has this much (weighted) successful traffic."""
 
-    c = summarize(rows, canary)
-    metrics: dict[str, Any] = {"canary": c, "production": None}
-    if c["requests"] < release.judge_min_requests:
-        return Decision(
-            "wait", [f"{c['requests']} canary requests, need {release.judge_min_requests}"], None, metrics
+
+def _wait(c: dict[str, Any], release: ReleaseParams) -> str | None:
+    if c["weight"] < release.judge_min_requests:
+        return (
+            f"{c['weight']:.0f} weighted canary requests from {c['callers']} caller(s) "
+            f"(at most {release.judge_max_per_caller} count per caller), need {release.judge_min_requests}"
         )
-    failed, passed = [], []
-    limit = release.judge_max_error_increase
-    pvalue = float(binomtest(c["errors"], c["requests"], limit, alternative="greater").pvalue)
-    metrics["error_test_p"] = pvalue
-    line = f"error rate {c['errors']}/{c['requests']} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
-    (failed if pvalue < alpha else passed).append(line)
+    return None
+
+
+def _invalid(c: dict[str, Any], release: ReleaseParams, metrics: dict, failed: list, passed: list) -> None:
     if c["classify"]:
         rate = c["invalid"] / c["classify"]
         metrics["invalid_rate"] = rate
         cap = release.judge_max_invalid_rate
-        line = f"invalid outputs {c['invalid']}/{c['classify']} = {rate:.1%} (limit {cap:.0%})"
+        line = f"invalid outputs {c['invalid']:.0f}/{c['classify']:.0f} = {rate:.1%} (limit {cap:.0%})"
         (failed if rate > cap else passed).append(line)
+
+
+def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams, alpha: float) -> Decision:
+    """A first release's canary, with no production to compare with: absolute health."""
+    from scipy.stats import binomtest
+
+    c = summarize(rows, canary, release.judge_max_per_caller)
+    metrics: dict[str, Any] = {"canary": c, "production": None}
+    if (why := _wait(c, release)) is not None:
+        return Decision("wait", [why], None, metrics)
+    failed, passed = [], []
+    limit = release.judge_max_error_increase
+    n, k = round(c["weight"]), min(round(c["errors"]), round(c["weight"]))
+    pvalue = float(binomtest(k, n, limit, alternative="greater").pvalue)
+    metrics["error_test_p"] = pvalue
+    rate = f"{c['errors']:.0f}/{c['weight']:.0f}"
+    line = f"error rate {rate} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
+    (failed if pvalue < alpha else passed).append(line)
+    _invalid(c, release, metrics, failed, passed)
     if failed:
         return Decision("rollback", failed, None, metrics)
     return Decision("promote", passed, None, metrics)
@@ -111,41 +171,46 @@ def judge(
     release: ReleaseParams,
     alpha: float,
 ) -> Decision:
+    """Canary vs production on routed public traffic, like with like: latency per endpoint,
+    every caller's weight bounded (release.judge_max_per_caller)."""
     from statsmodels.stats.proportion import proportion_confint, test_proportions_2indep
 
-    c, p = summarize(rows, canary), summarize(rows, production)
+    cap = release.judge_max_per_caller
+    c, p = summarize(rows, canary, cap), summarize(rows, production, cap)
     metrics: dict[str, Any] = {"canary": c, "production": p}
-    if c["requests"] < release.judge_min_requests:
-        return Decision(
-            "wait", [f"{c['requests']} canary requests, need {release.judge_min_requests}"], weight, metrics
-        )
+    if (why := _wait(c, release)) is not None:
+        return Decision("wait", [why], weight, metrics)
     failed, passed = [], []
-    if p["requests"] > 0:
+    if p["weight"] > 0:
         with np.errstate(divide="ignore", invalid="ignore"):  # zero errors on a side are fine here
             test = test_proportions_2indep(
-                c["errors"], c["requests"], p["errors"], p["requests"],
+                c["errors"], c["weight"], p["errors"], p["weight"],
                 value=release.judge_max_error_increase, compare="diff", alternative="larger",
                 method="agresti-caffo",  # pseudo-counts: sound with zero errors on a side
             )  # fmt: skip
         pvalue = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
         metrics["error_test_p"] = pvalue
         line = (
-            f"error rate {c['errors']}/{c['requests']} vs production {p['errors']}/{p['requests']} "
+            f"error rate {c['errors']:.0f}/{c['weight']:.0f} "
+            f"vs production {p['errors']:.0f}/{p['weight']:.0f} "
             f"(excess over {release.judge_max_error_increase:.0%}: p={pvalue:.3g})"
         )
         (failed if pvalue < alpha else passed).append(line)
-    if c["p95_ms"] is not None and p["p95_ms"]:
-        ratio = c["p95_ms"] / p["p95_ms"]
-        metrics["p95_ratio"] = ratio
+    ratios = {}
+    for endpoint, mine in c["latency"].items():
+        theirs = p["latency"].get(endpoint)
+        if (
+            theirs is None
+            or min(mine["weight"], theirs["weight"]) < MIN_LATENCY_WEIGHT
+            or not theirs["p95_ms"]
+        ):
+            continue
+        ratios[endpoint] = ratio = mine["p95_ms"] / theirs["p95_ms"]
         limit = release.judge_max_p95_ratio
-        line = f"p95 latency {c['p95_ms']:.0f} ms = {ratio:.2f}x production (limit {limit}x)"
-        (failed if ratio > release.judge_max_p95_ratio else passed).append(line)
-    if c["classify"]:
-        rate = c["invalid"] / c["classify"]
-        metrics["invalid_rate"] = rate
-        limit = release.judge_max_invalid_rate
-        line = f"invalid outputs {c['invalid']}/{c['classify']} = {rate:.1%} (limit {limit:.0%})"
-        (failed if rate > release.judge_max_invalid_rate else passed).append(line)
+        line = f"{endpoint} p95 latency {mine['p95_ms']:.0f} ms = {ratio:.2f}x production (limit {limit}x)"
+        (failed if ratio > limit else passed).append(line)
+    metrics["p95_ratio"] = ratios
+    _invalid(c, release, metrics, failed, passed)
     agree, pairs = agreement(rows, canary, production)
     if pairs >= 20:
         low, high = proportion_confint(agree, pairs, alpha=alpha, method="wilson")

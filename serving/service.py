@@ -1,8 +1,10 @@
 """The BentoML service: `bentoml serve serving.service:TuneGate` (what `tunegate serve` runs).
 
 The project folder and params file come from TUNEGATE_PROJECT and TUNEGATE_PARAMS. The
-engine starts in the worker; the live releases' adapters are verified and loaded by the
-startup hook, and /readyz stays false until both are done. /livez is BentoML's own.
+engine starts in the worker; the live releases' adapters are verified and loaded, stage
+by stage, by the startup hook (a stage whose release cannot be served is degraded, the
+others serve, and start-up goes on). /readyz is answered by `serving/guard.py` from the
+runtime's state; /livez is BentoML's own.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from pathlib import Path
 
 import bentoml
 
-from serving.app import Runtime, app
+from serving.app import build_app
+from serving.guard import Guard
+from serving.lifeline import die_with_parent
+from serving.runtime import Runtime
 from tunegate.params import load_params
+
+app = build_app()
 
 
 @bentoml.asgi_app(app, path="/")
@@ -22,6 +29,7 @@ class TuneGate:
     def __init__(self) -> None:
         from serving.engine import Engine
 
+        die_with_parent()  # a worker whose server was killed must not hold the port or the engine
         project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
         params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
         serve = params.serve
@@ -34,11 +42,12 @@ class TuneGate:
         await self.runtime.start()
 
     async def __is_ready__(self) -> bool:
-        return self.runtime.ready
+        return self.runtime.readiness()[0]
 
     @bentoml.on_shutdown
     def stop(self) -> None:
-        for task in self.runtime.background:
-            task.cancel()
+        self.runtime.stop()
         self.runtime.engine.shutdown()
-        self.runtime.log.close()
+
+
+TuneGate.add_asgi_middleware(Guard, api=app)

@@ -7,12 +7,11 @@ A malformed row is dropped and counted under its reason; the caller decides (fro
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
-from training.pii import scrub
 from training.sources import RawRow
+from tunegate.pii import normalise, scrub
 
 PUNCT = re.compile(r"[^\w\s]")
 DIGITS = re.compile(r"\d")
@@ -61,13 +60,6 @@ class CleanReport:
             "duplicates_near": self.duplicates_near,
             "label_conflicts": self.label_conflicts,
         }
-
-
-def normalise(text: str) -> str:
-    """Unicode NFC, no control characters, single spaces."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return SPACE.sub(" ", text).strip()
 
 
 def near_key(text: str) -> str:

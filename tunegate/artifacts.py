@@ -69,6 +69,21 @@ def verify_hashes(folder: str | Path, expected: dict[str, str]) -> None:
         raise ArtifactError(f"{folder}: artifact failed verification: " + "; ".join(bad))
 
 
+def verify_tree(folder: str | Path, names: Iterable[str], expected: str) -> None:
+    """Raise ArtifactError unless the files `names` below `folder`, hashed now, make the tree
+    hash `expected` (the hash recorded somewhere the folder cannot rewrite, e.g. the registry)."""
+    folder = Path(folder)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise ArtifactError(f"{folder}: missing {', '.join(sorted(missing))}")
+    actual = tree_hash({n: sha256_file(folder / n) for n in names})
+    if actual != expected:
+        raise ArtifactError(
+            f"{folder}: its files hash to {actual[:12]}, not the recorded {expected[:12]}: "
+            "the artifact was changed after it was recorded"
+        )
+
+
 def verified_card(folder: str | Path) -> dict[str, Any]:
     """A model folder's card, after checking every file against the sha256 it records."""
     folder = Path(folder)
@@ -81,7 +96,7 @@ def verified_card(folder: str | Path) -> dict[str, Any]:
 
 def refuse_pickle(folder: str | Path) -> None:
     """Raise ArtifactError if a folder holds pickle-format weights."""
-    found = [p.name for p in Path(folder).rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    found = [p.name for p in Path(folder).rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
     if found:
         raise ArtifactError(
             f"{folder}: pickle-format weights {sorted(found)} are refused (they can run code when "

@@ -135,7 +135,12 @@ def register(
     ),
     params_path: Path = PARAMS_OPTION,
 ) -> None:
-    """Register the packaged candidate at the current commit (when the package stage could not)."""
+    """Register the packaged candidate at the current commit (when the package stage could not).
+
+    What is registered comes from the BentoML store after verification (the model exists,
+    its files hash to the record's tree sha256, its gate record approved it), not from the
+    record's word."""
+    from serving.package import verify_registration
     from tunegate.artifacts import read_json
     from tunegate.errors import RegistryError
 
@@ -145,7 +150,7 @@ def register(
             raise RegistryError(
                 f"{candidate_record}: no packaged candidate; run `dvc repro` (approved candidates only)"
             )
-        version = _registry(params_path).register(record)
+        version = _registry(params_path).register(verify_registration(record))
     except TunegateError as err:
         fail(err)
     typer.echo(f"{record['bento_tag']} is release {version}")
@@ -231,7 +236,9 @@ def query(
             answer = raw.parse().choices[0].message.content
             typer.echo(f"{answer}\n(served by {raw.headers.get('x-tunegate-version')})")
             return
-        r = httpx.post(f"{url}/classify", json={"text": message, "user": user}, timeout=120)
+        key = os.environ.get("TUNEGATE_API_KEY")
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        r = httpx.post(f"{url}/classify", json={"text": message, "user": user}, headers=auth, timeout=120)
     except (httpx.HTTPError, OSError) as err:
         fail(TunegateError(f"cannot reach {url}: {err}"))
     if r.status_code != 200:
@@ -307,7 +314,18 @@ def replay(
     statuses: Counter = Counter()
     correct = 0
     start = time.monotonic()
-    with httpx.Client(base_url=url, timeout=120) as client:
+    keys = {
+        k: os.environ.get(k) for k in ("TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY", "TUNEGATE_ADMIN_TOKEN")
+    }
+    public = {"Authorization": f"Bearer {keys['TUNEGATE_API_KEY']}"} if keys["TUNEGATE_API_KEY"] else {}
+    label_key = keys["TUNEGATE_FEEDBACK_KEY"] or keys["TUNEGATE_ADMIN_TOKEN"]
+    if feedback and not label_key:
+        fail(
+            TunegateError(
+                "--feedback needs TUNEGATE_FEEDBACK_KEY (the service's feedback key) in the environment"
+            )
+        )
+    with httpx.Client(base_url=url, timeout=120, headers=public) as client:
         for i, text in enumerate(texts):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
             try:
@@ -320,7 +338,9 @@ def replay(
                 truth = rows[i][label_column]
                 correct += r.json()["label"] == truth
                 sent = client.post(
-                    "/feedback", json={"request_id": r.headers["x-request-id"], "label": truth}
+                    "/feedback",
+                    json={"request_id": r.headers["x-request-id"], "label": truth},
+                    headers={"Authorization": f"Bearer {label_key}"},
                 )
                 if sent.status_code != 200:
                     fail(TunegateError(f"/feedback answered {sent.status_code}: {sent.text}"))

@@ -344,6 +344,10 @@ class ReleaseParams:
     """Largest share of canary /classify answers outside the label set."""
     judge_min_agreement: float = 0.9
     """Smallest agreement with production on shadowed requests (when there are any)."""
+    judge_max_per_caller: int = 5
+    """The most requests one caller (user id, else client address) counts for in the judge's
+    figures: a caller with more has each request weighted down, so one caller cannot decide
+    the verdict. The judge counts callers' weighted requests against judge_min_requests."""
 
     def problems(self) -> list[str]:
         out = []
@@ -357,6 +361,8 @@ class ReleaseParams:
         for name in ("judge_max_error_increase", "judge_max_invalid_rate", "judge_min_agreement"):
             if not 0 <= getattr(self, name) <= 1:
                 out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")
+        if self.judge_max_per_caller < 1:
+            out.append(f"release.judge_max_per_caller: {self.judge_max_per_caller} must be >= 1")
         if self.lock_timeout_s < 0 or self.judge_min_requests < 1 or self.judge_max_p95_ratio < 1:
             out.append("release: lock_timeout_s >= 0, judge_min_requests >= 1 and judge_max_p95_ratio >= 1")
         return out
@@ -383,7 +389,11 @@ class ServeParams:
     keep it at the rank the releases use (train.lora.r)."""
     request_log: str = "logs/requests.sqlite"
     require_api_key: bool = False
-    """When true, public endpoints need `Authorization: Bearer $TUNEGATE_API_KEY`."""
+    """When true, public endpoints and /metrics need `Authorization: Bearer $TUNEGATE_API_KEY`."""
+    public_metrics: bool = False
+    """Leave /metrics open even when require_api_key is on (e.g. for a scraper without the key)."""
+    max_body_bytes: int = 1_048_576
+    """Request bodies larger than this get 413 before they are read."""
     shadow: tuple[str, ...] = ()
     """Stages that get a copy of every public request (answer logged, not returned), e.g.
     [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
@@ -395,7 +405,8 @@ class ServeParams:
         for stage in self.shadow:
             if stage not in ("staging", "canary", "production"):
                 out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")
-        for name in ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib", "max_lora_rank"):
+        positive = ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib", "max_lora_rank")
+        for name in (*positive, "max_body_bytes"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
         return out

@@ -1,4 +1,4 @@
-"""Bearer tokens on the public and admin APIs, through the real FastAPI app.
+"""Tokens, strict bodies and the guard, through the real FastAPI app and the real middleware.
 
 The runtime here is a stand-in with no engine: these requests are decided before any
 inference, so no model needs to load (the real service is tested in test_service.py).
@@ -9,43 +9,137 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import app
+from serving.app import build_app
+from serving.guard import Guard
 from tunegate.params import Params, ServeParams
+
+
+def stub(**serve) -> SimpleNamespace:
+    params = Params(serve=ServeParams(**({"require_api_key": True} | serve)))
+    return SimpleNamespace(
+        ready=True, params=params, model_names=lambda privileged: ["tunegate"], readiness=lambda: (True, {})
+    )
 
 
 @pytest.fixture
 def client(monkeypatch):
-    params = Params(serve=ServeParams(require_api_key=True))
-    app.state.runtime = SimpleNamespace(ready=True, params=params, model_names=lambda: ["tunegate"])
     monkeypatch.setenv("TUNEGATE_API_KEY", "public-key")
-    monkeypatch.delenv("TUNEGATE_ADMIN_TOKEN", raising=False)
-    yield TestClient(app)
-    del app.state.runtime
+    monkeypatch.setenv("TUNEGATE_ADMIN_TOKEN", "admin-token")
+    monkeypatch.delenv("TUNEGATE_FEEDBACK_KEY", raising=False)
+    api = build_app(stub(max_body_bytes=2000))
+    return TestClient(Guard(api, api=api))
 
 
 def test_the_public_api_can_require_a_key(client):
     assert client.get("/v1/models").status_code == 401
     assert client.get("/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
-    ok = client.get("/v1/models", headers={"Authorization": "Bearer public-key"})
-    assert ok.status_code == 200 and [m["id"] for m in ok.json()["data"]] == ["tunegate"]
+    for scheme in ("Bearer", "bearer", "BEARER"):  # RFC 7235: the scheme is case-insensitive
+        ok = client.get("/v1/models", headers={"Authorization": f"{scheme} public-key"})
+        assert ok.status_code == 200 and [m["id"] for m in ok.json()["data"]] == ["tunegate"]
+    assert client.get("/v1/models", headers={"Authorization": "Basic public-key"}).status_code == 401
 
 
-def test_admin_is_disabled_without_a_configured_token(client):
+def test_admin_is_disabled_without_a_configured_token(client, monkeypatch):
+    monkeypatch.delenv("TUNEGATE_ADMIN_TOKEN")
     r = client.post("/admin/reload", headers={"Authorization": "Bearer anything"})
     assert r.status_code == 403 and "TUNEGATE_ADMIN_TOKEN" in r.json()["error"]["message"]
 
 
+def test_admin_checks_the_token_before_the_body(client):
+    """An anonymous caller learns nothing about admin bodies: 401 first, 400 only with the token."""
+    for body in ({"nonsense": 1}, {"version": "v1", "stage": "nowhere"}, None):
+        assert client.post("/admin/promote", json=body).status_code == 401
+    r = client.post("/admin/promote", json={"version": "v1", "stage": "nowhere"}, headers=ADMIN)
+    assert r.status_code == 400 and "stage" in r.json()["error"]["message"]
+
+
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+def test_feedback_needs_its_key_and_is_off_without_one(client, monkeypatch):
+    body = {"request_id": "abc", "label": "card_arrival"}
+    r = client.post("/feedback", json=body)
+    assert r.status_code == 401  # the admin token is set, so feedback is on, for key holders
+    assert (
+        client.post("/feedback", json=body, headers={"Authorization": "Bearer public-key"}).status_code == 401
+    )
+    monkeypatch.delenv("TUNEGATE_ADMIN_TOKEN")
+    r = client.post("/feedback", json=body)
+    assert r.status_code == 403 and "TUNEGATE_FEEDBACK_KEY" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"model": "tunegate", "prompt": "hi", "logprobs": 2}, "logprobs: not supported"),
+        ({"model": "tunegate", "prompt": "hi", "tools": []}, "tools: not supported"),
+        (
+            {"model": "tunegate", "prompt": "hi", "response_format": {"type": "json_object"}},
+            "response_format",
+        ),
+        ({"model": "tunegate", "prompt": "hi", "stream": "yes"}, "stream"),
+        ({"model": "tunegate", "prompt": "hi", "stop": ""}, "stop"),
+        ({"model": "tunegate", "prompt": "hi", "seed": 2**64}, "seed"),
+        ({"model": "tunegate", "prompt": "hi \ud800"}, "lone surrogate"),
+        ({"model": "tunegate", "prompt": "hi", "user": "\udfff"}, "lone surrogate"),
+    ],
+)
+def test_bodies_are_strict(client, body, needle):
+    import json
+
+    raw = json.dumps(body)  # lone surrogates survive as \\ud800 escapes, as a hostile client sends them
+    r = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"} | AUTH)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+AUTH = {"Authorization": "Bearer public-key"}
+
+
+def test_bodies_past_the_limit_get_413_before_they_are_read(client):
+    big = {"model": "tunegate", "prompt": "x" * 5000}
+    r = client.post("/v1/completions", json=big, headers=AUTH)
+    assert r.status_code == 413 and "larger than 2000 bytes" in r.json()["error"]["message"]
+
+    def chunked():  # no Content-Length: counted as it arrives
+        yield b'{"model": "tunegate", "prompt": "'
+        for _ in range(10):
+            yield b"y" * 500
+        yield b'"}'
+
+    r = client.post("/v1/completions", content=chunked(), headers=AUTH | {"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_metrics_need_the_key_when_the_api_does(client, monkeypatch):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=AUTH).status_code == 404  # past the guard (BentoML serves it)
+    api = build_app(stub(public_metrics=True))
+    assert TestClient(Guard(api, api=api)).get("/metrics").status_code == 404
+
+
 def test_not_ready_is_503_not_500():
-    app.state.runtime = SimpleNamespace(ready=False)
-    try:
-        r = TestClient(app).post("/classify", json={"text": "hello"})
-        assert r.status_code == 503 and "starting" in r.json()["error"]["message"]
-    finally:
-        del app.state.runtime
+    api = build_app(SimpleNamespace(ready=False))
+    r = TestClient(api).post("/classify", json={"text": "hello"})
+    assert r.status_code == 503 and "starting" in r.json()["error"]["message"]
+
+
+def test_the_openapi_document_is_valid_openapi_3_0():
+    from openapi_spec_validator import validate
+
+    from serving.openapi import document
+
+    doc = document(build_app())
+    validate(doc)
+    assert doc["openapi"].startswith("3.0")
+    text = str(doc)
+    assert "'exclusiveMinimum': 0" not in text and "'type': 'null'" not in text
+    assert "400" in doc["paths"]["/classify"]["post"]["responses"]
 
 
 def test_capacity_slots_count_once_and_refuse_past_the_limit():
-    from serving.app import ApiError, Slot
+    from serving.api import ApiError
+    from serving.runtime import Slot
 
     rt = SimpleNamespace(in_flight=0, params=Params(serve=ServeParams(max_concurrency=1)))
     slot = Slot(rt)

@@ -1,11 +1,27 @@
-from serving.requestlog import SCHEMA, Entry, RequestLog
-from serving.routing import caller_hash, caller_point, route
+import os
+import subprocess
+import sys
+
+import pytest
+
+from serving.requestlog import LOST, OPEN, SCHEMA, Entry, FeedbackConflict, RequestLog, caller_key
+from serving.routing import caller_point, route
+from tunegate.deployment import log_secret
+
+SECRET = b"test-secret"
 
 
 def test_rows_are_scrubbed_and_read_back_in_order(tmp_path):
     log = RequestLog(tmp_path / "logs/requests.sqlite")
     log.write(
-        Entry("a", "classify", 200, caller=caller_hash("alice"), input="mail me: jo@example.com", output="x")
+        Entry(
+            "a",
+            "classify",
+            200,
+            caller=caller_key("alice", SECRET),
+            input="mail me: jo@example.com",
+            output="x",
+        )
     )
     log.write(Entry("b", "chat", 400, input="call +44 20 7946 0958 now", error="bad"))
     rows = log.rows()
@@ -41,10 +57,50 @@ def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp
     log = RequestLog(old)
     log.write(Entry("a", "classify", 200, version="v1", label="card_arrival", confidence=0.9))
     log.write(Entry("a", "classify", 200, version="v2", label="card_lost", shadow=True))
-    assert log.answered("a") == {"version": "v1", "endpoint": "classify"}
+    assert log.answered("a") == {"version": "v1", "endpoint": "classify", "status": 200}
     row = {"request_id": "a", "version": "v1", "label": "card_arrival", "feedback": "card_lost"}
     assert log.feedback("a", "card_lost") == row
+    assert log.feedback("a", "card_lost") == row  # the same label again: a no-op
+    with pytest.raises(FeedbackConflict, match="already has feedback 'card_lost'"):
+        log.feedback("a", "card_arrival")  # one label per request: the first stands
     assert log.feedback("missing", "x") is None
     rows = log.rows()
     assert [r["feedback"] for r in rows] == ["card_lost", None]  # the shadow copy is not the caller's answer
     assert rows[0]["confidence"] == 0.9
+
+
+def test_a_request_is_on_the_record_from_admission_and_a_crash_leaves_it_marked_lost(tmp_path):
+    """A row is opened when the service takes a request and completed at the end; a process
+    killed in between leaves the row open, and the next start marks it lost (a 5xx)."""
+    path = tmp_path / "requests.sqlite"
+    code = (
+        "import os, sys; from serving.requestlog import Entry, RequestLog; "
+        "log = RequestLog(sys.argv[1]); log.begin(Entry('crashed', 'classify', 0, version='v1')); "
+        "os.kill(os.getpid(), 9)"
+    )
+    died = subprocess.run([sys.executable, "-c", code, str(path)], env=os.environ | {"PYTHONPATH": "."})
+    assert died.returncode == -9
+    log = RequestLog(path)
+    entry = Entry("live", "classify", 0, version="v1")
+    row = log.begin(entry)
+    assert log.rows() == []  # open rows are still being answered: not yet in any window
+    assert log.close_lost() == 1  # the dead process's row, not this process's open one
+    entry.status, entry.output = 200, "card_arrival"
+    log.finish(row, entry)
+    rows = {r["request_id"]: r for r in log.rows()}
+    assert rows["crashed"]["status"] == LOST and "died" in rows["crashed"]["error"]
+    assert rows["live"]["status"] == 200 and rows["live"]["output"] == "card_arrival"
+    assert OPEN not in {r["status"] for r in rows.values()}
+
+
+def test_caller_hashes_are_keyed_by_a_per_deployment_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUNEGATE_LOG_SECRET", raising=False)
+    first = log_secret(tmp_path)
+    assert first == log_secret(tmp_path) and len(first) == 64  # made once, then kept
+    assert (tmp_path / ".tunegate/log-secret").stat().st_mode & 0o777 == 0o600
+    assert log_secret(tmp_path / "other") != first
+    assert caller_key("customer-42", first) != caller_key("customer-42", b"tunegate")
+    guesses = {caller_key(f"customer-{i}", b"tunegate"): i for i in range(100)}
+    assert caller_key("customer-42", first) not in guesses  # guessing with a public salt fails
+    monkeypatch.setenv("TUNEGATE_LOG_SECRET", "shared-by-replicas")
+    assert log_secret(tmp_path) == b"shared-by-replicas"

@@ -2,6 +2,8 @@
 
 import itertools
 
+import pytest
+
 from serving.rollout import agreement, judge, judge_alone, p95
 from tunegate.params import ReleaseParams
 
@@ -10,17 +12,21 @@ ids = itertools.count()
 
 
 def rows(
-    version, n, errors=0, latency=20.0, invalid=0, shadow=False, endpoint="classify", label="card_arrival"
-):
+    version, n, errors=0, latency=20.0, invalid=0, shadow=False, endpoint="classify", label="card_arrival",
+    caller=None, pinned=False,
+):  # fmt: skip
+    """n requests; by default each from a caller of its own (as many callers send traffic)."""
     out = []
     for i in range(n):
         status = 500 if i < errors else 200
         valid = 0 if errors <= i < errors + invalid else 1
+        rid = f"r{next(ids)}"
         out.append(
             {
-                "request_id": f"r{next(ids)}", "version": version, "shadow": int(shadow),
+                "request_id": rid, "version": version, "shadow": int(shadow), "pinned": int(pinned),
                 "endpoint": endpoint, "status": status, "latency_ms": latency, "valid": valid,
                 "label": label if valid else None, "output": label,
+                "caller": caller if caller is not None else f"caller-{rid}", "client": "loopback",
             }
         )  # fmt: skip
     return out
@@ -48,6 +54,37 @@ def test_an_erroring_canary_is_rolled_back_by_the_test_not_by_one_error():
     d = judge(bad, "v2", "v1", 10, RELEASE, 0.05)
     assert d.action == "rollback" and "error rate 15/100" in d.reasons[0]
     assert d.metrics["error_test_p"] < 0.05
+
+
+def test_one_caller_cannot_decide_the_verdict():
+    """55 slow requests from one anonymous client (no caller id: counted by its address)
+    weigh as judge_max_per_caller requests; pinned requests are an operator's, not traffic."""
+    healthy = rows("v2", 100) + rows("v1", 400)
+    assert judge(healthy, "v2", "v1", 10, RELEASE, 0.05).action == "advance"
+    flood = rows("v2", 55, latency=400.0, endpoint="completions", caller="", errors=20)
+    for r in flood:
+        r["caller"], r["client"] = None, "attacker-address"
+    d = judge(healthy + flood, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "advance", d.reasons
+    assert d.metrics["canary"]["callers"] == 101 and d.metrics["canary"]["weight"] == pytest.approx(105)
+    uncapped = ReleaseParams(judge_min_requests=50, judge_max_per_caller=1000)
+    assert judge(healthy + flood, "v2", "v1", 10, uncapped, 0.05).action == "rollback"  # what it used to do
+    pinned = rows("v2", 200, latency=400.0, errors=50, pinned=True)
+    assert judge(healthy + pinned, "v2", "v1", 10, RELEASE, 0.05).action == "advance"
+    too_few = rows("v2", 100, caller="one-caller") + rows("v1", 400)  # 100 requests, one caller
+    d = judge(too_few, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "wait" and "1 caller(s)" in d.reasons[0]
+
+
+def test_latency_is_compared_per_endpoint():
+    """A canary serving more chat than production is not slower for it; a slow /classify is."""
+    mixed = rows("v2", 60) + rows("v2", 40, latency=900.0, endpoint="chat")
+    mixed += rows("v1", 380) + rows("v1", 20, latency=900.0, endpoint="chat")
+    d = judge(mixed, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "advance" and set(d.metrics["p95_ratio"]) == {"classify", "chat"}
+    slow = rows("v2", 100, latency=80.0) + rows("v1", 380) + rows("v1", 20, latency=900.0, endpoint="chat")
+    d = judge(slow, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and any(r.startswith("classify p95 latency") for r in d.reasons)
 
 
 def test_slow_or_invalid_canaries_are_rolled_back():
@@ -111,7 +148,7 @@ def test_step_promotes_a_healthy_first_release(tmp_path, monkeypatch):
     reg.promote(v1, "canary", weight=10)
     for r in rows(v1, 60):
         log.write(Entry(r["request_id"], "classify", 200, version=v1, label=r["label"], valid=True,
-                        latency_ms=20.0))  # fmt: skip
+                        latency_ms=20.0, caller=r["caller"]))  # fmt: skip
     decision = step(reg, log, RELEASE, 0.05)
     assert decision.action == "promote" and reg.stages()["production"].version == v1
     assert reg.stages()["canary"] is None and "no production yet" in reg.audit()[-1]["reason"]
@@ -132,7 +169,8 @@ def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
         for r in canary_rows + production_rows:
             version = v2 if r["version"] == "v2" else v1
             entry = Entry(r["request_id"], "classify", r["status"], stage="x", version=version,
-                          label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"])  # fmt: skip
+                          label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"],
+                          caller=r["caller"])  # fmt: skip
             log.write(entry)
 
     serve(rows("v2", 60, latency=21.0), rows("v1", 300))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_params
-from training.pii import CARD, EMAIL
 from training.prepare import main as prepare_main
 from tunegate.artifacts import read_json, read_jsonl, sha256_file
 from tunegate.errors import DataError
+from tunegate.pii import CARD, EMAIL
 
 SPLITS = ("train", "val", "holdout", "shifted")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from training.pii import iban_ok, luhn_ok, scrub
+from tunegate.pii import iban_ok, luhn_ok, scrub
 
 
 @pytest.mark.parametrize(

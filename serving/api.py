@@ -1,0 +1,161 @@
+"""What the HTTP API accepts and returns: request bodies, response shapes and `ApiError`.
+
+Bodies are strict: a field the service does not implement (``tools``, ``logprobs``,
+``response_format``...) is a 400 naming it rather than being ignored, booleans are JSON
+booleans, strings must be valid Unicode (a lone surrogate is a 400, not a tokenizer
+crash), and every number has the range the engine accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from tunegate.errors import TunegateError
+
+
+class ApiError(TunegateError):
+    """A request the service refuses or could not answer: an HTTP status and an OpenAI-style body."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
+def _encodable(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+Stop = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_encodable)]
+SEED_MAX = 2**63 - 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Text
+
+
+class Sampling(_Strict):
+    model: Annotated[Text, Field(max_length=128)]
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    user: Annotated[Text, Field(max_length=256)] | None = None
+    stream: StrictBool = False
+    n: int = Field(1, ge=1, le=1, description="one choice per request")
+
+
+class ChatRequest(Sampling):
+    messages: list[ChatMessage] = Field(..., max_length=256)
+
+    @field_validator("messages")
+    @classmethod
+    def _non_empty(cls, v: list[ChatMessage]) -> list[ChatMessage]:
+        if not v or not any(m.content.strip() for m in v):
+            raise ValueError("messages must hold at least one non-empty message")
+        return v
+
+
+class CompletionRequest(Sampling):
+    prompt: Annotated[Text, Field(min_length=1)]
+
+
+class ClassifyRequest(_Strict):
+    text: Annotated[Text, Field(min_length=1, max_length=4000)]
+    user: Annotated[Text, Field(max_length=256)] | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is blank")
+        return v
+
+
+class FeedbackRequest(_Strict):
+    request_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    label: Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class PromoteRequest(_Strict):
+    version: Annotated[Text, Field(min_length=1, max_length=64)]
+    stage: Literal["staging", "canary", "production"]
+    weight: int | None = Field(None, gt=0, lt=100)
+    force: StrictBool = False
+    reason: Annotated[Text, Field(max_length=500)] = ""
+
+
+class RollbackRequest(_Strict):
+    to: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    stage: Literal["production", "canary"] = "production"
+    reason: Annotated[Text, Field(max_length=500)] = ""
+
+
+class ClassifyResponse(BaseModel):
+    label: str | None
+    confidence: float
+    version: str
+    stage: str
+
+
+def chat_shape(rid, model, version, text, finish, usage, chunk=False) -> dict[str, Any]:
+    base = {
+        "id": f"chatcmpl-{rid}",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": version,
+    }
+    if chunk:
+        return base | {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }
+    message = {"role": "assistant", "content": text}
+    return base | {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+def completion_shape(rid, model, version, text, finish, usage, chunk=False) -> dict[str, Any]:
+    base = {
+        "id": f"cmpl-{rid}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": version,
+    }
+    out = base | {"choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+    return out if chunk else out | {"usage": usage}
+
+
+def error_body(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind}}
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One line naming every problem; an unknown field is named as unsupported."""
+    out = []
+    for e in errors:
+        where = ".".join(str(x) for x in e["loc"][1:]) or "body"
+        if e["type"] == "extra_forbidden":
+            out.append(f"{where}: not supported by this service")
+        else:
+            out.append(f"{where}: {e['msg']}")
+    return "; ".join(out)

@@ -1,0 +1,75 @@
+"""Who may do what: bearer tokens from the environment, compared in constant time.
+
+- ``TUNEGATE_ADMIN_TOKEN``: everything: admin actions, pinning a stage (``tunegate:canary``),
+  feedback, /metrics.
+- ``TUNEGATE_API_KEY``: the public API and /metrics, when ``serve.require_api_key`` is on.
+- ``TUNEGATE_FEEDBACK_KEY``: ``POST /feedback`` (its labels become training data, so it is
+  never anonymous).
+
+The scheme is case-insensitive (``Bearer``, ``bearer``), as RFC 7235 says.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from fastapi import Request
+
+from serving.api import ApiError
+
+ADMIN, API_KEY, FEEDBACK = "TUNEGATE_ADMIN_TOKEN", "TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY"
+
+
+def bearer(headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def holds(given: str | None, env: str) -> bool:
+    expected = os.environ.get(env)
+    return bool(expected and given) and hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def unauthorized(what: str) -> ApiError:
+    return ApiError(
+        401, f"missing or wrong bearer token ({what})", "unauthorized", {"WWW-Authenticate": "Bearer"}
+    )
+
+
+def admin_auth(request: Request) -> None:
+    if not os.environ.get(ADMIN):
+        raise ApiError(403, f"this endpoint is disabled: set {ADMIN} on the server", "forbidden")
+    if not holds(bearer(request.headers), ADMIN):
+        raise unauthorized("the admin token")
+
+
+def public_auth(request: Request, rt) -> bool:
+    """Check the public API key when one is required; returns whether the caller is an admin."""
+    given = bearer(request.headers)
+    if holds(given, ADMIN):
+        return True
+    if rt.params.serve.require_api_key:
+        if not os.environ.get(API_KEY):
+            raise ApiError(503, f"serve.require_api_key is on but {API_KEY} is not set", "unavailable")
+        if not holds(given, API_KEY):
+            raise unauthorized("the API key")
+    return False
+
+
+def feedback_auth(request: Request) -> None:
+    if not (os.environ.get(FEEDBACK) or os.environ.get(ADMIN)):
+        raise ApiError(403, f"feedback is disabled: set {FEEDBACK} on the server", "forbidden")
+    given = bearer(request.headers)
+    if not (holds(given, FEEDBACK) or holds(given, ADMIN)):
+        raise unauthorized("the feedback key")
+
+
+def metrics_allowed(headers, require_api_key: bool, public_metrics: bool) -> bool:
+    if public_metrics or not require_api_key:
+        return True
+    given = bearer(headers)
+    return holds(given, API_KEY) or holds(given, ADMIN)

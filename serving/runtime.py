@@ -1,0 +1,302 @@
+"""What is live in the service: the engine, the release each stage serves, routing, capacity.
+
+Loading is per stage. Each release is verified against the registry (its files hashed now,
+in a private copy the engine then loads), checked against the service's base model, loaded
+and warmed up; a release that fails any step leaves its stage *degraded*, with the reason
+logged and shown by ``/readyz`` and ``tunegate status``, while the other stages serve. A
+registry change never takes the service down, and an admin action checks that its target
+can be served (`prepare`) before it changes the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from serving.api import ApiError
+from serving.requestlog import RequestLog
+from serving.routing import route
+from tunegate.artifacts import read_json, verified_card, write_json
+from tunegate.deployment import log_secret
+from tunegate.errors import ArtifactError, TunegateError
+from tunegate.params import Params
+from tunegate.prompt import PromptTemplate
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "serving-status.json"
+
+
+@dataclass(frozen=True)
+class Live:
+    stage: str
+    version: str
+    content: str
+    """The adapter's tree sha256, as the registry recorded it."""
+    path: Path
+    template: PromptTemplate
+    lora: Any
+
+
+@dataclass(frozen=True)
+class StageState:
+    stage: str
+    version: str | None
+    state: Literal["serving", "degraded", "empty"]
+    reason: str = ""
+
+
+def classify_sampling(template: PromptTemplate) -> Any:
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return SamplingParams(
+        temperature=0.0,
+        max_tokens=max(len(label) for label in template.labels) + 1,  # any tokenization, then the end
+        logprobs=0,
+        structured_outputs=StructuredOutputsParams(choice=list(template.labels)),
+    )
+
+
+async def complete(rt: Runtime, live: Live, prompt: str, sampling: Any, request_id: str) -> Any:
+    final = None
+    async for out in rt.engine.generate(prompt, sampling, request_id, live.lora):
+        final = out
+    return final
+
+
+class Runtime:
+    def __init__(self, project: Path, params: Params, engine: Any = None):
+        from serving.registry import Registry
+
+        self.project = project
+        self.params = params
+        self.registry = Registry.from_params(project, params)
+        self.log = RequestLog(project / params.serve.request_log)
+        self.secret = log_secret(project)
+        self.engine = engine
+        self.live: dict[str, Live] = {}
+        self.states: dict[str, StageState] = {}
+        self.weights: dict[str, int] = {}
+        self.ready = False
+        self.in_flight = 0
+        self.seen: tuple = ()
+        self.background: list[asyncio.Future] = []
+        self.shadows: set[asyncio.Future] = set()
+        self.base_card = verified_card(project / "models/base")
+        self.adapters = Path(tempfile.mkdtemp(prefix="tunegate-adapters-"))
+        self.loaded: dict[str, Live] = {}  # content hash -> a verified, loaded, warmed-up adapter
+        self.labels: dict[str, tuple[str, ...]] = {}  # version -> its label set
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.engine.start()
+        lost = await asyncio.to_thread(self.log.close_lost)
+        if lost:
+            log.warning("request log: %d request(s) left open by a dead process marked lost", lost)
+        await self.reload()
+        self.ready = True
+        self.background = [asyncio.ensure_future(self.watch())]
+
+    def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        self.log.close()
+        shutil.rmtree(self.adapters, ignore_errors=True)
+
+    async def watch(self) -> None:
+        """Follow the registry (promotions made with the CLI reach the live service within
+        serve.watch_seconds) and, when release.judge_every_minutes is set, run the canary
+        judge on that schedule."""
+        from serving.rollout import step
+
+        serve, release = self.params.serve, self.params.release
+        last_judged = time.monotonic()
+        while serve.watch_seconds > 0:
+            await asyncio.sleep(serve.watch_seconds)
+            try:
+                due = (
+                    release.judge_every_minutes
+                    and time.monotonic() - last_judged >= release.judge_every_minutes * 60
+                )
+                if due:
+                    last_judged = time.monotonic()
+                    alpha = self.params.gate.alpha
+                    decision = await asyncio.to_thread(step, self.registry, self.log, release, alpha)
+                    log.info("rollout judge: %s %s", decision.action, "; ".join(decision.reasons))
+                if await asyncio.to_thread(self.snapshot) != self.seen:
+                    await self.reload()
+            except TunegateError as err:  # keep serving what is loaded; say why the change was not taken
+                log.error("registry change not applied: %s", err)
+
+    def snapshot(self) -> tuple:
+        """What the registry says should be live: (stage, version, weight) per stage."""
+        return tuple(
+            (s, a.version if a else None, a.weight if a else 0) for s, a in self.registry.stages().items()
+        )
+
+    async def prepare(self, version: str) -> Live:
+        """Verify, load and warm up a registered release (cached by content); raise
+        TunegateError when it cannot be served. The stage field is filled in by the caller."""
+        release = await asyncio.to_thread(self.registry.release, version)
+        if release.tree_sha256 in self.loaded:
+            return self.loaded[release.tree_sha256]
+        from serving.package import verified_copy
+
+        path = await asyncio.to_thread(
+            verified_copy, release.bento_tag, release.tree_sha256, self.adapters / release.tree_sha256
+        )
+        card = read_json(path / "card.json")
+        if card["base_model"]["tree_sha256"] != self.base_card["tree_sha256"]:
+            raise ArtifactError(
+                f"{version} was trained on {card['base_model']['model_id']}, "
+                f"but this service runs {self.base_card['model_id']}"
+            )
+        template = PromptTemplate.load(path)
+        try:
+            lora = await self.engine.load_adapter(version, release.tree_sha256, path)
+            live = Live("", version, release.tree_sha256, path, template, lora)
+            await self.warm_up(live)
+        except TunegateError:
+            raise
+        except Exception as err:  # the engine refused the adapter (bad shapes, bad config)
+            raise ArtifactError(
+                f"{version}: the engine could not load it: {type(err).__name__}: {err}"
+            ) from err
+        self.loaded[release.tree_sha256] = live
+        self.labels[version] = template.labels
+        return live
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the registry and bring every stage in line, one stage at a time: a stage
+        whose release cannot be served is degraded (and not served); the others serve."""
+        async with self._reload_lock:
+            seen = await asyncio.to_thread(self.snapshot)
+            stages = await asyncio.to_thread(self.registry.stages)
+            weights = await asyncio.to_thread(self.registry.weights)
+            live, states = {}, {}
+            for stage, held in stages.items():
+                if held is None:
+                    states[stage] = StageState(stage, None, "empty")
+                    continue
+                try:
+                    ready = await self.prepare(held.version)
+                except Exception as err:  # one bad release never takes the other stages down
+                    why = str(err) if isinstance(err, TunegateError) else f"{type(err).__name__}: {err}"
+                    log.error("%s: release %s is not served: %s", stage, held.version, why)
+                    states[stage] = StageState(stage, held.version, "degraded", why)
+                    continue
+                live[stage] = Live(
+                    stage, ready.version, ready.content, ready.path, ready.template, ready.lora
+                )
+                states[stage] = StageState(stage, held.version, "serving")
+            self.live, self.states, self.weights, self.seen = live, states, weights, seen
+            log.info("live: %s; weights %s", {s: x.version for s, x in live.items()}, weights)
+            await asyncio.to_thread(self.write_status)
+            return self.describe()
+
+    async def labels_of(self, version: str) -> tuple[str, ...]:
+        """The label set of any registered release, live or not (verified from the store)."""
+        if version not in self.labels:
+            from serving.package import resolve
+
+            release = await asyncio.to_thread(self.registry.release, version)
+            folder = await asyncio.to_thread(resolve, release.bento_tag, release.tree_sha256)
+            self.labels[version] = PromptTemplate.load(folder).labels
+        return self.labels[version]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "live": {s: x.version for s, x in self.live.items()},
+            "weights": self.weights,
+            "stages": {s: asdict(x) for s, x in self.states.items()},
+        }
+
+    def write_status(self) -> None:
+        """Where `tunegate status` reads what this service serves."""
+        path = self.project / Path(self.params.serve.request_log).parent / STATUS_FILE
+        write_json(
+            path,
+            {"pid": os.getpid(), "time": datetime.now(UTC).isoformat(timespec="seconds")} | self.describe(),
+        )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""
+        routed = [s for s in self.weights if self.weights[s] > 0]
+        serving = [s for s in routed if s in self.live]
+        ok = self.ready and (not routed or bool(serving))
+        degraded = {s: x.reason for s, x in self.states.items() if x.state == "degraded"}
+        return ok, {"ready": ok, "stages": {s: x.state for s, x in self.states.items()}, "degraded": degraded}
+
+    async def warm_up(self, live: Live) -> None:
+        """One label-constrained answer from a release before it takes traffic: the first
+        request to use an adapter or a guided-decoding grammar pays for loading and
+        compiling it, and that should be neither a caller nor a readiness probe."""
+        prompt = live.template.render(self.engine.tokenizer, "warm-up")
+        await complete(self, live, prompt, classify_sampling(live.template), f"warm-up-{uuid.uuid4().hex}")
+
+    def routed(self, caller: str | None) -> Live:
+        """The release that answers a public request. A degraded canary gives its callers
+        back to production; a degraded production is a 503 for its callers."""
+        if not self.weights:
+            raise ApiError(
+                503, "no release is live yet: `tunegate promote VERSION --to canary` (or --to production)",
+                "unavailable",
+            )  # fmt: skip
+        weights = self.weights
+        if "canary" in weights and "canary" not in self.live and "production" in weights:
+            weights = {"production": 100}
+        stage = route(caller, weights)
+        if stage not in self.live:
+            state = self.states.get(stage)
+            why = state.reason if state else "not loaded"
+            raise ApiError(503, f"the {stage} release cannot be served right now: {why}", "unavailable")
+        return self.live[stage]
+
+    def pinned(self, stage: str) -> Live:
+        if stage in self.live:
+            return self.live[stage]
+        state = self.states.get(stage)
+        if state is not None and state.state == "degraded":
+            raise ApiError(503, f"stage {stage!r} is degraded: {state.reason}", "unavailable")
+        raise ApiError(404, f"stage {stage!r} holds no release", "model_not_found")
+
+    def model_names(self, privileged: bool) -> list[str]:
+        public = self.params.serve.public_model
+        if not self.live:
+            return []
+        return [public, *(f"{public}:{s}" for s in self.live)] if privileged else [public]
+
+
+class Slot:
+    """One unit of capacity; past serve.max_concurrency requests get 429, health stays green."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.held = False
+
+    def __enter__(self) -> Slot:
+        if not self.held:  # entering a held slot again (a stream's generator) is a no-op
+            if self.rt.in_flight >= self.rt.params.serve.max_concurrency:
+                raise ApiError(
+                    429,
+                    f"at capacity ({self.rt.in_flight} requests in flight); retry shortly",
+                    "rate_limit_exceeded",
+                    {"Retry-After": "1"},
+                )
+            self.rt.in_flight += 1
+            self.held = True
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.held:
+            self.rt.in_flight -= 1
+            self.held = False
