@@ -23,6 +23,7 @@ from typing import Any
 
 from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
 from tunegate.errors import DataError
+from tunegate.pii import clean_text
 
 
 def due(reports: list[dict[str, Any]], retrain_on: tuple[str, ...], consecutive: int) -> tuple[bool, str]:
@@ -45,8 +46,10 @@ def reports(reports_dir: Path) -> list[dict[str, Any]]:
 def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
     """Merge the log's feedback-labelled /classify requests into ``folder/feedback.jsonl``.
 
-    Keyed by request id (a later label for the same request replaces the earlier), so
-    exporting twice adds nothing. Returns the counts."""
+    Each row records where it came from (``source``: the request id, the release that
+    answered, its answer and when the label was given) and its text passes the scrubber
+    again (logs written before a scrubber fix are cleaned on the way out). Keyed by request
+    id, so exporting twice adds nothing. Returns the counts."""
     path = folder / "feedback.jsonl"
     rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
     before = dict(rows)
@@ -55,13 +58,17 @@ def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
     try:
         with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
             found = db.execute(
-                "SELECT request_id, time, input, feedback FROM requests WHERE endpoint = 'classify' "
-                "AND shadow = 0 AND status = 200 AND feedback IS NOT NULL AND input IS NOT NULL ORDER BY id"
+                "SELECT request_id, time, input, feedback, version, label, feedback_time FROM requests "
+                "WHERE endpoint = 'classify' AND shadow = 0 AND status = 200 AND feedback IS NOT NULL "
+                "AND input IS NOT NULL ORDER BY id"
             ).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataError(f"{log} is not a tunegate request log (with feedback): {err}") from err
-    for request_id, time, text, label in found:
-        rows[request_id] = {"id": request_id, "time": time, "text": text, "label": label}
+    for request_id, time, text, label, version, answered, given in found:
+        source = {"kind": "feedback", "request_id": request_id, "version": version, "answered": answered,
+                  "feedback_time": given, "log": str(log)}  # fmt: skip
+        rows[request_id] = {"id": request_id, "time": time, "text": clean_text(text), "label": label,
+                            "source": source}  # fmt: skip
     ordered = sorted(rows.values(), key=lambda r: (r["time"], r["id"]))
     atomic_write_text(path, jsonl_text(ordered))
     return {

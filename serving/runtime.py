@@ -144,16 +144,18 @@ class Runtime:
         )
 
     async def prepare(self, version: str) -> Live:
-        """Verify, load and warm up a registered release (cached by content); raise
-        TunegateError when it cannot be served. The stage field is filled in by the caller."""
-        release = await asyncio.to_thread(self.registry.release, version)
-        if release.tree_sha256 in self.loaded:
-            return self.loaded[release.tree_sha256]
+        """Verify, load and warm up a registered release; raise TunegateError when it cannot be
+        served. Loading and warming are cached by content; verification is not. The stage
+        field is filled in by the caller."""
         from serving.package import verified_copy
 
+        release = await asyncio.to_thread(self.registry.release, version)
+        # Verified on every call, cached or not: a store changed since the last load is refused.
         path = await asyncio.to_thread(
             verified_copy, release.bento_tag, release.tree_sha256, self.adapters / release.tree_sha256
         )
+        if release.tree_sha256 in self.loaded:
+            return self.loaded[release.tree_sha256]
         card = read_json(path / "card.json")
         if card["base_model"]["tree_sha256"] != self.base_card["tree_sha256"]:
             raise ArtifactError(
@@ -274,6 +276,27 @@ class Runtime:
         if not self.live:
             return []
         return [public, *(f"{public}:{s}" for s in self.live)] if privileged else [public]
+
+
+def serving_states(folder: Path) -> dict[str, str]:
+    """What the service that writes `folder`/serving-status.json serves per stage, in words:
+    ``serving vX``, ``degraded: why`` or ``empty``; ``service stopped`` when its process is gone."""
+    path = folder / STATUS_FILE
+    if not path.exists():
+        return {}
+    info = read_json(path)
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return dict.fromkeys(info["stages"], f"service stopped (last seen {info['time']})")
+    except PermissionError:
+        pass
+    words = {}
+    for stage, st in info["stages"].items():
+        words[stage] = {
+            "serving": f"serving {st['version']}", "degraded": f"degraded: {st['reason']}", "empty": "empty",
+        }[st["state"]]  # fmt: skip
+    return words
 
 
 class Slot:

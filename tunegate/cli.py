@@ -161,17 +161,25 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     params_path: Path = PARAMS_OPTION,
 ) -> None:
-    """Which release each stage holds, its traffic share, gate verdict, and when and by whom."""
+    """Which release each stage holds, its traffic share, gate verdict, when and by whom, and
+    what the running service (if any) serves for it: `serving`, or `degraded: why`."""
+    from serving.runtime import serving_states
+    from tunegate.params import load_params
+
     try:
         rows = _registry(params_path).status()
+        states = serving_states(Path(load_params(params_path).serve.request_log).parent)
     except TunegateError as err:
         fail(err)
+    for row in rows:
+        row["serving"] = states.get(row["stage"], "-")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    cols = ("stage", "version", "traffic", "verdict", "since", "by", "reason")
+    cols = ("stage", "version", "traffic", "verdict", "since", "by", "reason", "serving")
     cells = [
-        [str(r[c] if r[c] is not None else "-") + ("%" if c == "traffic" else "") for c in cols] for r in rows
+        [str(r[c] if r[c] is not None else "-")[:60] + ("%" if c == "traffic" else "") for c in cols]
+        for r in rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     for line in ([*cols], *cells):

@@ -44,6 +44,11 @@ def test_feedback_export_merges_by_request_id(tmp_path):
     rows = read_jsonl(tmp_path / "feedback" / "feedback.jsonl")
     assert [r["id"] for r in rows] == ["q0", "q2", "q4", "q6", "q8"]
     assert rows[0]["text"] == "message 0" and rows[0]["label"] == "card_declined"
+    assert rows[0]["source"] | {"log": "-"} == {
+        "kind": "feedback", "request_id": "q0", "version": "v1", "answered": "card_arrival",
+        "feedback_time": rows[0]["source"]["feedback_time"], "log": "-",
+    }  # fmt: skip
+    assert rows[0]["source"]["feedback_time"] >= rows[0]["time"]
     again = export_feedback(log, tmp_path / "feedback")
     assert again["new"] == 0 and again["total"] == 5  # exporting twice adds nothing
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.artifacts import file_hashes, tree_hash, write_json
+from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +102,95 @@ def test_an_approved_candidate_is_stored_and_registered_once(project, tmp_path):
             resolve(record["bento_tag"], card["tree_sha256"])
     finally:
         del os.environ["BENTOML_HOME"]
+
+
+def rewrite_card(folder: Path) -> None:
+    """What an attacker with write access does: make the card agree with edited files."""
+    card = json.loads((folder / "card.json").read_text())
+    card["files"] = {rel: sha256_file(folder / rel) for rel in card["files"]}
+    card["tree_sha256"] = tree_hash(card["files"])
+    write_json(folder / "card.json", card)
+
+
+def test_serving_verifies_against_the_registry_not_the_card(project, tmp_path):
+    """An adapter edited in the store, with its card rewritten to match, is refused: the files
+    are hashed now and compared with the hash the registry (the GTO tag) recorded. The copy
+    serving loads from is verified too, and a stale copy is replaced."""
+    card = make_candidate(tmp_path / "cand")
+    write_json(tmp_path / "gate.json", gate_record(card, "approved"))
+    home = tmp_path / "bentoml"
+    assert run_package(project, home, tmp_path / "cand", tmp_path / "gate.json").returncode == 0
+    record = json.loads((project / "registry/candidate.json").read_text())
+    env = os.environ | {"BENTOML_HOME": str(home), "PYTHONPATH": str(ROOT)}  # BentoML reads its home once
+    code = "import sys; from tests.serving.test_package import tamper_store; tamper_store(*sys.argv[1:])"
+    args = [record["bento_tag"], card["tree_sha256"], str(tmp_path)]
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["copy-replaced", "refused-edited", "refused-copy", "refused-claimed"]
+
+
+def tamper_store(tag: str, registered: str, scratch: str) -> None:
+    from serving.package import resolve, verified_copy
+    from tunegate.errors import ArtifactError
+
+    tmp = Path(scratch)
+    copy = verified_copy(tag, registered, tmp / "serve" / registered)
+    assert (copy / "adapter_model.safetensors").read_bytes() == b"weights"
+    (copy / "adapter_model.safetensors").write_bytes(b"swapped after verification")
+    if (verified_copy(tag, registered, copy) / "adapter_model.safetensors").read_bytes() == b"weights":
+        print("copy-replaced")
+    stored = resolve(tag, registered)
+    (stored / "adapter_model.safetensors").write_bytes(b"edited weights")
+    rewrite_card(stored)
+    for name, call in [
+        ("refused-edited", lambda: resolve(tag, registered)),
+        ("refused-copy", lambda: verified_copy(tag, registered, tmp / "serve2")),
+    ]:
+        try:
+            call()
+        except ArtifactError as err:
+            print(name if "not the registered" in str(err) else err)
+    card_now = json.loads((stored / "card.json").read_text())
+    card_now["tree_sha256"] = registered  # the card claims the registered hash; the files do not make it
+    write_json(stored / "card.json", card_now)
+    try:
+        resolve(tag, registered)
+    except ArtifactError as err:
+        print("refused-claimed" if "changed after it was recorded" in str(err) else err)
+
+
+def test_register_takes_nothing_on_the_records_word(project, tmp_path):
+    """`tunegate register` with a hand-written record: a model that is not in the store, or a
+    verdict the stored gate record does not hold, is refused; a genuine one registers."""
+    card = make_candidate(tmp_path / "cand")
+    write_json(tmp_path / "gate.json", gate_record(card, "approved"))
+    home = tmp_path / "bentoml"
+    env = os.environ | {"BENTOML_HOME": str(home), "TUNEGATE_ACTOR": "ci", "PYTHONPATH": str(ROOT)}
+    register = [sys.executable, "-m", "tunegate.cli", "register", "--record", "forged.json"]
+
+    def forged(**record) -> subprocess.CompletedProcess:
+        write_json(project / "forged.json", {"packaged": True} | record)
+        return subprocess.run(register, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+
+    fake = {"bento_tag": "intent-classifier:doesnotexist", "tree_sha256": card["tree_sha256"]}
+    out = forged(**fake, verdict="approved", model_id="lora:x")
+    assert out.returncode == 2 and "not in this machine's model store" in out.stderr
+    rejected = make_candidate(tmp_path / "rejected", b"bad weights")
+    write_json(tmp_path / "gate-r.json", gate_record(rejected, "approved"))
+    assert run_package(project, home, tmp_path / "rejected", tmp_path / "gate-r.json").returncode == 0
+    stored = home / "models/intent-classifier" / rejected["tree_sha256"][:20]
+    write_json(stored / "gate.json", gate_record(rejected, "rejected"))  # what the gate really said
+    subprocess.run(
+        ["git", "tag", "-d", "intent-classifier@v0.0.1"], cwd=project, check=True, capture_output=True
+    )
+    tag = f"intent-classifier:{rejected['tree_sha256'][:20]}"
+    out = forged(bento_tag=tag, tree_sha256=rejected["tree_sha256"], verdict="approved", model_id="x")
+    assert out.returncode == 2 and "did not approve it" in out.stderr
+    write_json(stored / "gate.json", gate_record(rejected, "approved"))
+    out = forged(bento_tag=tag, tree_sha256=rejected["tree_sha256"], verdict="whatever", model_id="forged")
+    assert out.returncode == 0, out.stderr
+    tags = subprocess.run(["git", "tag", "-n1"], cwd=project, capture_output=True, text=True).stdout
+    assert rejected["model_id"] in tags and "forged" not in tags and "whatever" not in tags
 
 
 def test_a_rejected_candidate_is_not_packaged_and_the_stage_succeeds(project, tmp_path):

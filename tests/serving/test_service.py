@@ -8,6 +8,7 @@ repository; v1 is in production and v2 in canary at 20%. The test waits on /read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -87,7 +88,7 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     assert sh(["git", "init", "-q"], project, env).returncode == 0
     labels = tuple(read_json(prepared_sample / "labels.json"))
-    versions = []
+    versions, trees = [], {}
     for n in (1, 2, 3):  # three approved releases, one commit each
         adapter = make_tiny_adapter(project / "models/base", root / f"adapter{n}", labels, seed=n)
         card = read_json(adapter / "card.json")
@@ -107,6 +108,7 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         result = sh([*cmd, "--out", "registry/candidate.json"], project, env)
         assert result.returncode == 0, result.stderr
         versions.append(read_json(project / "registry/candidate.json")["version"])
+        trees[versions[-1]] = card["tree_sha256"]
     tg = [str(BIN / "tunegate")]
     for version, stage, extra in [
         (versions[0], "staging", []),
@@ -124,7 +126,10 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url, root / "service.log")
-    yield {"url": url, "project": project, "env": env, "versions": versions, "labels": labels, "root": root}
+    yield {
+        "url": url, "project": project, "env": env, "versions": versions, "labels": labels, "root": root,
+        "trees": trees, "port": port,
+    }  # fmt: skip
     stop(proc)
     log.close()
 
@@ -379,6 +384,150 @@ def test_a_client_that_disconnects_stops_its_generation(served):
             f"the service went on after the client hung up: {dict(row)}"
         )  # the answer was complete before the hang-up: inconclusive, try again
     pytest.fail("the tiny model finished before every hang-up; the test could not observe one")
+
+
+@contextlib.contextmanager
+def tampered(served, version: str):
+    """Edit a release's weights in the BentoML store and rewrite its card to match, as an
+    attacker with write access to the store would; restore them on exit."""
+    from tests.serving.test_package import rewrite_card
+
+    store = Path(served["env"]["BENTOML_HOME"]) / "models/intent-classifier"
+    folders = [f for f in store.iterdir() if f.is_dir() and (f / "card.json").exists()]
+    registered = {read_json(f / "card.json")["tree_sha256"]: f for f in folders}
+    folder = registered[served["trees"][version]]
+    backup = folder.with_name(folder.name + ".bak")
+    shutil.copytree(folder, backup)
+    weights = folder / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # still a valid safetensors file, with other weights
+    weights.write_bytes(bytes(data))
+    rewrite_card(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+        backup.rename(folder)
+
+
+def test_a_tampered_release_degrades_its_stage_while_the_others_serve(served):
+    """Section 2 of the hardening: per-stage loading, and admin actions that check first."""
+    url, versions, admin = served["url"], served["versions"], {"Authorization": f"Bearer {ADMIN}"}
+    v2, v3 = versions[1], versions[2]  # v3 is in staging; production is v1; no canary
+    with tampered(served, v3):
+        r = post(f"{url}/admin/reload", headers=admin)
+        assert r.status_code == 200, r.text
+        staging = r.json()["stages"]["staging"]
+        assert staging["state"] == "degraded" and "not the registered" in staging["reason"], staging
+        assert r.json()["stages"]["production"]["state"] == "serving"
+        ready = get(f"{url}/readyz")
+        assert ready.status_code == 200 and "staging" in ready.json()["degraded"]
+        pinned = {"model": "tunegate:staging", "prompt": "Hi", "max_tokens": 1}
+        refused = post(f"{url}/v1/completions", json=pinned, headers=admin)
+        assert refused.status_code == 503 and "degraded" in refused.json()["error"]["message"]
+        ok = post(f"{url}/classify", json={"text": "my card is lost", "user": "frank"})
+        assert ok.status_code == 200 and ok.headers["x-tunegate-version"] == versions[0]
+        status = json.loads(
+            sh([str(BIN / "tunegate"), "status", "--json"], served["project"], served["env"]).stdout
+        )
+        assert {r["stage"]: r["serving"] for r in status}["staging"].startswith("degraded")
+        # An admin action checks its target first: the registry is not changed for a release
+        # that cannot be served.
+        body = {"version": v3, "stage": "canary", "force": True, "reason": "test"}
+        refused = post(f"{url}/admin/promote", headers=admin, json=body)
+        assert refused.status_code == 422 and "nothing changed" in refused.json()["error"]["message"]
+        stages = {r["stage"]: r["version"] for r in status}
+        assert stages["canary"] is None
+        body = {"version": v2, "stage": "canary", "weight": 20, "force": True, "reason": "test"}
+        assert post(f"{url}/admin/promote", headers=admin, json=body).status_code == 200
+        withdrawn = post(f"{url}/admin/rollback", headers=admin, json={"stage": "canary", "reason": "test"})
+        assert withdrawn.status_code == 200 and "canary" not in withdrawn.json()["live"]
+    restored = post(f"{url}/admin/reload", headers=admin)
+    assert restored.json()["stages"]["staging"]["state"] == "serving"
+
+
+def gone(pids: list[int], within: float) -> list[int]:
+    """The pids still running (zombies count as gone) after waiting up to `within` seconds."""
+    import psutil
+
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def kill_tree(pid: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for p in [*psutil.Process(pid).children(recursive=True), psutil.Process(pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+
+
+def start_service(served, port: int, name: str) -> tuple[subprocess.Popen, Path]:
+    logfile = served["root"] / f"{name}.log"
+    proc = subprocess.Popen(
+        [str(BIN / "tunegate"), "serve", "--port", str(port)], cwd=served["project"], env=served["env"],
+        stdout=open(logfile, "w"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
+    )  # fmt: skip
+    wait_ready(proc, f"http://127.0.0.1:{port}", logfile)
+    return proc, logfile
+
+
+def test_nothing_outlives_a_killed_service_and_a_restart_starts_cleanly(served):
+    """SIGKILL at each level of what `tunegate serve` starts (server, worker, vLLM engine core):
+    no process of the tree remains after a bounded wait, a request cut off by the kill is on
+    the record as lost, and a new start binds the same port. The start is made with a
+    tampered release in staging: start-up degrades that stage and serves, it never loops."""
+    import psutil
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tampered(served, served["versions"][2]), contextlib.ExitStack() as cleanup:
+        proc, logfile = start_service(served, port, "lifecycle")
+        cleanup.callback(kill_tree, proc.pid)  # if an assertion fails, leave nothing behind
+        assert "staging" in get(f"{url}/readyz").json()["degraded"]
+        top = psutil.Process(proc.pid)
+        workers = [c for c in top.children() if c.children()]
+        assert len(workers) == 1, top.children(recursive=True)
+        worker, engine = workers[0], workers[0].children(recursive=True)
+        assert engine, "the worker started no engine process"
+        # A request in flight when the worker dies: its row stays open, the next start marks it lost.
+        body = {
+            "model": "tunegate:production",
+            "prompt": "Lost in flight:",
+            "max_tokens": 480,
+            "stream": True,
+        }
+        stream = httpx.stream("POST", f"{url}/v1/completions", json=body, headers=AUTH, timeout=60)
+        with contextlib.suppress(httpx.HTTPError), stream as r:
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    worker.kill()
+                    break
+        assert gone([worker.pid, *(p.pid for p in engine)], within=20) == [], "the engine outlived its worker"
+        tree = [top.pid, *(p.pid for p in top.children(recursive=True))]
+        proc.kill()  # the server itself: whatever worker it has now must go with it
+        proc.wait(10)
+        assert gone(tree, within=20) == [], [psutil.Process(p).cmdline() for p in gone(tree, 0)]
+        again, logfile = start_service(served, port, "lifecycle-restart")  # the port is free again
+        try:
+            lost = finished_row(served["project"] / "logs/requests.sqlite", "Lost in flight:")
+            assert lost["status"] == 500 and lost["error"].startswith("lost"), dict(lost)
+            r = post(f"{url}/classify", json={"text": "where is my card", "user": "gina"})
+            assert r.status_code == 200, r.text
+        finally:
+            stop(again)
+    assert "Traceback" not in logfile.read_text()
 
 
 def test_cli_promotions_reach_the_running_service_and_the_cli_clients_work(served):
