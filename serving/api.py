@@ -34,21 +34,23 @@ def _encodable(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_encodable)]
 Stop = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_encodable)]
-SEED_MAX = 2**63 - 1
+SEED_MAX = 2**53 - 1
+"""The largest integer every JSON parser reads exactly."""
+NOT_BLANK = {"pattern": r"\S"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant"]
-    content: Text
+    content: Annotated[Text, Field(json_schema_extra={"example": "Where is my card?"})]
 
 
 class Sampling(_Strict):
-    model: Annotated[Text, Field(max_length=128)]
-    max_tokens: int | None = Field(None, ge=1)
+    model: Annotated[Text, Field(max_length=128, json_schema_extra={"example": "tunegate"})]
+    max_tokens: int | None = Field(None, ge=1, json_schema_extra={"example": 8})
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -61,22 +63,18 @@ class Sampling(_Strict):
 
 
 class ChatRequest(Sampling):
-    messages: list[ChatMessage] = Field(..., max_length=256)
-
-    @field_validator("messages")
-    @classmethod
-    def _non_empty(cls, v: list[ChatMessage]) -> list[ChatMessage]:
-        if not v or not any(m.content.strip() for m in v):
-            raise ValueError("messages must hold at least one non-empty message")
-        return v
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=256)
 
 
 class CompletionRequest(Sampling):
-    prompt: Annotated[Text, Field(min_length=1)]
+    prompt: Annotated[Text, Field(min_length=1, json_schema_extra={"example": "Where is my card?"})]
 
 
 class ClassifyRequest(_Strict):
-    text: Annotated[Text, Field(min_length=1, max_length=4000)]
+    text: Annotated[
+        Text,
+        Field(min_length=1, max_length=4000, json_schema_extra=NOT_BLANK | {"example": "my card is lost"}),
+    ]
     user: Annotated[Text, Field(max_length=256)] | None = None
 
     @field_validator("text")

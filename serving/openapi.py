@@ -24,6 +24,12 @@ ERROR = {
         }
     },
 }
+CHUNK = {
+    "description": "one server-sent event; its data is a JSON chunk as OpenAI's, an error body, or [DONE]",
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
 PUBLIC_ERRORS = {
     400: "bad request (the message names the field)",
     401: "missing or wrong bearer token",
@@ -95,7 +101,7 @@ def _document(api_id: int, raw_json: str) -> dict[str, Any]:
             op["security"] = [{"bearer": []}, {}]
             if path == "/v1/chat/completions" or path == "/v1/completions":
                 ok = responses.get("200", {}).setdefault("content", {})
-                ok["text/event-stream"] = {"schema": {"type": "string"}}
+                ok["text/event-stream"] = {"schema": CHUNK}
             del method
     doc["paths"]["/livez"] = _probe("liveness", {"200": "alive"})
     doc["paths"]["/readyz"] = _probe(
