@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -110,6 +111,7 @@ def main() -> None:
     tg, dvc = str(BIN / "tunegate"), str(BIN / "dvc")
     os.environ["PATH"] = f"{BIN}:{os.environ['PATH']}"
     os.environ.setdefault("TUNEGATE_ACTOR", "demo")
+    os.environ.setdefault("TUNEGATE_FEEDBACK_KEY", secrets.token_hex(16))  # replay --feedback sends it
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keeps the transcript readable
     started = time.monotonic()
 

@@ -19,13 +19,21 @@ import threading
 import time
 
 POLL_SECONDS = 0.25
+SERVER_PID = "TUNEGATE_SERVER_PID"  # set by `tunegate serve` before it becomes the server
+ENGINE_PARENT_PID = "TUNEGATE_ENGINE_PARENT_PID"  # set by the worker before vLLM starts its engine
 
 
-def die_with_parent() -> None:
-    """Start watching this process's parent; when it is gone, SIGKILL this process."""
+def die_with_parent(expected: int | None = None) -> None:
+    """Watch this process's parent; when it is gone, SIGKILL this process.
+
+    `expected` is the pid the parent must have. A process that starts slowly can find its
+    parent already dead (and itself adopted by init): with `expected` it notices and dies
+    at once, where a watch of "whatever the parent is now" would never fire."""
     parent = os.getppid()
-    if parent == 1:
-        return  # started by init (a container's entry point): nothing to outlive
+    if expected is not None and parent != expected:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if expected is None and parent == 1:
+        return  # started by init (a container's entry point) and told nothing: nothing to outlive
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -35,19 +43,25 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+def expected_parent(variable: str) -> int | None:
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdigit() else None
+
+
 def run_engine_core(*args, **kwargs):
     """vLLM's engine-core entry point, with the parent watch (see `guard_engine_core`)."""
     from vllm.v1.engine.core import EngineCoreProc
 
-    die_with_parent()
+    die_with_parent(expected_parent(ENGINE_PARENT_PID))
     original = getattr(EngineCoreProc, "_tunegate_original", None) or EngineCoreProc.run_engine_core
     return original(*args, **kwargs)
 
 
 def guard_engine_core() -> None:
-    """Make the engine-core processes vLLM starts from now on watch their parent (the worker)."""
+    """Make the engine-core processes vLLM starts from now on watch their parent (this worker)."""
     from vllm.v1.engine.core import EngineCoreProc
 
+    os.environ[ENGINE_PARENT_PID] = str(os.getpid())
     if getattr(EngineCoreProc, "_tunegate_original", None) is None:
         EngineCoreProc._tunegate_original = EngineCoreProc.run_engine_core
         EngineCoreProc.run_engine_core = staticmethod(run_engine_core)

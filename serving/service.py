@@ -16,10 +16,13 @@ import bentoml
 
 from serving.app import build_app
 from serving.guard import Guard
-from serving.lifeline import die_with_parent
+from serving.lifeline import SERVER_PID, die_with_parent, expected_parent
 from serving.runtime import Runtime
 from tunegate.params import load_params
 
+SERVER = expected_parent(SERVER_PID)
+if SERVER is not None and os.getpid() != SERVER:  # a worker (the server imports this module too):
+    die_with_parent(SERVER)  # first thing, so a worker whose server is already gone never boots an engine
 app = build_app()
 
 
@@ -29,7 +32,8 @@ class TuneGate:
     def __init__(self) -> None:
         from serving.engine import Engine
 
-        die_with_parent()  # a worker whose server was killed must not hold the port or the engine
+        if SERVER is None:  # `bentoml serve` run directly: watch whichever process started this worker
+            die_with_parent()
         project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
         params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
         serve = params.serve
@@ -43,6 +47,10 @@ class TuneGate:
 
     async def __is_ready__(self) -> bool:
         return self.runtime.readiness()[0]
+
+    async def __is_alive__(self) -> bool:
+        """/livez: false once the vLLM engine has died (a supervisor should restart the service)."""
+        return not self.runtime.engine.llm.errored
 
     @bentoml.on_shutdown
     def stop(self) -> None:

@@ -80,14 +80,21 @@ def _download(p: BaseModelParams) -> Path:
 def check_safe(folder: Path, gguf_file: str | None) -> None:
     """Refuse pickle weights and remote code before anything is loaded."""
     refuse_pickle(folder)
-    config = folder / "config.json"
-    if config.exists() and "auto_map" in read_json(config):
-        raise ArtifactError(
-            f"{folder}: config.json maps to custom code (auto_map); tunegate never sets "
-            "trust_remote_code. Use a model whose architecture transformers ships"
-        )
-    has_weights = any(folder.glob("*.safetensors")) or (gguf_file and (folder / gguf_file).exists())
-    if not has_weights:
+    for config in sorted(folder.glob("*.json")):  # config.json, tokenizer_config.json, processor...
+        try:
+            mapped = "auto_map" in read_json(config)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ArtifactError(f"{config}: not valid JSON ({err})") from None
+        if mapped:
+            raise ArtifactError(
+                f"{config}: maps to custom code (auto_map); tunegate never sets "
+                "trust_remote_code. Use a model whose architecture transformers ships"
+            )
+    weights = [p for p in folder.glob("*.safetensors") if p.stat().st_size > 8]  # 8: the header length
+    empty = [p.name for p in folder.glob("*.safetensors") if p.stat().st_size <= 8]
+    if empty:
+        raise ArtifactError(f"{folder}: {', '.join(sorted(empty))} is empty or truncated")
+    if not weights and not (gguf_file and (folder / gguf_file).exists()):
         raise ArtifactError(f"{folder}: no safetensors weights (or GGUF file {gguf_file!r}) found")
 
 

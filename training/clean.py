@@ -34,6 +34,8 @@ class CleanReport:
     """reason -> rows dropped"""
     examples: dict[str, list[str]] = field(default_factory=dict)
     """reason -> the first few offending rows (file:row)"""
+    first_invalid: list[str] = field(default_factory=list)
+    """the first few malformed rows (file:row), in file order"""
     redactions: Counter = field(default_factory=Counter)
     duplicates_exact: int = 0
     duplicates_near: int = 0
@@ -45,6 +47,8 @@ class CleanReport:
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 5:
             self.examples[reason].append(row.where)
+        if not reason.startswith("duplicate") and len(self.first_invalid) < 5:
+            self.first_invalid.append(f"{row.where} ({reason})")
 
     @property
     def invalid(self) -> int:

@@ -157,7 +157,7 @@ def _check_invalid_share(name: str, report: CleanReport, limit: float) -> None:
         raise DataError(f"{name}: no rows found")
     share = report.invalid / report.total
     if share > limit:
-        examples = [w for ws in report.examples.values() for w in ws][:5]
+        examples = report.first_invalid
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.dropped.items()))
         raise DataError(
             f"{name}: {report.invalid} of {report.total} rows ({share:.1%}) are malformed, more than "

@@ -121,19 +121,31 @@ def _read_csv(text: str, where: str, columns: tuple[str, str | None]) -> list[Ra
     except StopIteration:
         raise DataError(f"{where}: file is empty") from None
     _check_columns(header, columns, where)
-    rows = []
+    rows, last_line = [], reader.line_num
     try:
         for i, values in enumerate(reader, start=1):
+            first, last_line = last_line + 1, reader.line_num
             if not values:
                 continue
             loc = f"{where}:{i}"
             if len(values) != len(header):
                 rows.append(RawRow(loc, None, None, f"expected {len(header)} fields, got {len(values)}"))
                 continue
+            if last_line > first and _holds_rows(values, len(header)):
+                why = f"a quote opened on line {first} is not closed until line {last_line}: rows merged"
+                rows.append(RawRow(loc, None, None, why))
+                continue
             rows.append(_row(loc, dict(zip(header, values, strict=True)), columns))
     except csv.Error as e:
         raise DataError(f"{where}: CSV cannot be parsed near row {reader.line_num}: {e}") from e
     return rows
+
+
+def _holds_rows(values: list[str], width: int) -> bool:
+    """Whether a field spanning lines holds lines that look like CSV rows of this width: the
+    sign of an unterminated quote that swallowed the rows after it."""
+    inner = [line for v in values for line in v.splitlines()[1:]]
+    return any(line.count(",") >= width - 1 for line in inner)
 
 
 def _read_jsonl(text: str, where: str, columns: tuple[str, str | None]) -> list[RawRow]:

@@ -202,7 +202,11 @@ def serve(
     except TunegateError as err:
         fail(err)
     project = Path(".").resolve()
-    env = os.environ | {"TUNEGATE_PROJECT": str(project), "TUNEGATE_PARAMS": str(params_path.resolve())}
+    env = os.environ | {
+        "TUNEGATE_PROJECT": str(project),
+        "TUNEGATE_PARAMS": str(params_path.resolve()),
+        "TUNEGATE_SERVER_PID": str(os.getpid()),  # exec keeps the pid: the workers' parent
+    }
     cmd = [
         sys.executable,
         "-m",

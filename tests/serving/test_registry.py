@@ -169,3 +169,18 @@ def test_a_second_action_waits_then_fails_clearly_while_one_holds_the_lock(reg, 
 def test_not_a_git_repository(tmp_path):
     with pytest.raises(RegistryError, match="not a git repository"):
         Registry(tmp_path, "x")
+
+
+def test_the_actor_is_the_acting_user_not_the_machines_git_identity(tmp_path, monkeypatch):
+    import getpass
+
+    from serving.registry import actor
+
+    monkeypatch.delenv("TUNEGATE_ACTOR", raising=False)
+    monkeypatch.delenv("TUNEGATE_ACTOR_EMAIL", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    (tmp_path / "gitconfig").write_text("[user]\n\tname = Whoever Set Up Git\n\temail = git@example.com\n")
+    name, email = actor()
+    assert name == getpass.getuser() and "Whoever" not in name and email != "git@example.com"
+    monkeypatch.setenv("TUNEGATE_ACTOR", "release-bot")
+    assert actor()[0] == "release-bot"

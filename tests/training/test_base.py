@@ -59,17 +59,26 @@ def test_local_folder_source_is_copied_and_hashed(project, tmp_path):  # noqa: F
     assert file_hashes(tmp_path / "again", exclude=()) == file_hashes(tmp_path / "base", exclude=())
 
 
-def test_pickle_weights_are_refused(tmp_path):
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "pytorch_model.BIN", "weights.Pt"])
+def test_pickle_weights_are_refused(tmp_path, name):
     (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    (tmp_path / name).write_bytes(b"\x80\x04not really")
     with pytest.raises(ArtifactError, match="pickle-format weights"):
         check_safe(tmp_path, None)
 
 
-def test_remote_code_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling.X"}}))
+@pytest.mark.parametrize("config", ["config.json", "tokenizer_config.json"])
+def test_remote_code_is_refused_wherever_it_is_mapped(tmp_path, config):
+    (tmp_path / config).write_text(json.dumps({"auto_map": {"AutoModel": "modeling.X"}}))
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 100)
+    with pytest.raises(ArtifactError, match=f"{config}: maps to custom code"):
+        check_safe(tmp_path, None)
+
+
+def test_an_empty_weights_file_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(ArtifactError, match="never sets trust_remote_code"):
+    with pytest.raises(ArtifactError, match=r"model\.safetensors is empty or truncated"):
         check_safe(tmp_path, None)
 
 

@@ -177,8 +177,18 @@ def test_too_many_malformed_rows_fail_with_row_numbers(tmp_path):
         run_prepare(tmp_path, data={"source": str(src), "shifted_source": None})
     msg = str(info.value)
     assert "3 of 33 rows (9.1%) are malformed, more than prepare.max_invalid_share=1.0%" in msg
-    assert f"{src.as_posix()}:31, {src.as_posix()}:32, {src.as_posix()}:33" in msg
+    assert f"{src.as_posix()}:31 (empty text), {src.as_posix()}:32 (empty text)" in msg
     assert not (tmp_path / "prepared").exists()
+
+
+def test_the_first_offending_rows_are_named_in_file_order_whatever_their_reason(tmp_path):
+    rows = synthetic(10)
+    rows[2], rows[5], rows[8] = ("hi there", ""), ("", "a"), ("x", "a")  # missing label, empty, short
+    src = write_csv(tmp_path / "d.csv", rows)
+    with pytest.raises(DataError) as info:
+        run_prepare(tmp_path, data={"source": str(src), "shifted_source": None})
+    where = str(info.value).split("First offending rows: ")[1]
+    assert [part.split(" (")[0].rsplit(":", 1)[1] for part in where.split(", ")] == ["3", "6", "9"]
 
 
 def test_label_with_too_few_rows(tmp_path):

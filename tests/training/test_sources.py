@@ -18,6 +18,16 @@ def test_csv_rows_keep_their_row_numbers(tmp_path):
     assert list(loaded.inputs) == [f.as_posix()]
 
 
+def test_an_unterminated_quote_does_not_merge_rows_silently(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text('text,label\n"my card never came,card_arrival\nlost my card,lost\n"ok",b\nfine,c\n')
+    rows = load_source(str(f), "text", "label").pool
+    assert rows[0].problem == "a quote opened on line 2 is not closed until line 4: rows merged"
+    assert [(r.text, r.label) for r in rows[1:]] == [("fine", "c")]
+    f.write_text('text,label\n"a message\nover two lines",a\n')  # a real multi-line field is kept
+    assert [r.problem for r in load_source(str(f), "text", "label").pool] == [None]
+
+
 def test_missing_column_names_what_was_found(tmp_path):
     f = tmp_path / "d.csv"
     f.write_text("message,intent\nhi,a\n")
