@@ -12,27 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from serving.api import ApiError
 from serving.requestlog import RequestLog
 from serving.routing import route
-from tunegate.artifacts import read_json, verified_card, write_json
+from serving.status import write_status
+from tunegate.artifacts import read_json, verified_card
 from tunegate.deployment import log_secret
 from tunegate.errors import ArtifactError, TunegateError
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "serving-status.json"
 
 
 @dataclass(frozen=True)
@@ -224,11 +222,7 @@ class Runtime:
 
     def write_status(self) -> None:
         """Where `tunegate status` reads what this service serves."""
-        path = self.project / Path(self.params.serve.request_log).parent / STATUS_FILE
-        write_json(
-            path,
-            {"pid": os.getpid(), "time": datetime.now(UTC).isoformat(timespec="seconds")} | self.describe(),
-        )
+        write_status(self.project / Path(self.params.serve.request_log).parent, self.describe())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""
@@ -276,27 +270,6 @@ class Runtime:
         if not self.live:
             return []
         return [public, *(f"{public}:{s}" for s in self.live)] if privileged else [public]
-
-
-def serving_states(folder: Path) -> dict[str, str]:
-    """What the service that writes `folder`/serving-status.json serves per stage, in words:
-    ``serving vX``, ``degraded: why`` or ``empty``; ``service stopped`` when its process is gone."""
-    path = folder / STATUS_FILE
-    if not path.exists():
-        return {}
-    info = read_json(path)
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return dict.fromkeys(info["stages"], f"service stopped (last seen {info['time']})")
-    except PermissionError:
-        pass
-    words = {}
-    for stage, st in info["stages"].items():
-        words[stage] = {
-            "serving": f"serving {st['version']}", "degraded": f"degraded: {st['reason']}", "empty": "empty",
-        }[st["state"]]  # fmt: skip
-    return words
 
 
 class Slot:

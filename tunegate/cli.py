@@ -163,7 +163,7 @@ def status(
 ) -> None:
     """Which release each stage holds, its traffic share, gate verdict, when and by whom, and
     what the running service (if any) serves for it: `serving`, or `degraded: why`."""
-    from serving.runtime import serving_states
+    from serving.status import serving_states
     from tunegate.params import load_params
 
     try:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.serving.test_service import ADMIN, BIN, build_project, stop, wait_ready
+from tests.serving.test_service import ADMIN, BIN, build_project, running
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +21,8 @@ def fuzzed(tiny_base, prepared_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzzed")
     serve = {"max_model_len": 512, "max_tokens": 16, "kv_cache_gib": 1, "max_concurrency": 4}
     info = build_project(root, tiny_base, prepared_sample, serve)
-    log = open(root / "service.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [str(BIN / "tunegate"), "serve"], cwd=info["project"], env=info["env"], stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    wait_ready(proc, info["url"], root / "service.log")
-    yield info
-    stop(proc)
-    log.close()
+    with running(info):
+        yield info
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_that_contradicts_the_document(fuzzed):

@@ -71,15 +71,23 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         "shadow": ["staging"],
     }
     info = build_project(root, tiny_base, prepared_sample, serve)
-    log = open(root / "service.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [str(BIN / "tunegate"), "serve"], cwd=info["project"], env=info["env"], stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    wait_ready(proc, info["url"], root / "service.log")
-    yield info
-    stop(proc)
-    log.close()
+    with running(info):
+        yield info
+
+
+@contextlib.contextmanager
+def running(info: dict):
+    """`tunegate serve` on a built project, ready (/readyz) on entry, stopped on exit."""
+    with open(info["root"] / "service.log", "w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "tunegate"), "serve"], cwd=info["project"], env=info["env"], stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_ready(proc, info["url"], info["root"] / "service.log")
+            yield proc
+        finally:
+            stop(proc)
 
 
 def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dict) -> dict:
