@@ -96,6 +96,29 @@ def load_checked_params(path: str | Path, base_dir: Path) -> Params:
     return params
 
 
+def casing_copies(rows: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
+    """For a seeded `share` of the rows, a copy whose text is in ALL CAPS or all lower case
+    (whichever changes it; chosen at random when both do). Labels are unchanged."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        if rng.random() >= share:
+            continue
+        forms = [t for t in (r["text"].upper(), r["text"].lower()) if t != r["text"]]
+        if forms:
+            out.append(r | {"id": f"{r['id']}-case", "text": rng.choice(forms)})
+    return out
+
+
+def same_share(examples: list[Any], growth: float) -> list[Any]:
+    """`examples` cycled to `growth` times their number (rounded), so that they keep their share
+    of a training set whose other part grew by that factor."""
+    wanted = round(len(examples) * growth)
+    return [examples[i % len(examples)] for i in range(wanted)] if examples else []
+
+
 def build_examples(
     rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
 ) -> tuple[list[dict[str, Any]], int]:
@@ -185,6 +208,9 @@ class TrainRecipe:
         if not train_rows or not val_rows:
             raise DataError(f"{self.data_dir}: train and val splits must not be empty")
         train_rows = capped(train_rows, self.p.max_train_rows, self.params.base.seed)
+        copies = casing_copies(train_rows, self.p.augment_casing, self.params.base.seed)
+        growth = (len(train_rows) + len(copies)) / len(train_rows)
+        train_rows += copies
         val_rows = capped(val_rows, self.p.max_val_rows, self.params.base.seed)
         self.train_examples, cut_train = build_examples(
             train_rows, self.tokenizer, self.template, self.p.max_seq_len
@@ -195,7 +221,9 @@ class TrainRecipe:
         self.truncated = cut_train + cut_val
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.p.precision]
         self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
-        self.replay_examples = self.self_distilled_replay()
+        # Augmented copies must not dilute the replay that keeps general behaviour: its share of
+        # the training examples stays what it is without augmentation.
+        self.replay_examples = same_share(self.self_distilled_replay(), growth)
         self.train_examples += self.replay_examples
         log.info(
             "training %s on %d rows (%d of them replay, %d val), %d truncated, run %s",

@@ -153,6 +153,9 @@ class TrainParams:
     """Batch examples of similar length together (less padding, faster)."""
     threads: int | None = None
     """torch CPU threads; null uses every core."""
+    augment_casing: float = 0.0
+    """Share of training rows that also train as a copy in ALL CAPS or all lower case (seeded):
+    customers type either way, and the gate's casing perturbation checks the model copes."""
     replay_rows: int | None = None
     """Self-distilled replay against forgetting: this many prepared replay prompts (null:
     all, 0: off) are answered by the base model before training, and those answers are
@@ -186,6 +189,8 @@ class TrainParams:
                 out.append(f"train.{name}: {cap} is too small; use null or >= 10")
         if self.threads is not None and self.threads < 1:
             out.append(f"train.threads: {self.threads} must be >= 1 or null")
+        if not 0 <= self.augment_casing <= 1:
+            out.append(f"train.augment_casing: {self.augment_casing} is outside [0, 1]")
         if self.replay_rows is not None and self.replay_rows < 0:
             out.append(f"train.replay_rows: {self.replay_rows} must be >= 0 or null")
         if not 1 <= self.replay_max_tokens <= 512:

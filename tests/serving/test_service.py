@@ -97,7 +97,15 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
     project = root / "project"
     shutil.copytree(tiny_base, project / "models/base")
     port = free_port()
-    write_params(project / "params.yaml", serve={"port": port, **serve}, release={"lock_timeout_s": 5})
+    # The judge: few requests needed (small test traffic), at most 2 per caller, and a p95 limit
+    # (3x) that noise between two equally fast releases never reaches.
+    release = {
+        "lock_timeout_s": 5,
+        "judge_min_requests": 10,
+        "judge_max_per_caller": 2,
+        "judge_max_p95_ratio": 3.0,
+    }
+    write_params(project / "params.yaml", serve={"port": port, **serve}, release=release)
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),
         "TUNEGATE_ACTOR": "test",
@@ -254,6 +262,29 @@ def test_canary_gets_its_share_and_callers_are_sticky(served):
     assert len(set(sticky)) == 1 and sticky[0] == spread[7]
 
 
+def test_one_anonymous_caller_flooding_slow_requests_does_not_change_the_judges_verdict(served):
+    """The probe that used to turn the judge's verdict into a rollback: one anonymous client
+    sends slow requests pinned to the canary (now refused: pinning needs the admin token),
+    then routed ones, which reach both releases and count as one caller per side."""
+    tg, project, env, url = str(BIN / "tunegate"), served["project"], served["env"], served["url"]
+
+    def verdict() -> str:
+        judged = sh([tg, "rollout", "step", "--dry-run"], project, env)
+        assert judged.returncode == 0, judged.stderr
+        return judged.stdout.split()[0]
+
+    before = verdict()
+    assert before == "advance", sh([tg, "rollout", "step", "--dry-run"], project, env).stdout
+    slow = {"prompt": "Tell me a long story", "max_tokens": 64}
+    for _ in range(30):
+        pinned = post(f"{url}/v1/completions", json={"model": "tunegate:canary", **slow})
+        assert pinned.status_code == 401
+    for _ in range(30):
+        routed = post(f"{url}/v1/completions", json={"model": "tunegate", **slow})
+        assert routed.status_code == 200, routed.text
+    assert verdict() == before
+
+
 @pytest.mark.parametrize(
     ("path", "payload", "status", "needle"),
     [
@@ -270,6 +301,13 @@ def test_canary_gets_its_share_and_callers_are_sticky(served):
         ("/v1/completions", {"model": "tunegate", "prompt": "hi", "temperature": "hot"}, 400, "temperature"),
         ("/classify", {"text": "   "}, 400, "blank"),
         ("/classify", {"txt": "hello"}, 400, "text"),
+        ("/classify", {"text": "hello", "tools": []}, 400, "tools: not supported"),
+        (
+            "/v1/completions",
+            {"model": "tunegate", "prompt": "x" * 2_000_000},
+            413,
+            "larger than 1048576 bytes",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_with_a_clear_message(served, path, payload, status, needle):

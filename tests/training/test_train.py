@@ -138,3 +138,25 @@ def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample,
     card = read_json(tmp_path / "candidate/card.json")
     assert card["metrics"]["resumed_from"].endswith(("checkpoint-8", "checkpoint-12", "checkpoint-16"))
     assert card["metrics"]["steps"] == 40
+
+
+def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
+    from training.train import casing_copies
+
+    rows = [{"id": f"r{i}", "text": f"My card number {i} is Lost", "label": "lost"} for i in range(200)]
+    copies = casing_copies(rows, 0.3, seed=42)
+    assert 40 <= len(copies) <= 80 and copies == casing_copies(rows, 0.3, seed=42)
+    assert all(c["text"] in (c["text"].upper(), c["text"].lower()) and c["label"] == "lost" for c in copies)
+    assert {c["text"].isupper() for c in copies} == {True, False}  # both forms occur
+    assert casing_copies(rows, 0.0, seed=42) == []
+    assert casing_copies([{"id": "x", "text": "123 ?", "label": "a"}], 1.0, seed=1) == []  # nothing to change
+
+
+def test_replay_keeps_its_share_when_the_task_rows_grow():
+    from training.train import same_share
+
+    replay = list(range(96))
+    assert same_share(replay, 1.0) == replay
+    grown = same_share(replay, 1.3)
+    assert len(grown) == 125 and grown[:96] == replay and grown[96:] == replay[:29]
+    assert same_share([], 2.0) == []
