@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import read_json, refuse_pickle, verified_card, verify_tree, write_json
+from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash, verified_card, write_json
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
 
@@ -81,14 +81,34 @@ def resolve(tag: str, tree_sha256: str) -> Path:
             "rebuild it with `dvc repro -f package` on the commit that registered it"
         ) from None
     folder = Path(model.path)
-    card = verified_card(folder)
+    check_against_registry(folder, tree_sha256, tag)
+    return folder
+
+
+def check_against_registry(folder: Path, tree_sha256: str, what: str) -> dict[str, Any]:
+    """Hash the files `folder`'s card lists, once; they must match the card and make the
+    registered tree sha256, which the card must name too. Returns the card."""
+    if not (folder / "card.json").exists():
+        raise ArtifactError(f"{folder} has no card.json; it is not a tunegate model folder")
+    card = read_json(folder / "card.json")
+    missing = sorted(n for n in card["files"] if not (folder / n).is_file())
+    if missing:
+        raise ArtifactError(f"{folder}: artifact failed verification: missing {', '.join(missing)}")
+    actual = {n: sha256_file(folder / n) for n in card["files"]}
+    differs = [f"{n}: sha256 differs from the card" for n in actual if actual[n] != card["files"][n]]
+    if differs:
+        raise ArtifactError(f"{folder}: artifact failed verification: " + "; ".join(differs))
     if card["tree_sha256"] != tree_sha256:
         raise ArtifactError(
-            f"{tag}: its card names tree sha256 {card['tree_sha256'][:12]}, "
+            f"{what}: its card names tree sha256 {card['tree_sha256'][:12]}, "
             f"not the registered {tree_sha256[:12]}"
         )
-    verify_tree(folder, card["files"], tree_sha256)
-    return folder
+    if tree_hash(actual) != tree_sha256:
+        raise ArtifactError(
+            f"{folder}: its files hash to {tree_hash(actual)[:12]}, not the recorded {tree_sha256[:12]}: "
+            "the artifact was changed after it was recorded"
+        )
+    return card
 
 
 def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
@@ -99,7 +119,7 @@ def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
     card = read_json(folder / "card.json")
     if dest.exists():
         try:
-            verify_tree(dest, card["files"], tree_sha256)
+            check_against_registry(dest, tree_sha256, tag)
             refuse_pickle(dest)
             return dest
         except ArtifactError:
@@ -109,7 +129,7 @@ def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
     for rel in [*card["files"], "card.json"]:
         (partial / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / rel, partial / rel)
-    verify_tree(partial, card["files"], tree_sha256)
+    check_against_registry(partial, tree_sha256, tag)
     refuse_pickle(partial)
     partial.rename(dest)
     return dest

@@ -69,21 +69,6 @@ def verify_hashes(folder: str | Path, expected: dict[str, str]) -> None:
         raise ArtifactError(f"{folder}: artifact failed verification: " + "; ".join(bad))
 
 
-def verify_tree(folder: str | Path, names: Iterable[str], expected: str) -> None:
-    """Raise ArtifactError unless the files `names` below `folder`, hashed now, make the tree
-    hash `expected` (the hash recorded somewhere the folder cannot rewrite, e.g. the registry)."""
-    folder = Path(folder)
-    missing = [n for n in names if not (folder / n).is_file()]
-    if missing:
-        raise ArtifactError(f"{folder}: missing {', '.join(sorted(missing))}")
-    actual = tree_hash({n: sha256_file(folder / n) for n in names})
-    if actual != expected:
-        raise ArtifactError(
-            f"{folder}: its files hash to {actual[:12]}, not the recorded {expected[:12]}: "
-            "the artifact was changed after it was recorded"
-        )
-
-
 def verified_card(folder: str | Path) -> dict[str, Any]:
     """A model folder's card, after checking every file against the sha256 it records."""
     folder = Path(folder)

@@ -537,6 +537,34 @@ def gone(pids: list[int], within: float) -> list[int]:
         time.sleep(0.2)
 
 
+def frozen(processes) -> None:
+    for p in processes:
+        p.suspend()  # SIGSTOP: the request stays in flight for as long as the test needs
+
+
+def thawed(processes) -> None:
+    import psutil
+
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.resume()
+
+
+def ask(url: str, prompt: str, answers: list | None = None) -> threading.Thread:
+    """A pinned completion in a thread of its own (it may never be answered)."""
+    body = {"model": "tunegate:production", "prompt": prompt, "max_tokens": 480}
+
+    def call() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            r = post(f"{url}/v1/completions", json=body, headers=AUTH)
+            if answers is not None:
+                answers.append(r)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
 def kill_tree(pid: int) -> None:
     import psutil
 
@@ -577,36 +605,28 @@ def test_nothing_outlives_a_killed_service_and_a_restart_starts_cleanly(served):
         worker, engine = workers[0], workers[0].children(recursive=True)
         assert engine, "the worker started no engine process"
         # A request in flight when the worker dies: its row stays open, the next start marks it lost.
-        body = {
-            "model": "tunegate:production",
-            "prompt": "Lost in flight:",
-            "max_tokens": 480,
-            "stream": True,
-        }
-        stream = httpx.stream("POST", f"{url}/v1/completions", json=body, headers=AUTH, timeout=60)
-        with contextlib.suppress(httpx.HTTPError), stream as r:
-            for line in r.iter_lines():
-                if line.startswith("data:"):
-                    worker.kill()
-                    break
+        # The engine is frozen (SIGSTOP) first, so the request cannot finish before the kill.
+        frozen(engine)
+        lost_call = ask(url, "Lost in flight:")
+        open_row(served["project"] / "logs/requests.sqlite", "Lost in flight:")
+        worker.kill()
+        thawed(engine)  # a stopped process cannot notice that its parent is gone
+        lost_call.join(60)
         assert gone([worker.pid, *(p.pid for p in engine)], within=20) == [], "the engine outlived its worker"
         wait_ready(proc, url, logfile)  # the server started a new worker; it marked the cut request lost
         lost = finished_row(served["project"] / "logs/requests.sqlite", "Lost in flight:")
         assert lost["status"] == 500 and lost["error"].startswith("lost"), dict(lost)
         # The engine dies under a request: the caller gets a 500, the log says 500, /livez fails.
         worker = next(c for c in top.children() if c.children())
-        core = [p for p in worker.children(recursive=True) if "EngineCor" in p.name()]
-        assert core, [p.name() for p in worker.children(recursive=True)]
+        engine = worker.children(recursive=True)
+        assert any("EngineCor" in p.name() for p in engine), [p.name() for p in engine]
+        frozen(engine)
         answer: list[httpx.Response] = []
-        body = {"model": "tunegate:production", "prompt": "Engine dies:", "max_tokens": 480}
-        asking = threading.Thread(
-            target=lambda: answer.append(post(f"{url}/v1/completions", json=body, headers=AUTH))
-        )
-        asking.start()
+        dying = ask(url, "Engine dies:", answer)
         open_row(served["project"] / "logs/requests.sqlite", "Engine dies:")
-        for p in core:
+        for p in engine:
             p.kill()
-        asking.join(60)
+        dying.join(60)
         assert answer and answer[0].status_code == 500, answer and answer[0].text
         assert answer[0].json()["error"]["type"] == "server_error"
         failed = finished_row(served["project"] / "logs/requests.sqlite", "Engine dies:")
