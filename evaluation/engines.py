@@ -131,7 +131,7 @@ def vllm_classify(
     if timings is not None:
         timings.update(startup_seconds=raw["startup_seconds"], seconds=raw["seconds"])
     return {
-        name: [Prediction(p["id"], p["label"], p["raw"]) for p in preds]
+        name: [Prediction(p["id"], p["label"], p["raw"], p.get("confidence")) for p in preds]
         for name, preds in raw["predictions"].items()
     }
 

@@ -9,7 +9,9 @@
 3. The forgetting probe: candidate and base model answer general questions.
 4. Parity: on ``eval.parity_rows`` hold-out rows, the served engine (vLLM, adapter per
    request) and the evaluation path are each compared with the transformers + PEFT
-   reference.
+   reference. In the same engine start, the served engine answers the monitoring
+   reference rows (``eval.reference_rows`` validation and hold-out rows): with their
+   confidences they become ``monitor_reference.json``, packaged with the release.
 5. Write ``eval/results/`` (predictions per suite, evidence.json for the gate,
    per_class.json with per-intent precision/recall/F1),
    ``eval/metrics.json`` (DVC metrics), ``eval/plots/`` (DVC plots).
@@ -32,6 +34,7 @@ from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.hf_predict import Prediction
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, token_f1, with_ci
 from evaluation.suites import Suite, build_suites, length_slice, unknown_labels
+from tunegate import monitor_reference
 from tunegate.artifacts import (
     atomic_dir,
     jsonl_text,
@@ -44,6 +47,7 @@ from tunegate.artifacts import (
 from tunegate.errors import ArtifactError, DataError
 from tunegate.params import Params, load_params
 from tunegate.prompt import PromptTemplate
+from tunegate.words import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -211,31 +215,32 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     else:
         evidence["probe"] = {"rows": 0, "missing": "no probe configured (data.probe_source)"}
 
-    # Parity: served engine and evaluation path, each against the PEFT reference.
+    # Parity and the monitoring reference: both answered by the served engine.
     holdout = suites[0]
     parity_rows = holdout.rows[: ep.parity_rows]
+    ref_rows = reference_rows(args.data, ep.reference_rows, params.base.seed)
+    served = served_answers(cand, template, parity_rows, ref_rows, ep.vllm_kv_cache_gib)
     if not parity_rows:
         evidence["parity"] = {"missing": "parity was not measured (eval.parity_rows is 0)"}
-    elif not vllm_available():
+    elif served is None:
         evidence["parity"] = {"missing": "parity was not measured: vllm is not installed"}
     else:
-        t = time.perf_counter()
-        parity_suite = Suite("parity", "holdout", parity_rows)
-        served = vllm_classify([(cand, "parity", parity_suite.rows)], template, ep.vllm_kv_cache_gib)[
-            "parity"
-        ]
-        served_seconds = time.perf_counter() - t
         reference = HFEngine("reference", ep.batch_size).classify(cand, template, parity_rows)
         ours = preds[(cand.key, "holdout")][: len(parity_rows)]
-        served_rate, served_diff = agreement(served, reference)
+        served_rate, served_diff = agreement(served["parity"], reference)
         eval_rate, eval_diff = agreement(ours, reference)
         evidence["parity"] = {
             "rows": len(parity_rows),
             "rates": {"served_vs_reference": served_rate, "evaluation_vs_reference": eval_rate},
             "disagreements": {"served_vs_reference": served_diff, "evaluation_vs_reference": eval_diff},
             "served_engine": "vllm, base model + LoRA adapter per request, structured outputs (choice)",
-            "served_seconds": round(served_seconds, 2),
+            "served_seconds": served["seconds"],
         }
+    evidence["monitor_reference"] = (
+        {"rows": len(ref_rows), "file": monitor_reference.FILE}
+        if served is not None and ref_rows
+        else {"missing": "no monitoring reference: " + ("no vllm" if ref_rows else "reference_rows is 0")}
+    )
 
     # Metrics, predictions and plots.
     resamples, seed = params.gate.bootstrap_resamples, params.base.seed
@@ -323,6 +328,12 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
             name: info | {"sha256": sha256_file(tmp / f"{name}.jsonl")}
             for name, info in evidence["suites"].items()
         }
+        ref_file, model_id = tmp / monitor_reference.FILE, cand.identity()["model_id"]
+        if "missing" in evidence["monitor_reference"]:
+            monitor_reference.write_missing(ref_file, evidence["monitor_reference"]["missing"], model_id)
+        else:
+            vocab = vocabulary(r["text"] for r in read_jsonl(args.data / "train.jsonl"))
+            monitor_reference.write(ref_file, ref_rows, served["reference"], vocab, model_id)
         write_json(tmp / "evidence.json", evidence)
         write_json(tmp / "per_class.json", classes)
     with atomic_dir(args.out / "plots") as tmp:
@@ -332,6 +343,31 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
             write_csv(tmp / f"class_deltas_{name}.csv", rows)
     write_json(args.out / "metrics.json", metrics)
     return metrics
+
+
+def reference_rows(data: Path, limit: int, seed: int) -> list[dict[str, Any]]:
+    """Validation then hold-out rows (a seeded sample of `limit` when there are more)."""
+    import random
+
+    rows = [r | {"split": split} for split in ("val", "holdout") for r in read_jsonl(data / f"{split}.jsonl")]
+    if len(rows) > limit:
+        keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+        rows = [rows[i] for i in keep]
+    return rows if limit else []
+
+
+def served_answers(
+    cand: ModelRef, template: PromptTemplate, parity: list[dict], reference: list[dict], kv_gib: int
+) -> dict[str, Any] | None:
+    """The served engine's answers (with confidences) on the parity and reference rows, in
+    one engine start; None without vLLM."""
+    if not (parity or reference) or not vllm_available():
+        return None
+    jobs = [(cand, name, rows) for name, rows in (("parity", parity), ("reference", reference)) if rows]
+    t = time.perf_counter()
+    out: dict[str, Any] = vllm_classify(jobs, template, kv_gib)
+    out["seconds"] = round(time.perf_counter() - t, 2)
+    return out
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -61,6 +61,8 @@ class Prediction:
     label: str | None
     """None when the output is not a valid label (counted as invalid)."""
     raw: str
+    confidence: float | None = None
+    """The served confidence (vLLM path only): the probability of the answer's token path."""
 
 
 def predict(

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tunegate.artifacts import read_json, refuse_pickle, write_json
-from tunegate.prompt import PromptTemplate
+from tunegate.prompt import PromptTemplate, answer_confidence
 
 log = logging.getLogger(__name__)
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # ranks vLLM's LoRA kernels accept
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     sampling = SamplingParams(
         temperature=0.0,
         max_tokens=max(len(label) for label in template.labels) + 1,  # any tokenization, then the end
+        logprobs=0,  # the served confidence (the service asks for the same)
         structured_outputs=StructuredOutputsParams(choice=list(template.labels)),
     )
     requests = {n: LoRARequest(n, i + 1, spec["adapters"][n]) for i, n in enumerate(names)}
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         preds = []
         for row, res in zip(job["rows"], results, strict=True):
             text = res.outputs[0].text.strip()
-            preds.append({"id": row["id"], "label": text if text in template.labels else None, "raw": text})
+            label = text if text in template.labels else None
+            confidence = answer_confidence(res.outputs[0].logprobs)
+            preds.append({"id": row["id"], "label": label, "raw": text, "confidence": confidence})
         out[job["name"]] = preds
     write_json(args.out, {"predictions": out, "startup_seconds": startup, "seconds": timings})
 

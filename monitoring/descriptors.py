@@ -3,17 +3,16 @@
 - ``length_chars`` and ``word_count``;
 - ``non_alpha_share``: characters that are neither letters nor spaces (digits, symbols,
   emoji, redaction placeholders);
-- ``oov_share``: words never seen in the reference (training) texts;
+- ``oov_share``: words the training split lacks (its vocabulary is recorded with the
+  release's monitoring reference, so reference and live rows are both scored as unseen text);
 - ``english_share``: words that are common English function words, a language hint
   (a Spanish or German message scores near 0, an English one well above).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from tunegate.words import vocabulary, words
 
-WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 ENGLISH = frozenset(
     """a about after all also am an and any are as at be been but by can could did do does
     for from get got had has have he her him his how i if in into is it its just me my no not
@@ -21,14 +20,7 @@ ENGLISH = frozenset(
     up us was we were what when where which who why will with would you your""".split()  # noqa: SIM905
 )
 NAMES = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
-
-
-def words(text: str) -> list[str]:
-    return [w.lower() for w in WORD.findall(text)]
-
-
-def vocabulary(texts: Iterable[str]) -> frozenset[str]:
-    return frozenset(w for t in texts for w in words(t))
+__all__ = ["NAMES", "describe", "vocabulary", "words"]
 
 
 def describe(text: str, vocab: frozenset[str]) -> dict[str, float]:

@@ -2,7 +2,12 @@
 
 A trigger fires when the last ``monitor.consecutive_windows`` judged reports each
 drifted on at least one ``monitor.retrain_on`` signal (reports too small to judge are
-skipped, neither breaking nor extending the streak). Firing first exports the
+skipped, neither breaking nor extending the streak). Every signal of a report is tested
+at its share of ``monitor.alpha`` against the release's held-out reference
+(monitoring/drift.py), so a report on in-distribution traffic drifts in at most alpha of
+windows, and the policy fires on such traffic about alpha ** consecutive_windows of the
+time (measured: ``bench/drift_power.py``). The report that fires names the signals that
+carried it. Firing first exports the
 feedback-labelled production requests to ``monitor.feedback_dir/feedback.jsonl`` (a
 dependency of the prepare stage: they join the training split, and ``dvc.lock`` pins
 them) and commits that folder alone (GTO registers the next release at that commit),
@@ -19,37 +24,46 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
 from tunegate.errors import DataError
 from tunegate.pii import clean_text
 
 
-def due(reports: list[dict[str, Any]], retrain_on: tuple[str, ...], consecutive: int) -> tuple[bool, str]:
-    """Whether the policy fires on these reports (oldest first), and why."""
+class Decision(NamedTuple):
+    fires: bool
+    why: str
+    signals: list[str]
+    """The retrain_on signals that drifted in every one of the windows that carried it."""
+
+
+def due(reports: list[dict[str, Any]], retrain_on: tuple[str, ...], consecutive: int) -> Decision:
+    """Whether the policy fires on these reports (oldest first), why, and on which signals."""
     judged = [r for r in reports if r["status"] != "insufficient"][-consecutive:]
     if len(judged) < consecutive:
-        return False, f"{len(judged)} judged report(s); the policy needs {consecutive} in a row"
+        return Decision(False, f"{len(judged)} judged report(s); the policy needs {consecutive} in a row", [])
     hits = [sorted(set(r["drifted"]) & set(retrain_on)) for r in judged]
     if all(hits):
-        return True, f"{consecutive} reports in a row drifted on " + ", ".join(
-            sorted({s for h in hits for s in h})
-        )
-    return False, f"the last {consecutive} judged reports did not all drift on {', '.join(retrain_on)}"
+        carried = sorted({s for h in hits for s in h})
+        return Decision(True, f"{consecutive} reports in a row drifted on " + ", ".join(carried), carried)
+    return Decision(
+        False, f"the last {consecutive} judged reports did not all drift on {', '.join(retrain_on)}", []
+    )
 
 
 def reports(reports_dir: Path) -> list[dict[str, Any]]:
     return [read_json(p) for p in sorted(reports_dir.glob("2*.json"))]
 
 
-def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
+def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> dict[str, Any]:
     """Merge the log's feedback-labelled /classify requests into ``folder/feedback.jsonl``.
 
     Each row records where it came from (``source``: the request id, the release that
     answered, its answer and when the label was given) and its text passes the scrubber
     again (logs written before a scrubber fix are cleaned on the way out). Keyed by request
-    id, so exporting twice adds nothing. Returns the counts."""
+    id, so exporting twice adds nothing. Requests labelled out of scope (``oos_label``) are
+    counted, not exported: they are no intent's training example. Returns the counts."""
     path = folder / "feedback.jsonl"
     rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
     before = dict(rows)
@@ -64,7 +78,10 @@ def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
             ).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataError(f"{log} is not a tunegate request log (with feedback): {err}") from err
+    out_of_scope = sum(1 for row in found if oos_label is not None and row[3] == oos_label)
     for request_id, time, text, label, version, answered, given in found:
+        if oos_label is not None and label == oos_label:
+            continue
         source = {"kind": "feedback", "request_id": request_id, "version": version, "answered": answered,
                   "feedback_time": given, "log": str(log)}  # fmt: skip
         rows[request_id] = {"id": request_id, "time": time, "text": clean_text(text), "label": label,
@@ -76,6 +93,7 @@ def export_feedback(log: Path, folder: Path) -> dict[str, Any]:
         "new": sum(1 for k in rows if k not in before),
         "relabelled": sum(1 for k, r in before.items() if rows[k]["label"] != r["label"]),
         "total": len(rows),
+        "out_of_scope": out_of_scope,
     }
 
 
@@ -111,11 +129,17 @@ def commit_feedback(project: Path, feedback_dir: Path, why: str) -> str | None:
 
 
 def trigger(
-    project: Path, reports_dir: Path, why: str, causes: list[str], log: Path, feedback_dir: Path
+    project: Path,
+    reports_dir: Path,
+    why: str,
+    causes: list[str],
+    log: Path,
+    feedback_dir: Path,
+    oos_label: str | None = None,
 ) -> dict[str, Any]:
     """Export feedback, run `dvc repro` in `project`, and record the trigger with the gate's verdict."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    feedback = export_feedback(log, project / feedback_dir)
+    feedback = export_feedback(log, project / feedback_dir, oos_label)
     feedback["commit"] = commit_feedback(project, feedback_dir, why)
     dvc = Path(sys.executable).parent / "dvc"
     result = subprocess.run([str(dvc), "repro"], cwd=project, capture_output=True, text=True, check=False)

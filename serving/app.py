@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +44,7 @@ from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, classify_sampling, complete
 from tunegate.errors import RegistryError, TunegateError
+from tunegate.prompt import answer_confidence
 
 router = APIRouter()
 admin = APIRouter(dependencies=[Depends(admin_auth)])  # the token is checked before the body
@@ -210,9 +210,8 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
             out = await until_disconnect(request, complete(rt, live, prompt, sampling, entry.request_id))
         choice = out.outputs[0]
         label = label_of(live, choice.text)
-        logprob = sum(next(iter(step.values())).logprob for step in choice.logprobs or [] if step)
         entry.output, entry.label, entry.valid = choice.text, label, label is not None
-        entry.confidence = math.exp(logprob)
+        entry.confidence = answer_confidence(choice.logprobs)
     answer = ClassifyResponse(
         label=label, confidence=round(entry.confidence, 4), version=live.version, stage=live.stage
     )
@@ -221,7 +220,8 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
 
 @router.post("/feedback", dependencies=[Depends(feedback_auth)])
 async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
-    """The true label of an answered /classify request (X-Request-Id of its response), once.
+    """The true label of an answered /classify request (X-Request-Id of its response), once:
+    one of the release's labels, or the declared out-of-scope label (``data.oos_label``).
     The drift monitor turns these into live accuracy, and retraining into training data."""
     rt = runtime(request)
     answered = await asyncio.to_thread(rt.log.answered, body.request_id)
@@ -233,9 +233,11 @@ async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
         raise ApiError(
             409, f"cannot check the label against {answered['version']}: {err}", "conflict"
         ) from err
-    if body.label not in labels:
+    oos = rt.params.data.oos_label
+    if body.label not in labels and body.label != oos:
+        also = f" or the out-of-scope label {oos!r}" if oos else " (data.oos_label declares none)"
         raise ApiError(
-            400, f"label {body.label!r} is not one of {answered['version']}'s {len(labels)} labels"
+            400, f"label {body.label!r} is not one of {answered['version']}'s {len(labels)} labels{also}"
         )
     try:
         row = await asyncio.to_thread(rt.log.feedback, body.request_id, body.label)

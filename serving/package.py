@@ -1,6 +1,6 @@
 """The package stage: an approved candidate becomes a release.
 
-It copies the adapter, its card and its gate record into the BentoML model store
+It copies the adapter, its card, its gate record and its monitoring reference into the BentoML model store
 (``bentoml models list`` shows it) and registers the release with GTO at the current
 commit (``gto show``). A rejected candidate is not packaged: the stage says why and exits
 0, so the pipeline's metrics are kept either way.
@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tunegate import monitor_reference
 from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash, verified_card, write_json
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
@@ -30,7 +31,12 @@ def bento_tag(name: str, card: dict[str, Any]) -> str:
 
 
 def save_to_store(
-    candidate: Path, gate_file: Path, tag: str, card: dict[str, Any], gate: dict[str, Any]
+    candidate: Path,
+    gate_file: Path,
+    tag: str,
+    card: dict[str, Any],
+    gate: dict[str, Any],
+    reference: Path | None = None,
 ) -> Path:
     """Copy the candidate into the BentoML model store (once per adapter); returns its folder."""
     import bentoml
@@ -54,6 +60,8 @@ def save_to_store(
         "verdict": gate["verdict"],
         "gate_baseline": gate["baseline"]["kind"],
     }
+    if reference is not None:
+        metadata["monitor_reference_sha256"] = sha256_file(reference)
     with bentoml.models.create(
         tag, labels={"stage": "packaged", "verdict": gate["verdict"]}, metadata=metadata, module="tunegate"
     ) as model:
@@ -62,6 +70,8 @@ def save_to_store(
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
+        if reference is not None:
+            shutil.copy2(reference, dest / monitor_reference.FILE)
     verified_card(dest)
     return dest
 
@@ -109,6 +119,24 @@ def check_against_registry(folder: Path, tree_sha256: str, what: str) -> dict[st
             "the artifact was changed after it was recorded"
         )
     return card
+
+
+def release_reference(tag: str, tree_sha256: str) -> Path:
+    """A release's monitoring reference in the store, checked against the hash recorded
+    when it was packaged (and the release itself verified against the registry)."""
+    import bentoml
+
+    folder = resolve(tag, tree_sha256)
+    path = folder / monitor_reference.FILE
+    recorded = bentoml.models.get(tag).info.metadata.get("monitor_reference_sha256")
+    if recorded is None or not path.exists():
+        raise ArtifactError(
+            f"{tag} was packaged without a monitoring reference (eval.reference_rows was 0, or vLLM was "
+            "missing at evaluate time); pass one with --reference"
+        )
+    if sha256_file(path) != recorded:
+        raise ArtifactError(f"{tag}: {monitor_reference.FILE} was changed after it was packaged")
+    return path
 
 
 def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
@@ -170,12 +198,19 @@ def bentoml_home() -> str:
     return str(BentoMLContainer.bentoml_home.get())
 
 
-def package(params_path: Path, candidate: Path, gate_file: Path, out: Path, repo: Path) -> dict[str, Any]:
+def package(
+    params_path: Path, candidate: Path, gate_file: Path, out: Path, repo: Path, reference: Path | None = None
+) -> dict[str, Any]:
     params = load_params(params_path)
     gate = read_json(gate_file)
     card = verified_card(candidate)
     if gate["candidate"]["tree_sha256"] != card["tree_sha256"]:
         raise ArtifactError(f"{gate_file} judged another candidate than {candidate}; run `dvc repro`")
+    if reference is not None and monitor_reference.missing(reference):
+        log.warning("packaged without a monitoring reference: %s", monitor_reference.missing(reference))
+        reference = None
+    if reference is not None and monitor_reference.read(reference).model_id != card["model_id"]:
+        raise ArtifactError(f"{reference} was recorded for another model than {card['model_id']}")
     record: dict[str, Any] = {
         "verdict": gate["verdict"],
         "model_id": card["model_id"],
@@ -191,7 +226,7 @@ def package(params_path: Path, candidate: Path, gate_file: Path, out: Path, repo
         log.warning("not packaged: %s", record["reason"])
         return record
     tag = bento_tag(params.release.name, card)
-    save_to_store(candidate, gate_file, tag, card, gate)
+    save_to_store(candidate, gate_file, tag, card, gate, reference)
     record |= {"packaged": True, "bento_tag": tag, "version": None}
     try:
         from serving.registry import Registry
@@ -212,9 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--reference", type=Path, default=None, help="the monitoring reference to package")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    package(args.params, args.candidate, args.gate, args.out, args.repo)
+    package(args.params, args.candidate, args.gate, args.out, args.repo, args.reference)
 
 
 if __name__ == "__main__":

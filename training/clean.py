@@ -41,6 +41,8 @@ class CleanReport:
     duplicates_near: int = 0
     label_conflicts: int = 0
     """duplicates whose label differed from the kept row's label"""
+    out_of_scope: int = 0
+    """rows labelled ``data.oos_label``: kept out of the label set and the training targets"""
 
     def drop(self, row: RawRow | Row, reason: str) -> None:
         self.dropped[reason] += 1
@@ -63,6 +65,7 @@ class CleanReport:
             "duplicates_exact": self.duplicates_exact,
             "duplicates_near": self.duplicates_near,
             "label_conflicts": self.label_conflicts,
+            "out_of_scope": self.out_of_scope,
         }
 
 
@@ -78,8 +81,10 @@ def validate(
     min_chars: int,
     max_chars: int,
     scrub_pii: bool,
+    oos_label: str | None = None,
 ) -> list[Row]:
-    """Drop malformed rows (counted in `report`); normalise and scrub the rest."""
+    """Drop malformed rows (counted in `report`) and set aside out-of-scope ones (counted);
+    normalise and scrub the rest."""
     out = []
     for raw in rows:
         report.total += 1
@@ -97,6 +102,9 @@ def validate(
             label = str(label)
         if not isinstance(label, str) or not label.strip():
             report.drop(raw, "missing label")
+            continue
+        if oos_label is not None and label.strip() == oos_label:
+            report.out_of_scope += 1
             continue
         text = normalise(raw.text)
         if len(text) < min_chars:

@@ -51,7 +51,10 @@ def prepare_dataset(
 
     def clean(name: str, rows: list[RawRow], seen: dict[str, str] | None = None) -> list[Row]:
         report = reports[name] = CleanReport()
-        valid = validate(rows, report, min_chars=p.min_chars, max_chars=p.max_chars, scrub_pii=p.scrub_pii)
+        valid = validate(
+            rows, report, min_chars=p.min_chars, max_chars=p.max_chars, scrub_pii=p.scrub_pii,
+            oos_label=params.data.oos_label,
+        )  # fmt: skip
         _check_invalid_share(name, report, p.max_invalid_share)
         return deduplicate(valid, report, p.dedup, seen)
 

@@ -302,7 +302,8 @@ def replay(
     ),
     label_column: str = typer.Option("label", "--label-column"),
 ) -> None:
-    """Send messages from a file to /classify at a steady rate; print a summary per release."""
+    """Send messages from a file to /classify at a steady rate; print a summary per release.
+    With --feedback, a label the service refuses is counted and the replay goes on."""
     import csv
     import time
     from collections import Counter
@@ -324,7 +325,7 @@ def replay(
     texts = [r[text_column] for r in rows]
     served: Counter = Counter()
     statuses: Counter = Counter()
-    correct = 0
+    correct, labelled, first_refusal = 0, Counter(), ""
     start = time.monotonic()
     keys = {
         k: os.environ.get(k) for k in ("TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY", "TUNEGATE_ADMIN_TOKEN")
@@ -354,11 +355,17 @@ def replay(
                     json={"request_id": r.headers["x-request-id"], "label": truth},
                     headers={"Authorization": f"Bearer {label_key}"},
                 )
-                if sent.status_code != 200:
+                if sent.status_code in (401, 403):  # every label would be refused: stop now
                     fail(TunegateError(f"/feedback answered {sent.status_code}: {sent.text}"))
-    summary = {"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}
+                labelled[sent.status_code] += 1
+                if sent.status_code != 200 and not first_refusal:
+                    first_refusal = f"{truth!r}: {sent.status_code} {sent.text[:200]}"
+    summary: dict[str, object] = {"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}
     if feedback:
         summary["accuracy"] = round(correct / max(statuses[200], 1), 4)
+        summary["feedback"] = {"status": dict(labelled)} | (
+            {"first_refused": first_refusal} if first_refusal else {}
+        )
     typer.echo(json.dumps(summary))
 
 
@@ -369,46 +376,55 @@ def drift(
     ),
     last: int | None = typer.Option(None, "--last", help="Only the last N requests."),
     log_path: Path | None = typer.Option(None, "--log", help="Request log (default: serve.request_log)."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="A monitoring reference file (default: monitor.reference)."
+    ),
     retrain: bool = typer.Option(False, "--retrain", help="If the retraining policy fires, run `dvc repro`."),
     params_path: Path = PARAMS_OPTION,
 ) -> None:
-    """Compare production traffic with the training reference (Evidently). Exit 0: no drift,
-    3: drift, 4: window too small to judge, 2: error."""
-    from monitoring.drift import main_report
+    """Compare production traffic with the release's held-out reference (Evidently). Exit 0:
+    no drift, 3: drift, 4: window too small to judge, 2: error."""
+    from monitoring.report import main_report
     from monitoring.retrain import due, reports, trigger
+    from tunegate.artifacts import write_json
     from tunegate.params import load_params
 
     try:
         params = load_params(params_path)
         m = params.monitor
         hours = _hours(window) if window else None
-        record, html = main_report(
-            log_path or Path(params.serve.request_log), Path(m.reference), Path(m.reports_dir), m.signals,
-            m.min_window, m.sample, params.base.seed, m.alpha, params.gate.min_accuracy, m.min_feedback,
-            hours=hours, last=last,
-        )  # fmt: skip
+        log = log_path or Path(params.serve.request_log)
+        record, html = main_report(log, reference or m.reference, Path(m.reports_dir), params, hours, last)
     except TunegateError as err:
         fail(err)
+    fix, ref = record["correction"], record["reference"]
     for sig in record["signals"]:
         verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig["drifted"]]
         score = "-" if sig["score"] is None else f"{sig['score']:.3g}"
+        p = "" if sig["p_value"] is None or sig["p_value"] == sig["score"] else f", p {sig['p_value']:.3g}"
         note = f"; {sig['note']}" if sig["note"] and sig["drifted"] is None else ""
         typer.echo(
             f"{sig['name']:<16} {verdict:<10} {score:>9}  "
-            f"({sig['method']}, threshold {sig['threshold']:.3g}{note})"
+            f"({sig['method']}, threshold {sig['threshold']:.3g}{p}{note})"
         )
     w = record["window"]
     typer.echo(
+        f"family-wise: {fix['method']} over {fix['family']} signals, each at {fix['each']:.3g} "
+        f"(alpha {fix['alpha']:g}); reference {ref['path']} ({ref['rows']} rows)"
+    )
+    typer.echo(
         f"{record['status']}: {w['requests']} requests ({w['skipped_rows']} rows skipped); report {html}"
     )
-    fire, why = due(reports(Path(m.reports_dir)), m.retrain_on, m.consecutive_windows)
-    typer.echo(f"retraining policy: {'fires' if fire else 'quiet'} ({why})")
-    if retrain and fire:
-        log = log_path or Path(params.serve.request_log)
+    decision = due(reports(Path(m.reports_dir)), m.retrain_on, m.consecutive_windows)
+    record["retraining"] = decision._asdict()
+    write_json(html.with_suffix(".json"), record)
+    typer.echo(f"retraining policy: {'fires' if decision.fires else 'quiet'} ({decision.why})")
+    if retrain and decision.fires:
         try:
             entry = trigger(
-                Path("."), Path(m.reports_dir), why, [f"{record['time']}.json"], log, Path(m.feedback_dir)
-            )
+                Path("."), Path(m.reports_dir), decision.why, [f"{record['time']}.json"], log,
+                Path(m.feedback_dir), params.data.oos_label,
+            )  # fmt: skip
         except TunegateError as err:
             fail(err)
         fb = entry["feedback"]

@@ -48,6 +48,11 @@ class DataParams:
     """A natural shifted set with the same labels (another channel or product)."""
     probe_source: str | None = "data/sample/probe.jsonl"
     """General questions with short answers, for the forgetting check."""
+    oos_label: str | None = None
+    """The label that means "out of scope: none of the intents" (e.g. ``oos``). Rows with it
+    are kept out of the label set and the training targets (counted in the manifest);
+    ``/feedback`` and ``tunegate replay --feedback`` accept it (live accuracy counts such an
+    answered request as wrong); retraining does not export those requests as training rows."""
     replay_source: str | None = "data/sample/replay.jsonl"
     """General instructions whose base-model answers are replayed during fine-tuning
     (self-distillation against forgetting; see train.replay_rows)."""
@@ -228,6 +233,11 @@ class EvalParams:
     the reference (transformers + PEFT) for the parity check; 0 skips it (the check fails)."""
     vllm_kv_cache_gib: int = 2
     """VLLM_CPU_KVCACHE_SPACE for the evaluation engine on a CPU."""
+    reference_rows: int = 1000
+    """Held-out rows (validation, then hold-out; a seeded sample beyond this many) the
+    served engine answers at evaluate time: with their answers and confidences they are
+    the release's monitoring reference (tunegate/monitor_reference.py). 0 skips it (the
+    release then cannot be monitored); under 50 is refused."""
 
     def problems(self) -> list[str]:
         from evaluation.perturb import PERTURBATIONS
@@ -250,6 +260,8 @@ class EvalParams:
             out.append(f"eval.probe_max_tokens: {self.probe_max_tokens} is outside [1, 256]")
         if self.parity_rows < 0:
             out.append(f"eval.parity_rows: {self.parity_rows} must be >= 0")
+        if self.reference_rows != 0 and self.reference_rows < 50:
+            out.append(f"eval.reference_rows: {self.reference_rows} must be 0 (no reference) or >= 50")
         return out
 
 
@@ -419,8 +431,11 @@ class ServeParams:
 
 @dataclass(frozen=True)
 class MonitorParams:
-    reference: str = "data/prepared/train.jsonl"
-    """What production traffic is compared with: the prepared training split."""
+    reference: str = "release"
+    """What production traffic is compared with. ``release``: the monitoring reference
+    packaged with the release that answered the window (its held-out rows, its answers and
+    confidences on them, the training vocabulary; tunegate/monitor_reference.py). Or the
+    path of such a file (``eval/results/monitor_reference.json``)."""
     signals: tuple[str, ...] = (
         "length_chars",
         "word_count",
@@ -440,8 +455,14 @@ class MonitorParams:
     sample: int = 1000
     """At most this many rows of reference and of window (seeded sample) per report."""
     reports_dir: str = "reports/drift"
-    retrain_on: tuple[str, ...] = ("embedding", "oov_share", "english_share", "predicted_label")
-    """Signals whose drift counts towards retraining."""
+    retrain_on: tuple[str, ...] = (
+        "embedding",
+        "oov_share",
+        "english_share",
+        "predicted_label",
+        "live_accuracy",
+    )
+    """Signals whose drift counts towards retraining (monitor.signals or live_accuracy)."""
     consecutive_windows: int = 2
     """Retrain when this many reports in a row drifted on a retrain_on signal."""
     feedback_dir: str = "data/feedback"
@@ -458,10 +479,12 @@ class MonitorParams:
             if s not in known
         ]
         out += [
-            f"monitor.retrain_on: {s!r} is not in monitor.signals"
+            f"monitor.retrain_on: {s!r} is not in monitor.signals (or live_accuracy)"
             for s in self.retrain_on
-            if s not in self.signals
+            if s not in (*self.signals, "live_accuracy")
         ]
+        if len(set(self.signals)) != len(self.signals):
+            out.append(f"monitor.signals: {list(self.signals)} names a signal twice")
         if not 0 < self.alpha < 0.5:
             out.append(f"monitor.alpha: {self.alpha} is outside (0, 0.5)")
         if self.min_window < 10 or self.sample < self.min_window or self.consecutive_windows < 1:

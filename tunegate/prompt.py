@@ -55,3 +55,12 @@ def general_prompt(tokenizer: Any, text: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
     )
+
+
+def answer_confidence(logprobs: Any) -> float:
+    """The served confidence of a constrained answer: the probability of the generated
+    token path (each step's sampled-token logprob from vLLM, ``logprobs=0``), multiplied
+    out. The service and the evaluate stage's monitoring reference both use this."""
+    import math
+
+    return math.exp(sum(next(iter(step.values())).logprob for step in logprobs or [] if step))

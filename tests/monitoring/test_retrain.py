@@ -9,8 +9,10 @@ def report(status: str, drifted: list[str] = ()) -> dict:
 
 def test_fires_only_on_consecutive_drift_of_a_retrain_signal():
     assert due([report("drift", ["embedding"])], ON, 2)[0] is False  # one window is not a trend
-    fire, why = due([report("drift", ["embedding"]), report("drift", ["oov_share", "length_chars"])], ON, 2)
-    assert fire and "embedding, oov_share" in why
+    fire, why, carried = due(
+        [report("drift", ["embedding"]), report("drift", ["oov_share", "length_chars"])], ON, 2
+    )
+    assert fire and "embedding, oov_share" in why and carried == ["embedding", "oov_share"]
     assert not due([report("drift", ["embedding"]), report("no_drift")], ON, 2)[0]
     assert not due([report("drift", ["length_chars"]), report("drift", ["length_chars"])], ON, 2)[0]
 

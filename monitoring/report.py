@@ -1,0 +1,99 @@
+"""One drift report: find the reference, judge a window, write ``<timestamp>.html`` and ``.json``.
+
+The reference is the monitoring reference packaged with the release that answered most
+of the window (``monitor.reference: release``: looked up in the registry, read from the
+model store and checked against the hash recorded when it was packaged), or a reference
+file named explicitly (``--reference`` or a path in ``monitor.reference``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from monitoring.drift import correction, live_accuracy, run
+from monitoring.window import Window, read_window
+from tunegate import monitor_reference
+from tunegate.artifacts import write_json
+from tunegate.errors import DataError
+
+
+def locate_reference(setting: str, window: Window, project: Path, params: Any) -> Path:
+    """The reference file for `window`: a path, or (``release``) its release's packaged one."""
+    if setting != "release":
+        return Path(setting)
+    if window.version is None:
+        raise DataError("the window's requests name no release version; pass --reference FILE")
+    from serving.package import release_reference
+    from serving.registry import Registry
+
+    release = Registry.from_params(project, params).release(window.version)
+    return release_reference(release.bento_tag, release.tree_sha256)
+
+
+def main_report(
+    log: Path,
+    reference_setting: str,
+    out_dir: Path,
+    params: Any,
+    hours: float | None = None,
+    last: int | None = None,
+    project: Path = Path("."),
+) -> tuple[dict[str, Any], Path]:
+    """Compute drift for a window and write the report; returns the record and the HTML path."""
+    m = params.monitor
+    window = read_window(log, hours, last)
+    if not window.texts:
+        span = f"the last {hours:g} h" if hours is not None else "the log"
+        raise DataError(
+            f"no answered /classify requests with text in {span} of {log} "
+            f"({window.skipped} rows skipped as corrupt or empty): nothing to compare"
+        )
+    ref_path = locate_reference(reference_setting, window, project, params)
+    reference = monitor_reference.read(ref_path)
+    results, snapshot = run(
+        reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
+    )
+    fix = correction(m.signals, m.alpha)
+    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, fix.each))
+    judged = [s for s in results if s.drifted is not None]
+    # Too few requests: traffic signals were not judged, so neither is the window.
+    status = (
+        "insufficient" if snapshot is None else ("drift" if any(s.drifted for s in judged) else "no_drift")
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = out_dir / f"{stamp}.html"
+    record = {
+        "time": stamp,
+        "status": status,
+        "drifted": [s.name for s in judged if s.drifted],
+        "signals": [asdict(s) for s in results],
+        "correction": asdict(fix),
+        "window": {
+            "requests": len(window.texts),
+            "skipped_rows": window.skipped,
+            "start": window.start,
+            "end": window.end,
+            "version": window.version,
+            "versions": window.versions,
+        },
+        "reference": {
+            "path": reference.source,
+            "sha256": reference.sha256,
+            "rows": len(reference),
+            "model_id": reference.model_id,
+        },
+        "log": str(log),
+        "html": [html.name],
+    }
+    if snapshot is not None:
+        snapshot.save_html(str(html))
+    else:
+        html.write_text(
+            f"<html><body><h1>Drift: not judged</h1><p>{results[0].note}</p></body></html>", encoding="utf-8"
+        )
+    write_json(out_dir / f"{stamp}.json", record)
+    return record, html

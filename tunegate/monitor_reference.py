@@ -1,0 +1,130 @@
+"""A release's monitoring reference: what in-distribution traffic looks like for it.
+
+Written by the evaluate stage (``eval/results/monitor_reference.json``), packaged with the
+release, read by the drift monitor. It holds rows the model never trained on (validation
+and hold-out, scrubbed like live traffic) with the release's own answers and served
+confidences on them (the vLLM path, as the service answers), and the training split's
+vocabulary. Live traffic from the training distribution is unseen text answered by the
+same model, exactly like these rows, so every drift test compares like with like and
+its false-alarm rate is the declared one (``monitoring/stats.py``). The first window
+after a release can be judged: nothing depends on earlier traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate.artifacts import read_json, sha256_file, write_json
+from tunegate.errors import DataError
+
+SCHEMA = 1
+MIN_ROWS = 50
+"""Fewer reference rows cannot estimate the tests' null distributions (the embedding
+classifier tests on half of reference + window; label and K-S tests need the spread)."""
+FILE = "monitor_reference.json"
+
+
+@dataclass(frozen=True)
+class MonitorReference:
+    texts: list[str]
+    answers: list[str | None]
+    """The release's answer per row (None: not a valid label)."""
+    confidence: list[float]
+    labels: frozenset[str]
+    """Every label the release knows of (gold and answered)."""
+    vocabulary: frozenset[str]
+    model_id: str
+    source: str
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def write(
+    path: Path, rows: list[dict[str, Any]], answers: list[Any], vocabulary: frozenset[str], model_id: str
+) -> None:
+    """`rows` (id, text, label, split) with their served `answers` (label, confidence)."""
+    write_json(
+        path,
+        {
+            "schema": SCHEMA,
+            "model_id": model_id,
+            "rows": [
+                {
+                    "id": r["id"],
+                    "split": r.get("split"),
+                    "text": r["text"],
+                    "gold": r["label"],
+                    "answer": a.label,
+                    "confidence": a.confidence,
+                }
+                for r, a in zip(rows, answers, strict=True)
+            ],
+            "vocabulary": sorted(vocabulary),
+        },
+    )
+
+
+def write_missing(path: Path, why: str, model_id: str) -> None:
+    """Say why a release has no reference (the pipeline's file exists either way)."""
+    write_json(path, {"schema": SCHEMA, "model_id": model_id, "missing": why})
+
+
+def missing(path: Path) -> str | None:
+    """Why `path` holds no reference (evaluate could not record one), or None."""
+    try:
+        raw = read_json(path)
+    except (OSError, ValueError):
+        return None  # read() says what is wrong with it
+    return raw.get("missing") if isinstance(raw, dict) else None
+
+
+def read(path: Path, source: str | None = None) -> MonitorReference:
+    """Load and check a reference; every problem is a DataError naming the file."""
+    where = source or str(path)
+    if not path.exists():
+        raise DataError(f"monitoring reference {where} does not exist")
+    try:
+        raw = read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"monitoring reference {where} is not JSON: {err}") from err
+    if isinstance(raw, dict) and raw.get("missing"):
+        raise DataError(f"{where} holds no monitoring reference: {raw['missing']}")
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise DataError(f"monitoring reference {where} has schema {found!r}; this tunegate reads {SCHEMA}")
+    rows = raw.get("rows")
+    if not isinstance(rows, list) or not all(_good(r) for r in rows):
+        raise DataError(f"monitoring reference {where}: rows need text, answer and a confidence in [0, 1]")
+    if len(rows) < MIN_ROWS:
+        raise DataError(
+            f"monitoring reference {where} has {len(rows)} rows; at least {MIN_ROWS} are needed "
+            "to estimate the drift tests' null distributions (raise eval.reference_rows or add held-out rows)"
+        )
+    vocab = raw.get("vocabulary")
+    if not isinstance(vocab, list) or not vocab:
+        raise DataError(f"monitoring reference {where} has no training vocabulary")
+    labels = frozenset(x for r in rows for x in (r.get("gold"), r["answer"]) if isinstance(x, str))
+    return MonitorReference(
+        texts=[r["text"] for r in rows],
+        answers=[r["answer"] for r in rows],
+        confidence=[float(r["confidence"]) for r in rows],
+        labels=labels,
+        vocabulary=frozenset(vocab),
+        model_id=str(raw.get("model_id")),
+        source=where,
+        sha256=sha256_file(path),
+    )
+
+
+def _good(row: Any) -> bool:
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+        return False
+    if "answer" not in row or not (row["answer"] is None or isinstance(row["answer"], str)):
+        return False
+    c = row.get("confidence")
+    return isinstance(c, (int, float)) and math.isfinite(c) and 0.0 <= c <= 1.0
