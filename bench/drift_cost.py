@@ -3,7 +3,7 @@
 Two contenders compute the same Evidently report (text descriptors, predicted labels,
 confidence, all-MiniLM-L6-v2 embedding drift) on the same request log, in one run:
 
-- ``tunegate``: ``monitoring.drift.main_report`` as ``tunegate drift`` runs it: a
+- ``tunegate``: ``monitoring.report.main_report`` as ``tunegate drift`` runs it: a
   seeded sample of at most ``monitor.sample`` rows per side is described and embedded,
   and the reference sample's embeddings come from the on-disk cache (the first, cold
   report computes it; its cost is reported apart);
@@ -61,7 +61,10 @@ def build_log(path: Path, data: Path, n: int, seed: int) -> None:
 def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -> dict:
     """One report, in this process (called in a child): seconds, embedding seconds, peak RSS."""
     import monitoring.drift as drift
-    from tunegate.params import MonitorParams
+    from monitoring.report import main_report
+    from monitoring.window import read_window
+    from tunegate import monitor_reference
+    from tunegate.params import Params
 
     spent = {"embed": 0.0, "rows": 0}
     original = drift.embed
@@ -75,18 +78,16 @@ def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -
         return out
 
     drift.embed = timed_embed
-    m = MonitorParams()
+    params = Params()
+    m = params.monitor
     start = time.perf_counter()
     if mode == "naive":
-        window = drift.read_window(log)
-        everything = len(window.texts) + sum(1 for _ in reference.open())
-        conf_ref = window.confidence[: len(window.confidence) // 2]  # same test, all rows
-        results, _, _ = drift.run(
-            reference, window, m.signals, m.min_window, everything, 0, m.alpha, None, conf_ref
-        )
+        window, ref = read_window(log), monitor_reference.read(reference)
+        everything = len(window.texts) + len(ref)
+        results, _ = drift.run(ref, window, m.signals, m.min_window, everything, 0, m.alpha)
         status = "drift" if any(s.drifted for s in results) else "no_drift"
     else:
-        record, _ = drift.main_report(log, reference, reports, m.signals, m.min_window, sample, 0, m.alpha)
+        record, _ = main_report(log, str(reference), reports, params)
         status = record["status"]
     seconds = time.perf_counter() - start
     return {
@@ -113,6 +114,10 @@ def child(mode: str, log: Path, reference: Path, reports: Path, sample: int, tim
     return result
 
 
+def reference_rows(reference: Path) -> list:
+    return json.loads(reference.read_text(encoding="utf-8"))["rows"]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         mode, log, reference, reports, sample = sys.argv[2:7]
@@ -128,16 +133,17 @@ def main() -> None:
         "--naive-max", type=int, default=10_000,
         help="largest size the baseline runs on; past it, its embedding time is extrapolated from its rate",
     )  # fmt: skip
+    parser.add_argument("--reference", type=Path, default=Path("eval/results/monitor_reference.json"))
     parser.add_argument("--timeout", type=int, default=1800, help="seconds one report may take")
     parser.add_argument("--out", type=Path, default=Path("bench/results/drift_cost.json"))
     args = parser.parse_args()
 
-    reference = args.data / "train.jsonl"
+    reference = args.reference
     if not reference.exists():
-        raise SystemExit(f"{reference} is missing: run `dvc repro prepare` first")
+        raise SystemExit(f"{reference} is missing: run `dvc repro evaluate` first")
     sample = MonitorParams().sample
     results: dict[str, dict] = {}
-    ref_rows, naive_rate = sum(1 for _ in reference.open()), 0.0
+    ref_rows, naive_rate = len(reference_rows(reference)), 0.0
     with tempfile.TemporaryDirectory(prefix="tunegate-drift-cost-") as tmp:
         reports = Path(tmp) / "reports"
         for n in args.sizes:

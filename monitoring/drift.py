@@ -22,10 +22,12 @@ alarm in at most alpha of the windows):
 - ``live_accuracy``: where callers sent the true label (``POST /feedback``), accuracy with a
   Wilson interval; drift when the interval lies below ``gate.min_accuracy``.
 
-A window smaller than ``monitor.min_window`` is reported as too small to judge, never as
-"no drift"; a signal whose test needs more rows than the window has is "not judged" with the
-reason. A window answered mostly with labels the reference lacks comes from another model
-family: that is an error, not drift.
+The tests compare distinct messages (the reference was de-duplicated by the prepare stage;
+repeats in a window are counted in the report, see ``Window.distinct``). A window smaller
+than ``monitor.min_window`` is reported as too small to judge, never as "no drift"; a
+signal whose test needs more rows than the window has is "not judged" with the reason.
+A window answered mostly with labels the reference lacks comes from another model family:
+that is an error, not drift.
 
 Cost: a seeded sample of at most ``monitor.sample`` rows of each side is described and
 embedded, and the reference's embeddings are cached on disk by its hash
@@ -120,25 +122,81 @@ def frame(texts: list[str], labels: list, confidence: list, vocab: frozenset[str
     )
 
 
-def evidently_signals(snapshot: Any, each: float, sizes: tuple[int, int]) -> list[Signal]:
+def embedding_signal(auc: float, each: float, sizes: tuple[int, int]) -> Signal:
     from monitoring.stats import auc_p_value, auc_threshold, held_out_sizes
 
+    n1, n2 = held_out_sizes(*sizes)
+    p, critical = auc_p_value(auc, n1, n2), auc_threshold(each, n1, n2)
+    note = f"held-out ROC AUC on {n1} reference and {n2} window rows; null: Mann-Whitney"
+    return Signal("embedding", "model (ROC AUC vs its null)", critical, auc, p < each, note, p)
+
+
+def evidently_signals(snapshot: Any, each: float, sizes: tuple[int, int]) -> list[Signal]:
     out = []
     for result in snapshot.dict()["metrics"]:
         config, score = result["config"], float(result["value"])
         if config["type"].endswith("EmbeddingsDrift"):
-            n1, n2 = held_out_sizes(*sizes)
-            p, critical = auc_p_value(score, n1, n2), auc_threshold(each, n1, n2)
-            note = f"held-out ROC AUC on {n1} reference and {n2} window rows; null: Mann-Whitney"
-            out.append(Signal("embedding", "model (ROC AUC vs its null)", critical, score, p < each, note, p))
-            continue
-        method = config["method"]
-        out.append(Signal(config["column"], method, each, score, score < each, "", score))
+            out.append(embedding_signal(score, each, sizes))
+        else:
+            out.append(Signal(config["column"], config["method"], each, score, score < each, "", score))
     return out
 
 
 def not_judged(names: tuple[str, ...], note: str) -> list[Signal]:
     return [Signal(s, "-", 0.0, None, None, note) for s in names]
+
+
+def frames(
+    reference: MonitorReference,
+    window: Window,
+    ref_idx: list[int],
+    cur_idx: list[int],
+    embeddings: bool,
+    cache: Path | None,
+) -> tuple[Any, Any]:
+    """Descriptors, answers, confidences (and embeddings, when asked) of both sides."""
+    vectors = [None, None]
+    if embeddings:
+        vectors = [
+            embed([reference.texts[i] for i in ref_idx], cache),
+            embed([window.texts[i] for i in cur_idx]),
+        ]
+    ref = frame(
+        [reference.texts[i] for i in ref_idx], [reference.answers[i] for i in ref_idx],
+        [reference.confidence[i] for i in ref_idx], reference.vocabulary, vectors[0],
+    )  # fmt: skip
+    cur = frame(
+        [window.texts[i] for i in cur_idx], [window.labels[i] for i in cur_idx],
+        [window.confidence[i] for i in cur_idx], reference.vocabulary, vectors[1],
+    )  # fmt: skip
+    return ref, cur
+
+
+def report(ref: Any, cur: Any, tested: list[str], each: float, embeddings: bool) -> Any:
+    """Evidently's report: a ValueDrift per tested column, EmbeddingsDrift when asked."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift, ValueDrift
+
+    from monitoring.stats import NullCalibratedModelDrift
+
+    def method(s: str) -> str:
+        return "two_sample_chisquare" if s == "predicted_label" else "ks"
+
+    metrics: list[Any] = [ValueDrift(column=s, method=method(s), threshold=each) for s in tested]
+    emb_cols = [c for c in ref.columns if c.startswith("emb_")] if embeddings else []
+    if embeddings:
+        drift_method = NullCalibratedModelDrift(alpha=each)
+        metrics.append(EmbeddingsDrift(embeddings_name="text", drift_method=drift_method))
+    definition = DataDefinition(
+        numerical_columns=[*NAMES, "confidence", *emb_cols],
+        categorical_columns=["predicted_label"],
+        embeddings={"text": emb_cols} if emb_cols else None,
+    )
+    keep = [c for c in ref.columns if not c.startswith("emb_") or embeddings]
+    return Report(metrics).run(
+        current_data=Dataset.from_pandas(cur[keep], data_definition=definition),
+        reference_data=Dataset.from_pandas(ref[keep], data_definition=definition),
+    )
 
 
 def run(
@@ -150,65 +208,40 @@ def run(
     seed: int,
     alpha: float,
     cache_dir: Path | None = None,
+    render: bool = True,
 ) -> tuple[list[Signal], Any]:
-    """Every configured signal's verdict and the Evidently snapshot (None when not judged)."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import EmbeddingsDrift, ValueDrift
+    """Every configured signal's verdict and the Evidently snapshot (None when not judged).
 
+    With ``render=False`` (the benchmark's thousands of windows) the embedding verdict is
+    computed by the same drift method object without Evidently's t-SNE picture, which is
+    most of a report's time; every verdict is the same."""
     from monitoring.stats import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
 
     check_family(window, reference.labels)
     if len(window.texts) < min_window:
         return not_judged(signals, f"window has {len(window.texts)} requests; {min_window} are needed"), None
+    window = window.distinct()
+    if len(window.texts) < min_window:
+        note = f"window has {len(window.texts)} distinct messages; {min_window} are needed"
+        return not_judged(signals, note), None
     each = correction(signals, alpha).each
-    ref_idx = sampled(len(reference), sample, seed)
-    cur_idx = sampled(len(window.texts), sample, seed + 1)
+    ref_idx, cur_idx = sampled(len(reference), sample, seed), sampled(len(window.texts), sample, seed + 1)
     sizes = (len(ref_idx), len(cur_idx))
     judge_embedding = "embedding" in signals and min(held_out_sizes(*sizes)) >= MIN_CLASSIFIER_SIDE
-    ref_vectors = cur_vectors = None
-    if judge_embedding:
-        cache = (
-            None
-            if cache_dir is None
-            else cache_dir / f"reference-{reference.sha256[:16]}-{sample}-{seed}.npy"
-        )
-        ref_vectors = embed([reference.texts[i] for i in ref_idx], cache)
-        cur_vectors = embed([window.texts[i] for i in cur_idx])
-    ref = frame(
-        [reference.texts[i] for i in ref_idx], [reference.answers[i] for i in ref_idx],
-        [reference.confidence[i] for i in ref_idx], reference.vocabulary, ref_vectors,
-    )  # fmt: skip
-    cur = frame(
-        [window.texts[i] for i in cur_idx], [window.labels[i] for i in cur_idx],
-        [window.confidence[i] for i in cur_idx], reference.vocabulary, cur_vectors,
-    )  # fmt: skip
+    cache = (
+        None if cache_dir is None else cache_dir / f"reference-{reference.sha256[:16]}-{sample}-{seed}.npy"
+    )
+    ref, cur = frames(reference, window, ref_idx, cur_idx, judge_embedding, cache)
     n_conf = int(cur["confidence"].notna().sum())
     tested = [
-        s
-        for s in signals
-        if s in NAMES or s == "predicted_label" or (s == "confidence" and n_conf >= min_window)
+        s for s in signals if s in (*NAMES, "predicted_label") or (s == "confidence" and n_conf >= min_window)
     ]
-    metrics: list[Any] = [
-        ValueDrift(
-            column=s, method="two_sample_chisquare" if s == "predicted_label" else "ks", threshold=each
-        )
-        for s in tested
-    ]
-    emb_cols = [c for c in ref.columns if c.startswith("emb_")]
-    if judge_embedding:
-        metrics.append(
-            EmbeddingsDrift(embeddings_name="text", drift_method=NullCalibratedModelDrift(alpha=each))
-        )
-    definition = DataDefinition(
-        numerical_columns=[*NAMES, "confidence", *emb_cols],
-        categorical_columns=["predicted_label"],
-        embeddings={"text": emb_cols} if emb_cols else None,
-    )
-    snapshot = Report(metrics).run(
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition),
-    )
+    snapshot = report(ref, cur, tested, each, judge_embedding and render)
     judged = {s.name: s for s in evidently_signals(snapshot, each, sizes)}
+    if judge_embedding and not render:
+        emb = [c for c in ref.columns if c.startswith("emb_")]
+        auc, _, _ = NullCalibratedModelDrift(alpha=each)(cur[emb].copy(), ref[emb].copy())
+        judged["embedding"] = embedding_signal(auc, each, sizes)
     reasons = {
         "confidence": f"{n_conf} requests in the window have a confidence; {min_window} are needed",
         "embedding": f"the classifier's test half needs {MIN_CLASSIFIER_SIDE} rows of each side",

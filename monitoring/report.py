@@ -74,6 +74,7 @@ def main_report(
         "correction": asdict(fix),
         "window": {
             "requests": len(window.texts),
+            "distinct_messages": len(window.distinct().texts),
             "skipped_rows": window.skipped,
             "start": window.start,
             "end": window.end,

@@ -32,6 +32,24 @@ class Window:
     """The version that answered most of the window."""
     versions: dict[str, int] = field(default_factory=dict)
 
+    def distinct(self) -> Window:
+        """One request per message (case and spacing ignored), the first of each. The
+        reference's rows were de-duplicated by the prepare stage; a window keeps its repeats
+        (a popular message, a retrying client, a bot), and a repeat that lands on both halves
+        of the embedding classifier's split is an easy, false 'difference'. The tests
+        compare distinct messages with distinct messages; the report counts the repeats."""
+        seen: set[str] = set()
+        keep = []
+        for i, text in enumerate(self.texts):
+            key = " ".join(text.lower().split())
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        return Window(
+            [self.texts[i] for i in keep], [self.labels[i] for i in keep], self.skipped, self.start, self.end,
+            self.feedback, [self.confidence[i] for i in keep], self.version, self.versions,
+        )  # fmt: skip
+
 
 def read_window(log: Path, hours: float | None = None, last: int | None = None) -> Window:
     """The /classify requests of a window of the request log."""

@@ -25,7 +25,12 @@ QUICK_TRAIN = {
     "max_val_rows": 12,
     "replay_rows": 8,
 }
-QUICK_EVAL = {"perturbations": ["typos", "truncation"], "perturbation_rows": 24, "parity_rows": 8}
+QUICK_EVAL = {
+    "perturbations": ["typos", "truncation"],
+    "perturbation_rows": 24,
+    "parity_rows": 8,
+    "reference_rows": 50,
+}
 
 COPY = [
     "dvc.yaml",
@@ -133,6 +138,11 @@ def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
         gate["candidate"]["tree_sha256"] == read_json(project / "models/candidate/card.json")["tree_sha256"]
     )
     assert set(gate["data"]) >= {"holdout.jsonl", "train.jsonl"}
+    # The monitoring reference: held-out rows the served engine answered, with confidences.
+    reference = read_json(project / "eval/results/monitor_reference.json")
+    assert len(reference["rows"]) == 50 and {r["split"] for r in reference["rows"]} <= {"val", "holdout"}
+    assert all(0 < r["confidence"] <= 1 for r in reference["rows"])
+    assert reference["model_id"] == gate["candidate"]["model_id"] and "card" in reference["vocabulary"]
     parity = read_json(project / "eval/results/evidence.json")["parity"]
     assert parity["rows"] == 8 and set(parity["rates"]) == {"served_vs_reference", "evaluation_vs_reference"}
     # The real model: vLLM with the adapter per request, and the scorer, answer as PEFT does.

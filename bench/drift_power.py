@@ -1,0 +1,311 @@
+"""Drift monitor: false-alarm rate on in-distribution windows, power on shifted ones.
+
+Every window is judged by the monitor's own ``monitoring.drift.run`` (Evidently's K-S and
+the registered two-sample chi-square, the embedding classifier against its null), with
+two substitutions, both for speed and neither changing a verdict: sentence embeddings are
+computed once per text and looked up (same all-MiniLM-L6-v2 model), and Evidently's t-SNE
+picture is skipped (``render=False``; a test checks the verdicts are the same).
+
+Datasets, in one run:
+
+- ``sample``: the embedded sample data with the checked-out candidate (``models/candidate``,
+  trained on the sample's train split). The served engine (vLLM, adapter per request)
+  answers the held-out rows (val + hold-out, 252) and the shifted channel; those answers
+  and confidences are what the monitor's model signals see. Each trial splits the held-out
+  rows at random into a reference half (126) and a window pool, so reference and window
+  are disjoint draws of unseen in-distribution text; windows of 50 and 100 (the pool
+  limits the size: a larger window would repeat rows, and repeats are no new evidence).
+  Shifted windows: 50, 100 and 250 distinct messages of the shifted channel.
+- ``banking77`` (``../shared/data/banking77``, skipped when absent): 10 intents are held
+  out; the other 67 intents' rows of ``train.csv`` are split into a "training" part (its
+  vocabulary is the reference's), a reference of 1,000 rows and a window pool. Windows of
+  100, 300 and 1,000: in-distribution (the pool), held-out intents, the test split
+  (collected apart from train.csv, in-scope intents), and another source (the sample's
+  messages, a fictional bank's customers). No Banking77 candidate is trained here (CPU),
+  so the model signals are not configured for it: text and embedding signals only, and
+  the Bonferroni family is sized to what is tested.
+
+The retraining policy's false-trigger rate: per trial, two consecutive in-distribution
+windows against the same reference; the policy fires when both drift on a
+``monitor.retrain_on`` signal. Intervals are Clopper-Pearson 95%.
+
+Usage: ``python bench/drift_power.py [--trials 100] [--banking77 DIR]``. Writes
+``bench/results/drift_power.json`` and ``bench/results/drift_power.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import monitoring.drift as drift_module
+from monitoring.window import Window
+from tunegate.artifacts import environment, read_jsonl, write_json
+from tunegate.monitor_reference import MonitorReference
+from tunegate.params import load_params
+from tunegate.pii import clean_text
+from tunegate.words import vocabulary
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+TEXT_SIGNALS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share", "embedding")
+
+
+def distinct(rows: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in rows:
+        key = " ".join(r["text"].lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def use_embedding_table(texts: list[str], tag: str) -> None:
+    """Embed every text once (cached on disk) and let the monitor look them up."""
+    unique = sorted(set(texts))
+    path = CACHE / f"embeddings-{tag}-{len(unique)}.npy"
+    vectors = drift_module.embed(unique, path)
+    table = dict(zip(unique, vectors, strict=True))
+    drift_module.embed = lambda ts, cache=None: np.array([table[t] for t in ts])
+
+
+def reference_of(rows: list[dict], vocab: frozenset[str], tag: str) -> MonitorReference:
+    return MonitorReference(
+        texts=[r["text"] for r in rows],
+        answers=[r.get("answer") for r in rows],
+        confidence=[r.get("confidence", 1.0) for r in rows],
+        labels=frozenset(r["label"] for r in rows) | frozenset(r["answer"] for r in rows if r.get("answer")),
+        vocabulary=vocab,
+        model_id=tag,
+        source=tag,
+        sha256=tag,
+    )
+
+
+def window_of(rows: list[dict]) -> Window:
+    return Window(
+        [r["text"] for r in rows], [r.get("answer") for r in rows], 0, None, None, [],
+        [r.get("confidence") for r in rows], "bench", {},
+    )  # fmt: skip
+
+
+def judge(
+    ref: MonitorReference, rows: list[dict], signals: tuple[str, ...], params: Any, seed: int
+) -> list[str]:
+    m = params.monitor
+    out, _ = drift_module.run(
+        ref, window_of(rows), signals, m.min_window, m.sample, seed, m.alpha, render=False
+    )
+    missing = [s.name for s in out if s.drifted is None]
+    if missing:
+        raise RuntimeError(f"not judged: {missing}: {[s.note for s in out if s.drifted is None]}")
+    return [s.name for s in out if s.drifted]
+
+
+def rate(hits: int, n: int) -> dict[str, Any]:
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(hits, n, alpha=0.05, method="beta")
+    return {"rate": round(hits / n, 4), "hits": hits, "n": n, "ci95": [round(low, 4), round(high, 4)]}
+
+
+def summarise(
+    results: list[list[str]], signals: tuple[str, ...], retrain_on: tuple[str, ...]
+) -> dict[str, Any]:
+    n = len(results)
+    return {
+        "report": rate(sum(1 for r in results if r), n),
+        "retrain_on": rate(sum(1 for r in results if set(r) & set(retrain_on)), n),
+        "per_signal": {s: rate(sum(1 for r in results if s in r), n) for s in signals},
+    }
+
+
+def sample_part(params: Any, trials: int) -> dict[str, Any]:
+    """The sample data, with the served engine's answers from the checked-out candidate."""
+    data = Path("data/prepared")
+    held = distinct([r for split in ("val", "holdout") for r in read_jsonl(data / f"{split}.jsonl")])
+    shifted = distinct(read_jsonl(data / "shifted.jsonl"))
+    answer_with_the_served_engine(held + shifted)
+    vocab = vocabulary(r["text"] for r in read_jsonl(data / "train.jsonl"))
+    use_embedding_table([r["text"] for r in held + shifted], "sample")
+    signals, retrain_on = params.monitor.signals, params.monitor.retrain_on
+    null: dict[int, list] = {50: [], 100: []}
+    shift: dict[int, list] = {50: [], 100: [], 250: []}
+    policy = []
+    for t in range(trials):
+        rng = random.Random(t)
+        order = rng.sample(held, len(held))
+        ref, pool = reference_of(order[:126], vocab, f"sample-{t}"), order[126:]
+        for n in null:
+            null[n].append(judge(ref, rng.sample(pool, n), signals, params, t))
+        first, second = pool[:50], pool[50:100]  # two consecutive disjoint windows
+        both = [set(judge(ref, w, signals, params, t)) & set(retrain_on) for w in (first, second)]
+        policy.append(all(both))
+        for n in shift:
+            shift[n].append(judge(ref, rng.sample(shifted, n), signals, params, t))
+        if t % 10 == 0:
+            print(f"sample trial {t}: null {null[100][-1]} shifted {shift[250][-1]}", flush=True)
+    return {
+        "reference_rows": 126,
+        "signals": list(signals),
+        "in_distribution": {str(n): summarise(r, signals, retrain_on) for n, r in null.items()},
+        "shifted_channel": {str(n): summarise(r, signals, retrain_on) for n, r in shift.items()},
+        "policy_false_trigger": rate(sum(policy), len(policy)) | {"windows": 50, "consecutive": 2},
+    }
+
+
+def answer_with_the_served_engine(rows: list[dict]) -> None:
+    """The candidate's served answers and confidences (vLLM, adapter per request), cached."""
+    from evaluation.engines import vllm_classify
+    from evaluation.evaluate import base_ref, candidate_ref
+    from tunegate.artifacts import read_json
+    from tunegate.prompt import PromptTemplate
+
+    base = base_ref(Path("models/base"))
+    cand = candidate_ref(Path("models/candidate"), base)
+    path = CACHE / f"answers-{cand.tree_sha256[:16]}-{len(rows)}.json"
+    if path.exists():
+        answers = read_json(path)
+    else:
+        preds = vllm_classify([(cand, "rows", rows)], PromptTemplate.load(Path("models/candidate")))["rows"]
+        answers = {p.id: [p.label, p.confidence] for p in preds}
+        write_json(path, answers)
+    for r in rows:
+        r["answer"], r["confidence"] = answers[r["id"]]
+
+
+def banking77_rows(folder: Path, name: str) -> list[dict]:
+    with open(folder / name, newline="", encoding="utf-8") as f:
+        rows = [{"text": clean_text(r["text"]), "label": r["category"]} for r in csv.DictReader(f)]
+    return distinct([r for r in rows if r["text"]])
+
+
+def banking77_part(folder: Path, params: Any, trials: int) -> dict[str, Any]:
+    train, test = banking77_rows(folder, "train.csv"), banking77_rows(folder, "test.csv")
+    rng = random.Random(0)
+    intents = sorted({r["label"] for r in train})
+    unseen = set(rng.sample(intents, 10))
+    known = [r for r in train if r["label"] not in unseen]
+    rng.shuffle(known)
+    half = len(known) // 2
+    vocab = vocabulary(r["text"] for r in known[:half])
+    reference, pool = known[half : half + 1000], known[half + 1000 :]
+    held_intents = [r for r in train if r["label"] in unseen]
+    test_known = [r for r in test if r["label"] not in unseen]
+    other = distinct(
+        [{"text": clean_text(r["text"]), "label": r["label"]} for r in csv_rows("data/sample/messages.csv")]
+    )
+    use_embedding_table(
+        [r["text"] for r in reference + pool + held_intents + test_known + other], "banking77"
+    )
+    for r in reference + pool + held_intents + test_known + other:
+        r["answer"], r["confidence"] = None, None  # no Banking77 candidate: model signals are off
+    signals, retrain_on = TEXT_SIGNALS, tuple(s for s in params.monitor.retrain_on if s in TEXT_SIGNALS)
+    ref = reference_of(reference, vocab, "banking77")
+    sizes = (100, 300, 1000)
+    kinds = {
+        "in_distribution": pool,
+        "held_out_intents": held_intents,
+        "test_split": test_known,
+        "other_source": other,
+    }
+    found: dict[str, dict[int, list]] = {k: {n: [] for n in sizes} for k in kinds}
+    policy = []
+    for t in range(trials):
+        rng = random.Random(1000 + t)
+        for kind, rows in kinds.items():
+            for n in sizes:
+                found[kind][n].append(judge(ref, rng.sample(rows, min(n, len(rows))), signals, params, t))
+        pair = rng.sample(pool, 600)
+        both = [set(judge(ref, w, signals, params, t)) & set(retrain_on) for w in (pair[:300], pair[300:])]
+        policy.append(all(both))
+        if t % 10 == 0:
+            print(f"banking77 trial {t}: null {found['in_distribution'][1000][-1]}", flush=True)
+    return {
+        "split": {
+            "vocabulary_rows": half,
+            "reference_rows": len(reference),
+            "pool_rows": len(pool),
+            "held_out_intents": sorted(unseen),
+            "held_out_intent_rows": len(held_intents),
+            "test_split_rows": len(test_known),
+            "other_source_rows": len(other),
+        },
+        "signals": list(signals),
+        "model_signals": "not measured: no Banking77 candidate trained on this CPU machine",
+        **{
+            kind: {str(n): summarise(r, signals, retrain_on) for n, r in by_n.items()}
+            for kind, by_n in found.items()
+        },
+        "policy_false_trigger": rate(sum(policy), len(policy)) | {"windows": 300, "consecutive": 2},
+    }
+
+
+def csv_rows(path: str) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def table(results: dict[str, Any]) -> str:
+    head = (
+        "| dataset | windows | size | drifted reports (95% CI) | on retrain_on signals | signals that fired |"
+    )
+    lines = [head, "|---|---|---|---|---|---|"]
+    for dataset, part in results["datasets"].items():
+        for kind, by_size in part.items():
+            if not isinstance(by_size, dict) or "report" not in next(iter(by_size.values()), {}):
+                continue
+            for size, s in by_size.items():
+                fired = (
+                    ", ".join(f"{k} {v['rate']:.2f}" for k, v in s["per_signal"].items() if v["hits"]) or "-"
+                )
+                r, (low, high) = s["report"], s["report"]["ci95"]
+                lines.append(
+                    f"| {dataset} | {kind} | {size} | {r['rate']:.2f} [{low:.2f}, {high:.2f}] "
+                    f"| {s['retrain_on']['rate']:.2f} | {fired} |"
+                )
+        p = part["policy_false_trigger"]
+        lines.append(
+            f"| {dataset} | policy: 2 consecutive in-distribution windows of {p['windows']} | - | "
+            f"{p['rate']:.3f} [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] | - | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--banking77", type=Path, default=Path("../shared/data/banking77"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    params = load_params(args.params)
+    started = time.perf_counter()
+    datasets = {"sample": sample_part(params, args.trials)}
+    if (args.banking77 / "train.csv").exists():
+        datasets["banking77"] = banking77_part(args.banking77, params, args.trials)
+    else:
+        print(f"Banking77 not found at {args.banking77}: skipped", flush=True)
+    results = {
+        "benchmark": "drift_power",
+        "trials": args.trials,
+        "alpha": params.monitor.alpha,
+        "datasets": datasets,
+        "seconds": round(time.perf_counter() - started, 1),
+        "environment": environment(),
+    }
+    out = Path("bench/results")
+    write_json(out / "drift_power.json", results)
+    (out / "drift_power.md").write_text(table(results), encoding="utf-8")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
