@@ -53,6 +53,9 @@ def test_feedback_export_merges_by_request_id(tmp_path):
     assert rows[0]["source"]["feedback_time"] >= rows[0]["time"]
     again = export_feedback(log, tmp_path / "feedback")
     assert again["new"] == 0 and again["total"] == 5  # exporting twice adds nothing
+    # "None of these" (data.oos_label) is counted, never a training row for some intent.
+    counted = export_feedback(log, tmp_path / "oos", oos_label="card_declined")
+    assert counted["out_of_scope"] == 5 and counted["total"] == 0
 
 
 def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):

@@ -150,3 +150,35 @@ def test_capacity_slots_count_once_and_refuse_past_the_limit():
             pass
         assert refused.value.status == 429
     assert rt.in_flight == 0
+
+
+def test_feedback_takes_the_declared_out_of_scope_label(tmp_path, monkeypatch):
+    """A real request log behind the real app: 'none of these' is a label a caller may give
+    when data.oos_label declares one; any other unknown label is still a 400."""
+    from serving.requestlog import Entry, RequestLog
+    from tunegate.params import DataParams
+
+    monkeypatch.setenv("TUNEGATE_FEEDBACK_KEY", "label-key")
+    log = RequestLog(tmp_path / "requests.sqlite")
+    for rid in ("q1", "q2"):
+        log.write(Entry(rid, "classify", 200, version="v1", input="what's the weather", label="card_arrival"))
+
+    async def labels_of(version):
+        return ("card_arrival", "lost_or_stolen_card")
+
+    key = {"Authorization": "Bearer label-key"}
+    for oos in ("oos", None):
+        runtime = stub()
+        runtime.params = Params(serve=runtime.params.serve, data=DataParams(oos_label=oos))
+        runtime.log, runtime.labels_of = log, labels_of
+        api = build_app(runtime)
+        with TestClient(Guard(api, api=api)) as client:
+            r = client.post(
+                "/feedback", json={"request_id": "q1" if oos else "q2", "label": "oos"}, headers=key
+            )
+        if oos:
+            assert r.status_code == 200 and r.json()["feedback"] == "oos", r.text
+        else:
+            assert r.status_code == 400 and "data.oos_label declares none" in r.json()["error"]["message"]
+    assert [row["feedback"] for row in log.rows() if row["request_id"] in ("q1", "q2")] == ["oos", None]
+    log.close()

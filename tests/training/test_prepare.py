@@ -170,6 +170,25 @@ def test_malformed_rows_under_the_limit_are_dropped_and_counted(tmp_path):
     assert cleaning["dropped_examples"]["missing label"] == [f"{src.as_posix()}:123"]
 
 
+def test_out_of_scope_rows_stay_out_of_the_labels_and_the_splits(tmp_path):
+    """data.oos_label names rows that belong to no intent: counted, never a training target,
+    and not 'malformed' (they do not count against prepare.max_invalid_share)."""
+    rows = synthetic(40) + [(f"what is the weather in {w}", "oos") for w in WORDS[:12]]
+    src = write_csv(tmp_path / "d.csv", rows)
+    out = run_prepare(tmp_path, data={"source": str(src), "shifted_source": None, "oos_label": "oos"})
+    assert read_json(out / "labels.json") == ["a", "b", "c"]
+    assert not any(
+        r["label"] == "oos"
+        for split in ("train", "val", "holdout")
+        for r in read_jsonl(out / f"{split}.jsonl")
+    )
+    cleaning = read_json(out / "manifest.json")["cleaning"]["pool"]
+    assert cleaning["out_of_scope"] == 12 and cleaning["dropped"] == {}
+    (tmp_path / "plain").mkdir()
+    plain = run_prepare(tmp_path / "plain", data={"source": str(src), "shifted_source": None})
+    assert "oos" in read_json(plain / "labels.json")  # without the declaration it is just a label
+
+
 def test_too_many_malformed_rows_fail_with_row_numbers(tmp_path):
     rows = synthetic(10) + [("", "a")] * 3
     src = write_csv(tmp_path / "d.csv", rows)
