@@ -154,6 +154,8 @@ def main() -> None:
         sh([tg, "rollout", "step"], demo)
         sh([tg, "status"], demo)
         wait_serving(url, v1, "production")
+        # A sanity check, not evidence: these rows are part of v1's monitoring reference.
+        # The false-alarm rate on unseen in-distribution traffic is bench/drift_power.py's.
         sh([tg, "drift", "--last", "168"], demo, ok=(0, 3))
 
         say("5. A new chat channel arrives: drift, then retraining")

@@ -56,3 +56,22 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("base: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_monitor_signals_and_the_retraining_trigger_are_checked():
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(
+            {
+                "monitor": {"signals": ["embedding", "sentiment", "embedding"], "retrain_on": ["oov_share"]},
+                "eval": {"reference_rows": 20},
+            }
+        )
+    text = str(info.value)
+    assert "monitor.signals: unknown signal 'sentiment'; known: [" in text and "'predicted_label'" in text
+    assert "monitor.signals: ['embedding', 'sentiment', 'embedding'] names a signal twice" in text
+    assert "monitor.retrain_on: 'oov_share' is not in monitor.signals (or live_accuracy)" in text
+    assert "eval.reference_rows: 20 must be 0 (no reference) or >= 50" in text
+    ok = params_from_dict(
+        {"monitor": {"signals": ["embedding"], "retrain_on": ["embedding", "live_accuracy"]}}
+    )
+    assert ok.monitor.retrain_on == ("embedding", "live_accuracy") and ok.monitor.reference == "release"
