@@ -55,6 +55,7 @@ from tunegate.pii import clean_text
 from tunegate.words import vocabulary
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+ENCODE = drift_module.embed  # the monitor's encoder; the lookup below replaces it per dataset
 TEXT_SIGNALS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share", "embedding")
 
 
@@ -72,7 +73,7 @@ def use_embedding_table(texts: list[str], tag: str) -> None:
     """Embed every text once (cached on disk) and let the monitor look them up."""
     unique = sorted(set(texts))
     path = CACHE / f"embeddings-{tag}-{len(unique)}.npy"
-    vectors = drift_module.embed(unique, path)
+    vectors = ENCODE(unique, path)
     table = dict(zip(unique, vectors, strict=True))
     drift_module.embed = lambda ts, cache=None: np.array([table[t] for t in ts])
 
@@ -172,11 +173,15 @@ def answer_with_the_served_engine(rows: list[dict]) -> None:
     base = base_ref(Path("models/base"))
     cand = candidate_ref(Path("models/candidate"), base)
     path = CACHE / f"answers-{cand.tree_sha256[:16]}-{len(rows)}.json"
-    if path.exists():
-        answers = read_json(path)
-    else:
-        preds = vllm_classify([(cand, "rows", rows)], PromptTemplate.load(Path("models/candidate")))["rows"]
-        answers = {p.id: [p.label, p.confidence] for p in preds}
+    answers = read_json(path) if path.exists() else {}
+    recorded = Path("eval/results/monitor_reference.json")  # the evaluate stage's, same engine
+    if recorded.exists() and read_json(recorded).get("model_id") == cand.model_id:
+        answers |= {r["id"]: [r["answer"], r["confidence"]] for r in read_json(recorded)["rows"]}
+    todo = [r for r in rows if r["id"] not in answers]
+    if todo:
+        preds = vllm_classify([(cand, "rows", todo)], PromptTemplate.load(Path("models/candidate")))["rows"]
+        answers |= {p.id: [p.label, p.confidence] for p in preds}
+        CACHE.mkdir(parents=True, exist_ok=True)
         write_json(path, answers)
     for r in rows:
         r["answer"], r["confidence"] = answers[r["id"]]
