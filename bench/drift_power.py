@@ -266,7 +266,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [head, "|---|---|---|---|---|---|"]
     for dataset, part in results["datasets"].items():
         for kind, by_size in part.items():
-            if not isinstance(by_size, dict) or "report" not in next(iter(by_size.values()), {}):
+            first = next(iter(by_size.values()), None) if isinstance(by_size, dict) else None
+            if not isinstance(first, dict) or "report" not in first:
                 continue
             for size, s in by_size.items():
                 fired = (
