@@ -117,7 +117,7 @@ def drift_figure(report: dict) -> str:
     body, y0 = [], 56
     body.append(
         f'<text x="12" y="44" fill="{INK}">{w["requests"]} requests of {escape(str(w.get("version")))} '
-        f"vs the training reference ({report['reference']['rows']} rows); "
+        f"vs the release reference ({report['reference']['rows']} rows); "
         "tick: threshold; p-values on a -log10 scale</text>"
     )
     for i, s in enumerate(signals):
@@ -126,7 +126,7 @@ def drift_figure(report: dict) -> str:
         body.append(f'<text x="12" y="{y + 17}" fill="{INK}">{escape(s["name"])}</text>')
         body.append(f'<rect x="{LEFT}" y="{y + 6}" width="{BAR}" height="14" fill="#f5f5f5"/>')
         if s["score"] is not None:
-            p_value = s["method"] in ("ks", "chisquare")
+            p_value = s["method"] in ("ks", "chisquare", "two_sample_chisquare")
 
             # p-values on a log scale (1 .. 1e-12), the rest linearly on [0, 1]
             def x(v: float, p_value: bool = p_value) -> float:
