@@ -20,10 +20,11 @@ from tunegate.artifacts import write_json
 from tunegate.errors import DataError
 
 
-def locate_reference(setting: str, window: Window, project: Path, params: Any) -> Path:
-    """The reference file for `window`: a path, or (``release``) its release's packaged one."""
+def locate_reference(setting: str, window: Window, project: Path, params: Any) -> tuple[Path, str | None]:
+    """The reference file for `window` and the sha256 it must have: a path (no recorded
+    hash), or (``release``) its release's packaged one."""
     if setting != "release":
-        return Path(setting)
+        return Path(setting), None
     if window.version is None:
         raise DataError("the window's requests name no release version; pass --reference FILE")
     from serving.package import release_reference
@@ -51,8 +52,8 @@ def main_report(
             f"no answered /classify requests with text in {span} of {log} "
             f"({window.skipped} rows skipped as corrupt or empty): nothing to compare"
         )
-    ref_path = locate_reference(reference_setting, window, project, params)
-    reference = monitor_reference.read(ref_path)
+    ref_path, recorded = locate_reference(reference_setting, window, project, params)
+    reference = monitor_reference.read(ref_path, sha256=recorded)
     results, snapshot = run(
         reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
     )

@@ -12,12 +12,14 @@ after a release can be judged: nothing depends on earlier traffic.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import read_json, sha256_file, write_json
+from tunegate.artifacts import read_json, write_json
 from tunegate.errors import DataError
 
 SCHEMA = 1
@@ -83,13 +85,19 @@ def missing(path: Path) -> str | None:
     return raw.get("missing") if isinstance(raw, dict) else None
 
 
-def read(path: Path, source: str | None = None) -> MonitorReference:
-    """Load and check a reference; every problem is a DataError naming the file."""
+def read(path: Path, source: str | None = None, sha256: str | None = None) -> MonitorReference:
+    """Load and check a reference; every problem is a DataError naming the file. The bytes
+    are read once: the hash (checked against `sha256` when given, e.g. the one recorded at
+    packaging) and the parsed rows are of the same bytes, so no swap can fall between them."""
     where = source or str(path)
     if not path.exists():
         raise DataError(f"monitoring reference {where} does not exist")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise DataError(f"{where}: {FILE} was changed after it was packaged")
     try:
-        raw = read_json(path)
+        raw = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise DataError(f"monitoring reference {where} is not JSON: {err}") from err
     if isinstance(raw, dict) and raw.get("missing"):
@@ -117,7 +125,7 @@ def read(path: Path, source: str | None = None) -> MonitorReference:
         vocabulary=frozenset(vocab),
         model_id=str(raw.get("model_id")),
         source=where,
-        sha256=sha256_file(path),
+        sha256=digest,
     )
 
 
