@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import random
 import sys
 import time
@@ -60,6 +61,7 @@ from tunegate.words import vocabulary
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 ENCODE = drift_module.embed  # the monitor's encoder; the lookup below replaces it per dataset
+MODEL_REFERENCE, MODEL_POOL, MODEL_SHIFTED = 400, 400, 300
 TEXT_SIGNALS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share", "embedding")
 
 
@@ -167,7 +169,7 @@ def sample_part(params: Any, trials: int) -> dict[str, Any]:
     }
 
 
-def answer_with_the_served_engine(rows: list[dict]) -> None:
+def answer_with_the_served_engine(rows: list[dict], candidate: Path = Path("models/candidate")) -> None:
     """The candidate's served answers and confidences (vLLM, adapter per request), cached."""
     from evaluation.engines import vllm_classify
     from evaluation.evaluate import base_ref, candidate_ref
@@ -175,7 +177,7 @@ def answer_with_the_served_engine(rows: list[dict]) -> None:
     from tunegate.prompt import PromptTemplate
 
     base = base_ref(Path("models/base"))
-    cand = candidate_ref(Path("models/candidate"), base)
+    cand = candidate_ref(candidate, base)
     path = CACHE / f"answers-{cand.tree_sha256[:16]}-{len(rows)}.json"
     answers = read_json(path) if path.exists() else {}
     recorded = Path("eval/results/monitor_reference.json")  # the evaluate stage's, same engine
@@ -183,7 +185,9 @@ def answer_with_the_served_engine(rows: list[dict]) -> None:
         answers |= {r["id"]: [r["answer"], r["confidence"]] for r in read_json(recorded)["rows"]}
     todo = [r for r in rows if r["id"] not in answers]
     if todo:
-        preds = vllm_classify([(cand, "rows", todo)], PromptTemplate.load(Path("models/candidate")))["rows"]
+        started = time.perf_counter()
+        preds = vllm_classify([(cand, "rows", todo)], PromptTemplate.load(candidate))["rows"]
+        print(f"vLLM answered {len(todo)} rows in {time.perf_counter() - started:.0f} s", flush=True)
         answers |= {p.id: [p.label, p.confidence] for p in preds}
         CACHE.mkdir(parents=True, exist_ok=True)
         write_json(path, answers)
@@ -194,10 +198,14 @@ def answer_with_the_served_engine(rows: list[dict]) -> None:
 def banking77_rows(folder: Path, name: str) -> list[dict]:
     with open(folder / name, newline="", encoding="utf-8") as f:
         rows = [{"text": clean_text(r["text"]), "label": r["category"]} for r in csv.DictReader(f)]
-    return distinct([r for r in rows if r["text"]])
+    rows = distinct([r for r in rows if r["text"]])
+    for r in rows:
+        r["id"] = hashlib.sha256(r["text"].encode()).hexdigest()[:16]
+    return rows
 
 
-def banking77_part(folder: Path, params: Any, trials: int) -> dict[str, Any]:
+def banking77_split(folder: Path) -> dict[str, Any]:
+    """10 intents held out; the rest of train.csv split into training part, reference, pool."""
     train, test = banking77_rows(folder, "train.csv"), banking77_rows(folder, "test.csv")
     rng = random.Random(0)
     intents = sorted({r["label"] for r in train})
@@ -205,27 +213,32 @@ def banking77_part(folder: Path, params: Any, trials: int) -> dict[str, Any]:
     known = [r for r in train if r["label"] not in unseen]
     rng.shuffle(known)
     half = len(known) // 2
-    vocab = vocabulary(r["text"] for r in known[:half])
-    reference, pool = known[half : half + 1000], known[half + 1000 :]
-    held_intents = [r for r in train if r["label"] in unseen]
-    test_known = [r for r in test if r["label"] not in unseen]
     other = distinct(
         [{"text": clean_text(r["text"]), "label": r["label"]} for r in csv_rows("data/sample/messages.csv")]
     )
-    use_embedding_table(
-        [r["text"] for r in reference + pool + held_intents + test_known + other], "banking77"
-    )
-    for r in reference + pool + held_intents + test_known + other:
-        r["answer"], r["confidence"] = None, None  # no Banking77 candidate: model signals are off
-    signals, retrain_on = TEXT_SIGNALS, tuple(s for s in params.monitor.retrain_on if s in TEXT_SIGNALS)
-    ref = reference_of(reference, vocab, "banking77")
-    sizes = (100, 300, 1000)
-    kinds = {
-        "in_distribution": pool,
-        "held_out_intents": held_intents,
-        "test_split": test_known,
+    return {
+        "training": known[:half],
+        "reference": known[half : half + 1000],
+        "pool": known[half + 1000 :],
+        "held_out_intents": [r for r in train if r["label"] in unseen],
+        "test_split": [r for r in test if r["label"] not in unseen],
         "other_source": other,
+        "unseen": sorted(unseen),
     }
+
+
+def banking77_part(split: dict[str, Any], params: Any, trials: int) -> dict[str, Any]:
+    """Text and embedding signals, reference of 1,000, windows up to 1,000."""
+    reference, pool = split["reference"], split["pool"]
+    vocab = vocabulary(r["text"] for r in split["training"])
+    kinds = {k: split[k] for k in ("held_out_intents", "test_split", "other_source")}
+    kinds = {"in_distribution": pool, **kinds}
+    use_embedding_table([r["text"] for rows in [reference, *kinds.values()] for r in rows], "banking77")
+    plain = [{k: r[k] for k in ("text", "label")} for r in reference]
+    kinds = {k: [{"text": r["text"], "label": r["label"]} for r in rows] for k, rows in kinds.items()}
+    signals, retrain_on = TEXT_SIGNALS, tuple(s for s in params.monitor.retrain_on if s in TEXT_SIGNALS)
+    ref = reference_of(plain, vocab, "banking77")
+    sizes = (100, 300, 1000)
     found: dict[str, dict[int, list]] = {
         k: {n: [] for n in sizes} for k in [*kinds, "in_distribution_redrawn"]
     }
@@ -236,34 +249,99 @@ def banking77_part(folder: Path, params: Any, trials: int) -> dict[str, Any]:
             for n in sizes:
                 found[kind][n].append(judge(ref, rng.sample(rows, min(n, len(rows))), signals, params, t))
         # The stated rate is over references too: a fresh reference of 1,000 each trial.
-        order = rng.sample(reference + pool, len(reference) + len(pool))
+        everything = plain + kinds["in_distribution"]
+        order = rng.sample(everything, len(everything))
         fresh = reference_of(order[:1000], vocab, f"banking77-{t}")
         for n in sizes:
             found["in_distribution_redrawn"][n].append(
                 judge(fresh, order[1000 : 1000 + n], signals, params, t)
             )
-        pair = rng.sample(pool, 600)
+        pair = rng.sample(kinds["in_distribution"], 600)
         both = [set(judge(ref, w, signals, params, t)) & set(retrain_on) for w in (pair[:300], pair[300:])]
         policy.append(all(both))
         if t % 10 == 0:
             print(f"banking77 trial {t}: null {found['in_distribution'][1000][-1]}", flush=True)
     return {
         "split": {
-            "vocabulary_rows": half,
+            "vocabulary_rows": len(split["training"]),
             "reference_rows": len(reference),
             "pool_rows": len(pool),
-            "held_out_intents": sorted(unseen),
-            "held_out_intent_rows": len(held_intents),
-            "test_split_rows": len(test_known),
-            "other_source_rows": len(other),
+            "held_out_intents": split["unseen"],
+            **{f"{k}_rows": len(split[k]) for k in ("held_out_intents", "test_split", "other_source")},
         },
         "signals": list(signals),
-        "model_signals": "not measured: no Banking77 candidate trained on this CPU machine",
+        "model_signals": "see banking77_model: a capped candidate, smaller reference and windows",
         **{
             kind: {str(n): summarise(r, signals, retrain_on) for n, r in by_n.items()}
             for kind, by_n in found.items()
         },
         "policy_false_trigger": rate(sum(policy), len(policy)) | {"windows": 300, "consecutive": 2},
+    }
+
+
+def banking77_model_part(
+    split: dict[str, Any], params: Any, trials: int, params_path: Path
+) -> dict[str, Any]:
+    """Every signal, model signals included, with a capped Banking77 candidate's served answers.
+
+    vLLM on this CPU answers about one row a second, so this part is smaller than the text
+    part: a reference of MODEL_REFERENCE rows, a pool of MODEL_POOL, windows of 100 and 300,
+    and MODEL_SHIFTED rows each of held-out intents and of the test split.
+    """
+    from banking77_candidate import describe, train_candidate  # bench/ is on sys.path
+
+    candidate = train_candidate(split["training"], CACHE, params_path)
+    rng = random.Random(7)
+    reference, pool = split["reference"][:MODEL_REFERENCE], split["pool"][:MODEL_POOL]
+    kinds = {
+        "in_distribution": pool,
+        "held_out_intents": rng.sample(split["held_out_intents"], MODEL_SHIFTED),
+        "test_split": rng.sample(split["test_split"], MODEL_SHIFTED),
+    }
+    everything = reference + [r for rows in kinds.values() for r in rows]
+    answer_with_the_served_engine(everything, candidate)
+    vocab = vocabulary(r["text"] for r in split["training"])
+    use_embedding_table([r["text"] for r in everything], "banking77-model")
+    signals = params.monitor.signals
+    retrain_on = tuple(s for s in params.monitor.retrain_on if s in signals)
+    ref = reference_of(reference, vocab, "banking77-model")
+    sizes = (100, 300)
+    found: dict[str, dict[int, list]] = {
+        k: {n: [] for n in sizes} for k in [*kinds, "in_distribution_redrawn"]
+    }
+    policy = []
+    for t in range(trials):
+        rng = random.Random(2000 + t)
+        for kind, rows in kinds.items():
+            for n in sizes:
+                found[kind][n].append(judge(ref, rng.sample(rows, n), signals, params, t))
+        order = rng.sample(reference + pool, len(reference) + len(pool))
+        fresh = reference_of(order[:MODEL_REFERENCE], vocab, f"banking77-model-{t}")
+        for n in sizes:
+            found["in_distribution_redrawn"][n].append(
+                judge(fresh, order[MODEL_REFERENCE : MODEL_REFERENCE + n], signals, params, t)
+            )
+        pair = rng.sample(pool, 400)
+        both = [set(judge(ref, w, signals, params, t)) & set(retrain_on) for w in (pair[:200], pair[200:])]
+        policy.append(all(both))
+        if t % 10 == 0:
+            print(
+                f"banking77 model trial {t}: held-out intents {found['held_out_intents'][300][-1]}",
+                flush=True,
+            )
+    accuracy = {
+        kind: round(sum(r["answer"] == r["label"] for r in rows) / len(rows), 4)
+        for kind, rows in [("reference", reference), *kinds.items()]
+    }
+    return {
+        "candidate": describe(candidate) | {"served_accuracy": accuracy},
+        "split": {"reference_rows": len(reference), "pool_rows": len(pool), "shifted_rows": MODEL_SHIFTED},
+        "signals": list(signals),
+        **{
+            kind: {str(n): summarise(r, signals, retrain_on) for n, r in by_n.items()}
+            for kind, by_n in found.items()
+        },
+        "policy_false_trigger": rate(sum(policy), len(policy)) | {"windows": 200, "consecutive": 2},
     }
 
 
@@ -309,7 +387,9 @@ def main() -> None:
     started = time.perf_counter()
     datasets = {"sample": sample_part(params, args.trials)}
     if (args.banking77 / "train.csv").exists():
-        datasets["banking77"] = banking77_part(args.banking77, params, args.trials)
+        split = banking77_split(args.banking77)
+        datasets["banking77"] = banking77_part(split, params, args.trials)
+        datasets["banking77_model"] = banking77_model_part(split, params, args.trials, args.params)
     else:
         print(f"Banking77 not found at {args.banking77}: skipped", flush=True)
     results = {

@@ -62,7 +62,8 @@ class Prediction:
     """None when the output is not a valid label (counted as invalid)."""
     raw: str
     confidence: float | None = None
-    """The served confidence (vLLM path only): the probability of the answer's token path."""
+    """The raw confidence: the probability of the answer's token path under the label
+    constraint (``tunegate.prompt.answer_confidence``); every engine reports it."""
 
 
 def predict(
@@ -92,13 +93,34 @@ def predict(
                 do_sample=False,
                 prefix_allowed_tokens_fn=allowed,
                 pad_token_id=tokenizer.pad_token_id,
+                output_scores=True,
+                return_dict_in_generate=True,
             )
+        # The scores are the logits after the label mask: their softmax is the constrained
+        # distribution the served engine reports logprobs from.
+        steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in gen.scores], dim=1)
         for j, i in enumerate(idx):
-            answer = gen[j, width:].tolist()
+            answer = gen.sequences[j, width:].tolist()
             results[i] = Prediction(
-                rows[i]["id"], constraint.decode(answer), tokenizer.decode(answer, skip_special_tokens=True)
+                rows[i]["id"],
+                constraint.decode(answer),
+                tokenizer.decode(answer, skip_special_tokens=True),
+                path_confidence(steps[j], answer, constraint.end_token),
             )
     return [results[i] for i in range(len(rows))]
+
+
+def path_confidence(step_logp: Any, answer: list[int], end_token: int) -> float | None:
+    """exp(sum of each chosen token's log-probability) up to and including the end token;
+    None when the answer never ended (cut by max_new_tokens)."""
+    import math
+
+    total = 0.0
+    for k, tok in enumerate(answer):
+        total += float(step_logp[k, tok])
+        if tok == end_token:
+            return math.exp(total)
+    return None
 
 
 def generate_text(

@@ -7,8 +7,16 @@ matter on a CPU, where the prompt's prefill dominates the cost:
 1. merged weights (the caller merges the adapter; no LoRA matmuls per layer);
 2. the prompt prefix every item shares (chat template + system prompt) is computed once
    and its KV cache reused by every batch;
-3. decoding stops as soon as the answer so far determines a label: the remaining tokens
-   would be forced, so they cannot change it. Most labels are settled by one or two tokens.
+3. without ``with_confidence``, decoding stops as soon as the answer so far determines a
+   label: the remaining tokens would be forced, so they cannot change it. Most labels are
+   settled by one or two tokens.
+
+With ``with_confidence`` (the default) the forced tokens and the end token are decoded
+too, because the confidence is the probability of the whole answer path as the served
+engine reports it (``tunegate.prompt.answer_confidence``): each chosen token's probability
+renormalised over the tokens the label set allows at that step, multiplied out. A forced
+token then counts 1, but a label can still be spelt in more than one tokenization after
+it is settled, so those steps are decoded and counted as vLLM does.
 
 Logits are computed for the last position only.
 """
@@ -16,6 +24,7 @@ Logits are computed for the last position only.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +45,12 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def score(
-    model: Any, tokenizer: Any, template: PromptTemplate, rows: list[dict[str, Any]], batch_size: int = 32
+    model: Any,
+    tokenizer: Any,
+    template: PromptTemplate,
+    rows: list[dict[str, Any]],
+    batch_size: int = 32,
+    with_confidence: bool = True,
 ) -> list[Prediction]:
     import torch
 
@@ -63,7 +77,9 @@ def score(
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(idx))
         answers: list[list[int]] = [[] for _ in idx]
+        logp = [0.0] * len(idx)
         done: list[str | bool | None] = [False] * len(idx)
+        ended = [False] * len(idx)
         with torch.inference_mode():
             out = model(
                 input_ids=ids,
@@ -74,23 +90,26 @@ def score(
                 logits_to_keep=1,
             )
             for _step in range(constraint.max_len):
-                logits = out.logits[:, -1, :]
-                next_ids = []
+                step_logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
                 for j in range(len(idx)):
+                    if ended[j]:
+                        continue
+                    allowed = constraint.allowed(answers[j])
+                    tok = allowed[int(torch.argmax(step_logp[j, allowed]))]
+                    answers[j].append(tok)
+                    logp[j] += float(step_logp[j, tok] - torch.logsumexp(step_logp[j, allowed], 0))  # masked
                     if done[j] is False:
-                        allowed = constraint.allowed(answers[j])
-                        tok = allowed[int(torch.argmax(logits[j, allowed]))]
-                        answers[j].append(tok)
                         label = constraint.resolved(answers[j])
                         if label is not None or tok == constraint.end_token:
                             done[j] = label
-                    next_ids.append(answers[j][-1])
-                if all(d is not False for d in done):
+                    ended[j] = tok == constraint.end_token
+                settled = all(d is not False for d in done)
+                if all(ended) or (settled and not with_confidence):
                     break
                 mask = torch.cat([mask, torch.ones(len(idx), 1, dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
                 out = model(
-                    input_ids=torch.tensor(next_ids)[:, None],
+                    input_ids=torch.tensor([a[-1] for a in answers])[:, None],
                     attention_mask=mask,
                     position_ids=positions,
                     past_key_values=out.past_key_values,
@@ -98,5 +117,6 @@ def score(
                 )
         for j, i in enumerate(idx):
             label = done[j] if isinstance(done[j], str) else None
-            results[i] = Prediction(rows[i]["id"], label, label or tokenizer.decode(answers[j]))
+            confidence = math.exp(logp[j]) if with_confidence and ended[j] else None
+            results[i] = Prediction(rows[i]["id"], label, label or tokenizer.decode(answers[j]), confidence)
     return [results[i] for i in range(len(rows))]

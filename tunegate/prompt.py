@@ -58,9 +58,12 @@ def general_prompt(tokenizer: Any, text: str) -> str:
 
 
 def answer_confidence(logprobs: Any) -> float:
-    """The served confidence of a constrained answer: the probability of the generated
-    token path (each step's sampled-token logprob from vLLM, ``logprobs=0``), multiplied
-    out. The service and the evaluate stage's monitoring reference both use this."""
+    """The raw confidence of a constrained answer: the probability of the generated token
+    path (each step's sampled-token logprob from vLLM, ``logprobs=0``), multiplied out.
+    vLLM reports each step's probability after the structured-output mask, i.e.
+    renormalised over the tokens the label set allows there (the scorer computes the same
+    and agrees to 1e-5). The service, the evaluate stage's monitoring reference and the
+    calibration (tunegate/calibration.py) all start from this."""
     import math
 
     return math.exp(sum(next(iter(step.values())).logprob for step in logprobs or [] if step))

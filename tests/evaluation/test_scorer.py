@@ -45,6 +45,9 @@ def test_scorer_matches_reference_generate(tiny_base, tiny_adapter, prepared_sam
     fast = score(*load_model(tiny_base, adapter, merge=True), template, rows, batch_size=16)
     assert [p.id for p in fast] == [r["id"] for r in rows]
     assert [p.label for p in fast] == [p.label for p in reference]
+    # The raw confidence (the calibration's input) is the same path probability on both.
+    assert [p.confidence for p in fast] == pytest.approx([p.confidence for p in reference], abs=1e-4)
+    assert all(0 < p.confidence <= 1 for p in fast)
     if with_adapter:  # the random adapter spreads answers over labels: not trivially constant
         assert len({p.label for p in fast}) > 1
 
@@ -73,4 +76,8 @@ def test_vllm_engine_serves_base_and_adapter_in_one_engine(tiny_base, tiny_adapt
     assert all(p.label in template.labels for p in served["cand"])  # structured outputs hold
     with_adapter = predict(*load_model(tiny_base, tiny_adapter), template, rows, batch_size=8)
     assert [p.label for p in served["cand"]] == [p.label for p in with_adapter]
+    # vLLM reports logprobs after the structured-output mask; both other engines compute that.
+    assert [p.confidence for p in served["cand"]] == pytest.approx(
+        [p.confidence for p in with_adapter], abs=1e-3
+    )
     assert [p.label for p in served["cand"]] != [p.label for p in served["base"]]  # the adapter was applied
