@@ -58,10 +58,7 @@ def fit(method: Method, raw: Sequence[float], correct: Sequence[bool], min_rows:
             f"every one of the {len(y)} validation answers is {'right' if errors == 0 else 'wrong'}: "
             "there is nothing to calibrate against; add validation rows or set eval.calibration: none"
         )
-    if method == "temperature":
-        cal = _temperature(x, y)
-    else:
-        cal = _isotonic(x, y)
+    cal = _temperature(x, y) if method == "temperature" else _isotonic(x, y)
     after = np.array([cal.apply(v) for v in x])
     return Calibration(
         cal.method, cal.temperature, cal.points, fitted=fitted | {"nll_calibrated": round(nll(after, y), 5)}
@@ -91,9 +88,8 @@ def _isotonic(x: np.ndarray, y: np.ndarray) -> Calibration:
     from sklearn.isotonic import IsotonicRegression
 
     ir = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
-    points = tuple(
-        (round(float(a), 6), round(float(b), 6)) for a, b in zip(ir.X_thresholds_, ir.y_thresholds_, strict=True)
-    )
+    pairs = zip(ir.X_thresholds_, ir.y_thresholds_, strict=True)
+    points = tuple((round(float(a), 6), round(float(b), 6)) for a, b in pairs)
     return Calibration("isotonic", points=points)
 
 
@@ -122,7 +118,8 @@ def choose_threshold(
         if n == 0:
             continue
         precision = float((ok & answered).sum() / n)
-        found = Threshold(float(t), precision, float(answered.mean()) if len(c) else math.nan, precision >= target)
+        coverage = float(answered.mean()) if len(c) else math.nan
+        found = Threshold(float(t), precision, coverage, precision >= target)
         if found.reached:
             return found
         if best is None or precision > best.precision:

@@ -23,6 +23,7 @@ Methods:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -83,7 +84,7 @@ def interpolate(points: tuple[tuple[float, float], ...], x: float) -> float:
         return x
     if x <= points[0][0]:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return points[-1][1]
@@ -100,8 +101,9 @@ def parse(data: bytes, source: str) -> Calibration:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{source}: not a calibration file ({err})") from None
-    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
-        raise ArtifactError(f"{source}: calibration schema {raw.get('schema') if isinstance(raw, dict) else None}, expected {SCHEMA}")
+    schema = raw.get("schema") if isinstance(raw, dict) else None
+    if schema != SCHEMA:
+        raise ArtifactError(f"{source}: calibration schema {schema}, expected {SCHEMA}")
     try:
         cal = Calibration(
             method=raw["method"],

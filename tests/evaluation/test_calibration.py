@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_calibration_isotonic_is_monotone_and_lowers_ece_on_new_data() -> None:
     cal = fit("isotonic", raw, right, min_rows=50)
     xs = np.linspace(0, 1, 101)
     ys = [cal.apply(x) for x in xs]
-    assert all(a <= b + 1e-12 for a, b in zip(ys, ys[1:], strict=False))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(ys))
     test_raw, test_right = overconfident(3000, 3.0, 3)
     after = np.array([cal.apply(v) for v in test_raw])
     assert ece(after, test_right.astype(float)) < ece(test_raw, test_right.astype(float)) / 2
