@@ -30,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.abstention import calibrate, calibration_rows, mark, reliability_rows
+from evaluation.calibration import brier, ece
 from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.hf_predict import Prediction
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, token_f1, with_ci
 from evaluation.suites import Suite, build_suites, length_slice, unknown_labels
-from tunegate import monitor_reference
+from tunegate import calibration, monitor_reference
 from tunegate.artifacts import (
     atomic_dir,
     jsonl_text,
@@ -174,10 +176,18 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     if unknown:
         raise DataError(f"labels the candidate was not trained on: {unknown}")
     base_template = PromptTemplate.load(production.adapter_dir) if production else template
+    oos_label = params.data.oos_label
+    if oos_label is not None and oos_label in labels:
+        raise DataError(
+            f"data.oos_label {oos_label!r} is one of the candidate's trained labels: it was trained "
+            "before the label was declared out of scope; run `dvc repro` to prepare and train again"
+        )
+    extra = calibration_rows(args.data)  # predicted for calibration and abstention, not suites
 
     jobs = [(cand, template, s) for s in suites] + [
         (baseline, base_template, s) for s in suites if s.versus_baseline
     ]
+    jobs += [(cand, template, Suite(name, "holdout", rows)) for name, rows in extra.items() if rows]
     t0 = time.perf_counter()
     preds = predict_all(ep.engine, ep.batch_size, jobs, ep.vllm_kv_cache_gib)
     predict_seconds = time.perf_counter() - t0
@@ -242,6 +252,19 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         else {"missing": "no monitoring reference: " + ("no vllm" if ref_rows else "reference_rows is 0")}
     )
 
+    cal, evidence["calibration"] = calibrate(
+        params, extra["val"], preds.get((cand.key, "val"), []), preds.get((cand.key, "val_oos"), [])
+    )
+    oos_records = [
+        {"id": r["id"], "text": r["text"], "gold": oos_label, "candidate": x.label} | m
+        for r, x, m in zip(
+            extra["holdout_oos"],
+            preds.get((cand.key, "holdout_oos"), []),
+            mark(cal, preds.get((cand.key, "holdout_oos"), [])),
+            strict=True,
+        )
+    ]
+
     # Metrics, predictions and plots.
     resamples, seed = params.gate.bootstrap_resamples, params.base.seed
     metrics: dict[str, Any] = {}
@@ -265,7 +288,6 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
                 for lab in labels
                 if cpc[lab].support
             ]
-        metrics[s.name] = entry
         records[s.name] = [
             {
                 "id": r["id"],
@@ -275,8 +297,11 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
                 "baseline": b,
                 "slice": length_slice(r["text"], ep.length_buckets),
             }
-            for r, c, b in zip(s.rows, cp, bp, strict=True)
+            | m
+            for r, c, b, m in zip(s.rows, cp, bp, mark(cal, preds[(cand.key, s.name)]), strict=True)
         ]
+        cm |= calibration_metrics(records[s.name])
+        metrics[s.name] = entry
         evidence["suites"][s.name] = {
             "kind": s.kind,
             "rows": len(s.rows),
@@ -328,6 +353,22 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
             name: info | {"sha256": sha256_file(tmp / f"{name}.jsonl")}
             for name, info in evidence["suites"].items()
         }
+        calibration.write(tmp / calibration.FILE, cal)
+        if oos_records:
+            (tmp / "holdout_oos.jsonl").write_text(jsonl_text(oos_records), encoding="utf-8")
+            evidence["out_of_scope"] = {
+                "rows": len(oos_records),
+                "sha256": sha256_file(tmp / "holdout_oos.jsonl"),
+            }
+        else:
+            evidence["out_of_scope"] = {
+                "missing": "no out-of-scope hold-out rows: "
+                + (
+                    "data.oos_label is not declared"
+                    if oos_label is None
+                    else f"no rows labelled {oos_label!r}"
+                )
+            }
         ref_file, model_id = tmp / monitor_reference.FILE, cand.identity()["model_id"]
         if "missing" in evidence["monitor_reference"]:
             monitor_reference.write_missing(ref_file, evidence["monitor_reference"]["missing"], model_id)
@@ -341,8 +382,27 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         write_csv(tmp / "suite_deltas.csv", suite_deltas)
         for name, rows in class_deltas.items():
             write_csv(tmp / f"class_deltas_{name}.csv", rows)
+        for name in ("holdout", "shifted"):
+            if name in records:
+                write_csv(tmp / f"reliability_{name}.csv", reliability_rows(records[name]))
+        write_csv(tmp / "reliability_holdout_raw.csv", reliability_rows(records["holdout"], "raw_confidence"))
     write_json(args.out / "metrics.json", metrics)
     return metrics
+
+
+def calibration_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Point values for eval/metrics.json (the gate computes the intervals)."""
+    if not records:
+        return {}
+    conf = np.array([r["confidence"] or 0.0 for r in records])
+    right = np.array([float(r["candidate"] == r["gold"]) for r in records])
+    kept = np.array([not r["abstained"] for r in records])
+    return {
+        "ece": round(ece(conf, right), 4),
+        "brier": round(brier(conf, right), 4),
+        "coverage": round(float(kept.mean()), 4),
+        "selective_accuracy": round(float(right[kept].mean()), 4) if kept.any() else math.nan,
+    }
 
 
 def reference_rows(data: Path, limit: int, seed: int) -> list[dict[str, Any]]:

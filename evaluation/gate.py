@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.policy import SuiteOutcome, Verdict, decide
+from evaluation.policy_calibration import calibration_checks
 from evaluation.report import render_report
 from tunegate.artifacts import atomic_write_text, environment, read_json, read_jsonl, sha256_file, write_json
 from tunegate.errors import DataError, TunegateError
@@ -46,7 +47,23 @@ def load_evidence(results: Path) -> tuple[dict[str, Any], dict[str, list[dict[st
     return evidence, records
 
 
-def judge(evidence: dict[str, Any], records: dict[str, list[dict[str, Any]]], params: Params) -> Verdict:
+def load_out_of_scope(results: Path, evidence: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The out-of-scope hold-out's records (hash-checked), or None when there were none."""
+    info = evidence.get("out_of_scope", {})
+    if "sha256" not in info:
+        return None
+    file = results / "holdout_oos.jsonl"
+    if not file.exists() or sha256_file(file) != info["sha256"]:
+        raise DataError(f"{file}: missing, or changed after evaluation (sha256 differs from evidence.json)")
+    return read_jsonl(file)
+
+
+def judge(
+    evidence: dict[str, Any],
+    records: dict[str, list[dict[str, Any]]],
+    params: Params,
+    out_of_scope: list[dict[str, Any]] | None = None,
+) -> Verdict:
     outcomes = [
         SuiteOutcome(
             name,
@@ -63,7 +80,7 @@ def judge(evidence: dict[str, Any], records: dict[str, list[dict[str, Any]]], pa
     probe = evidence.get("probe", {})
     forgetting = (probe["candidate"]["accuracy"], probe["base"]["accuracy"]) if "candidate" in probe else None
     parity = evidence.get("parity", {})
-    return decide(
+    verdict = decide(
         outcomes,
         evidence["labels"],
         params.gate,
@@ -75,6 +92,18 @@ def judge(evidence: dict[str, Any], records: dict[str, list[dict[str, Any]]], pa
         slices=slices,
         seed=params.base.seed,
     )
+    checks, notes = calibration_checks(
+        evidence.get("calibration", {}),
+        records.get("holdout", []),
+        records.get("shifted"),
+        out_of_scope,
+        params.gate,
+        params.base.seed,
+    )
+    verdict.checks.extend(checks)
+    verdict.notes.extend(notes)
+    verdict.approved = all(c.passed for c in verdict.checks)
+    return verdict
 
 
 def gate_record(verdict: Verdict, evidence: dict[str, Any], params: Params, results: Path) -> dict[str, Any]:
@@ -104,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     evidence, records = load_evidence(args.results)
-    verdict = judge(evidence, records, params)
+    verdict = judge(evidence, records, params, load_out_of_scope(args.results, evidence))
     record = gate_record(verdict, evidence, params, args.results)
     write_json(args.out, record)
     atomic_write_text(args.report, render_report(record, evidence, records))

@@ -42,7 +42,8 @@ class CleanReport:
     label_conflicts: int = 0
     """duplicates whose label differed from the kept row's label"""
     out_of_scope: int = 0
-    """rows labelled ``data.oos_label``: kept out of the label set and the training targets"""
+    """rows labelled ``data.oos_label``: kept out of the label set and the training targets
+    (they become the validation and hold-out out-of-scope suites)"""
 
     def drop(self, row: RawRow | Row, reason: str) -> None:
         self.dropped[reason] += 1
@@ -83,8 +84,8 @@ def validate(
     scrub_pii: bool,
     oos_label: str | None = None,
 ) -> list[Row]:
-    """Drop malformed rows (counted in `report`) and set aside out-of-scope ones (counted);
-    normalise and scrub the rest."""
+    """Drop malformed rows (counted in `report`), count out-of-scope ones (label
+    `oos_label`: kept, for the out-of-scope suites); normalise and scrub the rest."""
     out = []
     for raw in rows:
         report.total += 1
@@ -105,7 +106,6 @@ def validate(
             continue
         if oos_label is not None and label.strip() == oos_label:
             report.out_of_scope += 1
-            continue
         text = normalise(raw.text)
         if len(text) < min_chars:
             report.drop(raw, f"text shorter than {min_chars} characters")

@@ -1,6 +1,8 @@
 """The prepare stage: raw labelled data -> validated, scrubbed, de-duplicated, split data.
 
-Writes ``{train,val,holdout,shifted}.jsonl`` (``id, text, label``), ``probe.jsonl``, ``replay.jsonl``,
+Writes ``{train,val,holdout,shifted}.jsonl`` (``id, text, label``), the out-of-scope suites
+``{val,holdout}_oos.jsonl`` (rows labelled ``data.oos_label``: no intent; empty when none
+is declared), ``probe.jsonl``, ``replay.jsonl``,
 ``labels.json`` and ``manifest.json`` into the output folder, all at once (atomic).
 Same inputs and seed give byte-identical outputs: the manifest holds no timestamps.
 
@@ -25,7 +27,7 @@ from tunegate.errors import DataError
 from tunegate.params import Params, load_params
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "holdout", "shifted")
+SPLITS = ("train", "val", "holdout", "shifted", "val_oos", "holdout_oos")
 
 
 @dataclass
@@ -58,27 +60,35 @@ def prepare_dataset(
         _check_invalid_share(name, report, p.max_invalid_share)
         return deduplicate(valid, report, p.dedup, seen)
 
+    oos = params.data.oos_label
     leakage: dict[str, int] = {}
     if loaded.holdout is not None:
-        holdout = clean("holdout", loaded.holdout)
-        held_keys = {near_key(r.text) for r in holdout}
-        pool = clean("pool", loaded.pool)
+        holdout, holdout_oos = _scope(clean("holdout", loaded.holdout), oos)
+        held_keys = {near_key(r.text) for r in holdout + holdout_oos}
+        pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
         before = len(pool)
         pool = [r for r in pool if near_key(r.text) not in held_keys]
+        pool_oos = [r for r in pool_oos if near_key(r.text) not in held_keys]
         leakage["pool_rows_removed_as_holdout_duplicates"] = before - len(pool)
         if p.max_rows:
             pool = cap_rows(pool, p.max_rows, params.base.seed)
         check_label_counts(pool, max(2, p.min_rows_per_label // 2))
         parts = stratified_split(pool, {"val": p.val_fraction}, params.base.seed)
         parts["holdout"] = holdout
+        parts["val_oos"], parts["holdout_oos"] = pool_oos, holdout_oos
     else:
-        pool = clean("pool", loaded.pool)
+        pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
         if p.max_rows:
             pool = cap_rows(pool, p.max_rows, params.base.seed)
         check_label_counts(pool, p.min_rows_per_label)
         parts = stratified_split(
             pool, {"holdout": p.holdout_fraction, "val": p.val_fraction}, params.base.seed
         )
+        # Out-of-scope rows train nothing: they are split between the two evaluation suites
+        # in the proportion of validation to hold-out.
+        share = p.val_fraction / (p.val_fraction + p.holdout_fraction)
+        oos_parts = stratified_split(pool_oos, {"val_oos": share}, params.base.seed, rest="holdout_oos")
+        parts["val_oos"], parts["holdout_oos"] = oos_parts["val_oos"], oos_parts["holdout_oos"]
 
     labels = sorted(by_label(parts["train"]))
     _check_labels_known("holdout", parts["holdout"], labels)
@@ -88,7 +98,7 @@ def prepare_dataset(
 
     parts["shifted"] = []
     if shifted is not None:
-        rows = clean("shifted", shifted)
+        rows, _ = _scope(clean("shifted", shifted), oos)  # its out-of-scope rows are counted, not used
         _check_labels_known("shifted", rows, labels)
         parts["shifted"] = [r for r in rows if near_key(r.text) not in train_keys]
         leakage["shifted_rows_removed_as_train_duplicates"] = len(rows) - len(parts["shifted"])
@@ -121,6 +131,13 @@ def prepare_dataset(
     if added is not None:
         manifest["feedback"] = added
     return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest, replay=replay)
+
+
+def _scope(rows: list[Row], oos_label: str | None) -> tuple[list[Row], list[Row]]:
+    """(in-scope rows, out-of-scope rows)."""
+    if oos_label is None:
+        return rows, []
+    return [r for r in rows if r.label != oos_label], [r for r in rows if r.label == oos_label]
 
 
 def _feedback_rows(rows: list[Row], parts: dict[str, list[Row]], labels: list[str]) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class DataParams:
     """General questions with short answers, for the forgetting check."""
     oos_label: str | None = None
     """The label that means "out of scope: none of the intents" (e.g. ``oos``). Rows with it
-    are kept out of the label set and the training targets (counted in the manifest);
+    are kept out of the label set and the training targets (counted in the manifest) and
+    become the validation and hold-out out-of-scope suites (calibration and abstention);
     ``/feedback`` and ``tunegate replay --feedback`` accept it (live accuracy counts such an
     answered request as wrong); retraining does not export those requests as training rows."""
     replay_source: str | None = "data/sample/replay.jsonl"
@@ -238,6 +239,12 @@ class EvalParams:
     served engine answers at evaluate time: with their answers and confidences they are
     the release's monitoring reference (tunegate/monitor_reference.py). 0 skips it (the
     release then cannot be monitored); under 50 is refused."""
+    calibration: Literal["temperature", "isotonic", "none"] = "temperature"
+    """How the raw answer confidence is calibrated on the validation split
+    (tunegate/calibration.py): temperature scaling (one parameter), isotonic regression
+    (monotone steps; wants a few hundred validation rows), or none."""
+    calibration_min_rows: int = 30
+    """Fewer validation answers cannot calibrate: the calibration check fails, saying so."""
 
     def problems(self) -> list[str]:
         from evaluation.perturb import PERTURBATIONS
@@ -262,6 +269,10 @@ class EvalParams:
             out.append(f"eval.parity_rows: {self.parity_rows} must be >= 0")
         if self.reference_rows != 0 and self.reference_rows < 50:
             out.append(f"eval.reference_rows: {self.reference_rows} must be 0 (no reference) or >= 50")
+        if self.calibration_min_rows < 10:
+            out.append(
+                f"eval.calibration_min_rows: {self.calibration_min_rows} is too few to fit on; use >= 10"
+            )
         return out
 
 
@@ -304,6 +315,17 @@ class GateParams:
     """Slices with fewer rows are reported as too small to judge, not checked."""
     allowed_licenses: tuple[str, ...] = ("apache-2.0", "mit", "bsd-3-clause")
     bootstrap_resamples: int = 1000
+    max_ece: float = 0.1
+    """Largest expected calibration error of the calibrated confidence on the hold-out."""
+    target_in_scope_precision: float = 0.95
+    """With serve.abstain_below auto: the share of answered validation messages (in-scope
+    and out-of-scope) that must be answered right at the chosen threshold."""
+    min_coverage: float = 0.5
+    """Smallest share of in-scope hold-out messages answered (not abstained on)."""
+    min_selective_accuracy: float = 0.9
+    """Accuracy floor on the in-scope hold-out messages the release answers."""
+    min_oos_recall: float = 0.5
+    """Smallest share of out-of-scope hold-out messages abstained on (when there are any)."""
 
     def problems(self) -> list[str]:
         out = []
@@ -320,6 +342,11 @@ class GateParams:
             "max_forgetting_drop",
             "min_parity",
             "max_slice_drop",
+            "max_ece",
+            "target_in_scope_precision",
+            "min_coverage",
+            "min_selective_accuracy",
+            "min_oos_recall",
         ):
             v = getattr(self, name)
             if not 0 <= v <= 1:
@@ -411,6 +438,12 @@ class ServeParams:
     """Leave /metrics open even when require_api_key is on (e.g. for a scraper without the key)."""
     max_body_bytes: int = 1_048_576
     """Request bodies larger than this get 413 before they are read."""
+    abstain_below: float | Literal["auto"] | None = "auto"
+    """Calibrated confidence under which /classify abstains (``label: null``, ``abstained:
+    true``). auto: the evaluate stage picks the lowest threshold whose answers on validation
+    (in-scope and out-of-scope rows) are right gate.target_in_scope_precision of the time;
+    a number in [0, 1]: that threshold; null: never abstain. The threshold is recorded in
+    the release (calibration.json), judged by the gate and served as judged."""
     shadow: tuple[str, ...] = ()
     """Stages that get a copy of every public request (answer logged, not returned), e.g.
     [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
@@ -426,6 +459,10 @@ class ServeParams:
         for name in (*positive, "max_body_bytes"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
+        if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
+            out.append(
+                f"serve.abstain_below: {self.abstain_below} is outside [0, 1]; use a number in it, auto or null"
+            )
         return out
 
 

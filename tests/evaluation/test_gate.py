@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from evaluation.engines import ModelRef
 from evaluation.evaluate import production_ref
-from evaluation.gate import gate_record, judge, load_evidence
+from evaluation.gate import gate_record, judge, load_evidence, load_out_of_scope
 from evaluation.report import render_report
 from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 from tunegate.cli import app
@@ -17,8 +17,22 @@ from tunegate.params import params_from_dict
 LABELS = ["card_arrival", "card_declined", "top_up_failed"]
 
 
-def write_results(folder, cand_right: float, n: int = 120):
-    """A synthetic eval/results folder: hold-out + shifted predictions and evidence."""
+CALIBRATION = {
+    "method": "temperature", "temperature": 1.5, "points": [], "abstain_below": 0.5, "schema": 1,
+    "chosen_by": "declared: serve.abstain_below", "fitted": {"rows": 80}, "val_rows": 80, "val_oos_rows": 0,
+}  # fmt: skip
+
+
+def write_results(
+    folder,
+    cand_right: float,
+    n: int = 120,
+    conf: tuple[float, float] = (0.96, 0.3),
+    oos_abstained: float | None = None,
+):
+    """A synthetic eval/results folder: hold-out + shifted predictions and evidence. Right
+    answers get calibrated confidence conf[0], wrong ones conf[1]; the threshold is 0.5.
+    With `oos_abstained`, an out-of-scope hold-out of n rows, that share abstained on."""
     folder.mkdir(parents=True, exist_ok=True)
     suites = {}
     for name, kind in (("holdout", "holdout"), ("shifted", "shifted")):
@@ -28,9 +42,11 @@ def write_results(folder, cand_right: float, n: int = 120):
             cand = gold if (i * 7919 % 100) < cand_right * 100 else LABELS[(i + 1) % 3]
             base = gold if i % 5 == 0 else LABELS[(i + 2) % 3]
             words = "short msg" if i % 2 else " ".join(["long"] * 30)
+            c = conf[0] if cand == gold else conf[1]
             rows.append(
                 {"id": f"{name}-{i}", "text": words, "gold": gold, "candidate": cand, "baseline": base,
-                 "slice": "words<=8" if i % 2 else "words>20"}
+                 "slice": "words<=8" if i % 2 else "words>20", "raw_confidence": c, "confidence": c,
+                 "abstained": c < 0.5}
             )  # fmt: skip
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         suites[name] = {
@@ -60,7 +76,18 @@ def write_results(folder, cand_right: float, n: int = 120):
             "disagreements": {"served_vs_reference": []},
             "served_engine": "vllm",
         },
+        "calibration": CALIBRATION,
+        "out_of_scope": {"missing": "data.oos_label is not declared"},
     }
+    if oos_abstained is not None:
+        oos = [
+            {"id": f"oos-{i}", "text": "weather?", "gold": "oos", "candidate": LABELS[0], "confidence": c,
+             "raw_confidence": c, "abstained": c < 0.5}
+            for i in range(n)
+            for c in [0.2 if i < oos_abstained * n else 0.9]
+        ]  # fmt: skip
+        (folder / "holdout_oos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in oos))
+        evidence["out_of_scope"] = {"rows": n, "sha256": sha256_file(folder / "holdout_oos.jsonl")}
     write_json(folder / "evidence.json", evidence)
     return folder
 
@@ -68,7 +95,7 @@ def write_results(folder, cand_right: float, n: int = 120):
 def decide_on(folder):
     params = params_from_dict({"gate": {"bootstrap_resamples": 200}})
     evidence, records = load_evidence(folder)
-    verdict = judge(evidence, records, params)
+    verdict = judge(evidence, records, params, load_out_of_scope(folder, evidence))
     return verdict, gate_record(verdict, evidence, params, folder), evidence, records
 
 
@@ -147,3 +174,60 @@ def test_production_pointer_resolution_and_its_errors(tmp_path):
     write_json(pointer, {"version": "v1", "model_dir": str(same)})
     with pytest.raises(ArtifactError, match="sha256 differs from the card"):
         production_ref(pointer, base)
+
+
+def checks_of(verdict) -> dict:
+    return {c.name: c for c in verdict.checks}
+
+
+def test_gate_judges_calibration_and_abstention_at_the_served_threshold(tmp_path):
+    verdict, _, _, _ = decide_on(write_results(tmp_path / "good", 0.95, oos_abstained=0.8))
+    checks = checks_of(verdict)
+    assert verdict.approved, verdict.summary()
+    assert checks["calibration.fitted"].passed
+    assert checks["holdout.coverage"].value == pytest.approx(0.95, abs=0.02)  # the wrong answers abstained
+    assert checks["holdout.selective_accuracy"].value == 1.0
+    assert checks["holdout_oos.recall"].value == pytest.approx(0.8)
+    lo, hi = checks["holdout_oos.recall"].ci
+    assert lo < 0.8 < hi
+    assert any(n.startswith("shifted ECE") for n in verdict.notes)
+
+    # Sure of everything, right 80% of the time: miscalibrated, and nothing abstained on.
+    verdict, record, evidence, records = decide_on(
+        write_results(tmp_path / "sure", 0.8, conf=(0.99, 0.99), oos_abstained=0.1)
+    )
+    checks = checks_of(verdict)
+    assert not verdict.approved
+    assert not checks["holdout.ece"].passed and checks["holdout.ece"].value == pytest.approx(0.19, abs=0.02)
+    assert checks["holdout.ece"].reason == "confidence is miscalibrated"
+    assert not checks["holdout.selective_accuracy"].passed
+    assert not checks["holdout_oos.recall"].passed
+    assert "| **FAIL** | holdout_oos.recall |" in render_report(record, evidence, records)
+
+
+def test_gate_without_out_of_scope_rows_reports_coverage_only_and_says_so(tmp_path):
+    verdict, _, _, _ = decide_on(write_results(tmp_path / "r", 0.95))
+    assert "holdout_oos.recall" not in checks_of(verdict)
+    assert any("no out-of-scope rows" in n for n in verdict.notes)
+
+
+def test_gate_fails_a_calibration_that_could_not_be_fitted_or_is_missing(tmp_path):
+    folder = write_results(tmp_path / "r", 0.95)
+    evidence = json.loads((folder / "evidence.json").read_text())
+    evidence["calibration"] = CALIBRATION | {"failed": "12 validation answers; calibrating needs at least 30"}
+    write_json(folder / "evidence.json", evidence)
+    verdict, _, _, _ = decide_on(folder)
+    fitted = checks_of(verdict)["calibration.fitted"]
+    assert not verdict.approved and not fitted.passed and "needs at least 30" in fitted.reason
+    del evidence["calibration"]
+    write_json(folder / "evidence.json", evidence)
+    verdict, _, _, _ = decide_on(folder)
+    assert "evaluated by an older tunegate" in checks_of(verdict)["calibration.fitted"].reason
+
+
+def test_gate_refuses_edited_out_of_scope_records(tmp_path):
+    folder = write_results(tmp_path / "r", 0.95, oos_abstained=0.5)
+    with (folder / "holdout_oos.jsonl").open("a") as f:
+        f.write("{}\n")
+    with pytest.raises(DataError, match="changed after evaluation"):
+        decide_on(folder)

@@ -104,6 +104,7 @@ def test_sample_writes_every_file_with_manifest_hashes(sample):
     names = sorted(p.name for p in sample.iterdir())
     assert names == [
         "holdout.jsonl",
+        "holdout_oos.jsonl",
         "labels.json",
         "manifest.json",
         "probe.jsonl",
@@ -111,6 +112,7 @@ def test_sample_writes_every_file_with_manifest_hashes(sample):
         "shifted.jsonl",
         "train.jsonl",
         "val.jsonl",
+        "val_oos.jsonl",
     ]
     manifest = read_json(sample / "manifest.json")
     for name, digest in manifest["files"].items():
@@ -172,7 +174,8 @@ def test_malformed_rows_under_the_limit_are_dropped_and_counted(tmp_path):
 
 def test_out_of_scope_rows_stay_out_of_the_labels_and_the_splits(tmp_path):
     """data.oos_label names rows that belong to no intent: counted, never a training target,
-    and not 'malformed' (they do not count against prepare.max_invalid_share)."""
+    not 'malformed' (they do not count against prepare.max_invalid_share), and split between
+    the validation and hold-out out-of-scope suites (for calibration and abstention)."""
     rows = synthetic(40) + [(f"what is the weather in {w}", "oos") for w in WORDS[:12]]
     src = write_csv(tmp_path / "d.csv", rows)
     out = run_prepare(tmp_path, data={"source": str(src), "shifted_source": None, "oos_label": "oos"})
@@ -184,9 +187,14 @@ def test_out_of_scope_rows_stay_out_of_the_labels_and_the_splits(tmp_path):
     )
     cleaning = read_json(out / "manifest.json")["cleaning"]["pool"]
     assert cleaning["out_of_scope"] == 12 and cleaning["dropped"] == {}
+    val_oos, holdout_oos = read_jsonl(out / "val_oos.jsonl"), read_jsonl(out / "holdout_oos.jsonl")
+    assert {r["label"] for r in val_oos + holdout_oos} == {"oos"}
+    assert (len(val_oos), len(holdout_oos)) == (4, 8)  # val : hold-out = 0.1 : 0.2 of 12 rows
+    assert read_json(out / "manifest.json")["counts"]["holdout_oos"] == 8
     (tmp_path / "plain").mkdir()
     plain = run_prepare(tmp_path / "plain", data={"source": str(src), "shifted_source": None})
     assert "oos" in read_json(plain / "labels.json")  # without the declaration it is just a label
+    assert read_jsonl(plain / "val_oos.jsonl") == [] == read_jsonl(plain / "holdout_oos.jsonl")
 
 
 def test_too_many_malformed_rows_fail_with_row_numbers(tmp_path):

@@ -1,0 +1,103 @@
+"""The evaluate stage's calibration step: fit on validation, fix the abstention threshold,
+and mark every answer with its calibrated confidence and whether the release abstains.
+
+Inputs are the candidate's predictions (with raw path confidences, from whichever engine
+evaluated) on the validation split and on the out-of-scope suites that ``prepare`` writes
+when ``data.oos_label`` is declared. The threshold comes from ``serve.abstain_below``: a
+declared number, null (never), or auto (``choose_threshold`` for
+``gate.target_in_scope_precision``). The result is ``eval/results/calibration.json``,
+which the package stage ships with the release and the service applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.calibration import CalibrationError, choose_threshold, fit, reliability
+from evaluation.hf_predict import Prediction
+from tunegate.artifacts import read_jsonl
+from tunegate.calibration import Calibration
+from tunegate.params import Params
+
+log = logging.getLogger(__name__)
+SPLITS = ("val", "val_oos", "holdout_oos")
+
+
+def calibration_rows(data: Path) -> dict[str, list[dict[str, Any]]]:
+    """Validation rows and the out-of-scope suites (empty when prepare wrote none)."""
+    return {
+        name: read_jsonl(data / f"{name}.jsonl") if (data / f"{name}.jsonl").exists() else []
+        for name in SPLITS
+    }
+
+
+def calibrate(
+    params: Params, val: list[dict[str, Any]], val_preds: list[Prediction], oos_preds: list[Prediction]
+) -> tuple[Calibration, dict[str, Any]]:
+    """The release's calibration and threshold, and what the gate needs to know about them."""
+    raw = [p.confidence for p in val_preds]
+    answered = [i for i, c in enumerate(raw) if c is not None]
+    right = [val_preds[i].label == val[i]["label"] for i in answered]
+    evidence: dict[str, Any] = {
+        "method": params.eval.calibration,
+        "val_rows": len(val),
+        "val_oos_rows": len(oos_preds),
+    }
+    try:
+        fitted = fit(
+            params.eval.calibration, [raw[i] for i in answered], right, params.eval.calibration_min_rows
+        )
+    except CalibrationError as err:
+        log.warning("calibration failed: %s", err)
+        fitted, evidence["failed"] = Calibration("none"), str(err)
+    declared = params.serve.abstain_below
+    if declared is None:
+        threshold, chosen_by = 0.0, "never: serve.abstain_below is null"
+    elif declared == "auto":
+        conf = [fitted.apply(c) for c in raw]
+        oos = [fitted.apply(p.confidence) for p in oos_preds]
+        target = params.gate.target_in_scope_precision
+        found = choose_threshold(
+            conf, [p.label == r["label"] for p, r in zip(val_preds, val, strict=True)], oos, target
+        )
+        threshold = found.value
+        chosen_by = f"auto: the lowest threshold whose validation answers are right >= {target} of the time"
+        evidence["threshold_search"] = {
+            "target": target,
+            "reached": found.reached,
+            "precision": round(found.precision, 4),
+            "coverage": round(found.coverage, 4),
+            "with_out_of_scope_rows": bool(oos_preds),
+        }
+    else:
+        threshold, chosen_by = float(declared), "declared: serve.abstain_below"
+    cal = Calibration(
+        fitted.method, fitted.temperature, fitted.points, round(threshold, 6), chosen_by, fitted.fitted
+    )
+    return cal, evidence | cal.to_dict()
+
+
+def mark(cal: Calibration, preds: list[Prediction]) -> list[dict[str, Any]]:
+    """Per answer: raw and calibrated confidence, and whether the release abstains."""
+    out = []
+    for p in preds:
+        conf = cal.apply(p.confidence)
+        out.append(
+            {
+                "raw_confidence": None if p.confidence is None else round(p.confidence, 6),
+                "confidence": None if conf is None else round(conf, 6),
+                "abstained": cal.abstains(conf),
+            }
+        )
+    return out
+
+
+def reliability_rows(records: list[dict[str, Any]], key: str = "confidence") -> list[dict[str, Any]]:
+    """A reliability diagram's points for one suite's records (invalid answers count as 0, wrong)."""
+    conf = np.array([r[key] if r[key] is not None else 0.0 for r in records])
+    right = np.array([float(r["candidate"] == r["gold"]) for r in records])
+    return reliability(conf, right) if len(records) else []

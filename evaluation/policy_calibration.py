@@ -1,0 +1,143 @@
+"""The gate's calibration and abstention checks: one check family, pure.
+
+Judged at the threshold the release will serve with (``calibration.json``), on per-item
+records: the hold-out (in-scope), the out-of-scope hold-out when the data has one, and
+the shifted suite (reported, not judged: a shifted channel is expected to be less
+calibrated; its ECE is shown so a release owner sees by how much).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from evaluation.calibration import oos_recall, suite_scores
+from evaluation.metrics import Estimate
+from evaluation.policy import Check
+from tunegate.params import GateParams
+
+
+def _scores(records: Sequence[dict[str, Any]], gp: GateParams, seed: int) -> dict[str, Estimate]:
+    return suite_scores(
+        [r["confidence"] for r in records],
+        [r["candidate"] == r["gold"] for r in records],
+        [r["abstained"] for r in records],
+        resamples=gp.bootstrap_resamples,
+        seed=seed,
+        alpha=gp.alpha,
+    )
+
+
+def _check(name: str, metric: str, est: Estimate, limit: float, floor: bool, why: str) -> Check:
+    ok = math.isfinite(est.value) and (est.value >= limit if floor else est.value <= limit)
+    reason = "" if ok else (why if math.isfinite(est.value) else "metric is not a number")
+    return Check(
+        name, metric, est.value, (est.lo, est.hi), f"{'>=' if floor else '<='} {limit}", ok, reason=reason
+    )
+
+
+def calibration_checks(
+    evidence: dict[str, Any],
+    holdout: Sequence[dict[str, Any]],
+    shifted: Sequence[dict[str, Any]] | None,
+    out_of_scope: Sequence[dict[str, Any]] | None,
+    gp: GateParams,
+    seed: int = 0,
+) -> tuple[list[Check], list[str]]:
+    """(checks, notes). `evidence` is evidence.json's ``calibration`` block (None: evaluated
+    before calibration existed)."""
+    if not evidence or any("confidence" not in r for r in holdout):
+        missing = "no calibration in the evidence (evaluated by an older tunegate); run `dvc repro evaluate`"
+        return [
+            Check("calibration.fitted", "calibration", math.nan, None, "fitted", False, reason=missing)
+        ], []
+    checks = [
+        Check(
+            "calibration.fitted",
+            f"calibration ({evidence['method']})",
+            float("failed" not in evidence),
+            None,
+            "fitted on validation",
+            "failed" not in evidence,
+            reason=evidence.get("failed", ""),
+        )
+    ]
+    threshold = evidence["abstain_below"]
+    notes = [f"abstention threshold {threshold:.4f} (calibrated confidence), {evidence['chosen_by']}"]
+    search = evidence.get("threshold_search")
+    if search is not None:
+        checks.append(
+            Check(
+                "validation.abstain_target",
+                "precision of answered validation messages",
+                search["precision"],
+                None,
+                f">= {search['target']}",
+                search["reached"],
+                reason="" if search["reached"] else "no threshold reaches the target on validation",
+            )
+        )
+    s = _scores(holdout, gp, seed)
+    checks.append(
+        _check(
+            "holdout.ece",
+            "expected calibration error",
+            s["ece"],
+            gp.max_ece,
+            False,
+            "confidence is miscalibrated",
+        )
+    )
+    checks.append(
+        _check(
+            "holdout.coverage",
+            "share answered",
+            s["coverage"],
+            gp.min_coverage,
+            True,
+            "abstains on too many in-scope messages",
+        )
+    )
+    checks.append(
+        _check(
+            "holdout.selective_accuracy",
+            "accuracy of answered messages",
+            s["selective_accuracy"],
+            gp.min_selective_accuracy,
+            True,
+            "answers it gives are too often wrong",
+        )
+    )
+    a, b = s["brier"], s["answered_accuracy"]
+    notes.append(f"hold-out Brier score {a.value:.4f} [{a.lo:.4f}, {a.hi:.4f}]")
+    notes.append(
+        "hold-out accuracy at the threshold (an abstention is not a right answer) "
+        f"{b.value:.4f} [{b.lo:.4f}, {b.hi:.4f}]"
+    )
+    if shifted:
+        e = _scores(shifted, gp, seed)["ece"]
+        notes.append(f"shifted ECE {e.value:.4f} [{e.lo:.4f}, {e.hi:.4f}] (reported, not judged)")
+    if out_of_scope:
+        r = oos_recall(
+            [x["abstained"] for x in out_of_scope],
+            resamples=gp.bootstrap_resamples,
+            seed=seed,
+            alpha=gp.alpha,
+        )
+        checks.append(
+            _check(
+                "holdout_oos.recall",
+                "share of out-of-scope messages abstained on",
+                r,
+                gp.min_oos_recall,
+                True,
+                "answers out-of-scope messages with an intent",
+            )
+        )
+    else:
+        notes.append(
+            "no out-of-scope rows (data.oos_label): coverage and selective accuracy only, "
+            "no out-of-scope recall"
+        )
+    return checks, notes
