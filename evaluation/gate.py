@@ -116,6 +116,10 @@ def gate_record(verdict: Verdict, evidence: dict[str, Any], params: Params, resu
         "data": evidence["data"],
         "predictions": {name: info["sha256"] for name, info in evidence["suites"].items()},
         "evidence_sha256": sha256_file(results / "evidence.json"),
+        # The calibration judged here is the one packaged and served (serving/package.py checks).
+        "calibration_sha256": sha256_file(results / "calibration.json")
+        if (results / "calibration.json").exists()
+        else None,
         "policy": {k: v for k, v in vars(params.gate).items()},
         "engine": evidence["engine"],
         **verdict.to_dict(),

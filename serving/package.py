@@ -1,12 +1,14 @@
 """The package stage: an approved candidate becomes a release.
 
-It copies the adapter, its card, its gate record and its monitoring reference into the BentoML model store
+It copies the adapter, its card, its gate record, its monitoring reference and its
+calibration (the confidence map and abstention threshold the gate judged) into the BentoML model store
 (``bentoml models list`` shows it) and registers the release with GTO at the current
 commit (``gto show``). A rejected candidate is not packaged: the stage says why and exits
 0, so the pipeline's metrics are kept either way.
 
 Usage: ``python -m serving.package --params params.yaml --candidate models/candidate
---gate eval/gate.json --out registry/candidate.json``
+--gate eval/gate.json --reference eval/results/monitor_reference.json
+--calibration eval/results/calibration.json --out registry/candidate.json``
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunegate import monitor_reference
+from tunegate import calibration, monitor_reference
 from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash, verified_card, write_json
+from tunegate.calibration import Calibration
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
 
@@ -36,22 +39,35 @@ def save_to_store(
     tag: str,
     card: dict[str, Any],
     gate: dict[str, Any],
-    reference: Path | None = None,
+    extras: dict[str, Path] | None = None,
 ) -> Path:
-    """Copy the candidate into the BentoML model store (once per adapter); returns its folder."""
+    """Copy the candidate into the BentoML model store (once per adapter); returns its folder.
+
+    `extras` (store file name -> file: the monitoring reference, the calibration) are copied
+    beside it, each with its sha256 in the model's metadata (``<stem>_sha256``). An existing
+    entry for the same adapter with other extras is an error: its calibration decides
+    what the service answers, so it is not silently kept or replaced."""
     import bentoml
 
+    hashes = {f"{Path(name).stem}_sha256": sha256_file(path) for name, path in (extras or {}).items()}
     try:
         existing = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         existing = None
     if existing is not None:
-        if existing.info.metadata.get("tree_sha256") == card["tree_sha256"]:
-            verified_card(existing.path)
-            return Path(existing.path)
-        raise ArtifactError(
-            f"BentoML model {tag} exists with other contents; delete it: bentoml models delete {tag}"
-        )
+        meta = existing.info.metadata
+        if meta.get("tree_sha256") != card["tree_sha256"]:
+            raise ArtifactError(
+                f"BentoML model {tag} exists with other contents; delete it: bentoml models delete {tag}"
+            )
+        differs = sorted(k for k, v in hashes.items() if k in meta and meta[k] != v)
+        if differs:
+            raise ArtifactError(
+                f"BentoML model {tag} holds this adapter with another {', '.join(differs)} (evaluated again "
+                f"with other settings?); delete it to package the new one: bentoml models delete {tag}"
+            )
+        verified_card(existing.path)
+        return Path(existing.path)
     metadata = {
         "tree_sha256": card["tree_sha256"],
         "model_id": card["model_id"],
@@ -59,9 +75,7 @@ def save_to_store(
         "base_tree_sha256": card["base_model"]["tree_sha256"],
         "verdict": gate["verdict"],
         "gate_baseline": gate["baseline"]["kind"],
-    }
-    if reference is not None:
-        metadata["monitor_reference_sha256"] = sha256_file(reference)
+    } | hashes
     with bentoml.models.create(
         tag, labels={"stage": "packaged", "verdict": gate["verdict"]}, metadata=metadata, module="tunegate"
     ) as model:
@@ -70,8 +84,8 @@ def save_to_store(
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
-        if reference is not None:
-            shutil.copy2(reference, dest / monitor_reference.FILE)
+        for name, path in (extras or {}).items():
+            shutil.copy2(path, dest / name)
     verified_card(dest)
     return dest
 
@@ -139,6 +153,19 @@ def release_reference(tag: str, tree_sha256: str) -> tuple[Path, str]:
     return path, recorded
 
 
+def release_calibration(tag: str, tree_sha256: str) -> Calibration:
+    """A release's calibration from the store, checked against the sha256 recorded when it was
+    packaged. A release packaged before calibration existed has none: it is served with its
+    raw confidence and never abstains (``Calibration()``), and the caller is told so."""
+    import bentoml
+
+    folder = resolve(tag, tree_sha256)
+    recorded = bentoml.models.get(tag).info.metadata.get("calibration_sha256")
+    if recorded is None:
+        return Calibration(chosen_by="none: packaged without a calibration")
+    return calibration.read(folder / calibration.FILE, sha256=recorded)
+
+
 def verified_copy(tag: str, tree_sha256: str, dest: Path) -> Path:
     """Copy a release's files (those its card lists) into `dest` and verify the copy against
     the registered hash: what is loaded from `dest` is what was verified, whatever happens
@@ -199,7 +226,13 @@ def bentoml_home() -> str:
 
 
 def package(
-    params_path: Path, candidate: Path, gate_file: Path, out: Path, repo: Path, reference: Path | None = None
+    params_path: Path,
+    candidate: Path,
+    gate_file: Path,
+    out: Path,
+    repo: Path,
+    reference: Path | None = None,
+    calibration_file: Path | None = None,
 ) -> dict[str, Any]:
     params = load_params(params_path)
     gate = read_json(gate_file)
@@ -211,6 +244,13 @@ def package(
         reference = None
     if reference is not None and monitor_reference.read(reference).model_id != card["model_id"]:
         raise ArtifactError(f"{reference} was recorded for another model than {card['model_id']}")
+    if calibration_file is not None:
+        calibration.read(calibration_file)  # a malformed one is refused before anything is stored
+        if sha256_file(calibration_file) != gate.get("calibration_sha256"):
+            raise ArtifactError(
+                f"{calibration_file} is not the calibration {gate_file} judged (sha256 differs); "
+                "run `dvc repro`"
+            )
     record: dict[str, Any] = {
         "verdict": gate["verdict"],
         "model_id": card["model_id"],
@@ -226,7 +266,8 @@ def package(
         log.warning("not packaged: %s", record["reason"])
         return record
     tag = bento_tag(params.release.name, card)
-    save_to_store(candidate, gate_file, tag, card, gate, reference)
+    extras = {monitor_reference.FILE: reference, calibration.FILE: calibration_file}
+    save_to_store(candidate, gate_file, tag, card, gate, {k: v for k, v in extras.items() if v is not None})
     record |= {"packaged": True, "bento_tag": tag, "version": None}
     try:
         from serving.registry import Registry
@@ -248,9 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--repo", type=Path, default=Path("."))
     parser.add_argument("--reference", type=Path, default=None, help="the monitoring reference to package")
+    parser.add_argument("--calibration", type=Path, default=None, help="the calibration the gate judged")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    package(args.params, args.candidate, args.gate, args.out, args.repo, args.reference)
+    package(args.params, args.candidate, args.gate, args.out, args.repo, args.reference, args.calibration)
 
 
 if __name__ == "__main__":

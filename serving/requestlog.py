@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS requests (
     feedback_time TEXT,
     pinned INTEGER NOT NULL DEFAULT 0,
     client TEXT,
-    instance TEXT
+    instance TEXT,
+    abstained INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
@@ -65,6 +66,7 @@ ADDED_COLUMNS = (
     ("pinned", "INTEGER NOT NULL DEFAULT 0"),
     ("client", "TEXT"),
     ("instance", "TEXT"),
+    ("abstained", "INTEGER"),
 )
 OPEN = 0
 """``status`` of a row whose request is still being answered."""
@@ -92,6 +94,11 @@ class Entry:
     latency_ms: float | None = None
     error: str | None = None
     confidence: float | None = None
+    """The raw confidence (the answer path's probability, as the monitoring reference
+    records it); the release's calibration maps it to the one the caller saw."""
+    abstained: bool | None = None
+    """/classify only: the calibrated confidence was under the release's threshold, so the
+    caller got ``label: null`` (``label`` here keeps the model's answer for the monitor)."""
     pinned: bool = False
     """The caller named a stage (``tunegate:canary``) instead of being routed by weight."""
     client: str | None = None
@@ -128,7 +135,8 @@ def _row(entry: Entry) -> dict[str, Any]:
             row[key] = clean_text(row[key])
     for key in ("shadow", "pinned"):
         row[key] = int(row[key])
-    row["valid"] = None if row["valid"] is None else int(row["valid"])
+    for key in ("valid", "abstained"):
+        row[key] = None if row[key] is None else int(row[key])
     return row
 
 
@@ -169,7 +177,7 @@ class RequestLog:
     def finish(self, row_id: int, entry: Entry) -> None:
         """Complete an opened row with the request's outcome."""
         row = _row(entry)
-        fields = ("status", "output", "label", "valid", "latency_ms", "error", "confidence")
+        fields = ("status", "output", "label", "valid", "latency_ms", "error", "confidence", "abstained")
         with self._lock:
             self._db.execute(
                 f"UPDATE requests SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",

@@ -461,7 +461,7 @@ class ServeParams:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
         if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
             out.append(
-                f"serve.abstain_below: {self.abstain_below} is outside [0, 1]; use a number in it, auto or null"
+                f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)"
             )
         return out
 

@@ -55,10 +55,10 @@ def project(tmp_path) -> Path:
     return repo
 
 
-def run_package(project: Path, home: Path, candidate: Path, gate: Path):
+def run_package(project: Path, home: Path, candidate: Path, gate: Path, *extra: str):
     env = os.environ | {"BENTOML_HOME": str(home), "TUNEGATE_ACTOR": "ci", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml", "--candidate", str(candidate)]
-    cmd += ["--gate", str(gate), "--out", "registry/candidate.json"]
+    cmd += ["--gate", str(gate), "--out", "registry/candidate.json", *extra]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -102,6 +102,81 @@ def test_an_approved_candidate_is_stored_and_registered_once(project, tmp_path):
             resolve(record["bento_tag"], card["tree_sha256"])
     finally:
         del os.environ["BENTOML_HOME"]
+
+
+def test_the_calibration_the_gate_judged_is_packaged_and_served_as_judged(project, tmp_path):
+    """The abstention threshold decides what callers get: the package stage ships only the
+    calibration the gate judged, the service reads it back against the hash recorded at
+    packaging, and a second packaging of the same adapter with another one is refused."""
+    from tunegate import calibration
+    from tunegate.calibration import Calibration
+
+    card = make_candidate(tmp_path / "cand")
+    judged = Calibration("temperature", temperature=1.7, abstain_below=0.6, chosen_by="declared")
+    calibration.write(tmp_path / "calibration.json", judged)
+    gate = gate_record(card, "approved") | {"calibration_sha256": sha256_file(tmp_path / "calibration.json")}
+    write_json(tmp_path / "gate.json", gate)
+    home = tmp_path / "bentoml"
+    other = Calibration("temperature", temperature=1.7, abstain_below=0.1, chosen_by="declared")
+    calibration.write(tmp_path / "other.json", other)
+    refused = run_package(
+        project,
+        home,
+        tmp_path / "cand",
+        tmp_path / "gate.json",
+        "--calibration",
+        str(tmp_path / "other.json"),
+    )
+    assert refused.returncode != 0 and "is not the calibration" in refused.stderr and store_models(home) == []
+    ok = run_package(
+        project,
+        home,
+        tmp_path / "cand",
+        tmp_path / "gate.json",
+        "--calibration",
+        str(tmp_path / "calibration.json"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    record = json.loads((project / "registry/candidate.json").read_text())
+
+    write_json(
+        tmp_path / "gate2.json",
+        gate_record(card, "approved") | {"calibration_sha256": sha256_file(tmp_path / "other.json")},
+    )
+    again = run_package(
+        project,
+        home,
+        tmp_path / "cand",
+        tmp_path / "gate2.json",
+        "--calibration",
+        str(tmp_path / "other.json"),
+    )
+    assert again.returncode != 0 and "with another calibration_sha256" in again.stderr
+
+    env = os.environ | {"BENTOML_HOME": str(home), "PYTHONPATH": str(ROOT)}  # BentoML reads its home once
+    code = "import sys; from tests.serving.test_package import served_calibration as f; f(*sys.argv[1:])"
+    args = [record["bento_tag"], card["tree_sha256"], str(tmp_path / "other.json")]
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0.6", "refused-edited"]
+
+
+def served_calibration(tag: str, tree: str, other: str) -> None:
+    """In a process whose BENTOML_HOME is the test's store: the threshold the service would
+    use, then the same after a lower threshold is written into the store."""
+    import shutil
+
+    from serving.package import release_calibration, resolve
+    from tunegate import calibration
+    from tunegate.errors import ArtifactError
+
+    print(release_calibration(tag, tree).abstain_below)
+    shutil.copyfile(other, resolve(tag, tree) / calibration.FILE)
+    try:
+        release_calibration(tag, tree)
+    except ArtifactError as err:
+        assert "changed after it was packaged" in str(err), err
+        print("refused-edited")
 
 
 def rewrite_card(folder: Path) -> None:
