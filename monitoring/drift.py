@@ -19,6 +19,8 @@ alarm in at most alpha of the windows):
   reference rows: two-sample chi-square with a permutation p-value;
 - ``confidence``: K-S of served confidences against the release's confidences on the
   reference rows (the first window after a release is judged like any other);
+- ``estimated_accuracy``: the window's accuracy estimated from the release's calibrated
+  confidences, before any label arrives (monitoring/estimate.py);
 - ``live_accuracy``: where callers sent the true label (``POST /feedback``), accuracy with a
   Wilson interval; drift when the interval lies below ``gate.min_accuracy``.
 
@@ -245,6 +247,7 @@ def run(
     reasons = {
         "confidence": f"{n_conf} requests in the window have a confidence; {min_window} are needed",
         "embedding": f"the classifier's test half needs {MIN_CLASSIFIER_SIDE} rows of each side",
+        "estimated_accuracy": "needs the release's calibration (monitoring/estimate.py, in the report)",
     }
     return [judged.get(s) or Signal(s, "-", each, None, None, reasons.get(s, "")) for s in signals], snapshot
 

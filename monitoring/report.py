@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.drift import correction, live_accuracy, run
+from monitoring.estimate import NAME as ESTIMATED
+from monitoring.estimate import estimated_accuracy, reliability_note
 from monitoring.window import Window, read_window
 from tunegate import monitor_reference
 from tunegate.artifacts import write_json
@@ -32,6 +34,22 @@ def locate_reference(setting: str, window: Window, project: Path, params: Any) -
 
     release = Registry.from_params(project, params).release(window.version)
     return release_reference(release.bento_tag, release.tree_sha256)
+
+
+def locate_calibration(window: Window, project: Path, params: Any) -> tuple[Any, str]:
+    """The calibration of the release that answered most of the window (verified against the
+    hash recorded at packaging), or (None, why not)."""
+    if window.version is None:
+        return None, "the window's requests name no release version"
+    from serving.package import release_calibration
+    from serving.registry import Registry
+    from tunegate.errors import TunegateError
+
+    try:
+        release = Registry.from_params(project, params).release(window.version)
+        return release_calibration(release.bento_tag, release.tree_sha256), ""
+    except TunegateError as err:
+        return None, str(err)
 
 
 def main_report(
@@ -59,6 +77,14 @@ def main_report(
     )
     fix = correction(m.signals, m.alpha)
     results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, fix.each))
+    estimate_note = None
+    if ESTIMATED in m.signals:
+        cal, why = locate_calibration(window, project, params)
+        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, fix.each, why)
+        results = [cbpe if s.name == ESTIMATED else s for s in results]
+        estimate_note = reliability_note(results)
+        if estimate_note and cbpe.score is not None:
+            cbpe.note += f"; {estimate_note}"
     judged = [s for s in results if s.drifted is not None]
     # Too few requests: traffic signals were not judged, so neither is the window.
     status = (
@@ -73,6 +99,7 @@ def main_report(
         "drifted": [s.name for s in judged if s.drifted],
         "signals": [asdict(s) for s in results],
         "correction": asdict(fix),
+        "estimated_accuracy_unreliable": estimate_note,
         "window": {
             "requests": len(window.texts),
             "distinct_messages": len(window.distinct().texts),

@@ -105,8 +105,17 @@ class RollbackRequest(_Strict):
 
 
 class ClassifyResponse(BaseModel):
-    label: str | None
-    confidence: float
+    label: str | None = Field(
+        description="The intent, or null: the release abstained (hand the message to a person) "
+        "or its answer was not a valid label"
+    )
+    confidence: float | None = Field(
+        description="Calibrated: the probability that the answered label is right (the release's "
+        "calibration, fitted on validation and judged by the gate); null for an invalid answer"
+    )
+    abstained: bool = Field(
+        description="True when the calibrated confidence was under the release's abstention threshold"
+    )
     version: str
     stage: str
 

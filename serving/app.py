@@ -211,9 +211,14 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
         choice = out.outputs[0]
         label = label_of(live, choice.text)
         entry.output, entry.label, entry.valid = choice.text, label, label is not None
-        entry.confidence = answer_confidence(choice.logprobs)
+        entry.confidence = answer_confidence(choice.logprobs)  # raw, as the monitoring reference has it
+        confidence, entry.abstained = live.calibration.answer(entry.confidence, label is not None)
     answer = ClassifyResponse(
-        label=label, confidence=round(entry.confidence, 4), version=live.version, stage=live.stage
+        label=None if entry.abstained else label,
+        confidence=None if confidence is None else round(confidence, 4),
+        abstained=entry.abstained,
+        version=live.version,
+        stage=live.stage,
     )
     return JSONResponse(answer.model_dump(), headers=headers(live, entry.request_id))
 

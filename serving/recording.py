@@ -25,6 +25,7 @@ from serving.api import ApiError, error_body
 from serving.auth import public_auth
 from serving.requestlog import OPEN, Entry, caller_key
 from serving.runtime import Live, Runtime, Slot, complete
+from tunegate.prompt import answer_confidence
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,9 @@ def shadow(
                 entry.output = out.outputs[0].text
                 entry.label = label_of(target, entry.output) if label_of else None
                 entry.valid = None if label_of is None else entry.label is not None
+                if label_of is not None:  # /classify: as the shadow release would have answered
+                    entry.confidence = answer_confidence(out.outputs[0].logprobs)
+                    _, entry.abstained = target.calibration.answer(entry.confidence, entry.valid)
             except Exception as err:  # a shadow's failure never reaches the caller
                 entry.status, entry.error = 500, f"{type(err).__name__}: {err}"
             entry.input, entry.latency_ms = prompt, (time.perf_counter() - started) * 1000

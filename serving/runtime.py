@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from serving.requestlog import RequestLog
 from serving.routing import route
 from serving.status import write_status
 from tunegate.artifacts import read_json, verified_card
+from tunegate.calibration import Calibration
 from tunegate.deployment import log_secret
 from tunegate.errors import ArtifactError, TunegateError
 from tunegate.params import Params
@@ -42,6 +43,8 @@ class Live:
     path: Path
     template: PromptTemplate
     lora: Any
+    calibration: Calibration = field(default_factory=Calibration)
+    """The confidence map and abstention threshold the gate judged (packaged with the release)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Runtime:
         """Verify, load and warm up a registered release; raise TunegateError when it cannot be
         served. Loading and warming are cached by content; verification is not. The stage
         field is filled in by the caller."""
-        from serving.package import verified_copy
+        from serving.package import release_calibration, verified_copy
 
         release = await asyncio.to_thread(self.registry.release, version)
         # Verified on every call, cached or not: a store changed since the last load is refused.
@@ -161,9 +164,14 @@ class Runtime:
                 f"but this service runs {self.base_card['model_id']}"
             )
         template = PromptTemplate.load(path)
+        calibration = await asyncio.to_thread(release_calibration, release.bento_tag, release.tree_sha256)
+        if calibration.method == "none" and calibration.abstain_below == 0:
+            log.warning(
+                "%s: %s; served with its raw confidence, never abstains", version, calibration.chosen_by
+            )
         try:
             lora = await self.engine.load_adapter(version, release.tree_sha256, path)
-            live = Live("", version, release.tree_sha256, path, template, lora)
+            live = Live("", version, release.tree_sha256, path, template, lora, calibration)
             await self.warm_up(live)
         except TunegateError:
             raise
@@ -194,9 +202,7 @@ class Runtime:
                     log.error("%s: release %s is not served: %s", stage, held.version, why)
                     states[stage] = StageState(stage, held.version, "degraded", why)
                     continue
-                live[stage] = Live(
-                    stage, ready.version, ready.content, ready.path, ready.template, ready.lora
-                )
+                live[stage] = replace(ready, stage=stage)
                 states[stage] = StageState(stage, held.version, "serving")
             self.live, self.states, self.weights, self.seen = live, states, weights, seen
             log.info("live: %s; weights %s", {s: x.version for s, x in live.items()}, weights)

@@ -70,6 +70,14 @@ class Calibration:
         """No valid answer, or one the release is not sure enough of."""
         return calibrated is None or calibrated < self.abstain_below
 
+    def answer(self, raw: float | None, valid: bool) -> tuple[float | None, bool]:
+        """(calibrated confidence, abstained) of a served answer. An invalid answer has no
+        confidence and is not an abstention (it is counted as invalid)."""
+        if not valid:
+            return None, False
+        conf = self.apply(raw)
+        return conf, self.abstains(conf)
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA} | asdict(self) | {"points": [list(p) for p in self.points]}
 

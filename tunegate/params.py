@@ -460,9 +460,7 @@ class ServeParams:
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
         if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
-            out.append(
-                f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)"
-            )
+            out.append(f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)")
         return out
 
 
@@ -482,6 +480,7 @@ class MonitorParams:
         "embedding",
         "predicted_label",
         "confidence",
+        "estimated_accuracy",
     )
     alpha: float = 0.05
     """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
@@ -509,7 +508,7 @@ class MonitorParams:
     def problems(self) -> list[str]:
         from monitoring.descriptors import NAMES
 
-        known = {*NAMES, "embedding", "predicted_label", "confidence"}
+        known = {*NAMES, "embedding", "predicted_label", "confidence", "estimated_accuracy"}
         out = [
             f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
             for s in self.signals

@@ -261,3 +261,72 @@ def test_drift_reads_the_reference_packaged_with_the_release_and_checks_it(prepa
     stored.write_text(stored.read_text().replace('"confidence": 0.', '"confidence": 0.1', 1))
     refused = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "was changed after it was packaged" in refused.stderr
+
+
+def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release(prepared_sample, tmp_path):
+    """Accuracy without labels: a release packaged with its calibration answers held-out
+    traffic; callers' feedback gives the true accuracy. The report's estimated_accuracy
+    (mean calibrated confidence of answered requests) is within 0.075 (three standard
+    errors at 252 requests) of the live accuracy, and abstentions are left out of it.
+
+    The "model" is synthetic, as in the tests above: each answer is right with the
+    probability its calibrated confidence states (temperature 2 maps raw to calibrated),
+    so the estimator and its plumbing are under test; bench/calibration.py measures the
+    estimate's error with trained models."""
+    import math
+    import os
+
+    from tests.serving.test_package import gate_record, make_candidate
+    from tunegate import calibration
+    from tunegate.artifacts import sha256_file, write_json
+    from tunegate.calibration import Calibration
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=repo, check=True)
+    write_params(repo / "params.yaml", monitor={"reports_dir": "reports"})
+    card = make_candidate(tmp_path / "cand")
+    cal = Calibration("temperature", temperature=2.0, abstain_below=0.65, chosen_by="declared")
+    calibration.write(tmp_path / "calibration.json", cal)
+    gate = gate_record(card, "approved") | {"calibration_sha256": sha256_file(tmp_path / "calibration.json")}
+    write_json(tmp_path / "gate.json", gate)
+    rows = held_out(prepared_sample)
+    write_reference(tmp_path / "ref.json", rows, frozenset({"card"}), model=card["model_id"])
+    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "TUNEGATE_ACTOR": "ci"}
+    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml"]
+    cmd += ["--candidate", str(tmp_path / "cand"), "--gate", str(tmp_path / "gate.json")]
+    cmd += ["--reference", str(tmp_path / "ref.json"), "--calibration", str(tmp_path / "calibration.json")]
+    cmd += ["--out", "registry/candidate.json"]
+    packaged = subprocess.run(
+        cmd, cwd=repo, env=env | {"PYTHONPATH": str(Path.cwd())}, capture_output=True, text=True
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    version = json.loads((repo / "registry/candidate.json").read_text())["version"]
+    rng = random.Random(7)
+    labels = sorted({r["label"] for r in rows})
+    log, answered = RequestLog(repo / "requests.sqlite"), []
+    for i, r in enumerate(rows):
+        p = rng.uniform(0.6, 0.99)  # the calibrated confidence; the raw one is more extreme
+        raw = 1 / (1 + math.exp(-2.0 * math.log(p / (1 - p))))
+        right = rng.random() < p
+        label = r["label"] if right else next(x for x in labels if x != r["label"])
+        log.write(
+            Entry(f"e{i}", "classify", 200, version=version, input=r["text"], label=label, confidence=raw)
+        )
+        assert log.feedback(f"e{i}", r["label"]) is not None
+        if p >= 0.65:  # the release abstained on the others
+            answered.append(right)
+    log.close()
+    run = [str(BIN / "tunegate"), "drift", "--log", "requests.sqlite"]
+    judged = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert judged.returncode in (0, 3), judged.stderr
+    report = json.loads(sorted((repo / "reports").glob("2*.json"))[-1].read_text())
+    signals = {s["name"]: s for s in report["signals"]}
+    estimate = signals["estimated_accuracy"]
+    truth = sum(answered) / len(answered)  # accuracy of the answered requests, from feedback
+    assert estimate["score"] is not None, estimate["note"]
+    assert abs(estimate["score"] - truth) < 0.075, (estimate, truth)
+    assert f"on {len(answered)} answered requests" in estimate["note"]
+    assert estimate["drifted"] is False  # about 0.82: not below gate.min_accuracy (0.8)
+    assert report["estimated_accuracy_unreliable"] is None  # the window's text is the reference's own

@@ -26,7 +26,9 @@ import pytest
 
 from tests.conftest import ROOT, write_params
 from tests.tiny import make_tiny_adapter
-from tunegate.artifacts import read_json, write_json
+from tunegate import calibration
+from tunegate.artifacts import read_json, sha256_file, write_json
+from tunegate.calibration import Calibration
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -38,6 +40,14 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}  # pinning a stage (tunegate:canary)
 # A generous client timeout: the first request that uses an adapter or a guided-decoding
 # grammar compiles it, which on a busy 2-core CI machine can take well over httpx's 5 s.
 TIMEOUT = 120
+
+
+# v1 (production) maps its confidence through a temperature and never abstains; v3 was
+# judged with threshold 1.0, so it abstains on every answer (a calibrated confidence is < 1).
+CALIBRATIONS = {
+    1: Calibration("temperature", temperature=2.0, abstain_below=0.0, chosen_by="declared"),
+    3: Calibration("temperature", temperature=1.0, abstain_below=1.0, chosen_by="declared"),
+}
 
 
 def post(*args, **kwargs) -> httpx.Response:
@@ -123,10 +133,14 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
         card = read_json(adapter / "card.json")
         checks = [{"name": "holdout.accuracy", "passed": True}]
         gate = {"verdict": "approved", "candidate": card, "baseline": {"kind": "base"}, "checks": checks}
-        write_json(root / f"gate{n}.json", gate)
-        assert sh([*git, "commit", "-q", "--allow-empty", "-m", f"release {n}"], project, env).returncode == 0
         cmd = [sys.executable, "-m", "serving.package", "--candidate", str(adapter)]
         cmd += ["--gate", str(root / f"gate{n}.json"), "--out", "registry/candidate.json"]
+        if n in CALIBRATIONS:  # v2 is packaged without one, as releases before calibration were
+            calibration.write(root / f"calibration{n}.json", CALIBRATIONS[n])
+            gate["calibration_sha256"] = sha256_file(root / f"calibration{n}.json")
+            cmd += ["--calibration", str(root / f"calibration{n}.json")]
+        write_json(root / f"gate{n}.json", gate)
+        assert sh([*git, "commit", "-q", "--allow-empty", "-m", f"release {n}"], project, env).returncode == 0
         result = sh(cmd, project, env)
         assert result.returncode == 0, result.stderr
         versions.append(read_json(project / "registry/candidate.json")["version"])
@@ -462,6 +476,60 @@ def tampered(served, version: str):
     finally:
         shutil.rmtree(folder)
         backup.rename(folder)
+
+
+def classify_rows(served: dict, request_id: str) -> list[dict]:
+    with sqlite3.connect(served["project"] / "logs/requests.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,))]
+
+
+def test_classify_abstains_as_each_release_was_judged(served):
+    """Every release answers with the calibration its gate judged (packaged with it): the
+    caller gets the calibrated confidence, and a release whose threshold the answer does
+    not reach abstains: label null, abstained true (documented in the OpenAPI schema). The
+    log keeps the raw confidence and the model's label (what the drift monitor compares)."""
+    url, versions = served["url"], served["versions"]
+    message = "What's the weather like in Manchester tomorrow? Tell me a joke."  # no intent at all
+    seen: dict[str, dict] = {}
+    for i in range(60):  # production is v1, the canary v2 (no calibration) for 20% of callers
+        r = post(f"{url}/classify", json={"text": message, "user": f"abstain-{i}"})
+        assert r.status_code == 200, r.text
+        seen.setdefault(r.headers["x-tunegate-version"], r.json() | {"rid": r.headers["x-request-id"]})
+        if len(seen) == 2:
+            break
+    v1 = seen[versions[0]]
+    raw = classify_rows(served, v1["rid"])[0]["confidence"]
+    assert not v1["abstained"] and v1["label"] in served["labels"]
+    assert v1["confidence"] == pytest.approx(CALIBRATIONS[1].apply(raw), abs=1e-4) != pytest.approx(raw)
+    if versions[1] in seen:  # packaged before calibration existed: raw confidence, never abstains
+        assert seen[versions[1]]["confidence"] == pytest.approx(
+            classify_rows(served, seen[versions[1]]["rid"])[0]["confidence"], abs=1e-4
+        )
+    body = {
+        "version": versions[2],
+        "stage": "canary",
+        "weight": 50,
+        "force": True,
+        "reason": "abstention test",
+    }
+    assert post(f"{url}/admin/promote", headers=AUTH, json=body).status_code == 200
+    try:
+        for i in range(100):
+            r = post(f"{url}/classify", json={"text": message, "user": f"abstain-v3-{i}"})
+            if r.headers["x-tunegate-version"] == versions[2]:
+                break
+        assert r.headers["x-tunegate-version"] == versions[2]
+        answer = r.json()
+        assert answer["abstained"] is True and answer["label"] is None and 0 < answer["confidence"] < 1
+        row = classify_rows(served, r.headers["x-request-id"])[0]
+        assert row["abstained"] == 1 and row["label"] in served["labels"] and row["valid"] == 1
+    finally:
+        post(
+            f"{url}/admin/rollback", headers=AUTH, json={"stage": "canary", "reason": "abstention test done"}
+        )
+    schema = get(f"{url}/docs.json").json()["components"]["schemas"]["ClassifyResponse"]
+    assert "abstained" in schema["required"] and "abstained" in schema["properties"]
 
 
 def test_a_tampered_release_degrades_its_stage_while_the_others_serve(served):
