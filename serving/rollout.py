@@ -14,6 +14,9 @@ many or slow its requests, cannot decide the verdict:
   production p95 at most ``judge_max_p95_ratio``;
 - invalid outputs: the canary's share of /classify answers outside the label set at most
   ``judge_max_invalid_rate``;
+- abstentions: the canary's share of /classify answers it abstained on must not differ
+  from production's by significantly more than ``judge_max_abstention_change`` either way
+  (far more: it hands answerable messages to people; far less: it answers what it should not);
 - agreement with production on the same requests (shadow copies): at least
   ``judge_min_agreement``, judged only when there are 20 pairs or more.
 
@@ -104,6 +107,7 @@ def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> dict[st
         "latency": latency,
         "classify": sum(w for _, w in classify),
         "invalid": sum(w for r, w in classify if not r["valid"]),
+        "abstained": sum(w for r, w in classify if r.get("abstained")),
     }
 
 
@@ -139,6 +143,40 @@ def _invalid(c: dict[str, Any], release: ReleaseParams, metrics: dict, failed: l
         cap = release.judge_max_invalid_rate
         line = f"invalid outputs {c['invalid']:.0f}/{c['classify']:.0f} = {rate:.1%} (limit {cap:.0%})"
         (failed if rate > cap else passed).append(line)
+
+
+def _abstention(
+    c: dict[str, Any],
+    p: dict[str, Any],
+    release: ReleaseParams,
+    alpha: float,
+    metrics: dict,
+    failed: list,
+    passed: list,
+) -> None:
+    """A canary that abstains far more (it hands customers to people for nothing) or far less
+    (it answers what it should not) than production: two one-sided two-proportion tests of
+    a change beyond ``judge_max_abstention_change``, each at alpha / 2."""
+    from statsmodels.stats.proportion import test_proportions_2indep
+
+    if min(c["classify"], p["classify"]) < MIN_LATENCY_WEIGHT:
+        return
+    limit = release.judge_max_abstention_change
+    pvalues = []
+    for value, side in ((limit, "larger"), (-limit, "smaller")):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            test = test_proportions_2indep(
+                c["abstained"], c["classify"], p["abstained"], p["classify"],
+                value=value, compare="diff", alternative=side, method="agresti-caffo",
+            )  # fmt: skip
+        pvalues.append(1.0 if math.isnan(test.pvalue) else float(test.pvalue))
+    ours, theirs = c["abstained"] / c["classify"], p["abstained"] / p["classify"]
+    metrics["abstention"] = {"canary": ours, "production": theirs, "p_more": pvalues[0], "p_less": pvalues[1]}
+    line = (
+        f"abstentions {ours:.1%} vs production {theirs:.1%} (change beyond {limit:.0%}: "
+        f"more p={pvalues[0]:.3g}, less p={pvalues[1]:.3g})"
+    )
+    (failed if min(pvalues) < alpha / 2 else passed).append(line)
 
 
 def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams, alpha: float) -> Decision:
@@ -211,6 +249,7 @@ def judge(
         (failed if ratio > limit else passed).append(line)
     metrics["p95_ratio"] = ratios
     _invalid(c, release, metrics, failed, passed)
+    _abstention(c, p, release, alpha, metrics, failed, passed)
     agree, pairs = agreement(rows, canary, production)
     if pairs >= 20:
         low, high = proportion_confint(agree, pairs, alpha=alpha, method="wilson")

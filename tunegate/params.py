@@ -392,6 +392,9 @@ class ReleaseParams:
     """The most requests one caller (user id, else client address) counts for in the judge's
     figures: a caller with more has each request weighted down, so one caller cannot decide
     the verdict. The judge counts callers' weighted requests against judge_min_requests."""
+    judge_max_abstention_change: float = 0.1
+    """How far the canary's share of /classify abstentions may differ from production's,
+    either way, before the difference is significant enough to roll it back."""
 
     def problems(self) -> list[str]:
         out = []
@@ -402,7 +405,12 @@ class ReleaseParams:
                 out.append(f"release: canary weight {w} is outside (0, 100) percent")
         if list(self.canary_steps) != sorted(self.canary_steps):
             out.append(f"release.canary_steps: {list(self.canary_steps)} must increase")
-        for name in ("judge_max_error_increase", "judge_max_invalid_rate", "judge_min_agreement"):
+        for name in (
+            "judge_max_error_increase",
+            "judge_max_invalid_rate",
+            "judge_min_agreement",
+            "judge_max_abstention_change",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")
         if self.judge_max_per_caller < 1:

@@ -13,7 +13,7 @@ ids = itertools.count()
 
 def rows(
     version, n, errors=0, latency=20.0, invalid=0, shadow=False, endpoint="classify", label="card_arrival",
-    caller=None, pinned=False,
+    caller=None, pinned=False, abstained=0,
 ):  # fmt: skip
     """n requests; by default each from a caller of its own (as many callers send traffic)."""
     out = []
@@ -27,6 +27,7 @@ def rows(
                 "endpoint": endpoint, "status": status, "latency_ms": latency, "valid": valid,
                 "label": label if valid else None, "output": label,
                 "caller": caller if caller is not None else f"caller-{rid}", "client": "loopback",
+                "abstained": int(i >= n - abstained),
             }
         )  # fmt: skip
     return out
@@ -94,6 +95,22 @@ def test_slow_or_invalid_canaries_are_rolled_back():
     invalid = rows("v2", 100, invalid=10) + rows("v1", 400)
     d = judge(invalid, "v2", "v1", 10, RELEASE, 0.05)
     assert d.action == "rollback" and any("invalid outputs 10/100" in r for r in d.reasons)
+
+
+def test_a_canary_that_abstains_far_more_or_far_less_than_production_is_rolled_back():
+    """Abstention rate: a finding either way, judged against judge_max_abstention_change
+    (10 points) by a test, not by the raw difference."""
+    similar = rows("v2", 100, abstained=12) + rows("v1", 400, abstained=40)  # 12% vs 10%
+    d = judge(similar, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "advance" and any(
+        r.startswith("abstentions 12.0% vs production 10.0%") for r in d.reasons
+    )
+    more = rows("v2", 100, abstained=40) + rows("v1", 400, abstained=40)  # 40% vs 10%
+    d = judge(more, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and d.metrics["abstention"]["p_more"] < 0.025
+    less = rows("v2", 100, abstained=0) + rows("v1", 400, abstained=160)  # 0% vs 40%
+    d = judge(less, "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "rollback" and d.metrics["abstention"]["p_less"] < 0.025
 
 
 def test_a_first_release_canary_is_judged_on_its_own_health():
