@@ -15,12 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.pipeline import make_pipeline, make_union
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evaluation import classical
 from tunegate.artifacts import environment, read_json, read_jsonl, write_json
 
 
@@ -31,20 +29,13 @@ def main() -> None:
     args = parser.parse_args()
 
     train = read_jsonl(args.prepared / "train.jsonl") + read_jsonl(args.prepared / "val.jsonl")
-    model = make_pipeline(
-        make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-        ),
-        LogisticRegression(max_iter=2000, C=10.0),
-    )
-    model.fit([r["text"] for r in train], [r["label"] for r in train])
+    model = classical.fit(train)  # the gate's classical reference (which fits on train only)
     results = {}
     for suite in ("holdout", "shifted"):
         rows = read_jsonl(args.prepared / f"{suite}.jsonl")
         if not rows:
             continue
-        pred = model.predict([r["text"] for r in rows])
+        pred = classical.predict(model, rows)
         gold = [r["label"] for r in rows]
         results[suite] = {
             "n": len(rows),
@@ -53,7 +44,7 @@ def main() -> None:
         }
     manifest = read_json(args.prepared / "manifest.json")
     out = {
-        "model": "tfidf(word 1-2 + char 2-5) + logistic regression (C=10)",
+        "model": classical.MODEL,
         "data": {"inputs": manifest["inputs"], "train_rows": len(train)},
         "results": results,
         "environment": environment(),

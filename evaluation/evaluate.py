@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation import classical
 from evaluation.abstention import calibrate, calibration_rows, mark, reliability_rows
 from evaluation.calibration import brier, ece
 from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
@@ -252,6 +253,9 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         else {"missing": "no monitoring reference: " + ("no vllm" if ref_rows else "reference_rows is 0")}
     )
 
+    t0 = time.perf_counter()
+    reference_model = classical.fit(read_jsonl(args.data / "train.jsonl"), params.base.seed)
+    evidence["classical"] = {"model": classical.MODEL, "seconds": round(time.perf_counter() - t0, 2)}
     cal, evidence["calibration"] = calibrate(
         params, extra["val"], preds.get((cand.key, "val"), []), preds.get((cand.key, "val_oos"), [])
     )
@@ -295,10 +299,18 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
                 "gold": r["label"],
                 "candidate": c,
                 "baseline": b,
+                "classical": k,
                 "slice": length_slice(r["text"], ep.length_buckets),
             }
             | m
-            for r, c, b, m in zip(s.rows, cp, bp, mark(cal, preds[(cand.key, s.name)]), strict=True)
+            for r, c, b, k, m in zip(
+                s.rows,
+                cp,
+                bp,
+                classical.predict(reference_model, s.rows),
+                mark(cal, preds[(cand.key, s.name)]),
+                strict=True,
+            )
         ]
         cm |= calibration_metrics(records[s.name])
         metrics[s.name] = entry

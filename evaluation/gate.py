@@ -21,6 +21,7 @@ from typing import Any
 
 from evaluation.policy import SuiteOutcome, Verdict, decide
 from evaluation.policy_calibration import calibration_checks
+from evaluation.policy_classical import classical_checks
 from evaluation.report import render_report
 from tunegate.artifacts import atomic_write_text, environment, read_json, read_jsonl, sha256_file, write_json
 from tunegate.errors import DataError, TunegateError
@@ -100,6 +101,9 @@ def judge(
         params.gate,
         params.base.seed,
     )
+    verdict.checks.extend(checks)
+    verdict.notes.extend(notes)
+    checks, notes = classical_checks(records, params.gate)
     verdict.checks.extend(checks)
     verdict.notes.extend(notes)
     verdict.approved = all(c.passed for c in verdict.checks)

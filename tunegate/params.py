@@ -326,6 +326,10 @@ class GateParams:
     """Accuracy floor on the in-scope hold-out messages the release answers."""
     min_oos_recall: float = 0.5
     """Smallest share of out-of-scope hold-out messages abstained on (when there are any)."""
+    vs_classical: Literal["report", "non_inferior"] = "report"
+    """The paired A/B against the classical reference (TF-IDF + logistic regression on the
+    same training split) on every suite: report it, or block a candidate significantly
+    worse than it (by more than `margin`)."""
 
     def problems(self) -> list[str]:
         out = []

@@ -29,6 +29,7 @@ def write_results(
     n: int = 120,
     conf: tuple[float, float] = (0.96, 0.3),
     oos_abstained: float | None = None,
+    classical_right: float = 0.9,
 ):
     """A synthetic eval/results folder: hold-out + shifted predictions and evidence. Right
     answers get calibrated confidence conf[0], wrong ones conf[1]; the threshold is 0.5.
@@ -43,10 +44,11 @@ def write_results(
             base = gold if i % 5 == 0 else LABELS[(i + 2) % 3]
             words = "short msg" if i % 2 else " ".join(["long"] * 30)
             c = conf[0] if cand == gold else conf[1]
+            tfidf = gold if (i * 31 % 100) < classical_right * 100 else LABELS[(i + 2) % 3]
             rows.append(
                 {"id": f"{name}-{i}", "text": words, "gold": gold, "candidate": cand, "baseline": base,
                  "slice": "words<=8" if i % 2 else "words>20", "raw_confidence": c, "confidence": c,
-                 "abstained": c < 0.5}
+                 "abstained": c < 0.5, "classical": tfidf}
             )  # fmt: skip
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         suites[name] = {
@@ -92,8 +94,8 @@ def write_results(
     return folder
 
 
-def decide_on(folder):
-    params = params_from_dict({"gate": {"bootstrap_resamples": 200}})
+def decide_on(folder, **gate):
+    params = params_from_dict({"gate": {"bootstrap_resamples": 200, **gate}})
     evidence, records = load_evidence(folder)
     verdict = judge(evidence, records, params, load_out_of_scope(folder, evidence))
     return verdict, gate_record(verdict, evidence, params, folder), evidence, records
@@ -231,3 +233,24 @@ def test_gate_refuses_edited_out_of_scope_records(tmp_path):
         f.write("{}\n")
     with pytest.raises(DataError, match="changed after evaluation"):
         decide_on(folder)
+
+
+def test_gate_reports_the_classical_reference_and_blocks_on_it_when_declared(tmp_path):
+    """The paired A/B against TF-IDF + logistic regression: reported by default, a check per
+    suite with gate.vs_classical: non_inferior."""
+    folder = write_results(tmp_path / "r", 0.8, classical_right=1.0, oos_abstained=0.8)
+    verdict, _, _, _ = decide_on(folder)
+    assert not any(c.name.endswith("ab_vs_classical") for c in verdict.checks)
+    notes = [n for n in verdict.notes if n.startswith("vs classical reference, holdout")]
+    assert (
+        len(notes) == 1
+        and "delta -0.19" in notes[0]
+        and "significantly worse; reported, not judged" in notes[0]
+    )
+    verdict, _, _, _ = decide_on(folder, vs_classical="non_inferior")
+    check = checks_of(verdict)["holdout.ab_vs_classical"]
+    assert not check.passed and "significantly worse than the classical reference" in check.reason
+    assert check.ci[0] < check.value < check.ci[1] < 0
+    tie = write_results(tmp_path / "tie", 0.95, classical_right=0.95, oos_abstained=0.8)
+    verdict, _, _, _ = decide_on(tie, vs_classical="non_inferior")
+    assert checks_of(verdict)["shifted.ab_vs_classical"].passed
