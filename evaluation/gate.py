@@ -141,10 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     evidence, records = load_evidence(args.results)
-    verdict = judge(evidence, records, params, load_out_of_scope(args.results, evidence))
+    out_of_scope = load_out_of_scope(args.results, evidence)
+    verdict = judge(evidence, records, params, out_of_scope)
     record = gate_record(verdict, evidence, params, args.results)
     write_json(args.out, record)
-    atomic_write_text(args.report, render_report(record, evidence, records))
+    atomic_write_text(args.report, render_report(record, evidence, records, out_of_scope))
     log.info("%s (baseline: %s)", verdict.summary(), evidence["baseline"]["kind"])
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from evaluation.calibration import brier, ece
+
 EXAMPLES = 8
 
 
@@ -32,7 +36,12 @@ def _accuracy(rows: list[dict[str, Any]], who: str) -> float:
     return sum(r[who] == r["gold"] for r in rows) / len(rows) if rows else math.nan
 
 
-def render_report(record: dict[str, Any], evidence: dict[str, Any], records: dict[str, list[dict]]) -> str:
+def render_report(
+    record: dict[str, Any],
+    evidence: dict[str, Any],
+    records: dict[str, list[dict]],
+    out_of_scope: list[dict] | None = None,
+) -> str:
     approved = record["verdict"] == "approved"
     cand, base = record["candidate"], record["baseline"]
     kind = "production model" if base["kind"] == "production" else "base model, zero-shot (first release)"
@@ -65,15 +74,17 @@ def render_report(record: dict[str, Any], evidence: dict[str, Any], records: dic
         "",
         "## Suites",
         "",
-        "| suite | rows | candidate accuracy | baseline accuracy |",
-        "|---|---|---|---|",
+        "| suite | rows | candidate accuracy | baseline accuracy | classical reference accuracy |",
+        "|---|---|---|---|---|",
     ]
     for name, rows in records.items():
         versus = evidence["suites"][name]["versus_baseline"]
+        tfidf = _num(_accuracy(rows, "classical")) if rows and "classical" in rows[0] else "-"
         out.append(
             f"| {name} | {len(rows)} | {_num(_accuracy(rows, 'candidate'))} | "
-            f"{_num(_accuracy(rows, 'baseline')) if versus else '(not compared)'} |"
+            f"{_num(_accuracy(rows, 'baseline')) if versus else '(not compared)'} | {tfidf} |"
         )
+    out += _calibration_section(evidence, records, out_of_scope)
 
     out += ["", "## Largest regressions", ""]
     out += _class_regressions(records)
@@ -120,6 +131,54 @@ def render_report(record: dict[str, Any], evidence: dict[str, Any], records: dic
         "",
     ]
     return "\n".join(out)
+
+
+def _calibration_section(
+    evidence: dict[str, Any], records: dict[str, list[dict]], out_of_scope: list[dict] | None
+) -> list[str]:
+    """How sure the candidate is, how right that is, and where it hands messages to people."""
+    cal = evidence.get("calibration")
+    if not cal:
+        return []
+    how = f"temperature {cal['temperature']:.3g}" if cal["method"] == "temperature" else cal["method"]
+    out = [
+        "",
+        "## Calibration and abstention",
+        "",
+        f"Calibration: {how}, fitted on {cal['fitted'].get('rows', 0)} validation answers"
+        + (f" (failed: {cal['failed']})" if "failed" in cal else "")
+        + f". Abstains below calibrated confidence {cal['abstain_below']:.3f} ({cal['chosen_by']}).",
+        "",
+        "| suite | ECE | Brier | answered | accuracy of answered |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rows in records.items():
+        if not rows or "confidence" not in rows[0]:
+            continue
+        conf = np.array([r["confidence"] or 0.0 for r in rows])
+        right = np.array([float(r["candidate"] == r["gold"]) for r in rows])
+        kept = [not r["abstained"] for r in rows]
+        answered = [float(x) for x, k in zip(right, kept, strict=True) if k]
+        selective = sum(answered) / len(answered) if answered else float("nan")
+        out.append(
+            f"| {name} | {_num(ece(conf, right))} | {_num(brier(conf, right))} | "
+            f"{_num(sum(kept) / len(kept))} | {_num(selective)} |"
+        )
+    if out_of_scope:
+        slipped = sorted(
+            (r for r in out_of_scope if not r["abstained"]), key=lambda r: -(r["confidence"] or 0)
+        )
+        out += [
+            "",
+            f"Out-of-scope hold-out: {len(out_of_scope) - len(slipped)} of {len(out_of_scope)} abstained on. "
+            "The most confident answers to messages that have no intent:",
+            "",
+        ]
+        out += [
+            f"- {_cell(r['text'], 90)} -> `{r['candidate']}` ({_num(r['confidence'])})"
+            for r in slipped[:EXAMPLES]
+        ]
+    return out
 
 
 def _class_regressions(records: dict[str, list[dict]]) -> list[str]:

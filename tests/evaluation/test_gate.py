@@ -204,7 +204,13 @@ def test_gate_judges_calibration_and_abstention_at_the_served_threshold(tmp_path
     assert checks["holdout.ece"].reason == "confidence is miscalibrated"
     assert not checks["holdout.selective_accuracy"].passed
     assert not checks["holdout_oos.recall"].passed
-    assert "| **FAIL** | holdout_oos.recall |" in render_report(record, evidence, records)
+    report = render_report(record, evidence, records, load_out_of_scope(tmp_path / "sure", evidence))
+    assert "| **FAIL** | holdout_oos.recall |" in report
+    assert (
+        "## Calibration and abstention" in report and "Abstains below calibrated confidence 0.500" in report
+    )
+    assert "Out-of-scope hold-out: 12 of 120 abstained on." in report  # and the answered ones listed
+    assert "- weather? -> `card_arrival` (0.9" in report
 
 
 def test_gate_without_out_of_scope_rows_reports_coverage_only_and_says_so(tmp_path):
