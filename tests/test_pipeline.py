@@ -152,6 +152,15 @@ def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
     report = (project / "eval/report.md").read_text()
     assert report.startswith("# Release report: REJECTED")
     assert "| **FAIL** | holdout.accuracy |" in report
+    # Calibration and abstention, judged at the threshold the release would serve with.
+    assert {"calibration.fitted", "holdout.ece", "holdout.coverage", "holdout.selective_accuracy"} <= names
+    assert "holdout_oos.recall" in names  # the sample data declares out-of-scope rows (data.oos_label)
+    calibration = read_json(project / "eval/results/calibration.json")
+    assert calibration["method"] in ("temperature", "none") and 0 <= calibration["abstain_below"] <= 1
+    assert gate["calibration_sha256"] is not None
+    hold = [json.loads(line) for line in (project / "eval/results/holdout.jsonl").read_text().splitlines()]
+    assert all({"confidence", "raw_confidence", "abstained", "classical"} <= set(r) for r in hold)
+    assert "## Calibration and abstention" in report and "classical reference" in report
     # The package stage ran after the gate, said no, and registered nothing.
     package = read_json(project / "registry/candidate.json")
     assert package["packaged"] is False and "holdout.accuracy" in package["reason"]
@@ -171,7 +180,7 @@ def test_gate_check_exit_codes_and_metrics_and_plots(project, tmp_path):
     plots = sh([dvc, "plots", "show", "-o", str(tmp_path / "plots")], project)
     assert plots.returncode == 0, plots.stderr[-2000:]
     html = (tmp_path / "plots/index.html").read_text()
-    assert "confusion" in html.lower() and "recall_delta" in html
+    assert "confusion" in html.lower() and "recall_delta" in html and "reliability" in html.lower()
 
 
 @pytest.mark.slow
