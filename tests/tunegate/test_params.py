@@ -75,3 +75,27 @@ def test_monitor_signals_and_the_retraining_trigger_are_checked():
         {"monitor": {"signals": ["embedding"], "retrain_on": ["embedding", "live_accuracy"]}}
     )
     assert ok.monitor.retrain_on == ("embedding", "live_accuracy") and ok.monitor.reference == "release"
+
+
+def test_calibration_and_abstain_settings_are_checked():
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(
+            {
+                "serve": {"abstain_below": 1.5},
+                "eval": {"calibration_min_rows": 3},
+                "gate": {"max_ece": -0.1, "target_in_scope_precision": 2},
+                "release": {"judge_max_abstention_change": 1.2},
+            }
+        )
+    text = str(info.value)
+    assert "serve.abstain_below: 1.5 is outside [0, 1] (or use auto, or null)" in text
+    with pytest.raises(
+        ConfigError, match="eval.calibration: 'platt' is not one of 'temperature', 'isotonic'"
+    ):
+        params_from_dict({"eval": {"calibration": "platt"}})
+    assert "eval.calibration_min_rows: 3 is too few to fit on" in text
+    assert "gate.max_ece: -0.1 is outside [0, 1]" in text and "gate.target_in_scope_precision: 2.0" in text
+    assert "release.judge_max_abstention_change: 1.2" in text
+    assert params_from_dict({"serve": {"abstain_below": None}}).serve.abstain_below is None
+    assert params_from_dict({"serve": {"abstain_below": "auto"}}).serve.abstain_below == "auto"
+    assert params_from_dict({"serve": {"abstain_below": 0.4}}).serve.abstain_below == 0.4
