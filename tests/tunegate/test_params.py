@@ -90,7 +90,7 @@ def test_calibration_and_abstain_settings_are_checked():
     text = str(info.value)
     assert "serve.abstain_below: 1.5 is outside [0, 1] (or use auto, or null)" in text
     with pytest.raises(
-        ConfigError, match="eval.calibration: 'platt' is not one of 'temperature', 'isotonic'"
+        ConfigError, match=r"eval\.calibration: 'platt' is not one of 'temperature', 'isotonic'"
     ):
         params_from_dict({"eval": {"calibration": "platt"}})
     assert "eval.calibration_min_rows: 3 is too few to fit on" in text
