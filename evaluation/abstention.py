@@ -81,6 +81,32 @@ def calibrate(
     return cal, evidence | cal.to_dict()
 
 
+def baseline_calibration(pointer: dict[str, Any]) -> Calibration | None:
+    """The production release's own calibration (packaged with it), for the A/B of abstention
+    on the same items; None when the baseline is not a packaged release (the base model on a
+    first release, or a model folder): there is then nothing to compare abstention with."""
+    if not pointer.get("bento_tag"):
+        return None
+    from serving.package import release_calibration
+
+    return release_calibration(pointer["bento_tag"], pointer["tree_sha256"])
+
+
+def item_marks(
+    cal: Calibration,
+    preds: list[Prediction],
+    base_cal: Calibration | None = None,
+    base_preds: list[Prediction] | None = None,
+) -> list[dict[str, Any]]:
+    """`mark` per item, plus the baseline's abstention on the same item when the baseline
+    is a release with a calibration of its own."""
+    marks = mark(cal, preds)
+    if base_cal is None or base_preds is None:
+        return marks
+    theirs = mark(base_cal, base_preds)
+    return [m | {"baseline_abstained": b["abstained"]} for m, b in zip(marks, theirs, strict=True)]
+
+
 def mark(cal: Calibration, preds: list[Prediction]) -> list[dict[str, Any]]:
     """Per answer: raw and calibrated confidence, and whether the release abstains."""
     out = []

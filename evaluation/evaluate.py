@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from evaluation import classical
-from evaluation.abstention import calibrate, calibration_rows, mark, reliability_rows
+from evaluation.abstention import (
+    baseline_calibration,
+    calibrate,
+    calibration_rows,
+    item_marks,
+    reliability_rows,
+)
 from evaluation.calibration import brier, ece
 from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.hf_predict import Prediction
@@ -189,6 +195,9 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         (baseline, base_template, s) for s in suites if s.versus_baseline
     ]
     jobs += [(cand, template, Suite(name, "holdout", rows)) for name, rows in extra.items() if rows]
+    base_cal = baseline_calibration(pointer) if production else None
+    if base_cal is not None and extra["holdout_oos"]:  # production's abstention on the same items
+        jobs.append((baseline, base_template, Suite("holdout_oos", "holdout", extra["holdout_oos"])))
     t0 = time.perf_counter()
     preds = predict_all(ep.engine, ep.batch_size, jobs, ep.vllm_kv_cache_gib)
     predict_seconds = time.perf_counter() - t0
@@ -259,12 +268,14 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     cal, evidence["calibration"] = calibrate(
         params, extra["val"], preds.get((cand.key, "val"), []), preds.get((cand.key, "val_oos"), [])
     )
+    evidence["calibration"]["baseline"] = None if base_cal is None else base_cal.to_dict()
+    oos_preds = preds.get((cand.key, "holdout_oos"), [])
     oos_records = [
         {"id": r["id"], "text": r["text"], "gold": oos_label, "candidate": x.label} | m
         for r, x, m in zip(
             extra["holdout_oos"],
-            preds.get((cand.key, "holdout_oos"), []),
-            mark(cal, preds.get((cand.key, "holdout_oos"), [])),
+            oos_preds,
+            item_marks(cal, oos_preds, base_cal, preds.get((baseline.key, "holdout_oos"))),
             strict=True,
         )
     ]
@@ -308,7 +319,7 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
                 cp,
                 bp,
                 classical.predict(reference_model, s.rows),
-                mark(cal, preds[(cand.key, s.name)]),
+                item_marks(cal, preds[(cand.key, s.name)], base_cal, preds.get((baseline.key, s.name))),
                 strict=True,
             )
         ]

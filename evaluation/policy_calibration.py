@@ -14,7 +14,8 @@ from typing import Any
 
 from evaluation.calibration import oos_recall, suite_scores
 from evaluation.metrics import Estimate
-from evaluation.policy import Check
+from evaluation.policy import Check, ab_check
+from evaluation.stats import adjust, paired_accuracy
 from tunegate.params import GateParams
 
 
@@ -140,4 +141,44 @@ def calibration_checks(
             "no out-of-scope rows (data.oos_label): coverage and selective accuracy only, "
             "no out-of-scope recall"
         )
-    return checks, notes
+    ab, ab_notes = abstention_ab(evidence, holdout, out_of_scope, gp)
+    return checks + ab, notes + ab_notes
+
+
+def abstention_ab(
+    evidence: dict[str, Any],
+    holdout: Sequence[dict[str, Any]],
+    out_of_scope: Sequence[dict[str, Any]] | None,
+    gp: GateParams,
+) -> tuple[list[Check], list[str]]:
+    """Candidate vs the production release, each at its own threshold, on the same items:
+    answered-and-right on the in-scope hold-out, abstained on the out-of-scope hold-out
+    (paired McNemar-type tests, Holm within the two)."""
+    if evidence.get("baseline") is None or not holdout or "baseline_abstained" not in holdout[0]:
+        return [], ["abstention is not compared with the baseline: it is the base model (a first release) "
+                    "or a release packaged without a calibration"]  # fmt: skip
+    margin = gp.margin
+    threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
+    pairs = {
+        "holdout.answered_accuracy_ab_vs_production": (
+            "answered-and-right share delta",
+            [not r["abstained"] and r["candidate"] == r["gold"] for r in holdout],
+            [not r["baseline_abstained"] and r["baseline"] == r["gold"] for r in holdout],
+        )
+    }
+    if out_of_scope and "baseline_abstained" in out_of_scope[0]:
+        pairs["holdout_oos.recall_ab_vs_production"] = (
+            "out-of-scope recall delta",
+            [r["abstained"] for r in out_of_scope],
+            [r["baseline_abstained"] for r in out_of_scope],
+        )
+    found = []
+    for name, (metric, ours, theirs) in pairs.items():
+        result = paired_accuracy(ours, theirs, question="no_regression", margin=margin, alpha=gp.alpha)
+        found.append(ab_check(name, metric, "no_regression", result, threshold))
+    for c, pa in zip(found, adjust([c.p_value for c in found], gp.correction), strict=True):
+        c.p_adjusted, c.passed = pa, pa >= gp.alpha
+        c.reason = (
+            "" if c.passed else f"significantly worse than production at its own threshold (p={pa:.3g})"
+        )
+    return found, []

@@ -260,3 +260,40 @@ def test_gate_reports_the_classical_reference_and_blocks_on_it_when_declared(tmp
     tie = write_results(tmp_path / "tie", 0.95, classical_right=0.95, oos_abstained=0.8)
     verdict, _, _, _ = decide_on(tie, vs_classical="non_inferior")
     assert checks_of(verdict)["shifted.ab_vs_classical"].passed
+
+
+def test_gate_compares_abstention_with_production_on_the_same_items(tmp_path):
+    """Against a production release with its own calibration, answered-and-right (in scope)
+    and abstained (out of scope) are compared item by item, each release at its threshold."""
+
+    def with_production(folder, production_right: float, production_abstains_oos: bool):
+        evidence = json.loads((folder / "evidence.json").read_text())
+        evidence["baseline"]["kind"] = "production"
+        evidence["calibration"] = CALIBRATION | {"baseline": CALIBRATION}
+        for name in ("holdout", "shifted"):
+            rows = [json.loads(x) for x in (folder / f"{name}.jsonl").read_text().splitlines()]
+            for i, r in enumerate(rows):
+                r["baseline"] = r["gold"] if i % 100 < production_right * 100 else None
+                r["baseline_abstained"] = False
+            (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            evidence["suites"][name]["sha256"] = sha256_file(folder / f"{name}.jsonl")
+        oos = [json.loads(x) for x in (folder / "holdout_oos.jsonl").read_text().splitlines()]
+        for r in oos:
+            r["baseline_abstained"] = production_abstains_oos
+        (folder / "holdout_oos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in oos))
+        evidence["out_of_scope"]["sha256"] = sha256_file(folder / "holdout_oos.jsonl")
+        write_json(folder / "evidence.json", evidence)
+        return folder
+
+    worse = with_production(write_results(tmp_path / "w", 0.8, oos_abstained=0.3), 0.97, True)
+    verdict, _, _, _ = decide_on(worse)
+    checks = checks_of(verdict)
+    assert not checks["holdout.answered_accuracy_ab_vs_production"].passed
+    assert not checks["holdout_oos.recall_ab_vs_production"].passed
+    assert "at its own threshold" in checks["holdout_oos.recall_ab_vs_production"].reason
+    same = with_production(write_results(tmp_path / "s", 0.95, oos_abstained=0.9), 0.95, False)
+    checks = checks_of(decide_on(same)[0])
+    assert checks["holdout.answered_accuracy_ab_vs_production"].passed
+    assert checks["holdout_oos.recall_ab_vs_production"].passed  # abstains more than production did
+    first, _, _, _ = decide_on(write_results(tmp_path / "f", 0.95, oos_abstained=0.9))
+    assert any("abstention is not compared with the baseline" in n for n in first.notes)
