@@ -25,7 +25,8 @@ class Window:
     start: str | None
     end: str | None
     feedback: list[tuple[str | None, str]] = field(default_factory=list)
-    """(answered label, true label) where the caller sent feedback."""
+    """(answered label, true label) where the caller sent feedback on an answer it got (a
+    request the release abstained on gave no label to be right or wrong about)."""
     confidence: list[float | None] = field(default_factory=list)
     """Per request (None where the log has none)."""
     version: str | None = None
@@ -70,8 +71,9 @@ def read_window(log: Path, hours: float | None = None, last: int | None = None) 
             # Logs from before feedback and confidence existed lack those columns.
             feedback = "feedback" if "feedback" in columns else "NULL"
             confidence = "confidence" if "confidence" in columns else "NULL"
+            abstained = "abstained" if "abstained" in columns else "NULL"
             rows = db.execute(
-                f"SELECT time, input, label, {feedback}, {confidence}, version " + query, args
+                f"SELECT time, input, label, {feedback}, {confidence}, version, {abstained} " + query, args
             ).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataError(f"{log} is not a tunegate request log: {err}") from err
@@ -80,7 +82,7 @@ def read_window(log: Path, hours: float | None = None, last: int | None = None) 
     return Window(
         [r[1] for r in good], [r[2] for r in good], len(rows) - len(good),
         good[0][0] if good else None, good[-1][0] if good else None,
-        [(r[2], r[3]) for r in good if r[3] is not None],
+        [(r[2], r[3]) for r in good if r[3] is not None and not r[6]],  # answers the callers got
         [float(r[4]) if isinstance(r[4], (int, float)) else None for r in good],
         versions.most_common(1)[0][0] if versions else None,
         dict(versions),

@@ -325,7 +325,7 @@ def replay(
     texts = [r[text_column] for r in rows]
     served: Counter = Counter()
     statuses: Counter = Counter()
-    correct, labelled, first_refusal = 0, Counter(), ""
+    correct, abstained, labelled, first_refusal = 0, 0, Counter(), ""
     start = time.monotonic()
     keys = {
         k: os.environ.get(k) for k in ("TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY", "TUNEGATE_ADMIN_TOKEN")
@@ -347,6 +347,8 @@ def replay(
                 fail(TunegateError(f"cannot reach {url}: {err}"))
             statuses[r.status_code] += 1
             served[r.headers.get("x-tunegate-version", "-")] += 1
+            if r.status_code == 200:
+                abstained += bool(r.json().get("abstained"))
             if feedback and r.status_code == 200:
                 truth = rows[i][label_column]
                 correct += r.json()["label"] == truth
@@ -360,9 +362,14 @@ def replay(
                 labelled[sent.status_code] += 1
                 if sent.status_code != 200 and not first_refusal:
                     first_refusal = f"{truth!r}: {sent.status_code} {sent.text[:200]}"
-    summary: dict[str, object] = {"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}
+    summary: dict[str, object] = {
+        "sent": len(texts),
+        "status": dict(statuses),
+        "served_by": dict(served),
+        "abstained": abstained,
+    }
     if feedback:
-        summary["accuracy"] = round(correct / max(statuses[200], 1), 4)
+        summary["accuracy"] = round(correct / max(statuses[200], 1), 4)  # an abstention is not right
         summary["feedback"] = {"status": dict(labelled)} | (
             {"first_refused": first_refusal} if first_refusal else {}
         )

@@ -312,8 +312,11 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
         right = rng.random() < p
         label = r["label"] if right else next(x for x in labels if x != r["label"])
         log.write(
-            Entry(f"e{i}", "classify", 200, version=version, input=r["text"], label=label, confidence=raw)
-        )
+            Entry(
+                f"e{i}", "classify", 200, version=version, input=r["text"], label=label, confidence=raw,
+                abstained=p < 0.65,  # as the service logs it: the model's label kept, the caller got none
+            )
+        )  # fmt: skip
         assert log.feedback(f"e{i}", r["label"]) is not None
         if p >= 0.65:  # the release abstained on the others
             answered.append(right)
@@ -327,6 +330,8 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
     truth = sum(answered) / len(answered)  # accuracy of the answered requests, from feedback
     assert estimate["score"] is not None, estimate["note"]
     assert abs(estimate["score"] - truth) < 0.075, (estimate, truth)
+    live = signals["live_accuracy"]  # feedback on the answers callers got: the same requests
+    assert live["score"] == pytest.approx(truth) and f"/{len(answered)};" in live["note"]
     assert f"on {len(answered)} answered requests" in estimate["note"]
     assert estimate["drifted"] is False  # about 0.82: not below gate.min_accuracy (0.8)
     assert report["estimated_accuracy_unreliable"] is None  # the window's text is the reference's own
