@@ -60,7 +60,7 @@ def save_to_store(
             raise ArtifactError(
                 f"BentoML model {tag} exists with other contents; delete it: bentoml models delete {tag}"
             )
-        differs = sorted(k for k, v in hashes.items() if k in meta and meta[k] != v)
+        differs = sorted(k for k, v in hashes.items() if meta.get(k) != v)
         if differs:
             raise ArtifactError(
                 f"BentoML model {tag} holds this adapter with another {', '.join(differs)} (evaluated again "
