@@ -65,13 +65,15 @@ def calibrate(
             conf, [p.label == r["label"] for p, r in zip(val_preds, val, strict=True)], oos, target
         )
         threshold = found.value
-        chosen_by = f"auto: the lowest threshold whose validation answers are right >= {target} of the time"
+        chosen_by = (
+            f"auto: the lowest threshold whose in-scope validation answers are right >= {target} of the time"
+        )
         evidence["threshold_search"] = {
             "target": target,
             "reached": found.reached,
             "precision": round(found.precision, 4),
             "coverage": round(found.coverage, 4),
-            "with_out_of_scope_rows": bool(oos_preds),
+            "oos_recall": None if found.oos_recall is None else round(found.oos_recall, 4),
         }
     else:
         threshold, chosen_by = float(declared), "declared: serve.abstain_below"

@@ -97,29 +97,34 @@ def _isotonic(x: np.ndarray, y: np.ndarray) -> Calibration:
 class Threshold:
     value: float
     precision: float
+    """Share of the answered in-scope validation messages answered right."""
     coverage: float
     reached: bool
+    oos_recall: float | None = None
+    """Share of the validation out-of-scope messages abstained on at this threshold."""
 
 
 def choose_threshold(
     conf: Sequence[float | None], correct: Sequence[bool], oos_conf: Sequence[float | None], target: float
 ) -> Threshold:
-    """The lowest threshold whose answered messages (in-scope and out-of-scope together) are
-    right at least `target` of the time on validation: the most coverage that meets the
-    target. When no threshold meets it, the one with the best precision, marked unreached."""
+    """The lowest threshold whose answered in-scope validation messages are right at least
+    `target` of the time: the most coverage that meets the target. The out-of-scope rows do
+    not move it (their share of validation is an accident of the data, not of traffic); the
+    gate judges them separately (out-of-scope recall). When no threshold meets the target,
+    the one with the best precision, marked unreached."""
     c = np.array([-1.0 if v is None else v for v in conf])
     o = np.array([-1.0 if v is None else v for v in oos_conf])
     ok = np.asarray(correct, dtype=bool)
     best: Threshold | None = None
     for t in [0.0, *sorted(set(c[c >= 0].tolist()))]:
         answered = c >= t
-        wrong_oos = int((o >= t).sum()) if len(o) else 0
-        n = int(answered.sum()) + wrong_oos
+        n = int(answered.sum())
         if n == 0:
             continue
         precision = float((ok & answered).sum() / n)
-        coverage = float(answered.mean()) if len(c) else math.nan
-        found = Threshold(float(t), precision, coverage, precision >= target)
+        coverage = float(answered.mean())
+        recall = float((o < t).mean()) if len(o) else None
+        found = Threshold(float(t), precision, coverage, precision >= target, recall)
         if found.reached:
             return found
         if best is None or precision > best.precision:

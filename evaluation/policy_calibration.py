@@ -71,7 +71,7 @@ def calibration_checks(
         checks.append(
             Check(
                 "validation.abstain_target",
-                "precision of answered validation messages",
+                "precision of answered in-scope validation messages",
                 search["precision"],
                 None,
                 f">= {search['target']}",

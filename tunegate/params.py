@@ -318,8 +318,9 @@ class GateParams:
     max_ece: float = 0.1
     """Largest expected calibration error of the calibrated confidence on the hold-out."""
     target_in_scope_precision: float = 0.95
-    """With serve.abstain_below auto: the share of answered validation messages (in-scope
-    and out-of-scope) that must be answered right at the chosen threshold."""
+    """With serve.abstain_below auto: the share of answered in-scope validation messages that
+    must be answered right at the chosen threshold (the out-of-scope rows are judged by
+    min_oos_recall, not mixed in: their share of the data is not their share of traffic)."""
     min_coverage: float = 0.5
     """Smallest share of in-scope hold-out messages answered (not abstained on)."""
     min_selective_accuracy: float = 0.9
@@ -452,8 +453,8 @@ class ServeParams:
     """Request bodies larger than this get 413 before they are read."""
     abstain_below: float | Literal["auto"] | None = "auto"
     """Calibrated confidence under which /classify abstains (``label: null``, ``abstained:
-    true``). auto: the evaluate stage picks the lowest threshold whose answers on validation
-    (in-scope and out-of-scope rows) are right gate.target_in_scope_precision of the time;
+    true``). auto: the evaluate stage picks the lowest threshold whose answers to in-scope
+    validation messages are right gate.target_in_scope_precision of the time;
     a number in [0, 1]: that threshold; null: never abstain. The threshold is recorded in
     the release (calibration.json), judged by the gate and served as judged."""
     shadow: tuple[str, ...] = ()

@@ -86,15 +86,16 @@ def test_ece_and_brier_of_known_cases() -> None:
 
 def test_abstain_threshold_meets_the_target_with_the_most_coverage() -> None:
     conf = [0.95, 0.9, 0.85, 0.8, 0.6, 0.5]
-    right = [True, True, True, True, False, False]
+    right = [True, True, True, False, True, False]
     oos = [0.88, 0.3]
-    t = choose_threshold(conf, right, oos, target=0.8)
-    # At 0.8: 4 right of 4 in-scope answers plus one out-of-scope answer (0.88) = 0.8.
-    assert (t.value, t.precision, t.coverage, t.reached) == (0.8, 0.8, 4 / 6, True)
-    strict = choose_threshold(conf, right, oos, target=0.99)
-    assert strict.value == 0.9 and strict.reached  # above the out-of-scope 0.88
+    t = choose_threshold(conf, right, oos, target=0.85)
+    # At 0.6: 4 right of 5 (0.8); at 0.8: 3 of 4; at 0.85: 3 of 3. The out-of-scope rows do not move it.
+    assert (t.value, t.precision, t.coverage, t.reached) == (0.85, 1.0, 0.5, True)
+    assert t.oos_recall == 0.5  # 0.3 abstained on, 0.88 answered
+    loose = choose_threshold(conf, right, oos, target=0.6)
+    assert loose.value == 0.0 and loose.coverage == 1.0  # 4 of 6 right: answer everything
     never = choose_threshold([0.9, 0.8], [False, False], [], target=0.5)
-    assert not never.reached
+    assert not never.reached and never.oos_recall is None
 
 
 def test_selective_scores_count_abstentions_and_invalid_answers() -> None:
