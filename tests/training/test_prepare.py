@@ -192,7 +192,9 @@ def test_out_of_scope_rows_stay_out_of_the_labels_and_the_splits(tmp_path):
     assert (len(val_oos), len(holdout_oos)) == (4, 8)  # val : hold-out = 0.1 : 0.2 of 12 rows
     assert read_json(out / "manifest.json")["counts"]["holdout_oos"] == 8
     (tmp_path / "plain").mkdir()
-    plain = run_prepare(tmp_path / "plain", data={"source": str(src), "shifted_source": None})
+    plain = run_prepare(
+        tmp_path / "plain", data={"source": str(src), "shifted_source": None, "oos_label": None}
+    )
     assert "oos" in read_json(plain / "labels.json")  # without the declaration it is just a label
     assert read_jsonl(plain / "val_oos.jsonl") == [] == read_jsonl(plain / "holdout_oos.jsonl")
 
