@@ -74,11 +74,15 @@ class HFEngine:
         return self._loaded[1], self._loaded[2]
 
     def classify(
-        self, ref: ModelRef, template: PromptTemplate, rows: list[dict[str, Any]]
+        self,
+        ref: ModelRef,
+        template: PromptTemplate,
+        rows: list[dict[str, Any]],
+        with_confidence: bool = True,
     ) -> list[Prediction]:
         model, tok = self._model(ref)
         if self.kind == "scorer":
-            return score(model, tok, template, rows, self.batch_size)
+            return score(model, tok, template, rows, self.batch_size, with_confidence)
         return predict(model, tok, template, rows, min(self.batch_size, 16))
 
     def answer(self, ref: ModelRef, questions: list[str], max_new_tokens: int) -> list[str]:

@@ -106,8 +106,10 @@ def predict_all(
     batch_size: int,
     jobs: list[tuple[ModelRef, PromptTemplate, Suite]],
     kv_cache_gib: int,
+    confident: frozenset[str] | None = None,
 ) -> dict[tuple[str, str], list[Prediction]]:
-    """Predictions per (model key, suite name)."""
+    """Predictions per (model key, suite name). The scorer computes confidences (which cost
+    decoding to the end token) only for the models in `confident` (None: every model)."""
     if engine_kind == "vllm":
         by_template: dict[PromptTemplate, list] = {}
         for ref, tpl, suite in jobs:
@@ -119,7 +121,12 @@ def predict_all(
                 out[(key, suite_name)] = preds
         return out
     engine = HFEngine(engine_kind, batch_size)
-    return {(ref.key, suite.name): engine.classify(ref, tpl, suite.rows) for ref, tpl, suite in jobs}
+    return {
+        (ref.key, suite.name): engine.classify(
+            ref, tpl, suite.rows, confident is None or ref.key in confident
+        )
+        for ref, tpl, suite in jobs
+    }
 
 
 def probe_scores(answers: list[str], probe: list[dict[str, Any]]) -> dict[str, float]:
@@ -199,7 +206,9 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     if base_cal is not None and extra["holdout_oos"]:  # production's abstention on the same items
         jobs.append((baseline, base_template, Suite("holdout_oos", "holdout", extra["holdout_oos"])))
     t0 = time.perf_counter()
-    preds = predict_all(ep.engine, ep.batch_size, jobs, ep.vllm_kv_cache_gib)
+    # The baseline's confidences matter only when it has a calibration to compare abstention with.
+    confident = frozenset({cand.key} | ({baseline.key} if base_cal is not None else set()))
+    preds = predict_all(ep.engine, ep.batch_size, jobs, ep.vllm_kv_cache_gib, confident)
     predict_seconds = time.perf_counter() - t0
     n_predicted = sum(len(s.rows) for _, _, s in jobs)
     log.info("%d predictions with %s in %.1fs", n_predicted, ep.engine, predict_seconds)

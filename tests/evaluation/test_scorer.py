@@ -48,6 +48,9 @@ def test_scorer_matches_reference_generate(tiny_base, tiny_adapter, prepared_sam
     # The raw confidence (the calibration's input) is the same path probability on both.
     assert [p.confidence for p in fast] == pytest.approx([p.confidence for p in reference], abs=1e-4)
     assert all(0 < p.confidence <= 1 for p in fast)
+    merged = load_model(tiny_base, adapter, merge=True)  # without confidences: stops once settled
+    plain = score(*merged, template, rows, batch_size=16, with_confidence=False)
+    assert [p.label for p in plain] == [p.label for p in fast] and {p.confidence for p in plain} == {None}
     if with_adapter:  # the random adapter spreads answers over labels: not trivially constant
         assert len({p.label for p in fast}) > 1
 
