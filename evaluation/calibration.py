@@ -165,6 +165,23 @@ def reliability(conf: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]
     ]
 
 
+def record_scores(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Point values of one suite's evaluation records (``confidence``, ``abstained``,
+    ``candidate``, ``gold``): ECE, Brier, coverage, selective accuracy. eval/metrics.json and
+    the release report show these; the gate computes them with intervals (``suite_scores``)."""
+    if not records:
+        return {}
+    conf = np.array([r["confidence"] or 0.0 for r in records])
+    right = np.array([float(r["candidate"] == r["gold"]) for r in records])
+    kept = np.array([not r["abstained"] for r in records])
+    return {
+        "ece": ece(conf, right),
+        "brier": brier(conf, right),
+        "coverage": float(kept.mean()),
+        "selective_accuracy": float(right[kept].mean()) if kept.any() else math.nan,
+    }
+
+
 def suite_scores(
     conf: Sequence[float | None],
     correct: Sequence[bool],

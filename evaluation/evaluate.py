@@ -38,7 +38,7 @@ from evaluation.abstention import (
     item_marks,
     reliability_rows,
 )
-from evaluation.calibration import brier, ece
+from evaluation.calibration import record_scores
 from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.hf_predict import Prediction
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, token_f1, with_ci
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
                 strict=True,
             )
         ]
-        cm |= calibration_metrics(records[s.name])
+        cm |= {k: round(v, 4) for k, v in record_scores(records[s.name]).items()}
         metrics[s.name] = entry
         evidence["suites"][s.name] = {
             "kind": s.kind,
@@ -420,21 +420,6 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         write_csv(tmp / "reliability_holdout_raw.csv", reliability_rows(records["holdout"], "raw_confidence"))
     write_json(args.out / "metrics.json", metrics)
     return metrics
-
-
-def calibration_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Point values for eval/metrics.json (the gate computes the intervals)."""
-    if not records:
-        return {}
-    conf = np.array([r["confidence"] or 0.0 for r in records])
-    right = np.array([float(r["candidate"] == r["gold"]) for r in records])
-    kept = np.array([not r["abstained"] for r in records])
-    return {
-        "ece": round(ece(conf, right), 4),
-        "brier": round(brier(conf, right), 4),
-        "coverage": round(float(kept.mean()), 4),
-        "selective_accuracy": round(float(right[kept].mean()), 4) if kept.any() else math.nan,
-    }
 
 
 def reference_rows(data: Path, limit: int, seed: int) -> list[dict[str, Any]]:

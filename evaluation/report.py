@@ -8,9 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-from evaluation.calibration import brier, ece
+from evaluation.calibration import record_scores
 
 EXAMPLES = 8
 
@@ -155,14 +153,10 @@ def _calibration_section(
     for name, rows in records.items():
         if not rows or "confidence" not in rows[0]:
             continue
-        conf = np.array([r["confidence"] or 0.0 for r in rows])
-        right = np.array([float(r["candidate"] == r["gold"]) for r in rows])
-        kept = [not r["abstained"] for r in rows]
-        answered = [float(x) for x, k in zip(right, kept, strict=True) if k]
-        selective = sum(answered) / len(answered) if answered else float("nan")
+        m = record_scores(rows)
         out.append(
-            f"| {name} | {_num(ece(conf, right))} | {_num(brier(conf, right))} | "
-            f"{_num(sum(kept) / len(kept))} | {_num(selective)} |"
+            f"| {name} | {_num(m['ece'])} | {_num(m['brier'])} | {_num(m['coverage'])} | "
+            f"{_num(m['selective_accuracy'])} |"
         )
     if out_of_scope:
         slipped = sorted(

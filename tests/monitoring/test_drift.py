@@ -220,13 +220,15 @@ def test_drift_refuses_a_reference_it_cannot_trust(project, prepared_sample):
 
 
 @pytest.mark.slow
-def test_drift_reads_the_reference_packaged_with_the_release_and_checks_it(prepared_sample, tmp_path):
-    """The package stage stores the reference with the release (real BentoML store, real GTO
-    tags); `tunegate drift` finds it from the window's version and refuses it once edited."""
+def packaged_release(prepared_sample: Path, tmp_path: Path, cal=None) -> tuple[Path, dict, str, list[dict]]:
+    """A git repo with one approved release packaged by the package stage (real BentoML store,
+    real GTO tag) with a monitoring reference of the held-out rows and, given one, a
+    calibration the gate record names. Returns (repo, env, version, reference rows)."""
     import os
 
     from tests.serving.test_package import gate_record, make_candidate
-    from tunegate.artifacts import write_json
+    from tunegate import calibration
+    from tunegate.artifacts import sha256_file, write_json
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -234,18 +236,29 @@ def test_drift_reads_the_reference_packaged_with_the_release_and_checks_it(prepa
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=repo, check=True)
     write_params(repo / "params.yaml", monitor={"reports_dir": "reports"})
     card = make_candidate(tmp_path / "cand")
-    write_json(tmp_path / "gate.json", gate_record(card, "approved"))
-    rows = held_out(prepared_sample)
-    write_reference(tmp_path / "ref.json", rows, frozenset({"card"}), model=card["model_id"])
-    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "TUNEGATE_ACTOR": "ci"}
+    gate = gate_record(card, "approved")
     cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml"]
     cmd += ["--candidate", str(tmp_path / "cand"), "--gate", str(tmp_path / "gate.json")]
+    if cal is not None:
+        calibration.write(tmp_path / "calibration.json", cal)
+        gate["calibration_sha256"] = sha256_file(tmp_path / "calibration.json")
+        cmd += ["--calibration", str(tmp_path / "calibration.json")]
+    write_json(tmp_path / "gate.json", gate)
+    rows = held_out(prepared_sample)
+    write_reference(tmp_path / "ref.json", rows, frozenset({"card"}), model=card["model_id"])
     cmd += ["--reference", str(tmp_path / "ref.json"), "--out", "registry/candidate.json"]
+    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "TUNEGATE_ACTOR": "ci"}
     packaged = subprocess.run(
         cmd, cwd=repo, env=env | {"PYTHONPATH": str(Path.cwd())}, capture_output=True, text=True
     )
     assert packaged.returncode == 0, packaged.stderr
-    version = json.loads((repo / "registry/candidate.json").read_text())["version"]
+    return repo, env, json.loads((repo / "registry/candidate.json").read_text())["version"], rows
+
+
+def test_drift_reads_the_reference_packaged_with_the_release_and_checks_it(prepared_sample, tmp_path):
+    """The package stage stores the reference with the release (real BentoML store, real GTO
+    tags); `tunegate drift` finds it from the window's version and refuses it once edited."""
+    repo, env, version, rows = packaged_release(prepared_sample, tmp_path)
     log = RequestLog(repo / "requests.sqlite")
     for i, r in enumerate(read_jsonl(prepared_sample / "holdout.jsonl")[:60]):
         log.write(
@@ -277,35 +290,11 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
     so the estimator and its plumbing are under test; bench/calibration.py measures the
     estimate's error with trained models."""
     import math
-    import os
 
-    from tests.serving.test_package import gate_record, make_candidate
-    from tunegate import calibration
-    from tunegate.artifacts import sha256_file, write_json
     from tunegate.calibration import Calibration
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=repo, check=True)
-    write_params(repo / "params.yaml", monitor={"reports_dir": "reports"})
-    card = make_candidate(tmp_path / "cand")
     cal = Calibration("temperature", temperature=2.0, abstain_below=0.65, chosen_by="declared")
-    calibration.write(tmp_path / "calibration.json", cal)
-    gate = gate_record(card, "approved") | {"calibration_sha256": sha256_file(tmp_path / "calibration.json")}
-    write_json(tmp_path / "gate.json", gate)
-    rows = held_out(prepared_sample)
-    write_reference(tmp_path / "ref.json", rows, frozenset({"card"}), model=card["model_id"])
-    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "TUNEGATE_ACTOR": "ci"}
-    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml"]
-    cmd += ["--candidate", str(tmp_path / "cand"), "--gate", str(tmp_path / "gate.json")]
-    cmd += ["--reference", str(tmp_path / "ref.json"), "--calibration", str(tmp_path / "calibration.json")]
-    cmd += ["--out", "registry/candidate.json"]
-    packaged = subprocess.run(
-        cmd, cwd=repo, env=env | {"PYTHONPATH": str(Path.cwd())}, capture_output=True, text=True
-    )
-    assert packaged.returncode == 0, packaged.stderr
-    version = json.loads((repo / "registry/candidate.json").read_text())["version"]
+    repo, env, version, rows = packaged_release(prepared_sample, tmp_path, cal)
     rng = random.Random(7)
     labels = sorted({r["label"] for r in rows})
     log, answered = RequestLog(repo / "requests.sqlite"), []
