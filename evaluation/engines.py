@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from evaluation.hf_predict import Prediction, generate_text, load_model, predict
+from evaluation.hf_predict import Prediction, load_model, predict
 from evaluation.scorer import score
 from tunegate.artifacts import read_json
 from tunegate.errors import ArtifactError
+from tunegate.generate import generate_text
 from tunegate.prompt import PromptTemplate, general_prompt
 
 log = logging.getLogger(__name__)

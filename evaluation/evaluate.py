@@ -40,6 +40,7 @@ from evaluation.abstention import (
 )
 from evaluation.calibration import record_scores
 from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
+from evaluation.evidence import slices
 from evaluation.hf_predict import Prediction
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, token_f1, with_ci
 from evaluation.suites import Suite, build_suites, length_slice, unknown_labels
@@ -56,6 +57,7 @@ from tunegate.artifacts import (
 from tunegate.errors import ArtifactError, DataError
 from tunegate.params import Params, load_params
 from tunegate.prompt import PromptTemplate
+from tunegate.stage import configure_logging
 from tunegate.words import vocabulary
 
 log = logging.getLogger(__name__)
@@ -340,11 +342,8 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
             "versus_baseline": s.versus_baseline,
         }
 
-    slice_rows: dict[str, list[int]] = {}
-    for i, rec in enumerate(records["holdout"]):
-        slice_rows.setdefault(rec["slice"], []).append(i)
     metrics["slices"] = {}
-    for name, idx in sorted(slice_rows.items()):
+    for name, idx in sorted(slices(records["holdout"]).items()):
         rows = [records["holdout"][i] for i in idx]
         m, _ = suite_metrics(
             [r["gold"] for r in rows], [r["candidate"] for r in rows], labels, resamples, seed
@@ -458,14 +457,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="evaluate stage: predictions, metrics and plots")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--base", type=Path, default=Path("models/base"))
-    parser.add_argument("--candidate", type=Path, default=Path("models/candidate"))
-    parser.add_argument("--production", type=Path, default=Path("registry/production.json"))
-    parser.add_argument("--out", type=Path, default=Path("eval"))
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--candidate", type=Path, required=True)
+    parser.add_argument("--production", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     metrics = run(args, load_params(args.params))
     hold = metrics["holdout"]
     log.info(
@@ -477,6 +476,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

@@ -19,44 +19,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evaluation.policy import SuiteOutcome, Verdict, decide
+from evaluation.evidence import load_evidence, load_out_of_scope, outcomes, slices
+from evaluation.policy import Verdict, decide
 from evaluation.policy_calibration import calibration_checks
 from evaluation.policy_classical import classical_checks
 from evaluation.report import render_report
-from tunegate.artifacts import atomic_write_text, environment, read_json, read_jsonl, sha256_file, write_json
-from tunegate.errors import DataError, TunegateError
+from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
+from tunegate.errors import TunegateError
 from tunegate.params import Params, load_params
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
-
-
-def load_evidence(results: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    path = results / "evidence.json"
-    if not path.exists():
-        raise DataError(f"{path} is missing; run `dvc repro evaluate` first")
-    evidence = read_json(path)
-    records = {}
-    for name, info in evidence["suites"].items():
-        file = results / f"{name}.jsonl"
-        if not file.exists():
-            raise DataError(f"{file}: predictions for suite {name!r} are missing")
-        if sha256_file(file) != info["sha256"]:
-            raise DataError(
-                f"{file}: predictions changed after evaluation (sha256 differs from evidence.json)"
-            )
-        records[name] = read_jsonl(file)
-    return evidence, records
-
-
-def load_out_of_scope(results: Path, evidence: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The out-of-scope hold-out's records (hash-checked), or None when there were none."""
-    info = evidence.get("out_of_scope", {})
-    if "sha256" not in info:
-        return None
-    file = results / "holdout_oos.jsonl"
-    if not file.exists() or sha256_file(file) != info["sha256"]:
-        raise DataError(f"{file}: missing, or changed after evaluation (sha256 differs from evidence.json)")
-    return read_jsonl(file)
 
 
 def judge(
@@ -65,24 +38,11 @@ def judge(
     params: Params,
     out_of_scope: list[dict[str, Any]] | None = None,
 ) -> Verdict:
-    outcomes = [
-        SuiteOutcome(
-            name,
-            evidence["suites"][name]["kind"],
-            [r["gold"] for r in recs],
-            [r["candidate"] for r in recs],
-            [r["baseline"] for r in recs],
-        )
-        for name, recs in records.items()
-    ]
-    slices: dict[str, list[int]] = {}
-    for i, r in enumerate(records.get("holdout", [])):
-        slices.setdefault(r["slice"], []).append(i)
     probe = evidence.get("probe", {})
     forgetting = (probe["candidate"]["accuracy"], probe["base"]["accuracy"]) if "candidate" in probe else None
     parity = evidence.get("parity", {})
     verdict = decide(
-        outcomes,
+        outcomes(evidence, records),
         evidence["labels"],
         params.gate,
         baseline_kind=evidence["baseline"]["kind"],
@@ -90,7 +50,7 @@ def judge(
         forgetting=forgetting,
         parity=parity.get("rates"),
         parity_missing=parity.get("missing", "parity was not measured"),
-        slices=slices,
+        slices=slices(records.get("holdout", [])),
         seed=params.base.seed,
     )
     checks, notes = calibration_checks(
@@ -133,12 +93,12 @@ def gate_record(verdict: Verdict, evidence: dict[str, Any], params: Params, resu
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="gate stage: decide, and write gate.json and report.md")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--results", type=Path, default=Path("eval/results"))
-    parser.add_argument("--out", type=Path, default=Path("eval/gate.json"))
-    parser.add_argument("--report", type=Path, default=Path("eval/report.md"))
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     params = load_params(args.params)
     evidence, records = load_evidence(args.results)
     out_of_scope = load_out_of_scope(args.results, evidence)
@@ -160,6 +120,6 @@ def check(path: Path) -> tuple[bool, str]:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

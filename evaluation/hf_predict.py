@@ -123,28 +123,6 @@ def path_confidence(step_logp: Any, answer: list[int], end_token: int) -> float 
     return None
 
 
-def generate_text(
-    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 16
-) -> list[str]:
-    """Greedy free-form answers to rendered prompts, batched (probe and replay answers)."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        enc = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        with torch.inference_mode():
-            gen = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-        out.extend(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True))
-    return out
-
-
 def template_for(model_dir: Path, labels_path: Path | None = None) -> PromptTemplate:
     """The candidate's own template, or the default one with the prepared labels (base model)."""
     if (model_dir / "prompt.json").exists():

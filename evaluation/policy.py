@@ -17,20 +17,10 @@ from typing import Literal
 
 import numpy as np
 
+from evaluation.evidence import SuiteOutcome
 from evaluation.metrics import accuracy, encode, macro_f1, per_class, with_ci
 from evaluation.stats import PairedResult, adjust, paired_accuracy, paired_bootstrap
 from tunegate.params import GateParams
-
-SuiteKind = Literal["holdout", "shifted", "perturbation"]
-
-
-@dataclass(frozen=True)
-class SuiteOutcome:
-    name: str
-    kind: SuiteKind
-    gold: Sequence[str]
-    candidate: Sequence[str | None]
-    baseline: Sequence[str | None]
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.evidence import SuiteKind
 from evaluation.perturb import perturb_suite
-from evaluation.policy import SuiteKind
 from tunegate.artifacts import read_jsonl
 from tunegate.errors import DataError
 from tunegate.params import Params

@@ -18,49 +18,41 @@ import time
 from pathlib import Path
 
 from tunegate.artifacts import read_json, refuse_pickle, write_json
+from tunegate.inference import classify_sampling, engine_args, supported_rank
 from tunegate.prompt import PromptTemplate, answer_confidence
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # ranks vLLM's LoRA kernels accept
 
 
 def lora_rank(adapter_dirs: list[str]) -> int:
-    r = max((read_json(Path(d) / "adapter_config.json")["r"] for d in adapter_dirs), default=8)
-    return next(x for x in LORA_RANKS if x >= r)
+    """The engine's LoRA rank: the largest adapter's, as vLLM accepts it."""
+    return supported_rank(
+        max((read_json(Path(d) / "adapter_config.json")["r"] for d in adapter_dirs), default=8)
+    )
 
 
 def engine(base: str, adapter_dirs: list[str]):
     from vllm import LLM
-    from vllm.platforms import current_platform
 
     refuse_pickle(base)
     for d in adapter_dirs:
         refuse_pickle(d)
-    cpu = current_platform.is_cpu()
-    context = read_json(Path(base) / "config.json").get("max_position_embeddings") or 1024
-    kwargs = {"enable_lora": True, "max_lora_rank": lora_rank(adapter_dirs), "max_loras": len(adapter_dirs)}
-    return LLM(
-        model=base,
-        dtype="float32" if cpu else "bfloat16",
-        max_model_len=min(1024, int(context)),  # messages are short; the KV cache stays small
-        enforce_eager=cpu,
-        enable_prefix_caching=True,
-        trust_remote_code=False,
-        seed=0,
-        **(kwargs if adapter_dirs else {}),
+    # Messages are short; the KV cache stays small at 1024 tokens.
+    args = engine_args(
+        Path(base), max_model_len=1024, max_lora_rank=lora_rank(adapter_dirs), max_loras=len(adapter_dirs)
     )
+    return LLM(**args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
-    from vllm.sampling_params import StructuredOutputsParams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     template = PromptTemplate(system=spec["system"], labels=tuple(spec["labels"]))
@@ -69,12 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     llm = engine(spec["base"], [spec["adapters"][n] for n in names])
     startup = time.perf_counter() - started
     tokenizer = llm.get_tokenizer()
-    sampling = SamplingParams(
-        temperature=0.0,
-        max_tokens=max(len(label) for label in template.labels) + 1,  # any tokenization, then the end
-        logprobs=0,  # the served confidence (the service asks for the same)
-        structured_outputs=StructuredOutputsParams(choice=list(template.labels)),
-    )
+    sampling = classify_sampling(template.labels)  # the service asks for the same
     requests = {n: LoRARequest(n, i + 1, spec["adapters"][n]) for i, n in enumerate(names)}
     out, timings = {}, {}
     for job in spec["jobs"]:
@@ -93,6 +80,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

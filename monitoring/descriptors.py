@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from tunegate.params import DESCRIPTORS
 from tunegate.words import vocabulary, words
 
 ENGLISH = frozenset(
@@ -19,7 +20,7 @@ ENGLISH = frozenset(
     now of on or our out please she so than that the their them then there they this to too
     up us was we were what when where which who why will with would you your""".split()  # noqa: SIM905
 )
-NAMES = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
+NAMES = DESCRIPTORS  # the names params validates, in the order describe() returns them
 __all__ = ["NAMES", "describe", "vocabulary", "words"]
 
 

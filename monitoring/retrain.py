@@ -19,13 +19,13 @@ reports that caused it, the feedback it added and what the run gave.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from serving.requestlog import RequestLog
 from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
 from tunegate.errors import DataError
 from tunegate.pii import clean_text
@@ -67,17 +67,7 @@ def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> di
     path = folder / "feedback.jsonl"
     rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
     before = dict(rows)
-    if not log.exists():
-        raise DataError(f"request log {log} does not exist")
-    try:
-        with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
-            found = db.execute(
-                "SELECT request_id, time, input, feedback, version, label, feedback_time FROM requests "
-                "WHERE endpoint = 'classify' AND shadow = 0 AND status = 200 AND feedback IS NOT NULL "
-                "AND input IS NOT NULL ORDER BY id"
-            ).fetchall()
-    except sqlite3.DatabaseError as err:
-        raise DataError(f"{log} is not a tunegate request log (with feedback): {err}") from err
+    found = [tuple(r.values()) for r in RequestLog.reader(log).with_feedback()]  # in the order unpacked below
     out_of_scope = sum(1 for row in found if oos_label is not None and row[3] == oos_label)
     for request_id, time, text, label, version, answered, given in found:
         if oos_label is not None and label == oos_label:

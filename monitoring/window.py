@@ -7,13 +7,11 @@ model answered an intent for a message that has none.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from serving.requestlog import RequestLog
 from tunegate.errors import DataError
 
 
@@ -54,39 +52,25 @@ class Window:
 
 def read_window(log: Path, hours: float | None = None, last: int | None = None) -> Window:
     """The /classify requests of a window of the request log."""
-    if not log.exists():
-        raise DataError(f"request log {log} does not exist; serve some traffic first (`tunegate serve`)")
-    query = "FROM requests WHERE endpoint = 'classify' AND shadow = 0 AND status = 200"
-    args: list[Any] = []
-    if hours is not None:
-        query += " AND time >= ?"
-        args.append((datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="microseconds"))
-    query += " ORDER BY id DESC"
-    if last is not None:
-        query += " LIMIT ?"
-        args.append(last)
-    try:
-        with sqlite3.connect(f"file:{log}?mode=ro", uri=True) as db:
-            columns = {r[1] for r in db.execute("PRAGMA table_info(requests)")}
-            # Logs from before feedback and confidence existed lack those columns.
-            feedback = "feedback" if "feedback" in columns else "NULL"
-            confidence = "confidence" if "confidence" in columns else "NULL"
-            abstained = "abstained" if "abstained" in columns else "NULL"
-            rows = db.execute(
-                f"SELECT time, input, label, {feedback}, {confidence}, version, {abstained} " + query, args
-            ).fetchall()
-    except sqlite3.DatabaseError as err:
-        raise DataError(f"{log} is not a tunegate request log: {err}") from err
-    good = [r for r in reversed(rows) if isinstance(r[1], str) and r[1].strip()]
-    versions = Counter(r[5] for r in good if r[5] is not None)
+    rows = RequestLog.reader(log).classified(hours, last)
+    good = [r for r in rows if isinstance(r["input"], str) and r["input"].strip()]
+    versions = Counter(r["version"] for r in good if r["version"] is not None)
     return Window(
-        [r[1] for r in good], [r[2] for r in good], len(rows) - len(good),
-        good[0][0] if good else None, good[-1][0] if good else None,
-        [(r[2], r[3]) for r in good if r[3] is not None and not r[6]],  # answers the callers got
-        [float(r[4]) if isinstance(r[4], (int, float)) else None for r in good],
-        versions.most_common(1)[0][0] if versions else None,
-        dict(versions),
-    )  # fmt: skip
+        texts=[r["input"] for r in good],
+        labels=[r["label"] for r in good],
+        skipped=len(rows) - len(good),
+        start=good[0]["time"] if good else None,
+        end=good[-1]["time"] if good else None,
+        # the answers callers got and then labelled (an abstention gave no label to judge)
+        feedback=[
+            (r["label"], r["feedback"]) for r in good if r["feedback"] is not None and not r["abstained"]
+        ],
+        confidence=[
+            float(r["confidence"]) if isinstance(r["confidence"], (int, float)) else None for r in good
+        ],
+        version=versions.most_common(1)[0][0] if versions else None,
+        versions=dict(versions),
+    )
 
 
 def check_family(window: Window, known: frozenset[str]) -> None:

@@ -42,8 +42,9 @@ from serving.api import (
 from serving.auth import admin_auth, feedback_auth, public_auth
 from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import FeedbackConflict
-from serving.runtime import Live, Runtime, Slot, classify_sampling, complete
+from serving.runtime import Live, Runtime, Slot, complete
 from tunegate.errors import RegistryError, TunegateError
+from tunegate.inference import classify_sampling
 from tunegate.prompt import answer_confidence
 
 router = APIRouter()
@@ -203,7 +204,7 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
     if await rt.engine.count_tokens(prompt) >= rt.engine.max_model_len - 32:
         raise ApiError(400, f"text is too long for the {rt.engine.max_model_len}-token context")
     entry.input = body.text
-    sampling = classify_sampling(live.template)
+    sampling = classify_sampling(live.template.labels)
     shadow(rt, live, prompt, sampling, entry.request_id, "classify", label_of)
     async with recorded(rt, entry):
         with Slot(rt):

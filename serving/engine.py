@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from evaluation.vllm_predict import LORA_RANKS
 from serving.lifeline import guard_engine_core
 from tunegate.artifacts import read_json, refuse_pickle
 from tunegate.errors import ArtifactError
+from tunegate.inference import engine_args, supported_rank
 
 MAX_LORAS = 3  # production, canary and a shadow stage in one batch; more are swapped from CPU
 
@@ -23,29 +23,18 @@ MAX_LORAS = 3  # production, canary and a shadow stage in one batch; more are sw
 class Engine:
     def __init__(self, base_dir: Path, max_model_len: int, kv_cache_gib: int, max_lora_rank: int = 16):
         from vllm import AsyncEngineArgs
-        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
         refuse_pickle(base_dir)
         self.base_dir = base_dir
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
-        cpu = current_platform.is_cpu()
-        context = read_json(base_dir / "config.json").get("max_position_embeddings") or max_model_len
-        self.max_model_len = min(max_model_len, int(context))
         # LoRA kernels pad every adapter to this rank: keep it at what the releases use.
-        self.max_lora_rank = next(r for r in LORA_RANKS if r >= max_lora_rank)
-        args = AsyncEngineArgs(
-            model=str(base_dir),
-            dtype="float32" if cpu else "bfloat16",
-            max_model_len=self.max_model_len,
-            enforce_eager=cpu,
-            enable_prefix_caching=True,
-            enable_lora=True,
-            max_lora_rank=self.max_lora_rank,
-            max_loras=MAX_LORAS,
-            trust_remote_code=False,
-            seed=0,
+        self.max_lora_rank = supported_rank(max_lora_rank)
+        kwargs = engine_args(
+            base_dir, max_model_len=max_model_len, max_lora_rank=self.max_lora_rank, max_loras=MAX_LORAS
         )
+        self.max_model_len = kwargs["max_model_len"]
+        args = AsyncEngineArgs(**kwargs)
         guard_engine_core()  # the engine process dies with this worker, even on SIGKILL
         self.llm = AsyncLLM.from_engine_args(args)
         self.tokenizer: Any = None

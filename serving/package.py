@@ -24,6 +24,7 @@ from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash,
 from tunegate.calibration import Calibration
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -283,19 +284,19 @@ def package(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--params", type=Path, required=True)
     parser.add_argument("--candidate", type=Path, required=True)
     parser.add_argument("--gate", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--repo", type=Path, default=Path("."))
+    parser.add_argument("--repo", type=Path, default=Path("."), help="the git repository GTO registers in")
     parser.add_argument("--reference", type=Path, default=None, help="the monitoring reference to package")
     parser.add_argument("--calibration", type=Path, default=None, help="the calibration the gate judged")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     package(args.params, args.candidate, args.gate, args.out, args.repo, args.reference, args.calibration)
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

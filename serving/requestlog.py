@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tunegate.errors import TunegateError
+from tunegate.errors import DataError, TunegateError
 from tunegate.pii import clean_text
 
 SCHEMA = """
@@ -141,6 +141,9 @@ def _row(entry: Entry) -> dict[str, Any]:
 
 
 class RequestLog:
+    """The service's request log (SQLite in WAL mode): the service writes it, the drift
+    monitor and retraining read it through the read-only ``reader`` below."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,3 +254,52 @@ class RequestLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @classmethod
+    def reader(cls, path: str | Path) -> LogReader:
+        """The log opened read-only (a monitor never migrates or writes a service's log)."""
+        return LogReader(Path(path))
+
+
+CLASSIFIED = "endpoint = 'classify' AND shadow = 0 AND status = 200"
+"""The /classify answers callers got (not shadow copies, not refusals)."""
+
+
+@dataclass(frozen=True)
+class LogReader:
+    path: Path
+
+    def _select(
+        self, columns: tuple[str, ...], where: str, tail: str, args: list[Any]
+    ) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            raise DataError(
+                f"request log {self.path} does not exist; serve some traffic first (`tunegate serve`)"
+            )
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
+                have = {r[1] for r in db.execute("PRAGMA table_info(requests)")}
+                # Logs from before a column existed read it as NULL.
+                picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
+                found = db.execute(f"SELECT {picked} FROM requests WHERE {where} {tail}", args).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise DataError(f"{self.path} is not a tunegate request log: {err}") from err
+        return [dict(zip(columns, row, strict=True)) for row in found]
+
+    def classified(self, hours: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
+        """The answered /classify requests, oldest first: all, those of the last ``hours``,
+        and at most the ``last`` newest."""
+        where, args = CLASSIFIED, []
+        if hours is not None:
+            where += " AND time >= ?"
+            args.append((datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="microseconds"))
+        tail = "ORDER BY id DESC" + (" LIMIT ?" if last is not None else "")
+        columns = ("time", "input", "label", "feedback", "confidence", "version", "abstained")
+        rows = self._select(columns, where, tail, args + ([last] if last is not None else []))
+        return rows[::-1]
+
+    def with_feedback(self) -> list[dict[str, Any]]:
+        """The answered /classify requests that have a caller's true label, oldest first."""
+        columns = ("request_id", "time", "input", "feedback", "version", "label", "feedback_time")
+        where = CLASSIFIED + " AND feedback IS NOT NULL AND input IS NOT NULL"
+        return self._select(columns, where, "ORDER BY id", [])

@@ -28,6 +28,7 @@ from tunegate.artifacts import read_json, verified_card
 from tunegate.calibration import Calibration
 from tunegate.deployment import log_secret
 from tunegate.errors import ArtifactError, TunegateError
+from tunegate.inference import classify_sampling
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 
@@ -53,18 +54,6 @@ class StageState:
     version: str | None
     state: Literal["serving", "degraded", "empty"]
     reason: str = ""
-
-
-def classify_sampling(template: PromptTemplate) -> Any:
-    from vllm import SamplingParams
-    from vllm.sampling_params import StructuredOutputsParams
-
-    return SamplingParams(
-        temperature=0.0,
-        max_tokens=max(len(label) for label in template.labels) + 1,  # any tokenization, then the end
-        logprobs=0,
-        structured_outputs=StructuredOutputsParams(choice=list(template.labels)),
-    )
 
 
 async def complete(rt: Runtime, live: Live, prompt: str, sampling: Any, request_id: str) -> Any:
@@ -243,7 +232,9 @@ class Runtime:
         request to use an adapter or a guided-decoding grammar pays for loading and
         compiling it, and that should be neither a caller nor a readiness probe."""
         prompt = live.template.render(self.engine.tokenizer, "warm-up")
-        await complete(self, live, prompt, classify_sampling(live.template), f"warm-up-{uuid.uuid4().hex}")
+        await complete(
+            self, live, prompt, classify_sampling(live.template.labels), f"warm-up-{uuid.uuid4().hex}"
+        )
 
     def routed(self, caller: str | None) -> Live:
         """The release that answers a public request. A degraded canary gives its callers

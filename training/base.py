@@ -36,6 +36,7 @@ from tunegate.artifacts import (
 )
 from tunegate.errors import ArtifactError, ConfigError
 from tunegate.params import BaseModelParams, load_params
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
 KEEP = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "tokenizer*")
@@ -147,10 +148,10 @@ def build_card(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="base stage: resolve the base model to safetensors")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("models/base"))
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     p = load_params(args.params).base_model
     folder, license_, provenance = resolve_source(p)
@@ -176,6 +177,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

@@ -25,6 +25,7 @@ from training.splits import by_label, cap_rows, check_label_counts, stratified_s
 from tunegate.artifacts import atomic_dir, jsonl_text, sha256_bytes, sha256_file, write_json
 from tunegate.errors import DataError
 from tunegate.params import Params, load_params
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "holdout", "shifted", "val_oos", "holdout_oos")
@@ -269,13 +270,13 @@ def write_prepared(prepared: Prepared, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="prepare stage: validate, scrub, dedupe and split data")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--feedback", type=Path, default=None, help="folder with feedback.jsonl: labelled production rows"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     params = load_params(args.params)
     d = params.data
@@ -316,6 +317,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

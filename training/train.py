@@ -52,6 +52,7 @@ from tunegate.artifacts import (
 from tunegate.errors import ConfigError, DataError
 from tunegate.params import LoraParams, Params, TrainParams, load_params
 from tunegate.prompt import PromptTemplate
+from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,9 @@ class TrainResult:
     epochs: float
     train_tokens: int
     train_seconds: float
+    """The optimisation loop (validation passes included), from the first step to the last."""
+    replay_seconds: float
+    """Generating the self-distilled replay before training (the base model answering)."""
     tokens_per_second: float
     peak_memory_mb: float
     truncated_examples: int
@@ -223,7 +227,9 @@ class TrainRecipe:
         self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
         # Augmented copies must not dilute the replay that keeps general behaviour: its share of
         # the training examples stays what it is without augmentation.
+        started = time.perf_counter()
         self.replay_examples = same_share(self.self_distilled_replay(), growth)
+        self.replay_seconds = time.perf_counter() - started
         self.train_examples += self.replay_examples
         log.info(
             "training %s on %d rows (%d of them replay, %d val), %d truncated, run %s",
@@ -239,8 +245,8 @@ class TrainRecipe:
         """The base model's own answers to general prompts, as training examples: fine-tuning
         then keeps the model's behaviour outside the task prompt (less forgetting) without
         any outside data. Computed before the adapter exists, greedy, so deterministic."""
-        from evaluation.hf_predict import generate_text
         from training.trainer import tokenize_answer
+        from tunegate.generate import generate_text
         from tunegate.prompt import general_prompt
 
         path = self.data_dir / "replay.jsonl"
@@ -348,6 +354,7 @@ class TrainRecipe:
             epochs=float(state.epoch),
             train_tokens=int(tokens),
             train_seconds=seconds,
+            replay_seconds=self.replay_seconds,
             tokens_per_second=tokens * share / train_only,
             peak_memory_mb=peak_memory_mb(),
             truncated_examples=self.truncated,
@@ -420,14 +427,14 @@ def peak_memory_mb() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="train stage: LoRA (or full) fine-tuning")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--base", type=Path, default=Path("models/base"))
-    parser.add_argument("--out", type=Path, default=Path("models/candidate"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/train"))
-    parser.add_argument("--checkpoints", type=Path, default=Path("models/.checkpoints"))
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--checkpoints", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     params = load_checked_params(args.params, args.base)
     recipe = TrainRecipe(params, args.data, args.base, args.checkpoints)
@@ -459,6 +466,7 @@ SUMMARY = (
     "first_val_loss",
     "tokens_per_second",
     "train_seconds",
+    "replay_seconds",
     "peak_memory_mb",
     "steps",
     "epochs",
@@ -477,6 +485,6 @@ def live_or_none(folder: Path, enabled: bool) -> Iterator[Any]:
 
 
 if __name__ == "__main__":
-    from tunegate.cli import run_stage
+    from tunegate.stage import run_stage
 
     run_stage(main)

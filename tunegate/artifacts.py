@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tunegate.errors import ArtifactError
 
 CHUNK = 1 << 20
@@ -142,21 +144,39 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 
 def git_revision(cwd: str | Path = ".") -> str | None:
+    """HEAD, with ``-dirty`` when a tracked file differs from it. What the pipeline itself
+    writes (``dvc.lock`` and the outputs ``dvc.yaml`` declares, such as eval/metrics.json)
+    does not count: a clean ``dvc repro`` reads as clean, a real uncommitted change shows."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    rev = out.stdout.strip()
-    dirty = subprocess.run(
+    status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=10,
-    ).stdout.strip()
-    return rev + ("-dirty" if dirty else "")
+    ).stdout.splitlines()
+    written = pipeline_outputs(Path(cwd))
+    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status if line.strip()]
+    dirty = [p for p in changed if not any(p == w or p.startswith(w + "/") for w in written)]
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def pipeline_outputs(root: Path) -> set[str]:
+    """``dvc.lock`` and every out, metric and plot path ``dvc.yaml`` declares."""
+    path = root / "dvc.yaml"
+    if not path.exists():
+        return set()
+    found = {"dvc.lock"}
+    for stage in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}).values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []):
+                found.add(str(next(iter(entry)) if isinstance(entry, dict) else entry).rstrip("/"))
+    return found
 
 
 TRACKED_LIBRARIES = (

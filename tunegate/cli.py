@@ -10,12 +10,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from tunegate.errors import TunegateError
+from tunegate.stage import configure_logging
 
 app = typer.Typer(
     help="tunegate: evaluation-gated model releases (fine-tune, gate, roll out, monitor).",
@@ -30,20 +30,9 @@ def fail(err: TunegateError) -> None:
     raise typer.Exit(err.exit_code)
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a DVC stage's main(): a TunegateError prints one message and exits non-zero."""
-    try:
-        main()
-    except TunegateError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-
-
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)
     if not verbose:  # one INFO line per HTTP request drowns what replay and query print
         logging.getLogger("httpx").setLevel(logging.WARNING)
 

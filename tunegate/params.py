@@ -20,6 +20,13 @@ import yaml
 
 from tunegate.errors import ConfigError
 
+PERTURBATIONS = ("typos", "casing", "no_punctuation", "truncation", "filler")
+"""The perturbation suites there are (evaluation/perturb.py implements each)."""
+DESCRIPTORS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
+"""The drift monitor's text descriptors (monitoring/descriptors.py computes each)."""
+MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy")
+"""The drift monitor's other signals (monitoring/drift.py)."""
+
 
 @dataclass(frozen=True)
 class BaseParams:
@@ -221,7 +228,7 @@ class EvalParams:
     label-constrained decoding). vllm: the serving engine, base model + adapters per
     request (the fast path on a GPU). reference: transformers + PEFT generate."""
     batch_size: int = 32
-    perturbations: tuple[str, ...] = ("typos", "casing", "no_punctuation", "truncation", "filler")
+    perturbations: tuple[str, ...] = PERTURBATIONS
     """Perturbation suites generated from the hold-out (evaluation/perturb.py)."""
     perturbation_rows: int | None = None
     """Rows per perturbation suite (a seeded sample of the hold-out); null: all."""
@@ -247,8 +254,6 @@ class EvalParams:
     """Fewer validation answers cannot calibrate: the calibration check fails, saying so."""
 
     def problems(self) -> list[str]:
-        from evaluation.perturb import PERTURBATIONS
-
         out = []
         unknown = sorted(set(self.perturbations) - set(PERTURBATIONS))
         if unknown:
@@ -484,17 +489,7 @@ class MonitorParams:
     packaged with the release that answered the window (its held-out rows, its answers and
     confidences on them, the training vocabulary; tunegate/monitor_reference.py). Or the
     path of such a file (``eval/results/monitor_reference.json``)."""
-    signals: tuple[str, ...] = (
-        "length_chars",
-        "word_count",
-        "non_alpha_share",
-        "oov_share",
-        "english_share",
-        "embedding",
-        "predicted_label",
-        "confidence",
-        "estimated_accuracy",
-    )
+    signals: tuple[str, ...] = (*DESCRIPTORS, *MODEL_SIGNALS)
     alpha: float = 0.05
     """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
     min_window: int = 50
@@ -522,9 +517,7 @@ class MonitorParams:
     dependency of the prepare stage: they join the training split."""
 
     def problems(self) -> list[str]:
-        from monitoring.descriptors import NAMES
-
-        known = {*NAMES, "embedding", "predicted_label", "confidence", "estimated_accuracy"}
+        known = {*DESCRIPTORS, *MODEL_SIGNALS}
         out = [
             f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
             for s in self.signals

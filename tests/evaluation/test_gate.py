@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from evaluation.engines import ModelRef
 from evaluation.evaluate import production_ref
-from evaluation.gate import gate_record, judge, load_evidence, load_out_of_scope
+from evaluation.evidence import load_evidence, load_out_of_scope
+from evaluation.gate import gate_record, judge
 from evaluation.report import render_report
 from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 from tunegate.cli import app

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from evaluation.policy import SuiteOutcome, decide
+from evaluation.evidence import SuiteOutcome
+from evaluation.policy import decide
 from tunegate.params import GateParams
 
 LABELS = [f"intent_{i}" for i in range(6)]

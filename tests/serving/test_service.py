@@ -133,7 +133,15 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
         card = read_json(adapter / "card.json")
         checks = [{"name": "holdout.accuracy", "passed": True}]
         gate = {"verdict": "approved", "candidate": card, "baseline": {"kind": "base"}, "checks": checks}
-        cmd = [sys.executable, "-m", "serving.package", "--candidate", str(adapter)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "serving.package",
+            "--params",
+            "params.yaml",
+            "--candidate",
+            str(adapter),
+        ]
         cmd += ["--gate", str(root / f"gate{n}.json"), "--out", "registry/candidate.json"]
         if n in CALIBRATIONS:  # v2 is packaged without one, as releases before calibration were
             calibration.write(root / f"calibration{n}.json", CALIBRATIONS[n])
