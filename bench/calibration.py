@@ -127,7 +127,7 @@ def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, A
     from drift_power import CACHE, banking77_split
 
     from evaluation.engines import HFEngine
-    from evaluation.evaluate import base_ref, candidate_ref
+    from evaluation.models import base_ref, candidate_ref
 
     split = banking77_split(folder)
     candidate = train_candidate(split["training"], CACHE, params_path)

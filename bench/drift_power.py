@@ -178,7 +178,7 @@ def sample_part(params: Any, trials: int) -> dict[str, Any]:
 def answer_with_the_served_engine(rows: list[dict], candidate: Path = Path("models/candidate")) -> None:
     """The candidate's served answers and confidences (vLLM, adapter per request), cached."""
     from evaluation.engines import vllm_classify
-    from evaluation.evaluate import base_ref, candidate_ref
+    from evaluation.models import base_ref, candidate_ref
     from tunegate.artifacts import read_json
     from tunegate.prompt import PromptTemplate
 

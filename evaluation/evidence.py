@@ -1,35 +1,205 @@
-"""The evidence the evaluate stage hands the gate: per-suite, per-item outcomes.
+"""The evidence the evaluate stage hands the gate, typed, with a schema version.
 
-``eval/results/`` holds it: ``evidence.json`` (models, suites and their hashes, probe,
-parity, calibration) and one ``<suite>.jsonl`` per suite (one record per item: gold,
-candidate's and baseline's answers, the hold-out's slice). This module defines the
-suite-level types and reads them back, hash-checked, so the gate decides from what was
-evaluated and nothing else. Pure: no model, no statistics.
+``eval/results/`` holds it: ``evidence.json`` (an ``Evidence``: the models, the suites and
+their hashes, probe, parity, calibration) and one ``<suite>.jsonl`` per suite (a record
+per item: gold, the candidate's and the baseline's answers, the hold-out's slice,
+confidences). The gate reads both back through ``load_evidence`` (hash-checked, schema
+checked), so it decides from what was evaluated and nothing else, and can be re-run on
+old evidence of the same schema.
+
+A suite reaches the policy as ``SuiteOutcome``: per-item **scores** for candidate and
+baseline on the same items (classification: 1 right, 0 wrong, plus the answered labels
+for per-class metrics). The policy decides from scores and thresholds without knowing
+what task produced them. Pure: no model, no statistics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tunegate.artifacts import read_json, read_jsonl, sha256_file
+from tunegate.artifacts import read_json, read_jsonl, sha256_file, write_json
 from tunegate.errors import DataError
 
+SCHEMA = 2
+"""evidence.json's layout. 1: before the version was written; the gate refuses another."""
 SuiteKind = Literal["holdout", "shifted", "perturbation"]
 """What a suite is for: the gate judges each kind by its own checks."""
 
 
 @dataclass(frozen=True)
+class Scores:
+    """One model's per-item scores on a suite, in item order. ``answers``: the labels
+    answered (None: not a valid label), for classification's per-class metrics."""
+
+    values: tuple[float, ...]
+    answers: tuple[str | None, ...] | None = None
+
+    @property
+    def binary(self) -> bool:
+        """0/1 scores (right or wrong): accuracy, and McNemar for a paired test."""
+        return all(v in (0.0, 1.0) for v in self.values)
+
+    @classmethod
+    def of_answers(cls, answers: Sequence[str | None], gold: Sequence[str]) -> Scores:
+        return cls(tuple(float(a == g) for a, g in zip(answers, gold, strict=True)), tuple(answers))
+
+
+@dataclass(frozen=True)
 class SuiteOutcome:
-    """One suite's items, in order: the gold label and each model's answer (None: invalid)."""
+    """One suite's items: gold labels (None for tasks without them) and each model's scores."""
 
     name: str
     kind: SuiteKind
-    gold: Sequence[str]
-    candidate: Sequence[str | None]
-    baseline: Sequence[str | None]
+    gold: tuple[str, ...] | None
+    candidate: Scores
+    baseline: Scores | None
+    metric: str = "accuracy"
+    """What the mean score is called in check names (``holdout.accuracy``)."""
+
+    @classmethod
+    def classified(
+        cls,
+        name: str,
+        kind: SuiteKind,
+        gold: Sequence[str],
+        candidate: Sequence[str | None],
+        baseline: Sequence[str | None] | None,
+    ) -> SuiteOutcome:
+        """A classification suite: scores are 1 where the answer is the gold label."""
+        base = Scores.of_answers(baseline, gold) if baseline is not None else None
+        return cls(name, kind, tuple(gold), Scores.of_answers(candidate, gold), base)
+
+    @property
+    def rows(self) -> int:
+        return len(self.candidate.values)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    role: str
+    model_id: str
+    tree_sha256: str
+    path: str
+    kind: Literal["production", "base"] | None = None
+    """The baseline's: the model in production, or the base model on a first release."""
+    license: str | None = None
+    """The base model's."""
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    kind: SuiteKind
+    rows: int
+    versus_baseline: bool
+    sha256: str = ""
+    """Of the suite's ``<name>.jsonl``."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The forgetting probe: general questions, candidate vs base model."""
+
+    rows: int
+    candidate: dict[str, float] | None = None
+    base: dict[str, float] | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    missing: str | None = None
+
+    @property
+    def forgetting(self) -> tuple[float, float] | None:
+        """(candidate, base) probe accuracy, None when the probe did not run."""
+        if self.candidate is None or self.base is None:
+            return None
+        return self.candidate["accuracy"], self.base["accuracy"]
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Agreement of the evaluated and served answers with the transformers reference."""
+
+    rows: int = 0
+    rates: dict[str, float] | None = None
+    disagreements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    served_engine: str | None = None
+    served_seconds: float | None = None
+    missing: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    candidate: ModelIdentity
+    baseline: ModelIdentity
+    base: ModelIdentity
+    labels: tuple[str, ...]
+    engine: str
+    suites: dict[str, SuiteInfo]
+    probe: ProbeResult
+    parity: ParityResult
+    data: dict[str, str] = field(default_factory=dict)
+    """sha256 per prepared data file."""
+    production_pointer: dict[str, Any] = field(default_factory=dict)
+    predict: dict[str, Any] = field(default_factory=dict)
+    monitor_reference: dict[str, Any] = field(default_factory=dict)
+    classical: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    """The calibration block (evaluation/abstention.py), empty when not evaluated."""
+    out_of_scope: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        """evidence.json's content: typed fields left out where None; passthrough blocks as they are."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        if d.get("schema") != SCHEMA:
+            raise DataError(
+                f"evidence schema {d.get('schema', 1)} is not the schema this gate reads ({SCHEMA}): it "
+                "was written by another version of the evaluate stage; run `dvc repro evaluate`"
+            )
+        d = dict(d)
+        try:
+            return cls(
+                **(d | {
+                    "candidate": ModelIdentity(**d["candidate"]),
+                    "baseline": ModelIdentity(**d["baseline"]),
+                    "base": ModelIdentity(**d["base"]),
+                    "labels": tuple(d["labels"]),
+                    "suites": {k: SuiteInfo(**v) for k, v in d["suites"].items()},
+                    "probe": ProbeResult(**d["probe"]),
+                    "parity": ParityResult(**d["parity"]),
+                })
+            )  # fmt: skip
+        except (KeyError, TypeError) as err:
+            raise DataError(f"evidence.json does not have the schema {SCHEMA} layout: {err}") from err
+
+    def outcomes(self, records: dict[str, list[dict[str, Any]]]) -> list[SuiteOutcome]:
+        """Each suite's records as scores (the baseline's only where it was compared)."""
+        return [
+            SuiteOutcome.classified(
+                name,
+                self.suites[name].kind,
+                [r["gold"] for r in recs],
+                [r["candidate"] for r in recs],
+                [r["baseline"] for r in recs] if self.suites[name].versus_baseline else None,
+            )
+            for name, recs in records.items()
+        ]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        pairs = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+        return {k: _plain(v) for k, v in pairs if v is not None}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def slices(records: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
@@ -40,44 +210,33 @@ def slices(records: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
-def outcomes(evidence: dict[str, Any], records: dict[str, list[dict[str, Any]]]) -> list[SuiteOutcome]:
-    return [
-        SuiteOutcome(
-            name,
-            evidence["suites"][name]["kind"],
-            [r["gold"] for r in recs],
-            [r["candidate"] for r in recs],
-            [r["baseline"] for r in recs],
-        )
-        for name, recs in records.items()
-    ]
+def write_evidence(path: Path, evidence: Evidence) -> None:
+    write_json(path, evidence.to_dict())
 
 
-def load_evidence(results: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def load_evidence(results: Path) -> tuple[Evidence, dict[str, list[dict[str, Any]]]]:
     """``evidence.json`` and each suite's records, refused when a file changed since."""
     path = results / "evidence.json"
     if not path.exists():
         raise DataError(f"{path} is missing; run `dvc repro evaluate` first")
-    evidence = read_json(path)
+    evidence = Evidence.from_dict(read_json(path))
     records = {}
-    for name, info in evidence["suites"].items():
+    for name, info in evidence.suites.items():
         file = results / f"{name}.jsonl"
         if not file.exists():
             raise DataError(f"{file}: predictions for suite {name!r} are missing")
-        if sha256_file(file) != info["sha256"]:
-            raise DataError(
-                f"{file}: predictions changed after evaluation (sha256 differs from evidence.json)"
-            )
+        if sha256_file(file) != info.sha256:
+            changed = "predictions changed after evaluation (sha256 differs from evidence.json)"
+            raise DataError(f"{file}: {changed}")
         records[name] = read_jsonl(file)
     return evidence, records
 
 
-def load_out_of_scope(results: Path, evidence: dict[str, Any]) -> list[dict[str, Any]] | None:
+def load_out_of_scope(results: Path, evidence: Evidence) -> list[dict[str, Any]] | None:
     """The out-of-scope hold-out's records (hash-checked), or None when there were none."""
-    info = evidence.get("out_of_scope", {})
-    if "sha256" not in info:
+    if "sha256" not in evidence.out_of_scope:
         return None
     file = results / "holdout_oos.jsonl"
-    if not file.exists() or sha256_file(file) != info["sha256"]:
+    if not file.exists() or sha256_file(file) != evidence.out_of_scope["sha256"]:
         raise DataError(f"{file}: missing, or changed after evaluation (sha256 differs from evidence.json)")
     return read_jsonl(file)

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evaluation.evidence import load_evidence, load_out_of_scope, outcomes, slices
+from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slices
 from evaluation.policy import Verdict, decide
 from evaluation.policy_calibration import calibration_checks
 from evaluation.policy_classical import classical_checks
@@ -33,59 +33,55 @@ log = logging.getLogger(__name__)
 
 
 def judge(
-    evidence: dict[str, Any],
+    evidence: Evidence,
     records: dict[str, list[dict[str, Any]]],
     params: Params,
     out_of_scope: list[dict[str, Any]] | None = None,
 ) -> Verdict:
-    probe = evidence.get("probe", {})
-    forgetting = (probe["candidate"]["accuracy"], probe["base"]["accuracy"]) if "candidate" in probe else None
-    parity = evidence.get("parity", {})
+    """The verdict: the policy's families, then calibration's and the classical reference's."""
     verdict = decide(
-        outcomes(evidence, records),
-        evidence["labels"],
+        evidence.outcomes(records),
+        evidence.labels,
         params.gate,
-        baseline_kind=evidence["baseline"]["kind"],
-        license_=evidence["base"].get("license", "unknown"),
-        forgetting=forgetting,
-        parity=parity.get("rates"),
-        parity_missing=parity.get("missing", "parity was not measured"),
+        baseline_kind=evidence.baseline.kind or "base",
+        license_=evidence.base.license or "unknown",
+        forgetting=evidence.probe.forgetting,
+        parity=evidence.parity.rates,
+        parity_missing=evidence.parity.missing or "parity was not measured",
         slices=slices(records.get("holdout", [])),
         seed=params.base.seed,
     )
-    checks, notes = calibration_checks(
-        evidence.get("calibration", {}),
+    calibration = calibration_checks(
+        evidence.calibration,
         records.get("holdout", []),
         records.get("shifted"),
         out_of_scope,
         params.gate,
         params.base.seed,
     )
-    verdict.checks.extend(checks)
-    verdict.notes.extend(notes)
-    checks, notes = classical_checks(records, params.gate)
-    verdict.checks.extend(checks)
-    verdict.notes.extend(notes)
+    for checks, notes in (calibration, classical_checks(records, params.gate)):
+        verdict.checks.extend(checks)
+        verdict.notes.extend(notes)
     verdict.approved = all(c.passed for c in verdict.checks)
     return verdict
 
 
-def gate_record(verdict: Verdict, evidence: dict[str, Any], params: Params, results: Path) -> dict[str, Any]:
+def gate_record(verdict: Verdict, evidence: Evidence, params: Params, results: Path) -> dict[str, Any]:
+    plain = evidence.to_dict()
+    calibration = results / "calibration.json"
     return {
         "verdict": "approved" if verdict.approved else "rejected",
         "summary": verdict.summary(),
-        "candidate": evidence["candidate"],
-        "baseline": evidence["baseline"],
-        "base": evidence["base"],
-        "data": evidence["data"],
-        "predictions": {name: info["sha256"] for name, info in evidence["suites"].items()},
+        "candidate": plain["candidate"],
+        "baseline": plain["baseline"],
+        "base": plain["base"],
+        "data": plain["data"],
+        "predictions": {name: info.sha256 for name, info in evidence.suites.items()},
         "evidence_sha256": sha256_file(results / "evidence.json"),
         # The calibration judged here is the one packaged and served (serving/package.py checks).
-        "calibration_sha256": sha256_file(results / "calibration.json")
-        if (results / "calibration.json").exists()
-        else None,
+        "calibration_sha256": sha256_file(calibration) if calibration.exists() else None,
         "policy": {k: v for k, v in vars(params.gate).items()},
-        "engine": evidence["engine"],
+        "engine": evidence.engine,
         **verdict.to_dict(),
         "environment": environment(),
     }
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     record = gate_record(verdict, evidence, params, args.results)
     write_json(args.out, record)
     atomic_write_text(args.report, render_report(record, evidence, records, out_of_scope))
-    log.info("%s (baseline: %s)", verdict.summary(), evidence["baseline"]["kind"])
+    log.info("%s (baseline: %s)", verdict.summary(), evidence.baseline.kind)
 
 
 def check(path: Path) -> tuple[bool, str]:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from evaluation.evidence import SuiteOutcome
-from evaluation.metrics import accuracy, encode, macro_f1, per_class, with_ci
-from evaluation.stats import PairedResult, adjust, paired_accuracy, paired_bootstrap
+from evaluation.metrics import encode, macro_f1, per_class, with_ci
+from evaluation.stats import PairedResult, adjust, paired_bootstrap, paired_test
 from tunegate.params import GateParams
 
 
@@ -89,6 +89,20 @@ def ab_check(name: str, metric: str, question: str, r: PairedResult, threshold: 
     return Check(name, label, r.delta, (r.lo, r.hi), threshold, False, p_value=r.p_value, test=r.test)
 
 
+@dataclass(frozen=True)
+class Boot:
+    """The bootstrap every interval uses: the same resamples and seed for every estimate."""
+
+    resamples: int
+    seed: int
+    alpha: float
+
+    def mean(self, values: Sequence[float] | np.ndarray):
+        """The mean score with its percentile interval (accuracy, for 0/1 scores)."""
+        v = np.asarray(values, dtype=float)
+        return with_ci(lambda a, _: float(np.mean(a)) if len(a) else math.nan, v, v, **vars(self))
+
+
 def decide(
     suites: Sequence[SuiteOutcome],
     labels: Sequence[str],
@@ -102,229 +116,186 @@ def decide(
     slices: dict[str, Sequence[int]] | None = None,
     seed: int = 0,
 ) -> Verdict:
-    """All gate checks. `forgetting` is (candidate, base) probe accuracy; `parity` the
-    agreement rates with the reference predictions, by name (None or empty when not
-    measured, for the reason `parity_missing`: the check then fails); `slices` maps a
-    slice name to hold-out row indices."""
-    k = len(labels)
-    checks: list[Check] = []
-    stat_checks: list[Check] = []
-    notes: list[str] = []
+    """All gate checks, family by family. `forgetting` is (candidate, base) probe accuracy;
+    `parity` the agreement rates with the reference predictions, by name (None or empty
+    when not measured, for the reason `parity_missing`: the check then fails); `slices`
+    maps a slice name to hold-out item indices."""
     holdouts = [s for s in suites if s.kind == "holdout"]
-    if len(holdouts) != 1 or not holdouts[0].gold:
-        return Verdict(
-            False,
-            baseline_kind,
-            [
-                Check(
-                    "holdout.present",
-                    "rows",
-                    0.0,
-                    None,
-                    "one non-empty hold-out",
-                    False,
-                    reason="no hold-out outcomes",
-                )
-            ],
-        )
-    boot = {"resamples": gp.bootstrap_resamples, "seed": seed, "alpha": gp.alpha}
+    if len(holdouts) != 1 or not holdouts[0].rows:
+        missing = Check("holdout.present", "rows", 0.0, None, "one non-empty hold-out", False)
+        return Verdict(False, baseline_kind, [replace(missing, reason="no hold-out outcomes")])
     hold = holdouts[0]
-    g, p = encode(hold.gold, hold.candidate, labels)
-    hold_acc = with_ci(accuracy, g, p, **boot)
-    checks.append(floor_check("holdout.accuracy", "accuracy", hold_acc, gp.min_accuracy))
-    checks.append(
-        floor_check(
-            "holdout.macro_f1",
-            "macro_f1",
-            with_ci(lambda a, b: macro_f1(a, b, k), g, p, **boot),
-            gp.min_macro_f1,
-        )
-    )
+    boot = Boot(gp.bootstrap_resamples, seed, gp.alpha)
+    hold_score = boot.mean(hold.candidate.values)
+    checks = floor_checks(hold, hold_score, gp) + label_checks(hold, labels, gp, boot)
+    checks += drop_checks(suites, hold_score, gp, boot)
+    found, notes = slice_checks(hold, slices or {}, hold_score, gp, boot)
+    checks += found
+    superiority = baseline_kind == "base" and gp.first_release == "superiority"
+    ab = ab_checks(suites, hold, labels, gp, baseline_kind, superiority, boot)
+    checks += corrected(ab, gp, baseline_kind, superiority)
+    checks += [forgetting_check(forgetting, gp), *parity_checks(parity, parity_missing, gp)]
+    checks.append(license_check(license_, gp))
+    return Verdict(all(c.passed for c in checks), baseline_kind, checks, notes)
+
+
+def floor_checks(hold: SuiteOutcome, score, gp: GateParams) -> list[Check]:
+    """The hold-out's mean score (accuracy) against its floor."""
+    return [floor_check(f"holdout.{hold.metric}", hold.metric, score, gp.min_accuracy)]
+
+
+def label_checks(hold: SuiteOutcome, labels: Sequence[str], gp: GateParams, boot: Boot) -> list[Check]:
+    """Classification's own floors on the hold-out: macro-F1, every intent's recall, invalid answers."""
+    if hold.gold is None or hold.candidate.answers is None:
+        return []
+    g, p = encode(hold.gold, hold.candidate.answers, labels)
+    f1 = with_ci(lambda a, b: macro_f1(a, b, len(labels)), g, p, **vars(boot))
     recalls = {lab: sc.recall for lab, sc in per_class(g, p, labels).items() if sc.support}
     worst = min(recalls, key=recalls.get)
-    checks.append(
+    low = recalls[worst] < gp.min_class_recall
+    invalid = float(np.mean([x is None for x in hold.candidate.answers]))
+    return [
+        floor_check("holdout.macro_f1", "macro_f1", f1, gp.min_macro_f1),
         Check(
-            "holdout.min_class_recall",
-            f"recall[{worst}]",
-            recalls[worst],
-            None,
-            f">= {gp.min_class_recall}",
-            recalls[worst] >= gp.min_class_recall,
-            reason="" if recalls[worst] >= gp.min_class_recall else f"intent {worst!r} is under the floor",
-        )
-    )
-    invalid = float(np.mean([x is None for x in hold.candidate]))
-    checks.append(
+            "holdout.min_class_recall", f"recall[{worst}]", recalls[worst], None, f">= {gp.min_class_recall}",
+            not low, reason=f"intent {worst!r} is under the floor" if low else "",
+        ),
         Check(
-            "holdout.invalid_rate",
-            "invalid_rate",
-            invalid,
-            None,
-            f"<= {gp.max_invalid_rate}",
+            "holdout.invalid_rate", "invalid_rate", invalid, None, f"<= {gp.max_invalid_rate}",
             invalid <= gp.max_invalid_rate,
-        )
+        ),
+    ]  # fmt: skip
+
+
+def drop_check(name: str, hold_value: float, est, limit: float, reason: str) -> Check:
+    """How far a suite's mean score falls below the hold-out's, against a limit."""
+    drop = hold_value - est.value
+    ok = _finite(drop) and drop <= limit
+    ci = (hold_value - est.hi, hold_value - est.lo)
+    return Check(
+        name, "accuracy drop from hold-out", drop, ci, f"<= {limit}", ok, reason="" if ok else reason
     )
 
-    for suite in suites:
-        if suite.kind == "holdout":
-            continue
+
+def drop_checks(suites: Sequence[SuiteOutcome], hold_score, gp: GateParams, boot: Boot) -> list[Check]:
+    """Shifted and perturbation suites: the drop from the hold-out, per suite's limit."""
+    out = []
+    for suite in (s for s in suites if s.kind != "holdout"):
         limit = gp.max_shifted_drop if suite.kind == "shifted" else gp.max_perturbation_drop
         limit = gp.suite_max_drops.get(suite.name, limit)
-        if not suite.gold:
-            checks.append(
-                Check(
-                    f"{suite.name}.drop",
-                    "accuracy drop",
-                    float("nan"),
-                    None,
-                    f"<= {limit}",
-                    False,
-                    reason="suite is empty",
-                )
-            )
+        if not suite.rows:
+            empty = Check(f"{suite.name}.drop", "accuracy drop", math.nan, None, f"<= {limit}", False)
+            out.append(replace(empty, reason="suite is empty"))
             continue
-        gs, ps = encode(suite.gold, suite.candidate, labels)
-        acc = with_ci(accuracy, gs, ps, **boot)
-        drop = hold_acc.value - acc.value
-        checks.append(
-            Check(
-                f"{suite.name}.drop",
-                "accuracy drop from hold-out",
-                drop,
-                (hold_acc.value - acc.hi, hold_acc.value - acc.lo),
-                f"<= {limit}",
-                drop <= limit,
-                reason="" if drop <= limit else f"accuracy {acc.value:.3f} vs hold-out {hold_acc.value:.3f}",
-            )
-        )
+        est = boot.mean(suite.candidate.values)
+        reason = f"accuracy {est.value:.3f} vs hold-out {hold_score.value:.3f}"
+        out.append(drop_check(f"{suite.name}.drop", hold_score.value, est, limit, reason))
+    return out
 
-    for name, idx in sorted((slices or {}).items()):
-        idx = np.asarray(idx, dtype=np.int64)
+
+def slice_checks(
+    hold: SuiteOutcome, slices: dict[str, Sequence[int]], hold_score, gp: GateParams, boot: Boot
+) -> tuple[list[Check], list[str]]:
+    """Each hold-out slice's drop from the whole hold-out; small slices are noted, not judged."""
+    checks, notes = [], []
+    values = np.asarray(hold.candidate.values, dtype=float)
+    for name, idx in sorted(slices.items()):
         if len(idx) < gp.min_slice_rows:
             notes.append(
                 f"slice {name}: {len(idx)} rows, too few to judge (min_slice_rows {gp.min_slice_rows})"
             )
             continue
-        acc = with_ci(accuracy, g[idx], p[idx], **boot)
-        drop = hold_acc.value - acc.value
-        checks.append(
-            Check(
-                f"slice.{name}.drop",
-                "accuracy drop from hold-out",
-                drop,
-                (hold_acc.value - acc.hi, hold_acc.value - acc.lo),
-                f"<= {gp.max_slice_drop}",
-                _finite(drop) and drop <= gp.max_slice_drop,
-                reason="" if drop <= gp.max_slice_drop else f"accuracy {acc.value:.3f} on {len(idx)} rows",
-            )
-        )
+        est = boot.mean(values[np.asarray(idx, dtype=np.int64)])
+        reason = f"accuracy {est.value:.3f} on {len(idx)} rows"
+        checks.append(drop_check(f"slice.{name}.drop", hold_score.value, est, gp.max_slice_drop, reason))
+    return checks, notes
 
-    # Every A/B check asks the same question: better than the base model (first release),
-    # or not significantly worse than production by more than the margin.
-    superiority = baseline_kind == "base" and gp.first_release == "superiority"
+
+def ab_checks(
+    suites: Sequence[SuiteOutcome],
+    hold: SuiteOutcome,
+    labels: Sequence[str],
+    gp: GateParams,
+    baseline_kind: str,
+    superiority: bool,
+    boot: Boot,
+) -> list[Check]:
+    """The paired A/B checks, undecided until corrected together. Every one asks the same
+    question: better than the base model (first release), or not significantly worse than
+    production by more than the margin. 0/1 scores get McNemar, others Wilcoxon."""
     question = "superiority" if superiority else "no_regression"
-
-    def rule(suite_name: str) -> tuple[float, str]:
-        if superiority:
-            return 0.0, f"> 0 at alpha {gp.alpha}"
-        margin = gp.suite_margins.get(suite_name, gp.margin)
-        return margin, f"not significantly < -{margin}" if margin else "not significantly < 0"
-
+    out = []
     for suite in suites:
-        if not suite.gold or suite.kind == "perturbation":
+        if not suite.rows or suite.kind == "perturbation" or suite.baseline is None:
             continue
-        margin, threshold = rule(suite.name)
-        cand_ok = np.array([c == y for c, y in zip(suite.candidate, suite.gold, strict=True)])
-        base_ok = np.array([b == y for b, y in zip(suite.baseline, suite.gold, strict=True)])
-        r = paired_accuracy(cand_ok, base_ok, question=question, margin=margin, alpha=gp.alpha)
-        stat_checks.append(
-            ab_check(f"{suite.name}.ab_vs_{baseline_kind}", "accuracy delta", question, r, threshold)
+        margin, threshold = _rule(gp, suite.name, superiority)
+        r = paired_test(
+            suite.candidate.values, suite.baseline.values, question=question, margin=margin,
+            resamples=boot.resamples, seed=boot.seed, alpha=gp.alpha,
+        )  # fmt: skip
+        out.append(
+            ab_check(f"{suite.name}.ab_vs_{baseline_kind}", f"{suite.metric} delta", question, r, threshold)
         )
+    if hold.gold is not None and hold.candidate.answers is not None and hold.baseline is not None:
+        # Macro-F1 on the hold-out, paired bootstrap (the same resampled items score both models).
+        k = len(labels)
+        g, p = encode(hold.gold, hold.candidate.answers, labels)
+        gb, pb = encode(hold.gold, hold.baseline.answers or (), labels)
+        margin, threshold = _rule(gp, hold.name, superiority)
+        r = paired_bootstrap(
+            lambda i: macro_f1(g[i], p[i], k) - macro_f1(gb[i], pb[i], k), len(g), question=question,
+            margin=margin, resamples=gp.bootstrap_resamples, seed=boot.seed, alpha=gp.alpha,
+        )  # fmt: skip
+        out.append(
+            ab_check(f"holdout.macro_f1_ab_vs_{baseline_kind}", "macro-F1 delta", question, r, threshold)
+        )
+    return out
 
-    # Macro-F1 on the hold-out, paired bootstrap (the same resampled items score both models).
-    gb, pb = encode(hold.gold, hold.baseline, labels)
 
-    def f1_delta(i: np.ndarray) -> float:
-        return macro_f1(g[i], p[i], k) - macro_f1(gb[i], pb[i], k)
+def _rule(gp: GateParams, suite_name: str, superiority: bool) -> tuple[float, str]:
+    if superiority:
+        return 0.0, f"> 0 at alpha {gp.alpha}"
+    margin = gp.suite_margins.get(suite_name, gp.margin)
+    return margin, f"not significantly < -{margin}" if margin else "not significantly < 0"
 
-    margin, threshold = rule(hold.name)
-    r = paired_bootstrap(
-        f1_delta,
-        len(g),
-        question=question,
-        margin=margin,
-        resamples=gp.bootstrap_resamples,
-        seed=seed,
-        alpha=gp.alpha,
-    )
-    stat_checks.append(
-        ab_check(f"holdout.macro_f1_ab_vs_{baseline_kind}", "macro-F1 delta", question, r, threshold)
-    )
-    checks.extend(stat_checks)
 
-    adjusted = adjust([c.p_value for c in stat_checks], gp.correction)
-    for c, pa in zip(stat_checks, adjusted, strict=True):
+def corrected(checks: list[Check], gp: GateParams, baseline_kind: str, superiority: bool) -> list[Check]:
+    """Decide the A/B family after adjusting its p-values together (Holm by default)."""
+    for c, pa in zip(checks, adjust([c.p_value for c in checks], gp.correction), strict=True):
         c.p_adjusted = pa
-        if question == "superiority":
+        if superiority:
             c.passed = pa < gp.alpha
             c.reason = "" if c.passed else f"not significantly better than the base model (p={pa:.3g})"
         else:
             c.passed = pa >= gp.alpha
             c.reason = "" if c.passed else f"significantly worse than {baseline_kind} (p={pa:.3g})"
+    return checks
 
+
+def forgetting_check(forgetting: tuple[float, float] | None, gp: GateParams) -> Check:
+    threshold = f"<= {gp.max_forgetting_drop}"
     if forgetting is None:
-        checks.append(
-            Check(
-                "probe.forgetting",
-                "probe accuracy drop",
-                float("nan"),
-                None,
-                f"<= {gp.max_forgetting_drop}",
-                False,
-                reason="probe was not run",
-            )
-        )
-    else:
-        drop = forgetting[1] - forgetting[0]
-        checks.append(
-            Check(
-                "probe.forgetting",
-                "probe accuracy drop vs base",
-                drop,
-                None,
-                f"<= {gp.max_forgetting_drop}",
-                _finite(drop) and drop <= gp.max_forgetting_drop,
-            )
-        )
+        return Check("probe.forgetting", "probe accuracy drop", math.nan, None, threshold, False,
+                     reason="probe was not run")  # fmt: skip
+    drop = forgetting[1] - forgetting[0]
+    ok = _finite(drop) and drop <= gp.max_forgetting_drop
+    return Check("probe.forgetting", "probe accuracy drop vs base", drop, None, threshold, ok)
+
+
+def parity_checks(parity: dict[str, float] | None, missing: str, gp: GateParams) -> list[Check]:
+    threshold = f">= {gp.min_parity}"
     if not parity:
-        checks.append(
-            Check(
-                "parity", "agreement", float("nan"), None, f">= {gp.min_parity}", False, reason=parity_missing
-            )
-        )
-    for name, rate in sorted((parity or {}).items()):
+        return [Check("parity", "agreement", math.nan, None, threshold, False, reason=missing)]
+    out = []
+    for name, rate in sorted(parity.items()):
         ok = _finite(rate) and rate >= gp.min_parity
-        checks.append(
-            Check(
-                f"parity.{name}",
-                "agreement",
-                rate,
-                None,
-                f">= {gp.min_parity}",
-                ok,
-                reason="" if ok else "predictions disagree with the transformers + PEFT reference",
-            )
-        )
+        reason = "" if ok else "predictions disagree with the transformers + PEFT reference"
+        out.append(Check(f"parity.{name}", "agreement", rate, None, threshold, ok, reason=reason))
+    return out
+
+
+def license_check(license_: str, gp: GateParams) -> Check:
     ok = license_.lower() in gp.allowed_licenses
-    checks.append(
-        Check(
-            "license",
-            "base model license",
-            float(ok),
-            None,
-            f"in {list(gp.allowed_licenses)}",
-            ok,
-            reason="" if ok else f"license {license_!r} is not allowed",
-        )
-    )
-    return Verdict(all(c.passed for c in checks), baseline_kind, checks, notes)
+    reason = "" if ok else f"license {license_!r} is not allowed"
+    threshold = f"in {list(gp.allowed_licenses)}"
+    return Check("license", "base model license", float(ok), None, threshold, ok, reason=reason)

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from evaluation.calibration import record_scores
+from evaluation.evidence import Evidence
 
 EXAMPLES = 8
 
@@ -36,7 +37,7 @@ def _accuracy(rows: list[dict[str, Any]], who: str) -> float:
 
 def render_report(
     record: dict[str, Any],
-    evidence: dict[str, Any],
+    evidence: Evidence,
     records: dict[str, list[dict]],
     out_of_scope: list[dict] | None = None,
 ) -> str:
@@ -76,7 +77,7 @@ def render_report(
         "|---|---|---|---|---|",
     ]
     for name, rows in records.items():
-        versus = evidence["suites"][name]["versus_baseline"]
+        versus = evidence.suites[name].versus_baseline
         tfidf = _num(_accuracy(rows, "classical")) if rows and "classical" in rows[0] else "-"
         out.append(
             f"| {name} | {len(rows)} | {_num(_accuracy(rows, 'candidate'))} | "
@@ -88,36 +89,36 @@ def render_report(
     out += _class_regressions(records)
     out += _example_regressions(records)
 
-    probe = evidence.get("probe", {})
-    if "candidate" in probe:
+    probe = evidence.probe
+    if probe.candidate is not None and probe.base is not None:
         out += [
             "",
             "## Forgetting probe",
             "",
-            f"General questions ({probe['rows']}), answered under the default chat prompt: "
-            f"candidate {_num(probe['candidate']['accuracy'])}, base model {_num(probe['base']['accuracy'])} "
+            f"General questions ({probe.rows}), answered under the default chat prompt: "
+            f"candidate {_num(probe.candidate['accuracy'])}, base model {_num(probe.base['accuracy'])} "
             "(share of answers containing an expected answer; exact match "
-            f"{_num(probe['candidate']['exact_match'])} vs {_num(probe['base']['exact_match'])}, token F1 "
-            f"{_num(probe['candidate']['token_f1'])} vs {_num(probe['base']['token_f1'])}).",
+            f"{_num(probe.candidate['exact_match'])} vs {_num(probe.base['exact_match'])}, token F1 "
+            f"{_num(probe.candidate['token_f1'])} vs {_num(probe.base['token_f1'])}).",
             "",
             "| question | candidate | base |",
             "|---|---|---|",
         ]
-        for ex in probe["examples"][:5]:
+        for ex in probe.examples[:5]:
             out.append(
                 f"| {_cell(ex['question'], 60)} | {_cell(ex['candidate'], 60)} | {_cell(ex['base'], 60)} |"
             )
 
-    parity = evidence.get("parity", {})
+    parity = evidence.parity
     out += ["", "## Parity", ""]
-    if "rates" in parity:
-        rates = ", ".join(f"{k} {v:.3f}" for k, v in parity["rates"].items())
-        out.append(f"On {parity['rows']} hold-out rows ({parity['served_engine']}): {rates}.")
-        for name, diffs in parity["disagreements"].items():
+    if parity.rates:
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in parity.rates.items())
+        out.append(f"On {parity.rows} hold-out rows ({parity.served_engine}): {rates}.")
+        for name, diffs in parity.disagreements.items():
             for d in diffs[:EXAMPLES]:
                 out.append(f"- {name}: row `{d['id']}`: {d['one']} vs reference {d['reference']}")
     else:
-        out.append(parity.get("missing", "parity was not measured"))
+        out.append(parity.missing or "parity was not measured")
 
     out += [
         "",
@@ -132,10 +133,10 @@ def render_report(
 
 
 def _calibration_section(
-    evidence: dict[str, Any], records: dict[str, list[dict]], out_of_scope: list[dict] | None
+    evidence: Evidence, records: dict[str, list[dict]], out_of_scope: list[dict] | None
 ) -> list[str]:
     """How sure the candidate is, how right that is, and where it hands messages to people."""
-    cal = evidence.get("calibration")
+    cal = evidence.calibration
     if not cal:
         return []
     how = f"temperature {cal['temperature']:.3g}" if cal["method"] == "temperature" else cal["method"]

@@ -127,6 +127,52 @@ def paired_bootstrap(
     )
 
 
+def paired_scores(
+    cand: Sequence[float],
+    base: Sequence[float],
+    *,
+    question: Literal["superiority", "no_regression"],
+    margin: float = 0.0,
+    resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> PairedResult:
+    """Mean score delta of continuous per-item scores (token F1, ROUGE-L, a judge's score):
+    a paired bootstrap interval of the mean difference and a one-sided Wilcoxon signed-rank
+    p-value (scipy) of the differences against the margin."""
+    d = np.asarray(cand, float) - np.asarray(base, float)
+    if len(d) == 0:
+        raise ValueError("no paired items")
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    shifted = d - margin if question == "superiority" else d + margin
+    if not np.any(shifted):
+        p = 1.0  # no difference at all: neither better nor worse
+    else:
+        side = "greater" if question == "superiority" else "less"
+        p = float(sps.wilcoxon(shifted, zero_method="zsplit", alternative=side).pvalue)
+    test = "wilcoxon signed-rank, one-sided; paired bootstrap interval"
+    detail = {"n": len(d), "resamples": resamples, "margin": margin}
+    return PairedResult(float(d.mean()), float(lo), float(hi), p, test, detail)
+
+
+def paired_test(
+    cand: Sequence[float],
+    base: Sequence[float],
+    *,
+    question: Literal["superiority", "no_regression"],
+    margin: float = 0.0,
+    resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> PairedResult:
+    """The paired test for the scores at hand: McNemar for 0/1 scores, else Wilcoxon."""
+    c, b = np.asarray(cand, float), np.asarray(base, float)
+    if np.isin(c, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        return paired_accuracy(c == 1.0, b == 1.0, question=question, margin=margin, alpha=alpha)
+    return paired_scores(c, b, question=question, margin=margin, resamples=resamples, seed=seed, alpha=alpha)
+
+
 def adjust(p_values: Sequence[float], method: Literal["holm", "fdr_bh", "none"] = "holm") -> list[float]:
     """Adjusted p-values controlling the family-wise error (Holm) or the FDR (Benjamini-Hochberg)."""
     if not p_values or method == "none":

@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from evaluation.engines import ModelRef
-from evaluation.evaluate import production_ref
-from evaluation.evidence import load_evidence, load_out_of_scope
+from evaluation.evidence import SCHEMA, load_evidence, load_out_of_scope
 from evaluation.gate import gate_record, judge
+from evaluation.models import production_ref
 from evaluation.report import render_report
 from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 from tunegate.cli import app
@@ -81,6 +81,7 @@ def write_results(
         },
         "calibration": CALIBRATION,
         "out_of_scope": {"missing": "data.oos_label is not declared"},
+        "schema": SCHEMA,
     }
     if oos_abstained is not None:
         oos = [
@@ -106,7 +107,7 @@ def test_a_good_first_release_is_approved_and_reported(tmp_path):
     verdict, record, evidence, records = decide_on(write_results(tmp_path / "results", 0.95))
     assert verdict.approved, verdict.summary()
     assert record["verdict"] == "approved" and record["baseline"]["kind"] == "base"
-    assert record["predictions"]["holdout"] == evidence["suites"]["holdout"]["sha256"]
+    assert record["predictions"]["holdout"] == evidence.suites["holdout"].sha256
     report = render_report(record, evidence, records)
     assert report.startswith("# Release report: APPROVED")
     assert "| pass | holdout.ab_vs_base |" in report
@@ -133,6 +134,25 @@ def test_edited_predictions_are_refused(tmp_path):
 def test_missing_evidence_names_the_stage_to_run(tmp_path):
     with pytest.raises(DataError, match="run `dvc repro evaluate` first"):
         load_evidence(tmp_path)
+
+
+def test_evidence_of_another_schema_is_refused_and_the_same_schema_is_re_judged(tmp_path):
+    """The gate re-runs on old evidence of its schema (same verdict), and names the stage to
+    re-run for evidence written by another version (no schema field: schema 1)."""
+    folder = write_results(tmp_path / "results", 0.95)
+    first, again = decide_on(folder)[1], decide_on(folder)[1]
+    assert first["checks"] == again["checks"]
+    evidence = json.loads((folder / "evidence.json").read_text())
+    del evidence["schema"]
+    write_json(folder / "evidence.json", evidence)
+    with pytest.raises(
+        DataError, match=r"evidence schema 1 is not the schema this gate reads \(2\).*dvc repro evaluate"
+    ):
+        load_evidence(folder)
+    evidence |= {"schema": SCHEMA, "probe": {"rows": 3, "surprise": True}}
+    write_json(folder / "evidence.json", evidence)
+    with pytest.raises(DataError, match="does not have the schema 2 layout"):
+        load_evidence(folder)
 
 
 def test_gate_check_exit_codes(tmp_path):

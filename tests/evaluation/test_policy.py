@@ -24,8 +24,8 @@ def suites(cand_acc=0.92, base_acc=0.2, shifted_acc=0.8, n=600, seed=0):
     sg, sc = outcomes(n // 2, shifted_acc, seed + 2)
     _, sb = outcomes(n // 2, base_acc, seed + 3, sg)
     return [
-        SuiteOutcome("holdout", "holdout", gold, cand, base),
-        SuiteOutcome("shifted", "shifted", sg, sc, sb),
+        SuiteOutcome.classified("holdout", "holdout", gold, cand, base),
+        SuiteOutcome.classified("shifted", "shifted", sg, sc, sb),
     ]
 
 
@@ -81,7 +81,7 @@ def test_regression_against_production_is_caught():
 
 def test_equivalent_candidate_passes_against_production():
     gold, cand = outcomes(600, 0.9, 5)
-    s = [SuiteOutcome("holdout", "holdout", gold, cand, list(cand))]
+    s = [SuiteOutcome.classified("holdout", "holdout", gold, cand, list(cand))]
     v = run(s, baseline_kind="production")
     assert by_name(v)["holdout.ab_vs_production"].passed
 
@@ -94,7 +94,7 @@ def test_shifted_collapse_fails_the_drop_check():
 
 def test_empty_suite_missing_parity_and_bad_license_fail_with_reasons():
     s = suites()
-    s.append(SuiteOutcome("typos", "perturbation", [], [], []))
+    s.append(SuiteOutcome.classified("typos", "perturbation", [], [], []))
     v = run(s, parity=None, license_="cc-by-nc-4.0", forgetting=None)
     checks = by_name(v)
     assert checks["typos.drop"].reason == "suite is empty"
@@ -111,7 +111,7 @@ def test_invalid_outputs_and_a_weak_intent():
         ("intent_1" if g == "intent_0" else c) for g, c in zip(gold, cand, strict=True)
     ]  # intent_0 never right
     _, base = outcomes(600, 0.2, 4, gold)
-    v = run([SuiteOutcome("holdout", "holdout", gold, cand, base)])
+    v = run([SuiteOutcome.classified("holdout", "holdout", gold, cand, base)])
     checks = by_name(v)
     assert not checks["holdout.invalid_rate"].passed
     assert checks["holdout.min_class_recall"].metric == "recall[intent_0]"
@@ -154,11 +154,11 @@ def test_forgetting_past_the_limit_fails():
 
 def test_slices_are_checked_when_large_enough_and_noted_when_not():
     s = suites(n=600)
-    gold, cand = list(s[0].gold), list(s[0].candidate)
+    gold, cand = list(s[0].gold), list(s[0].candidate.answers)
     long_rows = list(range(0, 600, 3))  # 200 rows where the candidate is now always wrong
     for i in long_rows:
         cand[i] = next(x for x in LABELS if x != gold[i])
-    s[0] = SuiteOutcome("holdout", "holdout", gold, cand, s[0].baseline)
+    s[0] = SuiteOutcome.classified("holdout", "holdout", gold, cand, s[0].baseline.answers)
     v = run(s, slices={"words>20": long_rows, "words<=8": [1, 2, 4]})
     check = by_name(v)["slice.words>20.drop"]
     assert not check.passed and check.value > 0.5
@@ -172,7 +172,7 @@ def test_macro_f1_regression_against_production_is_caught():
     for i, g in enumerate(gold):  # the candidate loses two intents entirely
         if g in ("intent_0", "intent_1"):
             cand[i] = "intent_2"
-    v = run([SuiteOutcome("holdout", "holdout", gold, cand, prod)], baseline_kind="production")
+    v = run([SuiteOutcome.classified("holdout", "holdout", gold, cand, prod)], baseline_kind="production")
     check = by_name(v)["holdout.macro_f1_ab_vs_production"]
     assert not check.passed and check.value < -0.1
     assert check.p_adjusted < 0.05
@@ -194,7 +194,7 @@ def test_per_suite_drop_limits_and_margins_override_the_defaults():
     gold, prod = outcomes(600, 0.9, 21)
     cand = [g if i % 40 else next(x for x in LABELS if x != g) for i, g in enumerate(gold)]
     cand = [c if p == g else p for c, p, g in zip(cand, prod, gold, strict=True)]
-    s = [SuiteOutcome("holdout", "holdout", gold, cand, prod)]
+    s = [SuiteOutcome.classified("holdout", "holdout", gold, cand, prod)]
     strict = run(s, baseline_kind="production")
     lenient = decide(
         s,

@@ -70,3 +70,21 @@ def test_holm_and_bh_against_hand_values():
     # BH: 0.01*3/1=0.03, 0.03*3/2=0.045, 0.04*3/3=0.04 -> monotone: 0.03, 0.04, 0.04
     assert adjust(p, "fdr_bh") == pytest.approx([0.03, 0.04, 0.04])
     assert adjust(p, "none") == p
+
+
+def test_continuous_scores_get_wilcoxon_and_a_bootstrap_interval_binary_ones_mcnemar():
+    """A generative task's per-item scores (token F1 here) are compared with a paired test
+    of their own; 0/1 scores keep McNemar. Same items, candidate minus baseline."""
+    from evaluation.stats import paired_scores, paired_test
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, 200)
+    better = np.clip(base + rng.normal(0.08, 0.05, 200), 0, 1)
+    r = paired_test(better, base, question="superiority")
+    assert r.test.startswith("wilcoxon") and r.p_value < 0.001 and 0 < r.lo < r.delta < r.hi
+    worse = np.clip(base - rng.normal(0.08, 0.05, 200), 0, 1)
+    assert paired_scores(worse, base, question="no_regression", margin=0.02).p_value < 0.001
+    assert paired_scores(worse, base, question="no_regression", margin=0.2).p_value > 0.5
+    assert paired_scores(base, base, question="superiority").p_value == 1.0
+    right, other = (rng.random(200) < 0.8).astype(float), (rng.random(200) < 0.7).astype(float)
+    assert paired_test(right, other, question="superiority").test.startswith("mcnemar")
