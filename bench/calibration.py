@@ -126,8 +126,8 @@ def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, A
     from banking77_candidate import describe, train_candidate
     from drift_power import CACHE, banking77_split
 
-    from evaluation.engines import HFEngine
     from evaluation.models import base_ref, candidate_ref
+    from evaluation.predictors import HFEngine
 
     split = banking77_split(folder)
     candidate = train_candidate(split["training"], CACHE, params_path)

@@ -84,7 +84,7 @@ def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -
     if mode == "naive":
         window, ref = read_window(log), monitor_reference.read(reference)
         everything = len(window.texts) + len(ref)
-        results, _ = drift.run(ref, window, m.signals, m.min_window, everything, 0, m.alpha)
+        results, _ = drift.judge_window(ref, window, m.signals, m.min_window, everything, 0, m.alpha)
         status = "drift" if any(s.drifted for s in results) else "no_drift"
     else:
         record, _ = main_report(log, str(reference), reports, params)

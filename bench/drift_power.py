@@ -1,6 +1,6 @@
 """Drift monitor: false-alarm rate on in-distribution windows, power on shifted ones.
 
-Every window is judged by the monitor's own ``monitoring.drift.run`` (Evidently's K-S and
+Every window is judged by the monitor's own ``monitoring.drift.judge_window`` (Evidently's K-S and
 the registered two-sample chi-square, the embedding classifier against its null), with
 two substitutions, both for speed and neither changing a verdict: sentence embeddings are
 computed once per text and looked up (same all-MiniLM-L6-v2 model), and Evidently's t-SNE
@@ -112,7 +112,7 @@ def judge(
     ref: MonitorReference, rows: list[dict], signals: tuple[str, ...], params: Any, seed: int
 ) -> list[str]:
     m = params.monitor
-    out, _ = drift_module.run(
+    out, _ = drift_module.judge_window(
         ref, window_of(rows), signals, m.min_window, m.sample, seed, m.alpha, render=False
     )
     # estimated_accuracy needs the release's calibration (tunegate drift judges it in the
@@ -177,8 +177,8 @@ def sample_part(params: Any, trials: int) -> dict[str, Any]:
 
 def answer_with_the_served_engine(rows: list[dict], candidate: Path = Path("models/candidate")) -> None:
     """The candidate's served answers and confidences (vLLM, adapter per request), cached."""
-    from evaluation.engines import vllm_classify
     from evaluation.models import base_ref, candidate_ref
+    from evaluation.predictors import vllm_classify
     from tunegate.artifacts import read_json
     from tunegate.prompt import PromptTemplate
 

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.engines import ModelRef, vllm_classify
 from evaluation.hf_predict import load_model, predict, template_for
+from evaluation.predictors import ModelRef, vllm_classify
 from evaluation.scorer import score
 from tunegate.artifacts import environment, read_json, read_jsonl, write_json
 

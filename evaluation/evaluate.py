@@ -32,11 +32,11 @@ import numpy as np
 
 from evaluation import classical
 from evaluation.abstention import baseline_calibration, calibrate, calibration_rows, item_marks
-from evaluation.engines import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.evidence import Evidence, ModelIdentity, ParityResult, ProbeResult, SuiteInfo, write_evidence
 from evaluation.hf_predict import Prediction
 from evaluation.metrics import token_f1
 from evaluation.models import Models, resolve_models
+from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_classify
 from evaluation.scoring import Scored, SuiteAnswers, plot_rows, score, write_csv
 from evaluation.suites import Suite, build_suites, unknown_labels
 from tunegate import calibration, monitor_reference
@@ -112,7 +112,7 @@ def predict_suites(
 ) -> tuple[dict[tuple[str, str], list[Prediction]], dict[str, Any]]:
     """Every prediction the evaluation needs, in one engine pass: the suites (the baseline
     where it is compared), validation and out-of-scope rows for calibration."""
-    cand, baseline, ep = m.candidate, m.baseline, params.eval
+    cand, baseline, options = m.candidate, m.baseline, params.eval
     jobs = [(cand, m.template, s) for s in suites]
     jobs += [(baseline, m.baseline_template, s) for s in suites if s.versus_baseline]
     jobs += [(cand, m.template, Suite(name, "holdout", rows)) for name, rows in extra.items() if rows]
@@ -121,10 +121,10 @@ def predict_suites(
     t0 = time.perf_counter()
     # The baseline's confidences matter only when it has a calibration to compare abstention with.
     confident = frozenset({cand.key} | ({baseline.key} if base_cal is not None else set()))
-    preds = predict_all(ep.engine, ep.batch_size, jobs, ep.vllm_kv_cache_gib, confident)
+    preds = predict_all(options.engine, options.batch_size, jobs, options.vllm_kv_cache_gib, confident)
     seconds = time.perf_counter() - t0
     rows = sum(len(s.rows) for _, _, s in jobs)
-    log.info("%d predictions with %s in %.1fs", rows, ep.engine, seconds)
+    log.info("%d predictions with %s in %.1fs", rows, options.engine, seconds)
     return preds, {"rows": rows, "seconds": round(seconds, 2)}
 
 
@@ -168,9 +168,9 @@ def measure_parity(
     )
 
 
-def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     """The stage: resolve the models, predict, probe, measure parity, calibrate, score, write."""
-    ep, seed = params.eval, params.base.seed
+    options, seed = params.eval, params.base.seed
     m = resolve_models(args, params)
     suites = build_suites(args.data, params)
     unknown = unknown_labels(suites, m.template.labels)
@@ -182,10 +182,10 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     probe = forgetting_probe(args.data, params, m)
 
     # Parity and the monitoring reference: both answered by the served engine.
-    parity_rows = suites[0].rows[: ep.parity_rows]
-    ref_rows = reference_rows(args.data, ep.reference_rows, seed)
-    served = served_answers(m.candidate, m.template, parity_rows, ref_rows, ep.vllm_kv_cache_gib)
-    parity = measure_parity(m, parity_rows, served, preds[(m.candidate.key, "holdout")], ep.batch_size)
+    parity_rows = suites[0].rows[: options.parity_rows]
+    ref_rows = reference_rows(args.data, options.reference_rows, seed)
+    served = served_answers(m.candidate, m.template, parity_rows, ref_rows, options.vllm_kv_cache_gib)
+    parity = measure_parity(m, parity_rows, served, preds[(m.candidate.key, "holdout")], options.batch_size)
 
     t0 = time.perf_counter()
     reference_model = classical.fit(read_jsonl(args.data / "train.jsonl"), seed)
@@ -196,9 +196,9 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     )
     cal_block["baseline"] = None if base_cal is None else base_cal.to_dict()
     answers, oos_records = answer_sheets(m, suites, extra, preds, (cal, base_cal), reference_model, params)
-    scored = score(answers, m.template.labels, ep.length_buckets, params.gate.bootstrap_resamples, seed)
+    scored = score(answers, m.template.labels, options.length_buckets, params.gate.bootstrap_resamples, seed)
     evidence = Evidence(
-        *identities(m, args.base), labels=m.template.labels, engine=ep.engine,
+        *identities(m, args.base), labels=m.template.labels, engine=options.engine,
         suites={s.name: SuiteInfo(s.kind, len(s.rows), s.versus_baseline) for s in suites},
         probe=probe, parity=parity, data=read_json(args.data / "manifest.json")["files"],
         production_pointer=m.pointer, predict=predict_info, classical=classical_info, calibration=cal_block,
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     configure_logging()
-    metrics = run(args, load_params(args.params))
+    metrics = evaluate(args, load_params(args.params))
     hold = metrics["holdout"]
     log.info(
         "hold-out accuracy %.3f, baseline %.3f; wrote %s",

@@ -52,10 +52,10 @@ def confusion(g: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
 
 def macro_f1(g: np.ndarray, p: np.ndarray, k: int) -> float:
     """Macro-F1 over the labels present in gold (an absent label has no recall to average)."""
-    cm = confusion(g, p, k)
-    tp = np.diag(cm)[:k].astype(float)
-    support = cm[:k].sum(axis=1)  # the invalid column counts against recall
-    predicted = cm[:, :k].sum(axis=0)
+    counts = confusion(g, p, k)
+    tp = np.diag(counts)[:k].astype(float)
+    support = counts[:k].sum(axis=1)  # the invalid column counts against recall
+    predicted = counts[:, :k].sum(axis=0)
     denom = support + predicted
     f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     present = support > 0
@@ -68,10 +68,10 @@ def accuracy(g: np.ndarray, p: np.ndarray) -> float:
 
 def per_class(g: np.ndarray, p: np.ndarray, labels: Sequence[str]) -> dict[str, ClassScores]:
     k = len(labels)
-    cm = confusion(g, p, k)
+    counts = confusion(g, p, k)
     out = {}
     for i, label in enumerate(labels):
-        tp, support, predicted = cm[i, i], cm[i, :].sum(), cm[:, i].sum()
+        tp, support, predicted = counts[i, i], counts[i, :].sum(), counts[:, i].sum()
         prec = tp / predicted if predicted else 0.0
         rec = tp / support if support else float("nan")
         f1 = 2 * prec * rec / (prec + rec) if support and (prec + rec) else 0.0

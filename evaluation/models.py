@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.engines import ModelRef
+from evaluation.predictors import ModelRef
 from tunegate.artifacts import read_json, verified_card
 from tunegate.errors import ArtifactError, DataError
 from tunegate.params import Params

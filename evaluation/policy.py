@@ -106,7 +106,7 @@ class Boot:
 def decide(
     suites: Sequence[SuiteOutcome],
     labels: Sequence[str],
-    gp: GateParams,
+    gate: GateParams,
     *,
     baseline_kind: Literal["production", "base"],
     license_: str,
@@ -125,26 +125,26 @@ def decide(
         missing = Check("holdout.present", "rows", 0.0, None, "one non-empty hold-out", False)
         return Verdict(False, baseline_kind, [replace(missing, reason="no hold-out outcomes")])
     hold = holdouts[0]
-    boot = Boot(gp.bootstrap_resamples, seed, gp.alpha)
+    boot = Boot(gate.bootstrap_resamples, seed, gate.alpha)
     hold_score = boot.mean(hold.candidate.values)
-    checks = floor_checks(hold, hold_score, gp) + label_checks(hold, labels, gp, boot)
-    checks += drop_checks(suites, hold_score, gp, boot)
-    found, notes = slice_checks(hold, slices or {}, hold_score, gp, boot)
+    checks = floor_checks(hold, hold_score, gate) + label_checks(hold, labels, gate, boot)
+    checks += drop_checks(suites, hold_score, gate, boot)
+    found, notes = slice_checks(hold, slices or {}, hold_score, gate, boot)
     checks += found
-    superiority = baseline_kind == "base" and gp.first_release == "superiority"
-    ab = ab_checks(suites, hold, labels, gp, baseline_kind, superiority, boot)
-    checks += corrected(ab, gp, baseline_kind, superiority)
-    checks += [forgetting_check(forgetting, gp), *parity_checks(parity, parity_missing, gp)]
-    checks.append(license_check(license_, gp))
+    superiority = baseline_kind == "base" and gate.first_release == "superiority"
+    ab = ab_checks(suites, hold, labels, gate, baseline_kind, superiority, boot)
+    checks += corrected(ab, gate, baseline_kind, superiority)
+    checks += [forgetting_check(forgetting, gate), *parity_checks(parity, parity_missing, gate)]
+    checks.append(license_check(license_, gate))
     return Verdict(all(c.passed for c in checks), baseline_kind, checks, notes)
 
 
-def floor_checks(hold: SuiteOutcome, score, gp: GateParams) -> list[Check]:
+def floor_checks(hold: SuiteOutcome, score, gate: GateParams) -> list[Check]:
     """The hold-out's mean score (accuracy) against its floor."""
-    return [floor_check(f"holdout.{hold.metric}", hold.metric, score, gp.min_accuracy)]
+    return [floor_check(f"holdout.{hold.metric}", hold.metric, score, gate.min_accuracy)]
 
 
-def label_checks(hold: SuiteOutcome, labels: Sequence[str], gp: GateParams, boot: Boot) -> list[Check]:
+def label_checks(hold: SuiteOutcome, labels: Sequence[str], gate: GateParams, boot: Boot) -> list[Check]:
     """Classification's own floors on the hold-out: macro-F1, every intent's recall, invalid answers."""
     if hold.gold is None or hold.candidate.answers is None:
         return []
@@ -152,17 +152,18 @@ def label_checks(hold: SuiteOutcome, labels: Sequence[str], gp: GateParams, boot
     f1 = with_ci(lambda a, b: macro_f1(a, b, len(labels)), g, p, **vars(boot))
     recalls = {lab: sc.recall for lab, sc in per_class(g, p, labels).items() if sc.support}
     worst = min(recalls, key=recalls.get)
-    low = recalls[worst] < gp.min_class_recall
+    low = recalls[worst] < gate.min_class_recall
+    why = f"intent {worst!r} is under the floor" if low else ""
     invalid = float(np.mean([x is None for x in hold.candidate.answers]))
     return [
-        floor_check("holdout.macro_f1", "macro_f1", f1, gp.min_macro_f1),
+        floor_check("holdout.macro_f1", "macro_f1", f1, gate.min_macro_f1),
         Check(
-            "holdout.min_class_recall", f"recall[{worst}]", recalls[worst], None, f">= {gp.min_class_recall}",
-            not low, reason=f"intent {worst!r} is under the floor" if low else "",
+            "holdout.min_class_recall", f"recall[{worst}]", recalls[worst], None,
+            f">= {gate.min_class_recall}", not low, reason=why,
         ),
         Check(
-            "holdout.invalid_rate", "invalid_rate", invalid, None, f"<= {gp.max_invalid_rate}",
-            invalid <= gp.max_invalid_rate,
+            "holdout.invalid_rate", "invalid_rate", invalid, None, f"<= {gate.max_invalid_rate}",
+            invalid <= gate.max_invalid_rate,
         ),
     ]  # fmt: skip
 
@@ -177,12 +178,12 @@ def drop_check(name: str, hold_value: float, est, limit: float, reason: str) -> 
     )
 
 
-def drop_checks(suites: Sequence[SuiteOutcome], hold_score, gp: GateParams, boot: Boot) -> list[Check]:
+def drop_checks(suites: Sequence[SuiteOutcome], hold_score, gate: GateParams, boot: Boot) -> list[Check]:
     """Shifted and perturbation suites: the drop from the hold-out, per suite's limit."""
     out = []
     for suite in (s for s in suites if s.kind != "holdout"):
-        limit = gp.max_shifted_drop if suite.kind == "shifted" else gp.max_perturbation_drop
-        limit = gp.suite_max_drops.get(suite.name, limit)
+        limit = gate.max_shifted_drop if suite.kind == "shifted" else gate.max_perturbation_drop
+        limit = gate.suite_max_drops.get(suite.name, limit)
         if not suite.rows:
             empty = Check(f"{suite.name}.drop", "accuracy drop", math.nan, None, f"<= {limit}", False)
             out.append(replace(empty, reason="suite is empty"))
@@ -194,20 +195,20 @@ def drop_checks(suites: Sequence[SuiteOutcome], hold_score, gp: GateParams, boot
 
 
 def slice_checks(
-    hold: SuiteOutcome, slices: dict[str, Sequence[int]], hold_score, gp: GateParams, boot: Boot
+    hold: SuiteOutcome, slices: dict[str, Sequence[int]], hold_score, gate: GateParams, boot: Boot
 ) -> tuple[list[Check], list[str]]:
     """Each hold-out slice's drop from the whole hold-out; small slices are noted, not judged."""
     checks, notes = [], []
     values = np.asarray(hold.candidate.values, dtype=float)
     for name, idx in sorted(slices.items()):
-        if len(idx) < gp.min_slice_rows:
+        if len(idx) < gate.min_slice_rows:
             notes.append(
-                f"slice {name}: {len(idx)} rows, too few to judge (min_slice_rows {gp.min_slice_rows})"
+                f"slice {name}: {len(idx)} rows, too few to judge (min_slice_rows {gate.min_slice_rows})"
             )
             continue
         est = boot.mean(values[np.asarray(idx, dtype=np.int64)])
         reason = f"accuracy {est.value:.3f} on {len(idx)} rows"
-        checks.append(drop_check(f"slice.{name}.drop", hold_score.value, est, gp.max_slice_drop, reason))
+        checks.append(drop_check(f"slice.{name}.drop", hold_score.value, est, gate.max_slice_drop, reason))
     return checks, notes
 
 
@@ -215,7 +216,7 @@ def ab_checks(
     suites: Sequence[SuiteOutcome],
     hold: SuiteOutcome,
     labels: Sequence[str],
-    gp: GateParams,
+    gate: GateParams,
     baseline_kind: str,
     superiority: bool,
     boot: Boot,
@@ -228,10 +229,10 @@ def ab_checks(
     for suite in suites:
         if not suite.rows or suite.kind == "perturbation" or suite.baseline is None:
             continue
-        margin, threshold = _rule(gp, suite.name, superiority)
+        margin, threshold = _rule(gate, suite.name, superiority)
         r = paired_test(
             suite.candidate.values, suite.baseline.values, question=question, margin=margin,
-            resamples=boot.resamples, seed=boot.seed, alpha=gp.alpha,
+            resamples=boot.resamples, seed=boot.seed, alpha=gate.alpha,
         )  # fmt: skip
         out.append(
             ab_check(f"{suite.name}.ab_vs_{baseline_kind}", f"{suite.metric} delta", question, r, threshold)
@@ -241,10 +242,10 @@ def ab_checks(
         k = len(labels)
         g, p = encode(hold.gold, hold.candidate.answers, labels)
         gb, pb = encode(hold.gold, hold.baseline.answers or (), labels)
-        margin, threshold = _rule(gp, hold.name, superiority)
+        margin, threshold = _rule(gate, hold.name, superiority)
         r = paired_bootstrap(
             lambda i: macro_f1(g[i], p[i], k) - macro_f1(gb[i], pb[i], k), len(g), question=question,
-            margin=margin, resamples=gp.bootstrap_resamples, seed=boot.seed, alpha=gp.alpha,
+            margin=margin, resamples=gate.bootstrap_resamples, seed=boot.seed, alpha=gate.alpha,
         )  # fmt: skip
         out.append(
             ab_check(f"holdout.macro_f1_ab_vs_{baseline_kind}", "macro-F1 delta", question, r, threshold)
@@ -252,50 +253,50 @@ def ab_checks(
     return out
 
 
-def _rule(gp: GateParams, suite_name: str, superiority: bool) -> tuple[float, str]:
+def _rule(gate: GateParams, suite_name: str, superiority: bool) -> tuple[float, str]:
     if superiority:
-        return 0.0, f"> 0 at alpha {gp.alpha}"
-    margin = gp.suite_margins.get(suite_name, gp.margin)
+        return 0.0, f"> 0 at alpha {gate.alpha}"
+    margin = gate.suite_margins.get(suite_name, gate.margin)
     return margin, f"not significantly < -{margin}" if margin else "not significantly < 0"
 
 
-def corrected(checks: list[Check], gp: GateParams, baseline_kind: str, superiority: bool) -> list[Check]:
+def corrected(checks: list[Check], gate: GateParams, baseline_kind: str, superiority: bool) -> list[Check]:
     """Decide the A/B family after adjusting its p-values together (Holm by default)."""
-    for c, pa in zip(checks, adjust([c.p_value for c in checks], gp.correction), strict=True):
+    for c, pa in zip(checks, adjust([c.p_value for c in checks], gate.correction), strict=True):
         c.p_adjusted = pa
         if superiority:
-            c.passed = pa < gp.alpha
+            c.passed = pa < gate.alpha
             c.reason = "" if c.passed else f"not significantly better than the base model (p={pa:.3g})"
         else:
-            c.passed = pa >= gp.alpha
+            c.passed = pa >= gate.alpha
             c.reason = "" if c.passed else f"significantly worse than {baseline_kind} (p={pa:.3g})"
     return checks
 
 
-def forgetting_check(forgetting: tuple[float, float] | None, gp: GateParams) -> Check:
-    threshold = f"<= {gp.max_forgetting_drop}"
+def forgetting_check(forgetting: tuple[float, float] | None, gate: GateParams) -> Check:
+    threshold = f"<= {gate.max_forgetting_drop}"
     if forgetting is None:
         return Check("probe.forgetting", "probe accuracy drop", math.nan, None, threshold, False,
                      reason="probe was not run")  # fmt: skip
     drop = forgetting[1] - forgetting[0]
-    ok = _finite(drop) and drop <= gp.max_forgetting_drop
+    ok = _finite(drop) and drop <= gate.max_forgetting_drop
     return Check("probe.forgetting", "probe accuracy drop vs base", drop, None, threshold, ok)
 
 
-def parity_checks(parity: dict[str, float] | None, missing: str, gp: GateParams) -> list[Check]:
-    threshold = f">= {gp.min_parity}"
+def parity_checks(parity: dict[str, float] | None, missing: str, gate: GateParams) -> list[Check]:
+    threshold = f">= {gate.min_parity}"
     if not parity:
         return [Check("parity", "agreement", math.nan, None, threshold, False, reason=missing)]
     out = []
     for name, rate in sorted(parity.items()):
-        ok = _finite(rate) and rate >= gp.min_parity
+        ok = _finite(rate) and rate >= gate.min_parity
         reason = "" if ok else "predictions disagree with the transformers + PEFT reference"
         out.append(Check(f"parity.{name}", "agreement", rate, None, threshold, ok, reason=reason))
     return out
 
 
-def license_check(license_: str, gp: GateParams) -> Check:
-    ok = license_.lower() in gp.allowed_licenses
+def license_check(license_: str, gate: GateParams) -> Check:
+    ok = license_.lower() in gate.allowed_licenses
     reason = "" if ok else f"license {license_!r} is not allowed"
-    threshold = f"in {list(gp.allowed_licenses)}"
+    threshold = f"in {list(gate.allowed_licenses)}"
     return Check("license", "base model license", float(ok), None, threshold, ok, reason=reason)

@@ -19,14 +19,14 @@ from evaluation.stats import adjust, paired_accuracy
 from tunegate.params import GateParams
 
 
-def _scores(records: Sequence[dict[str, Any]], gp: GateParams, seed: int) -> dict[str, Estimate]:
+def _scores(records: Sequence[dict[str, Any]], gate: GateParams, seed: int) -> dict[str, Estimate]:
     return suite_scores(
         [r["confidence"] for r in records],
         [r["candidate"] == r["gold"] for r in records],
         [r["abstained"] for r in records],
-        resamples=gp.bootstrap_resamples,
+        resamples=gate.bootstrap_resamples,
         seed=seed,
-        alpha=gp.alpha,
+        alpha=gate.alpha,
     )
 
 
@@ -43,7 +43,7 @@ def calibration_checks(
     holdout: Sequence[dict[str, Any]],
     shifted: Sequence[dict[str, Any]] | None,
     out_of_scope: Sequence[dict[str, Any]] | None,
-    gp: GateParams,
+    gate: GateParams,
     seed: int = 0,
 ) -> tuple[list[Check], list[str]]:
     """(checks, notes). `evidence` is evidence.json's ``calibration`` block (None: evaluated
@@ -53,103 +53,81 @@ def calibration_checks(
         return [
             Check("calibration.fitted", "calibration", math.nan, None, "fitted", False, reason=missing)
         ], []
-    checks = [
-        Check(
-            "calibration.fitted",
-            f"calibration ({evidence['method']})",
-            float("failed" not in evidence),
-            None,
-            "fitted on validation",
-            "failed" not in evidence,
-            reason=evidence.get("failed", ""),
-        )
-    ]
+    checks, notes = fit_checks(evidence)
+    found, more = holdout_checks(holdout, shifted, gate, seed)
+    checks, notes = checks + found, notes + more
+    found, more = out_of_scope_checks(out_of_scope, gate, seed)
+    ab, ab_notes = abstention_ab(evidence, holdout, out_of_scope, gate)
+    return checks + found + ab, notes + more + ab_notes
+
+
+def fit_checks(evidence: dict[str, Any]) -> tuple[list[Check], list[str]]:
+    """The calibration was fitted, and the threshold reached its validation target."""
+    failed = evidence.get("failed", "")
+    fitted = Check(
+        "calibration.fitted", f"calibration ({evidence['method']})", float(not failed), None,
+        "fitted on validation", not failed, reason=failed,
+    )  # fmt: skip
     threshold = evidence["abstain_below"]
     notes = [f"abstention threshold {threshold:.4f} (calibrated confidence), {evidence['chosen_by']}"]
     search = evidence.get("threshold_search")
-    if search is not None:
-        checks.append(
-            Check(
-                "validation.abstain_target",
-                "precision of answered in-scope validation messages",
-                search["precision"],
-                None,
-                f">= {search['target']}",
-                search["reached"],
-                reason="" if search["reached"] else "no threshold reaches the target on validation",
-            )
-        )
-    s = _scores(holdout, gp, seed)
-    checks.append(
-        _check(
-            "holdout.ece",
-            "expected calibration error",
-            s["ece"],
-            gp.max_ece,
-            False,
-            "confidence is miscalibrated",
-        )
-    )
-    checks.append(
-        _check(
-            "holdout.coverage",
-            "share answered",
-            s["coverage"],
-            gp.min_coverage,
-            True,
-            "abstains on too many in-scope messages",
-        )
-    )
-    checks.append(
-        _check(
-            "holdout.selective_accuracy",
-            "accuracy of answered messages",
-            s["selective_accuracy"],
-            gp.min_selective_accuracy,
-            True,
-            "answers it gives are too often wrong",
-        )
-    )
+    if search is None:
+        return [fitted], notes
+    target = Check(
+        "validation.abstain_target", "precision of answered in-scope validation messages",
+        search["precision"], None, f">= {search['target']}", search["reached"],
+        reason="" if search["reached"] else "no threshold reaches the target on validation",
+    )  # fmt: skip
+    return [fitted, target], notes
+
+
+def holdout_checks(
+    holdout: Sequence[dict[str, Any]], shifted: Sequence[dict[str, Any]] | None, gate: GateParams, seed: int
+) -> tuple[list[Check], list[str]]:
+    """ECE, coverage and selective accuracy on the in-scope hold-out; Brier, accuracy at the
+    threshold and the shifted suite's ECE as notes."""
+    s = _scores(holdout, gate, seed)
+    checks = [
+        _check("holdout.ece", "expected calibration error", s["ece"], gate.max_ece, False,
+               "confidence is miscalibrated"),
+        _check("holdout.coverage", "share answered", s["coverage"], gate.min_coverage, True,
+               "abstains on too many in-scope messages"),
+        _check("holdout.selective_accuracy", "accuracy of answered messages", s["selective_accuracy"],
+               gate.min_selective_accuracy, True, "answers it gives are too often wrong"),
+    ]  # fmt: skip
     a, b = s["brier"], s["answered_accuracy"]
-    notes.append(f"hold-out Brier score {a.value:.4f} [{a.lo:.4f}, {a.hi:.4f}]")
-    notes.append(
+    notes = [
+        f"hold-out Brier score {a.value:.4f} [{a.lo:.4f}, {a.hi:.4f}]",
         "hold-out accuracy at the threshold (an abstention is not a right answer) "
-        f"{b.value:.4f} [{b.lo:.4f}, {b.hi:.4f}]"
-    )
+        f"{b.value:.4f} [{b.lo:.4f}, {b.hi:.4f}]",
+    ]
     if shifted:
-        e = _scores(shifted, gp, seed)["ece"]
+        e = _scores(shifted, gate, seed)["ece"]
         notes.append(f"shifted ECE {e.value:.4f} [{e.lo:.4f}, {e.hi:.4f}] (reported, not judged)")
-    if out_of_scope:
-        r = oos_recall(
-            [x["abstained"] for x in out_of_scope],
-            resamples=gp.bootstrap_resamples,
-            seed=seed,
-            alpha=gp.alpha,
-        )
-        checks.append(
-            _check(
-                "holdout_oos.recall",
-                "share of out-of-scope messages abstained on",
-                r,
-                gp.min_oos_recall,
-                True,
-                "answers out-of-scope messages with an intent",
-            )
-        )
-    else:
-        notes.append(
-            "no out-of-scope rows (data.oos_label): coverage and selective accuracy only, "
-            "no out-of-scope recall"
-        )
-    ab, ab_notes = abstention_ab(evidence, holdout, out_of_scope, gp)
-    return checks + ab, notes + ab_notes
+    return checks, notes
+
+
+def out_of_scope_checks(
+    out_of_scope: Sequence[dict[str, Any]] | None, gate: GateParams, seed: int
+) -> tuple[list[Check], list[str]]:
+    """The share of out-of-scope hold-out messages abstained on, or a note that there are none."""
+    if not out_of_scope:
+        note = "no out-of-scope rows (data.oos_label): coverage and selective accuracy only, "
+        return [], [note + "no out-of-scope recall"]
+    abstained = [x["abstained"] for x in out_of_scope]
+    r = oos_recall(abstained, resamples=gate.bootstrap_resamples, seed=seed, alpha=gate.alpha)
+    metric, why = (
+        "share of out-of-scope messages abstained on",
+        "answers out-of-scope messages with an intent",
+    )
+    return [_check("holdout_oos.recall", metric, r, gate.min_oos_recall, True, why)], []
 
 
 def abstention_ab(
     evidence: dict[str, Any],
     holdout: Sequence[dict[str, Any]],
     out_of_scope: Sequence[dict[str, Any]] | None,
-    gp: GateParams,
+    gate: GateParams,
 ) -> tuple[list[Check], list[str]]:
     """Candidate vs the production release, each at its own threshold, on the same items:
     answered-and-right on the in-scope hold-out, abstained on the out-of-scope hold-out
@@ -157,7 +135,7 @@ def abstention_ab(
     if evidence.get("baseline") is None or not holdout or "baseline_abstained" not in holdout[0]:
         return [], ["abstention is not compared with the baseline: it is the base model (a first release) "
                     "or a release packaged without a calibration"]  # fmt: skip
-    margin = gp.margin
+    margin = gate.margin
     threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
     pairs = {
         "holdout.answered_accuracy_ab_vs_production": (
@@ -174,10 +152,10 @@ def abstention_ab(
         )
     found = []
     for name, (metric, ours, theirs) in pairs.items():
-        result = paired_accuracy(ours, theirs, question="no_regression", margin=margin, alpha=gp.alpha)
+        result = paired_accuracy(ours, theirs, question="no_regression", margin=margin, alpha=gate.alpha)
         found.append(ab_check(name, metric, "no_regression", result, threshold))
-    for c, pa in zip(found, adjust([c.p_value for c in found], gp.correction), strict=True):
-        c.p_adjusted, c.passed = pa, pa >= gp.alpha
+    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
+        c.p_adjusted, c.passed = pa, pa >= gate.alpha
         c.reason = (
             "" if c.passed else f"significantly worse than production at its own threshold (p={pa:.3g})"
         )

@@ -22,27 +22,27 @@ from tunegate.params import GateParams
 
 
 def classical_checks(
-    records: dict[str, Sequence[dict[str, Any]]], gp: GateParams
+    records: dict[str, Sequence[dict[str, Any]]], gate: GateParams
 ) -> tuple[list[Check], list[str]]:
     """(checks, notes) of the candidate against the classical reference on every suite."""
     judged = {name: recs for name, recs in records.items() if recs and all("classical" in r for r in recs)}
     if not judged:
         return [], ["no classical reference in the evidence (evaluated by an older tunegate)"]
-    margin = gp.margin
+    margin = gate.margin
     threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
     found: list[Check] = []
     for name, recs in judged.items():
         cand = [r["candidate"] == r["gold"] for r in recs]
         ref = [r["classical"] == r["gold"] for r in recs]
-        result = paired_accuracy(cand, ref, question="no_regression", margin=margin, alpha=gp.alpha)
+        result = paired_accuracy(cand, ref, question="no_regression", margin=margin, alpha=gate.alpha)
         found.append(
             ab_check(f"{name}.ab_vs_classical", "accuracy delta", "no_regression", result, threshold)
         )
-    for c, pa in zip(found, adjust([c.p_value for c in found], gp.correction), strict=True):
+    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
         c.p_adjusted = pa
-        c.passed = pa >= gp.alpha
+        c.passed = pa >= gate.alpha
         c.reason = "" if c.passed else f"significantly worse than the classical reference (p={pa:.3g})"
-    if gp.vs_classical == "non_inferior":
+    if gate.vs_classical == "non_inferior":
         return found, []
     notes = [
         f"vs classical reference, {c.name.split('.')[0]}: accuracy delta {c.value:+.3f} "

@@ -68,8 +68,27 @@ def render_report(
         )
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")
-
+    out += _suites_section(evidence, records)
+    out += _calibration_section(evidence, records, out_of_scope)
+    out += ["", "## Largest regressions", ""]
+    out += _class_regressions(records)
+    out += _example_regressions(records)
+    out += _probe_section(evidence)
+    out += _parity_section(evidence)
     out += [
+        "",
+        "## Provenance",
+        "",
+        f"- Base model: `{record['base']['model_id']}`, license {record['base'].get('license')}",
+        "- Data: " + ", ".join(f"{k} `{v[:12]}`" for k, v in sorted(record["data"].items())),
+        f"- Evidence: `eval/results/evidence.json` sha256 `{record['evidence_sha256'][:16]}…`",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _suites_section(evidence: Evidence, records: dict[str, list[dict]]) -> list[str]:
+    out = [
         "",
         "## Suites",
         "",
@@ -83,13 +102,11 @@ def render_report(
             f"| {name} | {len(rows)} | {_num(_accuracy(rows, 'candidate'))} | "
             f"{_num(_accuracy(rows, 'baseline')) if versus else '(not compared)'} | {tfidf} |"
         )
-    out += _calibration_section(evidence, records, out_of_scope)
+    return out
 
-    out += ["", "## Largest regressions", ""]
-    out += _class_regressions(records)
-    out += _example_regressions(records)
 
-    probe = evidence.probe
+def _probe_section(evidence: Evidence) -> list[str]:
+    probe, out = evidence.probe, []
     if probe.candidate is not None and probe.base is not None:
         out += [
             "",
@@ -108,9 +125,12 @@ def render_report(
             out.append(
                 f"| {_cell(ex['question'], 60)} | {_cell(ex['candidate'], 60)} | {_cell(ex['base'], 60)} |"
             )
+    return out
 
+
+def _parity_section(evidence: Evidence) -> list[str]:
     parity = evidence.parity
-    out += ["", "## Parity", ""]
+    out = ["", "## Parity", ""]
     if parity.rates:
         rates = ", ".join(f"{k} {v:.3f}" for k, v in parity.rates.items())
         out.append(f"On {parity.rows} hold-out rows ({parity.served_engine}): {rates}.")
@@ -119,17 +139,7 @@ def render_report(
                 out.append(f"- {name}: row `{d['id']}`: {d['one']} vs reference {d['reference']}")
     else:
         out.append(parity.missing or "parity was not measured")
-
-    out += [
-        "",
-        "## Provenance",
-        "",
-        f"- Base model: `{record['base']['model_id']}`, license {record['base'].get('license')}",
-        "- Data: " + ", ".join(f"{k} `{v[:12]}`" for k, v in sorted(record["data"].items())),
-        f"- Evidence: `eval/results/evidence.json` sha256 `{record['evidence_sha256'][:16]}…`",
-        "",
-    ]
-    return "\n".join(out)
+    return out
 
 
 def _calibration_section(

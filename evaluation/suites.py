@@ -42,15 +42,15 @@ def read_suite(path: Path, what: str) -> list[dict[str, Any]]:
 
 
 def build_suites(data_dir: Path, params: Params) -> list[Suite]:
-    ep = params.eval
+    ev = params.eval
     holdout = read_suite(data_dir / "holdout.jsonl", "hold-out")
     suites = [Suite("holdout", "holdout", holdout)]
     if params.data.shifted_source:
         suites.append(Suite("shifted", "shifted", read_suite(data_dir / "shifted.jsonl", "shifted")))
     source = holdout
-    if ep.perturbation_rows and ep.perturbation_rows < len(holdout):
-        source = random.Random(params.base.seed).sample(holdout, ep.perturbation_rows)
-    for name in ep.perturbations:
+    if ev.perturbation_rows and ev.perturbation_rows < len(holdout):
+        source = random.Random(params.base.seed).sample(holdout, ev.perturbation_rows)
+    for name in ev.perturbations:
         suites.append(Suite(f"perturb_{name}", "perturbation", perturb_suite(source, name, params.base.seed)))
     return suites
 

@@ -1,6 +1,6 @@
 """Label predictions from the serving engine, vLLM: base model + LoRA adapters per request.
 
-Run as a subprocess by evaluation/engines.py (vLLM starts worker processes, which need
+Run as a subprocess by evaluation/predictors.py (vLLM starts worker processes, which need
 this ``__main__`` guard, and holds memory best released with its process). Greedy
 decoding with structured outputs restricted to the label set, as the service answers
 ``/classify``.

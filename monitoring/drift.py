@@ -201,7 +201,7 @@ def report(ref: Any, cur: Any, tested: list[str], each: float, embeddings: bool)
     )
 
 
-def run(
+def judge_window(
     reference: MonitorReference,
     window: Window,
     signals: tuple[str, ...],

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.drift import correction, live_accuracy, run
+from monitoring.drift import Signal, correction, judge_window, live_accuracy
 from monitoring.estimate import NAME as ESTIMATED
 from monitoring.estimate import estimated_accuracy, reliability_note
 from monitoring.window import Window, read_window
 from tunegate import monitor_reference
 from tunegate.artifacts import write_json
 from tunegate.errors import DataError
+from tunegate.monitor_reference import MonitorReference
 
 
 def locate_reference(setting: str, window: Window, project: Path, params: Any) -> tuple[Path, str | None]:
@@ -62,7 +63,6 @@ def main_report(
     project: Path = Path("."),
 ) -> tuple[dict[str, Any], Path]:
     """Compute drift for a window and write the report; returns the record and the HTML path."""
-    m = params.monitor
     window = read_window(log, hours, last)
     if not window.texts:
         span = f"the last {hours:g} h" if hours is not None else "the log"
@@ -72,19 +72,9 @@ def main_report(
         )
     ref_path, recorded = locate_reference(reference_setting, window, project, params)
     reference = monitor_reference.read(ref_path, sha256=recorded)
-    results, snapshot = run(
-        reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
-    )
+    results, snapshot, estimate_note = judge_signals(window, reference, out_dir, params, project)
+    m = params.monitor
     fix = correction(m.signals, m.alpha)
-    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, fix.each))
-    estimate_note = None
-    if ESTIMATED in m.signals:
-        cal, why = locate_calibration(window, project, params)
-        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, fix.each, why)
-        results = [cbpe if s.name == ESTIMATED else s for s in results]
-        estimate_note = reliability_note(results)
-        if estimate_note and cbpe.score is not None:
-            cbpe.note += f"; {estimate_note}"
     judged = [s for s in results if s.drifted is not None]
     # Too few requests: traffic signals were not judged, so neither is the window.
     status = (
@@ -126,3 +116,25 @@ def main_report(
         )
     write_json(out_dir / f"{stamp}.json", record)
     return record, html
+
+
+def judge_signals(
+    window: Window, reference: MonitorReference, out_dir: Path, params: Any, project: Path
+) -> tuple[list[Signal], Any, str | None]:
+    """Every signal's verdict (traffic, live accuracy, the label-free estimate), the
+    Evidently snapshot (None when the window is too small) and the estimate's reliability note."""
+    m = params.monitor
+    results, snapshot = judge_window(
+        reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
+    )
+    fix = correction(m.signals, m.alpha)
+    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, fix.each))
+    estimate_note = None
+    if ESTIMATED in m.signals:
+        cal, why = locate_calibration(window, project, params)
+        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, fix.each, why)
+        results = [cbpe if s.name == ESTIMATED else s for s in results]
+        estimate_note = reliability_note(results)
+        if estimate_note and cbpe.score is not None:
+            cbpe.note += f"; {estimate_note}"
+    return results, snapshot, estimate_note

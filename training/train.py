@@ -5,7 +5,7 @@
    built on the meta device.
 2. Tokenize prompt + answer with the shared template; the loss covers only the answer
    (the label), and over-long messages are shortened so no label is cut
-   (training/trainer.py). Self-distilled replay: the base model's own answers to general
+   (training/objective.py). Self-distilled replay: the base model's own answers to general
    prompts join the training set, so the adapter keeps answering like the base model
    outside the task prompt (the gate's forgetting check measures this).
 3. Train (LoRA or full), validating each epoch or every N steps, early stopping on the
@@ -124,7 +124,7 @@ def build_examples(
     rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
 ) -> tuple[list[dict[str, Any]], int]:
     """Tokenized examples with the loss on the answer only; returns them and how many were cut."""
-    from training.trainer import tokenize_example
+    from training.objective import tokenize_example
 
     out, cut = [], 0
     for r in rows:
@@ -245,7 +245,7 @@ class TrainRecipe:
         """The base model's own answers to general prompts, as training examples: fine-tuning
         then keeps the model's behaviour outside the task prompt (less forgetting) without
         any outside data. Computed before the adapter exists, greedy, so deterministic."""
-        from training.trainer import tokenize_answer
+        from training.objective import tokenize_answer
         from tunegate.generate import generate_text
         from tunegate.prompt import general_prompt
 
@@ -309,7 +309,7 @@ class TrainRecipe:
         from transformers import EarlyStoppingCallback
 
         from training.live import LiveCallback
-        from training.trainer import AnswerLossTrainer, PadToLongest
+        from training.objective import AnswerLossTrainer, PadToLongest
 
         model = self.model
         if self.p.method == "lora":

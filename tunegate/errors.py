@@ -26,11 +26,5 @@ class ArtifactError(TunegateError):
     """A model or data artifact is missing, unsafe (pickle, remote code) or fails its hash check."""
 
 
-class GateRejected(TunegateError):
-    """The release gate rejected a candidate."""
-
-    exit_code = 1
-
-
 class RegistryError(TunegateError):
     """The model registry refused an action (bad stage order, lock held, unknown version)."""

@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from evaluation.engines import ModelRef
 from evaluation.evidence import SCHEMA, load_evidence, load_out_of_scope
 from evaluation.gate import gate_record, judge
 from evaluation.models import production_ref
+from evaluation.predictors import ModelRef
 from evaluation.report import render_report
 from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 from tunegate.cli import app

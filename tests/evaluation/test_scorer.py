@@ -65,7 +65,7 @@ def test_vllm_engine_serves_base_and_adapter_in_one_engine(tiny_base, tiny_adapt
     guided choice allows. The reference's label constraint has the same semantics
     (evaluation/labels.py); with a canonical-tokens-only trie, agreement here was 0.0.
     """
-    from evaluation.engines import ModelRef, vllm_classify
+    from evaluation.predictors import ModelRef, vllm_classify
 
     template = template_for(tiny_base, prepared_sample / "labels.json")
     rows = read_jsonl(prepared_sample / "holdout.jsonl")[:16]

@@ -102,7 +102,7 @@ def test_drift_is_quiet_on_held_out_halves_and_the_vocabulary_comes_from_trainin
     null. With alpha 0.05 per report, 8 such reports drift at most twice (a healthy monitor
     exceeds that with probability 0.006). A vocabulary taken from the reference rows
     themselves (the old design) makes every unseen window 'drift' on oov_share."""
-    from monitoring.drift import run
+    from monitoring.drift import judge_window
     from monitoring.window import Window
 
     rows = held_out(prepared_sample)
@@ -118,11 +118,11 @@ def test_drift_is_quiet_on_held_out_halves_and_the_vocabulary_comes_from_trainin
         for vocab, sink in ((train_vocab, drifted), (vocabulary(r["text"] for r in ref_rows), own_vocab_oov)):
             ref = monitor_reference.read(write_reference(tmp_path / "r.json", ref_rows, vocab, seed=trial))
             signals = SIGNALS if sink is drifted else ("oov_share",)
-            out, _ = run(ref, window, signals, 50, 1000, 0, 0.05, render=False)  # no t-SNE picture
+            out, _ = judge_window(ref, window, signals, 50, 1000, 0, 0.05, render=False)  # no t-SNE picture
             assert all(s.drifted is not None for s in out), [s.note for s in out]  # every signal judged
             sink.append([s.name for s in out if s.drifted])
             if trial == 0 and sink is drifted:  # the full Evidently report gives the same verdicts
-                full, _ = run(ref, window, signals, 50, 1000, 0, 0.05)
+                full, _ = judge_window(ref, window, signals, 50, 1000, 0, 0.05)
                 assert [(s.name, s.score, s.drifted) for s in full] == [
                     (s.name, s.score, s.drifted) for s in out
                 ]
