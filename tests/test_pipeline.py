@@ -5,81 +5,14 @@ gate, through `dvc repro`; then the CLI, metrics and plots on what it produced."
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_params
+from tests.conftest import sh
 from tunegate.artifacts import read_json
-
-# The real stages, with a training profile small enough for a test (the default takes minutes).
-QUICK_TRAIN = {
-    "max_steps": 4,
-    "eval_every": 2,
-    "batch_size": 8,
-    "max_train_rows": 48,
-    "max_val_rows": 12,
-    "replay_rows": 8,
-}
-QUICK_EVAL = {
-    "perturbations": ["typos", "truncation"],
-    "perturbation_rows": 24,
-    "parity_rows": 8,
-    "reference_rows": 50,
-}
-
-COPY = [
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    "training",
-    "tunegate",
-    "evaluation",
-    "serving",
-    "monitoring",
-    "data/sample",
-    "data/feedback",
-    "registry",
-    ".dvc/config",
-    ".dvcignore",
-]
-
-
-def sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(cwd),
-        "DVC_NO_ANALYTICS": "1",
-    }
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory) -> Path:
-    """A git repository holding a copy of the project, after one `dvc repro`."""
-    dest = tmp_path_factory.mktemp("project")
-    for rel in COPY:
-        src = ROOT / rel
-        if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    write_params(dest / "params.yaml", train=QUICK_TRAIN, eval=QUICK_EVAL)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-    ):
-        assert sh(cmd, dest).returncode == 0
-    result = sh([dvc, "repro"], dest)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return dest
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from tests.test_pipeline import project  # noqa: F401  (session fixture: one real dvc repro)
 from training.base import check_safe
 from training.base import main as base_main
 from tunegate.artifacts import file_hashes, read_json, verify_hashes
@@ -14,7 +13,7 @@ from tunegate.errors import ArtifactError
 
 
 @pytest.mark.slow
-def test_gguf_becomes_a_safetensors_checkpoint_with_card(project):  # noqa: F811
+def test_gguf_becomes_a_safetensors_checkpoint_with_card(project):
     out = project / "models/base"
     names = sorted(p.name for p in out.iterdir())
     assert "model.safetensors" in names and "tokenizer.json" in names and "config.json" in names
@@ -28,7 +27,7 @@ def test_gguf_becomes_a_safetensors_checkpoint_with_card(project):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_converted_model_answers_a_general_question(project):  # noqa: F811
+def test_converted_model_answers_a_general_question(project):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,7 +42,7 @@ def test_converted_model_answers_a_general_question(project):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_local_folder_source_is_copied_and_hashed(project, tmp_path):  # noqa: F811
+def test_local_folder_source_is_copied_and_hashed(project, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
         f"base_model:\n  source: {project / 'models/base'}\n  gguf_file: null\n  license: mit\n"
