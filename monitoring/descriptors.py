@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from tunegate.params import DESCRIPTORS
+from tunegate.catalogues import DESCRIPTORS
 from tunegate.words import vocabulary, words
 
 ENGLISH = frozenset(

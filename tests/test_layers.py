@@ -83,6 +83,6 @@ def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
 )
 def test_the_kernels_catalogues_name_what_the_stages_implement(catalogue, implemented):
     """params validates names from the kernel's catalogues; the stage modules implement them."""
-    from tunegate import params
+    from tunegate import catalogues
 
-    assert getattr(params, catalogue) == implemented()
+    assert getattr(catalogues, catalogue) == implemented()

@@ -1,6 +1,8 @@
 """Typed, validated params.yaml: one frozen dataclass per section.
 
-Every stage reads its sections through :func:`load_params`, which checks the whole
+The release-side sections (release, serve, monitor) are in tunegate/release_params.py,
+the type checking in tunegate/typed_config.py. Every stage reads its sections through
+:func:`load_params`, which checks the whole
 file at once: unknown keys (typos), wrong types and out-of-range values are collected
 and raised together as one :class:`~tunegate.errors.ConfigError`, each naming the key,
 the bad value and what would be accepted. Field docstrings (the string under each
@@ -10,22 +12,16 @@ field) document params.yaml.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 
+from tunegate.catalogues import PERTURBATIONS
 from tunegate.errors import ConfigError
-
-PERTURBATIONS = ("typos", "casing", "no_punctuation", "truncation", "filler")
-"""The perturbation suites there are (evaluation/perturb.py implements each)."""
-DESCRIPTORS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
-"""The drift monitor's text descriptors (monitoring/descriptors.py computes each)."""
-MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy")
-"""The drift monitor's other signals (monitoring/drift.py)."""
+from tunegate.release_params import MonitorParams, ReleaseParams, ServeParams
+from tunegate.typed_config import build
 
 
 @dataclass(frozen=True)
@@ -375,169 +371,6 @@ class GateParams:
 
 
 @dataclass(frozen=True)
-class ReleaseParams:
-    name: str = "intent-classifier"
-    """The released artifact's name in GTO (git tags) and in the BentoML model store."""
-    canary_weight: int = 10
-    """Percent of public traffic a canary gets when `promote --to canary` names no --weight."""
-    canary_steps: tuple[int, ...] = (10, 25, 50)
-    """Canary weights the rollout judge advances through before promoting to production."""
-    lock_timeout_s: float = 10.0
-    """How long a registry action waits for another one to finish before failing."""
-    judge_window_minutes: int = 60
-    """The canary judge reads this much of the request log."""
-    judge_every_minutes: float = 0
-    """Run the judge inside the service on this schedule (0: only `tunegate rollout step`)."""
-    judge_min_requests: int = 50
-    """The judge waits for at least this many canary requests before deciding."""
-    judge_max_error_increase: float = 0.02
-    """Largest tolerated canary-minus-production error rate (one-sided test at gate.alpha)."""
-    judge_max_p95_ratio: float = 1.5
-    """Largest tolerated canary p95 latency, as a multiple of production's."""
-    judge_max_invalid_rate: float = 0.02
-    """Largest share of canary /classify answers outside the label set."""
-    judge_min_agreement: float = 0.9
-    """Smallest agreement with production on shadowed requests (when there are any)."""
-    judge_max_per_caller: int = 5
-    """The most requests one caller (user id, else client address) counts for in the judge's
-    figures: a caller with more has each request weighted down, so one caller cannot decide
-    the verdict. The judge counts callers' weighted requests against judge_min_requests."""
-    judge_max_abstention_change: float = 0.1
-    """How far the canary's share of /classify abstentions may differ from production's,
-    either way, before the difference is significant enough to roll it back."""
-
-    def problems(self) -> list[str]:
-        out = []
-        if not self.name or any(c in self.name for c in "@#:/ "):
-            out.append(f"release.name: {self.name!r} must be non-empty without any of @ # : / or spaces")
-        for w in (self.canary_weight, *self.canary_steps):
-            if not 0 < w < 100:
-                out.append(f"release: canary weight {w} is outside (0, 100) percent")
-        if list(self.canary_steps) != sorted(self.canary_steps):
-            out.append(f"release.canary_steps: {list(self.canary_steps)} must increase")
-        for name in (
-            "judge_max_error_increase",
-            "judge_max_invalid_rate",
-            "judge_min_agreement",
-            "judge_max_abstention_change",
-        ):
-            if not 0 <= getattr(self, name) <= 1:
-                out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")
-        if self.judge_max_per_caller < 1:
-            out.append(f"release.judge_max_per_caller: {self.judge_max_per_caller} must be >= 1")
-        if self.lock_timeout_s < 0 or self.judge_min_requests < 1 or self.judge_max_p95_ratio < 1:
-            out.append("release: lock_timeout_s >= 0, judge_min_requests >= 1 and judge_max_p95_ratio >= 1")
-        return out
-
-
-@dataclass(frozen=True)
-class ServeParams:
-    host: str = "127.0.0.1"
-    port: int = 3000
-    public_model: str = "tunegate"
-    """The model name clients ask for; routed by weight between production and canary."""
-    max_concurrency: int = 16
-    """Requests in flight beyond this get 429 (health stays green)."""
-    max_tokens: int = 256
-    """Default and cap of generated tokens per request (also bounded by the context)."""
-    max_model_len: int = 1024
-    kv_cache_gib: int = 2
-    """CPU KV cache for vLLM (VLLM_CPU_KVCACHE_SPACE)."""
-    watch_seconds: float = 5.0
-    """How often the service re-reads the registry, so CLI promotions reach it without a
-    restart (0: only on /admin/reload and the admin actions)."""
-    max_lora_rank: int = 16
-    """Largest adapter rank the engine serves; LoRA kernels pad every adapter to it, so
-    keep it at the rank the releases use (train.lora.r)."""
-    request_log: str = "logs/requests.sqlite"
-    require_api_key: bool = False
-    """When true, public endpoints and /metrics need `Authorization: Bearer $TUNEGATE_API_KEY`."""
-    public_metrics: bool = False
-    """Leave /metrics open even when require_api_key is on (e.g. for a scraper without the key)."""
-    max_body_bytes: int = 1_048_576
-    """Request bodies larger than this get 413 before they are read."""
-    abstain_below: float | Literal["auto"] | None = "auto"
-    """Calibrated confidence under which /classify abstains (``label: null``, ``abstained:
-    true``). auto: the evaluate stage picks the lowest threshold whose answers to in-scope
-    validation messages are right gate.target_in_scope_precision of the time;
-    a number in [0, 1]: that threshold; null: never abstain. The threshold is recorded in
-    the release (calibration.json), judged by the gate and served as judged."""
-    shadow: tuple[str, ...] = ()
-    """Stages that get a copy of every public request (answer logged, not returned), e.g.
-    [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
-
-    def problems(self) -> list[str]:
-        out = []
-        if not 0 < self.port < 65536:
-            out.append(f"serve.port: {self.port} is not a TCP port")
-        for stage in self.shadow:
-            if stage not in ("staging", "canary", "production"):
-                out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")
-        positive = ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib", "max_lora_rank")
-        for name in (*positive, "max_body_bytes"):
-            if getattr(self, name) < 1:
-                out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
-        if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
-            out.append(f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)")
-        return out
-
-
-@dataclass(frozen=True)
-class MonitorParams:
-    reference: str = "release"
-    """What production traffic is compared with. ``release``: the monitoring reference
-    packaged with the release that answered the window (its held-out rows, its answers and
-    confidences on them, the training vocabulary; tunegate/monitor_reference.py). Or the
-    path of such a file (``eval/results/monitor_reference.json``)."""
-    signals: tuple[str, ...] = (*DESCRIPTORS, *MODEL_SIGNALS)
-    alpha: float = 0.05
-    """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
-    min_window: int = 50
-    """Windows with fewer /classify requests are reported as too small to judge."""
-    min_feedback: int = 20
-    """Live accuracy is judged once this many answered requests have feedback labels."""
-    sample: int = 1000
-    """At most this many rows of reference and of window (seeded sample) per report."""
-    reports_dir: str = "reports/drift"
-    retrain_on: tuple[str, ...] = (
-        "embedding",
-        "oov_share",
-        "english_share",
-        "live_accuracy",
-    )
-    """Signals whose drift counts towards retraining (monitor.signals or live_accuracy).
-    Not predicted_label by default: a change in the mix of intents (Banking77's balanced
-    test split against its unbalanced train file drifts on it every time,
-    bench/results/drift_power.md) is reported, but it says nothing of the model being
-    wrong more often."""
-    consecutive_windows: int = 2
-    """Retrain when this many reports in a row drifted on a retrain_on signal."""
-    feedback_dir: str = "data/feedback"
-    """Where retraining writes feedback-labelled production requests (feedback.jsonl), a
-    dependency of the prepare stage: they join the training split."""
-
-    def problems(self) -> list[str]:
-        known = {*DESCRIPTORS, *MODEL_SIGNALS}
-        out = [
-            f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
-            for s in self.signals
-            if s not in known
-        ]
-        out += [
-            f"monitor.retrain_on: {s!r} is not in monitor.signals (or live_accuracy)"
-            for s in self.retrain_on
-            if s not in (*self.signals, "live_accuracy")
-        ]
-        if len(set(self.signals)) != len(self.signals):
-            out.append(f"monitor.signals: {list(self.signals)} names a signal twice")
-        if not 0 < self.alpha < 0.5:
-            out.append(f"monitor.alpha: {self.alpha} is outside (0, 0.5)")
-        if self.min_window < 10 or self.sample < self.min_window or self.consecutive_windows < 1:
-            out.append("monitor: min_window >= 10, sample >= min_window and consecutive_windows >= 1")
-        return out
-
-
-@dataclass(frozen=True)
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
@@ -573,7 +406,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
 
 def params_from_dict(raw: dict[str, Any]) -> Params:
     problems: list[str] = []
-    params = _build(Params, raw, "", problems)
+    params = build(Params, raw, "", problems)
     if not problems:
         for section in dataclasses.fields(params):
             check = getattr(getattr(params, section.name), "problems", None)
@@ -582,77 +415,3 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     if problems:
         raise ConfigError(problems)
     return params
-
-
-def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
-    """Build dataclass `cls` from a mapping, appending every problem found to `problems`."""
-    where = prefix.rstrip(".") or "params.yaml"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: expected a mapping, got {raw!r}")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            problems.append(f"{prefix}{key}: unknown key; known keys are {', '.join(sorted(fields))}")
-    kwargs = {}
-    for name in fields:
-        if name not in raw:
-            continue
-        hint, value = hints[name], raw[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.", problems)
-        else:
-            ok, converted, expected = _coerce(hint, value)
-            if ok:
-                kwargs[name] = converted
-            else:
-                problems.append(f"{prefix}{name}: {value!r} is not {expected}")
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any) -> tuple[bool, Any, str]:
-    """Check `value` against a type hint; return (ok, value, description of what is accepted)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        return value in args, value, "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        descriptions = []
-        for arg in args:
-            if arg is type(None):
-                if value is None:
-                    return True, None, ""
-                descriptions.append("null")
-                continue
-            ok, converted, expected = _coerce(arg, value)
-            if ok:
-                return True, converted, ""
-            descriptions.append(expected)
-        return False, value, " or ".join(descriptions)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            return False, value, f"a mapping of names to {args[1].__name__}"
-        items = {k: _coerce(args[1], v) for k, v in value.items()}
-        if all(ok for ok, _, _ in items.values()):
-            return True, {k: v for k, (_, v, _) in items.items()}, ""
-        return False, value, f"a mapping of names to {args[1].__name__}"
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            return False, value, f"a list of {args[0].__name__}"
-        items = [_coerce(args[0], v) for v in value]
-        if all(ok for ok, _, _ in items):
-            return True, tuple(v for _, v, _ in items), ""
-        return False, value, f"a list of {args[0].__name__}"
-    if hint is bool:
-        return isinstance(value, bool), value, "true or false"
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return True, float(value), ""
-        return False, value, "a number"
-    if hint is str:
-        return isinstance(value, str) and value != "", value, "a non-empty string"
-    return isinstance(value, hint), value, hint.__name__

@@ -1,0 +1,13 @@
+"""Names the kernel validates params.yaml against and the stages implement.
+
+``eval.perturbations`` and ``monitor.signals`` are checked against these; the modules that
+implement them (evaluation/perturb.py, monitoring/descriptors.py, monitoring/drift.py)
+key their tables by the same names, and a test holds the two equal.
+"""
+
+PERTURBATIONS = ("typos", "casing", "no_punctuation", "truncation", "filler")
+"""The perturbation suites there are (evaluation/perturb.py implements each)."""
+DESCRIPTORS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
+"""The drift monitor's text descriptors (monitoring/descriptors.py computes each)."""
+MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy")
+"""The drift monitor's other signals (monitoring/drift.py)."""
