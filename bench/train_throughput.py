@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.lora import lora_config
 from training.objective import IGNORE
-from training.train import TrainRecipe, lora_config
+from training.train import TrainRecipe
 from tunegate.artifacts import environment, write_json
 from tunegate.params import load_params
 

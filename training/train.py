@@ -34,10 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from training.clean import Row
-from training.splits import cap_rows
+from training.examples import build_examples, capped, casing_copies, same_share
+from training.lora import load_checked_params, lora_config
 from tunegate.artifacts import (
     atomic_dir,
     environment,
@@ -49,89 +47,12 @@ from tunegate.artifacts import (
     tree_hash,
     write_json,
 )
-from tunegate.errors import ConfigError, DataError
-from tunegate.params import LoraParams, Params, TrainParams, load_params
+from tunegate.errors import DataError
+from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
-
-
-def linear_module_names(base_dir: Path) -> set[str]:
-    """Names of the linear layers in the base architecture, without loading any weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(base_dir)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-
-
-def target_module_problems(modules: list[str], base_dir: Path) -> list[str]:
-    known = linear_module_names(base_dir)
-    unknown = [m for m in modules if m not in known]
-    if not unknown:
-        return []
-    return [
-        f"train.lora.target_modules: {unknown} not in the base model; its linear layers are {sorted(known)}"
-    ]
-
-
-def load_checked_params(path: str | Path, base_dir: Path) -> Params:
-    """load_params plus the checks that need the base architecture, all reported together."""
-    problems: list[str] = []
-    params = None
-    try:
-        params = load_params(path)
-    except ConfigError as err:
-        problems.extend(err.problems)
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    train = raw.get("train") or {}
-    if train.get("method", "lora") == "lora":
-        modules = (train.get("lora") or {}).get("target_modules") or list(TrainParams().lora.target_modules)
-        if (base_dir / "config.json").exists():
-            problems.extend(target_module_problems(list(modules), base_dir))
-    if problems or params is None:
-        raise ConfigError(problems)
-    return params
-
-
-def casing_copies(rows: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
-    """For a seeded `share` of the rows, a copy whose text is in ALL CAPS or all lower case
-    (whichever changes it; chosen at random when both do). Labels are unchanged."""
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    for r in rows:
-        if rng.random() >= share:
-            continue
-        forms = [t for t in (r["text"].upper(), r["text"].lower()) if t != r["text"]]
-        if forms:
-            out.append(r | {"id": f"{r['id']}-case", "text": rng.choice(forms)})
-    return out
-
-
-def same_share(examples: list[Any], growth: float) -> list[Any]:
-    """`examples` cycled to `growth` times their number (rounded), so that they keep their share
-    of a training set whose other part grew by that factor."""
-    wanted = round(len(examples) * growth)
-    return [examples[i % len(examples)] for i in range(wanted)] if examples else []
-
-
-def build_examples(
-    rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Tokenized examples with the loss on the answer only; returns them and how many were cut."""
-    from training.objective import tokenize_example
-
-    out, cut = [], 0
-    for r in rows:
-        example, was_cut = tokenize_example(tokenizer, template, r["text"], r["label"], max_len)
-        out.append(example)
-        cut += was_cut
-    return out, cut
 
 
 def fingerprint(params: Params, data_manifest: dict[str, Any], base_card: dict[str, Any]) -> str:
@@ -169,19 +90,6 @@ class TrainResult:
 
 
 BASE_CARD_KEYS = ("model_id", "source", "tree_sha256", "license")
-
-
-def lora_config(lp: LoraParams) -> Any:
-    """The PEFT LoraConfig for params.yaml's train.lora section."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=lp.r,
-        lora_alpha=lp.alpha,
-        lora_dropout=lp.dropout,
-        target_modules=list(lp.target_modules),
-        task_type="CAUSAL_LM",
-    )
 
 
 class TrainRecipe:
@@ -394,14 +302,6 @@ class TrainRecipe:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def capped(rows: list[dict[str, Any]], cap: int | None, seed: int) -> list[dict[str, Any]]:
-    """A stratified, seeded subset of at most `cap` prepared rows (all rows when cap is None)."""
-    if not cap:
-        return rows
-    kept = {r.where for r in cap_rows([Row(r["id"], r["text"], r["label"]) for r in rows], cap, seed)}
-    return [r for r in rows if r["id"] in kept]
 
 
 def last_checkpoint(folder: Path) -> str | None:

@@ -106,6 +106,10 @@ def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tin
                 str(tmp_path / "none"),
                 "--out",
                 str(tmp_path / "cand"),
+                "--metrics",
+                str(tmp_path / "metrics"),
+                "--checkpoints",
+                str(tmp_path / "checkpoints"),
             ]
         )
     problems = info.value.problems
@@ -141,7 +145,7 @@ def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample,
 
 
 def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
-    from training.train import casing_copies
+    from training.examples import casing_copies
 
     rows = [{"id": f"r{i}", "text": f"My card number {i} is Lost", "label": "lost"} for i in range(200)]
     copies = casing_copies(rows, 0.3, seed=42)
@@ -153,7 +157,7 @@ def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
 
 
 def test_replay_keeps_its_share_when_the_task_rows_grow():
-    from training.train import same_share
+    from training.examples import same_share
 
     replay = list(range(96))
     assert same_share(replay, 1.0) == replay
