@@ -49,48 +49,9 @@ def prepare_dataset(
     feedback: list[RawRow] | None = None,
 ) -> Prepared:
     """Validate, scrub, de-duplicate and split. Raises DataError when the data cannot be used."""
-    p = params.prepare
-    reports: dict[str, CleanReport] = {}
-
-    def clean(name: str, rows: list[RawRow], seen: dict[str, str] | None = None) -> list[Row]:
-        report = reports[name] = CleanReport()
-        valid = validate(
-            rows, report, min_chars=p.min_chars, max_chars=p.max_chars, scrub_pii=p.scrub_pii,
-            oos_label=params.data.oos_label,
-        )  # fmt: skip
-        _check_invalid_share(name, report, p.max_invalid_share)
-        return deduplicate(valid, report, p.dedup, seen)
-
-    oos = params.data.oos_label
+    clean = Cleaner(params)
     leakage: dict[str, int] = {}
-    if loaded.holdout is not None:
-        holdout, holdout_oos = _scope(clean("holdout", loaded.holdout), oos)
-        held_keys = {near_key(r.text) for r in holdout + holdout_oos}
-        pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
-        before = len(pool)
-        pool = [r for r in pool if near_key(r.text) not in held_keys]
-        pool_oos = [r for r in pool_oos if near_key(r.text) not in held_keys]
-        leakage["pool_rows_removed_as_holdout_duplicates"] = before - len(pool)
-        if p.max_rows:
-            pool = cap_rows(pool, p.max_rows, params.base.seed)
-        check_label_counts(pool, max(2, p.min_rows_per_label // 2))
-        parts = stratified_split(pool, {"val": p.val_fraction}, params.base.seed)
-        parts["holdout"] = holdout
-        parts["val_oos"], parts["holdout_oos"] = pool_oos, holdout_oos
-    else:
-        pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
-        if p.max_rows:
-            pool = cap_rows(pool, p.max_rows, params.base.seed)
-        check_label_counts(pool, p.min_rows_per_label)
-        parts = stratified_split(
-            pool, {"holdout": p.holdout_fraction, "val": p.val_fraction}, params.base.seed
-        )
-        # Out-of-scope rows train nothing: they are split between the two evaluation suites
-        # in the proportion of validation to hold-out.
-        share = p.val_fraction / (p.val_fraction + p.holdout_fraction)
-        oos_parts = stratified_split(pool_oos, {"val_oos": share}, params.base.seed, rest="holdout_oos")
-        parts["val_oos"], parts["holdout_oos"] = oos_parts["val_oos"], oos_parts["holdout_oos"]
-
+    parts = _split(loaded, clean, params, leakage)
     labels = sorted(by_label(parts["train"]))
     _check_labels_known("holdout", parts["holdout"], labels)
     train_keys = {near_key(r.text) for r in parts["train"]}
@@ -99,7 +60,7 @@ def prepare_dataset(
 
     parts["shifted"] = []
     if shifted is not None:
-        rows, _ = _scope(clean("shifted", shifted), oos)  # its out-of-scope rows are counted, not used
+        rows, _ = _scope(clean("shifted", shifted), params.data.oos_label)  # its out-of-scope rows: counted
         _check_labels_known("shifted", rows, labels)
         parts["shifted"] = [r for r in rows if near_key(r.text) not in train_keys]
         leakage["shifted_rows_removed_as_train_duplicates"] = len(rows) - len(parts["shifted"])
@@ -118,20 +79,69 @@ def prepare_dataset(
 
     splits = {name: _records(parts[name]) for name in SPLITS}
     manifest = {
-        "params": {"seed": params.base.seed, "data": asdict(params.data), "prepare": asdict(p)},
+        "params": {"seed": params.base.seed, "data": asdict(params.data), "prepare": asdict(params.prepare)},
         "inputs": loaded.inputs,
         "counts": {name: len(rows) for name, rows in splits.items()}
         | {"probe": len(probe or []), "replay": len(replay)},
         "label_counts": {
             name: {label: len(g) for label, g in by_label(parts[name]).items()} for name in SPLITS
         },
-        "cleaning": {name: r.to_dict() for name, r in sorted(reports.items())},
-        "redactions_total": sum(sum(r.redactions.values()) for r in reports.values()),
+        "cleaning": {name: r.to_dict() for name, r in sorted(clean.reports.items())},
+        "redactions_total": sum(sum(r.redactions.values()) for r in clean.reports.values()),
         "leakage": leakage,
     }
     if added is not None:
         manifest["feedback"] = added
     return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest, replay=replay)
+
+
+class Cleaner:
+    """Validate, scrub and de-duplicate one input's rows, keeping a report per input."""
+
+    def __init__(self, params: Params):
+        self.params, self.reports = params, {}
+
+    def __call__(self, name: str, rows: list[RawRow], seen: dict[str, str] | None = None) -> list[Row]:
+        p = self.params.prepare
+        report = self.reports[name] = CleanReport()
+        valid = validate(
+            rows, report, min_chars=p.min_chars, max_chars=p.max_chars, scrub_pii=p.scrub_pii,
+            oos_label=self.params.data.oos_label,
+        )  # fmt: skip
+        _check_invalid_share(name, report, p.max_invalid_share)
+        return deduplicate(valid, report, p.dedup, seen)
+
+
+def _split(loaded: Loaded, clean: Cleaner, params: Params, leakage: dict[str, int]) -> dict[str, list[Row]]:
+    """train / val / holdout (and the out-of-scope val_oos / holdout_oos): a given hold-out
+    file stays the hold-out (pool rows near-duplicating it are dropped), else a stratified
+    seeded split of the pool. Out-of-scope rows train nothing: they go to the evaluation
+    suites, in the proportion of validation to hold-out."""
+    p, oos, seed = params.prepare, params.data.oos_label, params.base.seed
+    if loaded.holdout is not None:
+        holdout, holdout_oos = _scope(clean("holdout", loaded.holdout), oos)
+        held_keys = {near_key(r.text) for r in holdout + holdout_oos}
+        pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
+        before = len(pool)
+        pool = [r for r in pool if near_key(r.text) not in held_keys]
+        pool_oos = [r for r in pool_oos if near_key(r.text) not in held_keys]
+        leakage["pool_rows_removed_as_holdout_duplicates"] = before - len(pool)
+        if p.max_rows:
+            pool = cap_rows(pool, p.max_rows, seed)
+        check_label_counts(pool, max(2, p.min_rows_per_label // 2))
+        parts = stratified_split(pool, {"val": p.val_fraction}, seed)
+        parts["holdout"] = holdout
+        parts["val_oos"], parts["holdout_oos"] = pool_oos, holdout_oos
+        return parts
+    pool, pool_oos = _scope(clean("pool", loaded.pool), oos)
+    if p.max_rows:
+        pool = cap_rows(pool, p.max_rows, seed)
+    check_label_counts(pool, p.min_rows_per_label)
+    parts = stratified_split(pool, {"holdout": p.holdout_fraction, "val": p.val_fraction}, seed)
+    share = p.val_fraction / (p.val_fraction + p.holdout_fraction)
+    oos_parts = stratified_split(pool_oos, {"val_oos": share}, seed, rest="holdout_oos")
+    parts["val_oos"], parts["holdout_oos"] = oos_parts["val_oos"], oos_parts["holdout_oos"]
+    return parts
 
 
 def _scope(rows: list[Row], oos_label: str | None) -> tuple[list[Row], list[Row]]:
