@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaluation.hf_predict import Prediction, label_constraint
+from evaluation.labels import LabelConstraint
 from tunegate.prompt import PromptTemplate
 
 
@@ -69,54 +70,74 @@ def score(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         tails = [encoded[i][shared:] for i in idx]
-        width = max(len(t) for t in tails)
-        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails])
-        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails])
-        mask = torch.cat([torch.ones(len(idx), shared, dtype=torch.long), tail_mask], dim=1)
-        positions = (shared + tail_mask.cumsum(1) - 1).clamp(min=shared)
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(len(idx))
-        answers: list[list[int]] = [[] for _ in idx]
-        logp = [0.0] * len(idx)
-        done: list[str | bool | None] = [False] * len(idx)
-        ended = [False] * len(idx)
-        with torch.inference_mode():
-            out = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
+        for j, (answer, label, logp) in enumerate(
+            decode_batch(model, constraint, prefix_cache, tails, shared, pad, with_confidence)
+        ):
+            confidence = math.exp(logp) if logp is not None else None
+            results[idx[j]] = Prediction(
+                rows[idx[j]]["id"], label, label or tokenizer.decode(answer), confidence
             )
-            for _step in range(constraint.max_len):
-                step_logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-                for j in range(len(idx)):
-                    if ended[j]:
-                        continue
-                    allowed = constraint.allowed(answers[j])
-                    tok = allowed[int(torch.argmax(step_logp[j, allowed]))]
-                    answers[j].append(tok)
-                    logp[j] += float(step_logp[j, tok] - torch.logsumexp(step_logp[j, allowed], 0))  # masked
-                    if done[j] is False:
-                        label = constraint.resolved(answers[j])
-                        if label is not None or tok == constraint.end_token:
-                            done[j] = label
-                    ended[j] = tok == constraint.end_token
-                settled = all(d is not False for d in done)
-                if all(ended) or (settled and not with_confidence):
-                    break
-                mask = torch.cat([mask, torch.ones(len(idx), 1, dtype=torch.long)], dim=1)
-                positions = positions[:, -1:] + 1
-                out = model(
-                    input_ids=torch.tensor([a[-1] for a in answers])[:, None],
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
-                )
-        for j, i in enumerate(idx):
-            label = done[j] if isinstance(done[j], str) else None
-            confidence = math.exp(logp[j]) if with_confidence and ended[j] else None
-            results[i] = Prediction(rows[i]["id"], label, label or tokenizer.decode(answers[j]), confidence)
     return [results[i] for i in range(len(rows))]
+
+
+def decode_batch(
+    model: Any,
+    constraint: LabelConstraint,
+    prefix_cache: Any,
+    tails: list[list[int]],
+    shared: int,
+    pad: int,
+    with_confidence: bool,
+) -> list[tuple[list[int], str | None, float | None]]:
+    """Greedy constrained decoding of one batch of prompt tails after the shared prefix's
+    cache: per row (answer tokens, label or None, masked log-probability of the path to the
+    end token, or None when decoding stopped once the label was settled)."""
+    import torch
+
+    width = max(len(t) for t in tails)
+    ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails])
+    tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails])
+    mask = torch.cat([torch.ones(len(tails), shared, dtype=torch.long), tail_mask], dim=1)
+    positions = (shared + tail_mask.cumsum(1) - 1).clamp(min=shared)
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(len(tails))
+    answers: list[list[int]] = [[] for _ in tails]
+    logp = [0.0] * len(tails)
+    done: list[str | bool | None] = [False] * len(tails)
+    ended = [False] * len(tails)
+    with torch.inference_mode():
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        )  # fmt: skip
+        for _step in range(constraint.max_len):
+            step_logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+            for j in range(len(tails)):
+                if ended[j]:
+                    continue
+                allowed = constraint.allowed(answers[j])
+                tok = allowed[int(torch.argmax(step_logp[j, allowed]))]
+                answers[j].append(tok)
+                logp[j] += float(step_logp[j, tok] - torch.logsumexp(step_logp[j, allowed], 0))  # masked
+                if done[j] is False:
+                    label = constraint.resolved(answers[j])
+                    if label is not None or tok == constraint.end_token:
+                        done[j] = label
+                ended[j] = tok == constraint.end_token
+            settled = all(d is not False for d in done)
+            if all(ended) or (settled and not with_confidence):
+                break
+            mask = torch.cat([mask, torch.ones(len(tails), 1, dtype=torch.long)], dim=1)
+            positions = positions[:, -1:] + 1
+            out = model(
+                input_ids=torch.tensor([a[-1] for a in answers])[:, None], attention_mask=mask,
+                position_ids=positions, past_key_values=out.past_key_values, use_cache=True,
+            )  # fmt: skip
+    return [
+        (
+            answers[j],
+            done[j] if isinstance(done[j], str) else None,
+            logp[j] if with_confidence and ended[j] else None,
+        )
+        for j in range(len(tails))
+    ]
