@@ -20,75 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.releases import STAGES, Assignment, Release, actor, counter, git, json_message, quiet_gto
 from tunegate.artifacts import write_json
 from tunegate.errors import RegistryError
-
-STAGES = ("staging", "canary", "production")
-
-
-@dataclass(frozen=True)
-class Release:
-    version: str
-    bento_tag: str
-    tree_sha256: str
-    model_id: str
-    verdict: str
-    commit: str
-    registered_at: str
-
-    @classmethod
-    def from_message(cls, version: str, commit: str, at: Any, message: str) -> Release | None:
-        try:
-            info = json.loads(message)
-        except (json.JSONDecodeError, TypeError):
-            return None  # registered by hand, not by tunegate: not servable
-        if not isinstance(info, dict) or "bento_tag" not in info:
-            return None
-        return cls(
-            version,
-            info["bento_tag"],
-            info["tree_sha256"],
-            info["model_id"],
-            info["verdict"],
-            commit,
-            str(at),
-        )
-
-
-@dataclass(frozen=True)
-class Assignment:
-    stage: str
-    version: str
-    weight: int
-    """Percent of public traffic (canary); production takes the rest; staging takes none."""
-    at: str
-    by: str
-    reason: str
-    forced: bool
-
-
-def actor() -> tuple[str, str]:
-    """Who acts: TUNEGATE_ACTOR, else the operating-system user running the command (not the
-    machine's git identity, which names whoever configured git, not who promoted)."""
-    name = os.environ.get("TUNEGATE_ACTOR") or getpass.getuser()
-    email = os.environ.get("TUNEGATE_ACTOR_EMAIL") or f"{name}@{socket.gethostname()}"
-    return name, email
-
-
-def _counter(ref: str) -> int:
-    return int(ref.rsplit("#", 1)[1])
 
 
 class Registry:
@@ -111,7 +53,7 @@ class Registry:
     def _history(self) -> list[dict[str, Any]]:
         import gto.api
 
-        with _quiet_gto():
+        with quiet_gto():
             return gto.api.history(str(self.repo), self.name)
 
     def releases(self) -> dict[str, Release]:
@@ -135,7 +77,7 @@ class Registry:
     def events(self) -> list[dict[str, Any]]:
         """Stage assignments and unassignments, oldest first."""
         moves = [e for e in self._history() if e["event"] in ("assignment", "unassignment")]
-        return sorted(moves, key=lambda e: _counter(e["ref"]))
+        return sorted(moves, key=lambda e: counter(e["ref"]))
 
     def stages(self) -> dict[str, Assignment | None]:
         """The release each stage holds now."""
@@ -148,7 +90,7 @@ class Registry:
                 if held is not None and held.version == e["version"]:
                     state[e["stage"]] = None
                 continue
-            info = _json(e["message"])
+            info = json_message(e["message"])
             state[e["stage"]] = Assignment(
                 e["stage"],
                 e["version"],
@@ -240,7 +182,7 @@ class Registry:
             for release in self.releases().values():
                 if release.tree_sha256 == info["tree_sha256"]:
                     return release.version
-            commit = _git(self.repo, "rev-parse", ref)
+            commit = git(self.repo, "rev-parse", ref)
             taken = [r for r in self.releases().values() if r.commit == commit]
             if taken:
                 raise RegistryError(
@@ -250,7 +192,7 @@ class Registry:
                 )
             name, email = actor()
             message = json.dumps({k: info[k] for k in ("bento_tag", "tree_sha256", "model_id", "verdict")})
-            with _quiet_gto():
+            with quiet_gto():
                 tag = gto.api.register(
                     str(self.repo), self.name, ref, message=message, author=name, author_email=email
                 )
@@ -386,7 +328,7 @@ class Registry:
         import gto.api
 
         name, email = actor()
-        with _quiet_gto():
+        with quiet_gto():
             gto.api.assign(
                 str(self.repo),
                 self.name,
@@ -402,7 +344,7 @@ class Registry:
         import gto.api
 
         name, email = actor()
-        with _quiet_gto():
+        with quiet_gto():
             gto.api.unassign(
                 str(self.repo),
                 self.name,
@@ -444,33 +386,3 @@ class Registry:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _json(message: str) -> dict[str, Any]:
-    try:
-        out = json.loads(message)
-    except (json.JSONDecodeError, TypeError):
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RegistryError(f"git {' '.join(args)} failed in {repo}: {out.stderr.strip()}")
-    return out.stdout.strip()
-
-
-@contextlib.contextmanager
-def _quiet_gto() -> Iterator[None]:
-    """GTO prints its own one-line confirmations; tunegate reports actions itself."""
-    import io
-    from contextlib import redirect_stdout
-
-    try:
-        with redirect_stdout(io.StringIO()):
-            yield
-    except Exception as err:
-        if type(err).__module__.startswith("gto"):
-            raise RegistryError(f"GTO refused: {err}") from err
-        raise

@@ -174,7 +174,7 @@ def test_not_a_git_repository(tmp_path):
 def test_the_actor_is_the_acting_user_not_the_machines_git_identity(tmp_path, monkeypatch):
     import getpass
 
-    from serving.registry import actor
+    from serving.releases import actor
 
     monkeypatch.delenv("TUNEGATE_ACTOR", raising=False)
     monkeypatch.delenv("TUNEGATE_ACTOR_EMAIL", raising=False)
