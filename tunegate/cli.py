@@ -293,75 +293,18 @@ def replay(
 ) -> None:
     """Send messages from a file to /classify at a steady rate; print a summary per release.
     With --feedback, a label the service refuses is counted and the replay goes on."""
-    import csv
-    import time
-    from collections import Counter
+    from serving.replay import ReplayKeys, read_rows, send
 
-    import httpx
-
-    if not file.exists():
-        fail(TunegateError(f"{file} does not exist"))
-    if rate <= 0:
-        fail(TunegateError(f"--rate {rate} must be positive"))
-    if file.suffix == ".csv":
-        with open(file, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if isinstance(r.get(text_column), str) and r[text_column].strip()][:limit]
-    if feedback and any(not r.get(label_column) for r in rows):
-        fail(TunegateError(f"--feedback needs a {label_column!r} value on every row of {file}"))
-    texts = [r[text_column] for r in rows]
-    served: Counter = Counter()
-    statuses: Counter = Counter()
-    correct, abstained, labelled, first_refusal = 0, 0, Counter(), ""
-    start = time.monotonic()
-    keys = {
-        k: os.environ.get(k) for k in ("TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY", "TUNEGATE_ADMIN_TOKEN")
-    }
-    public = {"Authorization": f"Bearer {keys['TUNEGATE_API_KEY']}"} if keys["TUNEGATE_API_KEY"] else {}
-    label_key = keys["TUNEGATE_FEEDBACK_KEY"] or keys["TUNEGATE_ADMIN_TOKEN"]
-    if feedback and not label_key:
-        fail(
-            TunegateError(
-                "--feedback needs TUNEGATE_FEEDBACK_KEY (the service's feedback key) in the environment"
-            )
-        )
-    with httpx.Client(base_url=url, timeout=120, headers=public) as client:
-        for i, text in enumerate(texts):
-            time.sleep(max(0.0, start + i / rate - time.monotonic()))
-            try:
-                r = client.post("/classify", json={"text": text, "user": f"replay-{i % callers}"})
-            except httpx.HTTPError as err:
-                fail(TunegateError(f"cannot reach {url}: {err}"))
-            statuses[r.status_code] += 1
-            served[r.headers.get("x-tunegate-version", "-")] += 1
-            if r.status_code == 200:
-                abstained += bool(r.json().get("abstained"))
-            if feedback and r.status_code == 200:
-                truth = rows[i][label_column]
-                correct += r.json()["label"] == truth
-                sent = client.post(
-                    "/feedback",
-                    json={"request_id": r.headers["x-request-id"], "label": truth},
-                    headers={"Authorization": f"Bearer {label_key}"},
-                )
-                if sent.status_code in (401, 403):  # every label would be refused: stop now
-                    fail(TunegateError(f"/feedback answered {sent.status_code}: {sent.text}"))
-                labelled[sent.status_code] += 1
-                if sent.status_code != 200 and not first_refusal:
-                    first_refusal = f"{truth!r}: {sent.status_code} {sent.text[:200]}"
-    summary: dict[str, object] = {
-        "sent": len(texts),
-        "status": dict(statuses),
-        "served_by": dict(served),
-        "abstained": abstained,
-    }
-    if feedback:
-        summary["accuracy"] = round(correct / max(statuses[200], 1), 4)  # an abstention is not right
-        summary["feedback"] = {"status": dict(labelled)} | (
-            {"first_refused": first_refusal} if first_refusal else {}
-        )
+    try:
+        if rate <= 0:
+            raise TunegateError(f"--rate {rate} must be positive")
+        rows = read_rows(file, text_column, limit)
+        labels = [r.get(label_column) for r in rows] if feedback else None
+        if labels is not None and not all(labels):
+            raise TunegateError(f"--feedback needs a {label_column!r} value on every row of {file}")
+        summary = send(url, [r[text_column] for r in rows], labels, rate, callers, ReplayKeys.from_env())
+    except TunegateError as err:
+        fail(err)
     typer.echo(json.dumps(summary))
 
 

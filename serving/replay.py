@@ -1,0 +1,97 @@
+"""`tunegate replay`: traffic from a file, sent to a running service at a steady rate.
+
+Each message goes to ``/classify`` under one of ``callers`` caller ids; with labels, each
+answer's true label goes to ``/feedback`` (a label the service refuses is counted and the
+replay goes on; a refused key stops it). The summary counts statuses, the releases that
+answered, abstentions and, with labels, the accuracy of the answers callers got.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunegate.errors import TunegateError
+
+
+@dataclass(frozen=True)
+class ReplayKeys:
+    api: str | None
+    """TUNEGATE_API_KEY: the public endpoints' key, when the service has one."""
+    feedback: str | None
+    """TUNEGATE_FEEDBACK_KEY, else TUNEGATE_ADMIN_TOKEN: who may send labels."""
+
+    @classmethod
+    def from_env(cls) -> ReplayKeys:
+        env = os.environ.get
+        return cls(env("TUNEGATE_API_KEY"), env("TUNEGATE_FEEDBACK_KEY") or env("TUNEGATE_ADMIN_TOKEN"))
+
+
+def read_rows(file: Path, text_column: str, limit: int | None) -> list[dict[str, Any]]:
+    """The file's rows (CSV or JSONL) that have text, at most ``limit``."""
+    if not file.exists():
+        raise TunegateError(f"{file} does not exist")
+    if file.suffix == ".csv":
+        with open(file, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if isinstance(r.get(text_column), str) and r[text_column].strip()][:limit]
+
+
+def send(
+    url: str, texts: list[str], labels: list[str | None] | None, rate: float, callers: int, keys: ReplayKeys
+) -> dict[str, Any]:
+    """Replay ``texts`` (and ``labels`` as feedback, when given); returns the summary."""
+    import httpx
+
+    if labels is not None and any(not lab for lab in labels):
+        raise TunegateError("--feedback needs a label on every row")
+    if labels is not None and not keys.feedback:
+        raise TunegateError(
+            "--feedback needs TUNEGATE_FEEDBACK_KEY (the service's feedback key) in the environment"
+        )
+    served, statuses, labelled = Counter(), Counter(), Counter()
+    correct, abstained, first_refusal = 0, 0, ""
+    public = {"Authorization": f"Bearer {keys.api}"} if keys.api else {}
+    start = time.monotonic()
+    with httpx.Client(base_url=url, timeout=120, headers=public) as client:
+        for i, text in enumerate(texts):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            try:
+                r = client.post("/classify", json={"text": text, "user": f"replay-{i % callers}"})
+            except httpx.HTTPError as err:
+                raise TunegateError(f"cannot reach {url}: {err}") from err
+            statuses[r.status_code] += 1
+            served[r.headers.get("x-tunegate-version", "-")] += 1
+            if r.status_code != 200:
+                continue
+            abstained += bool(r.json().get("abstained"))
+            if labels is None:
+                continue
+            correct += r.json()["label"] == labels[i]
+            sent = client.post(
+                "/feedback",
+                json={"request_id": r.headers["x-request-id"], "label": labels[i]},
+                headers={"Authorization": f"Bearer {keys.feedback}"},
+            )
+            if sent.status_code in (401, 403):  # every label would be refused: stop now
+                raise TunegateError(f"/feedback answered {sent.status_code}: {sent.text}")
+            labelled[sent.status_code] += 1
+            if sent.status_code != 200 and not first_refusal:
+                first_refusal = f"{labels[i]!r}: {sent.status_code} {sent.text[:200]}"
+    summary: dict[str, Any] = {
+        "sent": len(texts), "status": dict(statuses), "served_by": dict(served), "abstained": abstained,
+    }  # fmt: skip
+    if labels is not None:
+        summary["accuracy"] = round(correct / max(statuses[200], 1), 4)  # an abstention is not right
+        summary["feedback"] = {"status": dict(labelled)} | (
+            {"first_refused": first_refusal} if first_refusal else {}
+        )
+    return summary
