@@ -148,6 +148,7 @@ def scratch_project(tmp: Path, base: Path, candidate: Path, gate: Path, env: dic
     (project / "models").mkdir(parents=True)
     os.symlink(base.resolve(), project / "models/base")
     shutil.copy2(ROOT / "params.yaml", project / "params.yaml")
+    shutil.copy2(ROOT / "dvc.yaml", project / "dvc.yaml")  # the project's paths (tunegate/layout.py)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "bench"], cwd=project, check=True)

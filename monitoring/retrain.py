@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from serving.requestlog import RequestLog
 from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
 from tunegate.errors import DataError
+from tunegate.layout import layout
 from tunegate.pii import clean_text
 
 
@@ -133,7 +134,7 @@ def trigger(
     feedback["commit"] = commit_feedback(project, feedback_dir, why)
     dvc = Path(sys.executable).parent / "dvc"
     result = subprocess.run([str(dvc), "repro"], cwd=project, capture_output=True, text=True, check=False)
-    gate = project / "eval/gate.json"
+    gate = layout(project).gate_record
     entry = {
         "time": started,
         "why": why,

@@ -29,6 +29,7 @@ from tunegate.calibration import Calibration
 from tunegate.deployment import log_secret
 from tunegate.errors import ArtifactError, TunegateError
 from tunegate.inference import classify_sampling
+from tunegate.layout import layout
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 
@@ -81,7 +82,7 @@ class Runtime:
         self.seen: tuple = ()
         self.background: list[asyncio.Future] = []
         self.shadows: set[asyncio.Future] = set()
-        self.base_card = verified_card(project / "models/base")
+        self.base_card = verified_card(layout(project).base_model)
         self.adapters = Path(tempfile.mkdtemp(prefix="tunegate-adapters-"))
         self.loaded: dict[str, Live] = {}  # content hash -> a verified, loaded, warmed-up adapter
         self.labels: dict[str, tuple[str, ...]] = {}  # version -> its label set

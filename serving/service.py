@@ -18,6 +18,7 @@ from serving.app import build_app
 from serving.guard import Guard
 from serving.lifeline import SERVER_PID, die_with_parent, expected_parent
 from serving.runtime import Runtime
+from tunegate.layout import layout
 from tunegate.params import load_params
 
 SERVER = expected_parent(SERVER_PID)
@@ -37,7 +38,8 @@ class TuneGate:
         project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
         params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
         serve = params.serve
-        engine = Engine(project / "models/base", serve.max_model_len, serve.kv_cache_gib, serve.max_lora_rank)
+        base = layout(project).base_model
+        engine = Engine(base, serve.max_model_len, serve.kv_cache_gib, serve.max_lora_rank)
         self.runtime = Runtime(project, params, engine)
         app.state.runtime = self.runtime
 

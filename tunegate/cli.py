@@ -54,13 +54,14 @@ def gate(
     check: bool = typer.Option(
         False, "--check", help="Exit 0 when the candidate is approved, 1 when rejected (for CI)."
     ),
-    path: Path = typer.Option(Path("eval/gate.json"), "--gate-file", help="The gate stage's record."),
+    path: Path | None = typer.Option(None, "--gate-file", help="The gate stage's record (dvc.yaml's)."),
 ) -> None:
     """Show the release verdict from eval/gate.json (written by `dvc repro`)."""
     from evaluation.gate import check as read_verdict
+    from tunegate.layout import layout
 
     try:
-        approved, reason = read_verdict(path)
+        approved, reason = read_verdict(path or layout().gate_record)
     except TunegateError as err:
         fail(err)
     typer.echo(reason)
@@ -119,8 +120,8 @@ def rollback(
 
 @app.command()
 def register(
-    candidate_record: Path = typer.Option(
-        Path("registry/candidate.json"), "--record", help="The package stage's record."
+    candidate_record: Path | None = typer.Option(
+        None, "--record", help="The package stage's record (dvc.yaml's)."
     ),
     params_path: Path = PARAMS_OPTION,
 ) -> None:
@@ -132,8 +133,10 @@ def register(
     from serving.package import verify_registration
     from tunegate.artifacts import read_json
     from tunegate.errors import RegistryError
+    from tunegate.layout import layout
 
     try:
+        candidate_record = candidate_record or layout().candidate_record
         record = read_json(candidate_record) if candidate_record.exists() else None
         if not record or not record.get("packaged"):
             raise RegistryError(

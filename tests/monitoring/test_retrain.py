@@ -81,7 +81,7 @@ def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):
         "json.dump({'verdict': 'approved', 'rows': n}, open('eval/gate.json', 'w'))\n"
     )
     stage = {
-        "cmd": f"{sys.executable} count.py",
+        "cmd": f"{sys.executable} count.py --out eval/gate.json",
         "deps": ["data/feedback"],
         "outs": [{"eval/gate.json": {"cache": False}}],
     }

@@ -106,6 +106,7 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
     v3 in staging."""
     project = root / "project"
     shutil.copytree(tiny_base, project / "models/base")
+    shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")  # where the project keeps its paths
     port = free_port()
     # The judge: few requests needed (small test traffic), at most 2 per caller, and a p95 limit
     # (3x) that noise between two equally fast releases never reaches.
