@@ -31,6 +31,7 @@ from typing import Any
 from serving.releases import STAGES, Assignment, Release, actor, counter, git, json_message, quiet_gto
 from tunegate.artifacts import write_json
 from tunegate.errors import RegistryError
+from tunegate.layout import layout
 
 
 class Registry:
@@ -44,9 +45,9 @@ class Registry:
         self.name = name
         self.lock_timeout_s = lock_timeout_s
         self.canary_weight = canary_weight
-        self.dir = self.repo / "registry"
         if not (self.repo / ".git").exists():
             raise RegistryError(f"{self.repo} is not a git repository; GTO keeps the registry in git tags")
+        self.dir = layout(self.repo).production_pointer.parent
 
     # -- reading -----------------------------------------------------------------------
 

@@ -45,6 +45,12 @@ class Layout:
         return self.stage_arg("gate", "--out")
 
     @property
+    def production_pointer(self) -> Path:
+        """The evaluate stage's ``--production``: the registry writes it, evaluate reads the
+        production release from it; the registry's audit trail and lock sit beside it."""
+        return self.stage_arg("evaluate", "--production")
+
+    @property
     def candidate_record(self) -> Path:
         """The package stage's ``--out``: what `tunegate register` registers."""
         return self.stage_arg("package", "--out")

@@ -8,6 +8,7 @@ are under test here, not a classifier (bench/drift_power.py uses a trained one).
 
 import json
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from evaluation.hf_predict import Prediction
 from monitoring.descriptors import describe, vocabulary
 from serving.requestlog import Entry, RequestLog
-from tests.conftest import write_params
+from tests.conftest import ROOT, write_params
 from tunegate import monitor_reference
 from tunegate.artifacts import read_jsonl
 
@@ -235,6 +236,7 @@ def packaged_release(prepared_sample: Path, tmp_path: Path, cal=None) -> tuple[P
     for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=repo, check=True)
     write_params(repo / "params.yaml", monitor={"reports_dir": "reports"})
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     card = make_candidate(tmp_path / "cand")
     gate = gate_record(card, "approved")
     cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml"]

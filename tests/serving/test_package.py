@@ -6,6 +6,7 @@ never loads weights, so its bytes need not be a real adapter.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ def project(tmp_path) -> Path:
     for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "init"]):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=repo, check=True)
     (repo / "params.yaml").write_text("release:\n  name: intent-classifier\n")
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")  # the registry's folder is declared there
     return repo
 
 

@@ -2,12 +2,14 @@
 
 import json
 import multiprocessing
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from serving.registry import Registry
+from tests.conftest import ROOT
 from tunegate.errors import RegistryError
 
 
@@ -36,6 +38,7 @@ def repo(tmp_path, monkeypatch) -> Path:
     git(tmp_path, "config", "user.name", "tester")
     git(tmp_path, "config", "user.email", "tester@example.com")
     commit(tmp_path, "init")
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # the registry's folder is declared there
     return tmp_path
 
 

@@ -1,10 +1,12 @@
 """The canary judge on synthetic request-log rows (pure logic, real statsmodels tests)."""
 
 import itertools
+import shutil
 
 import pytest
 
 from serving.rollout import agreement, judge, judge_alone, p95
+from tests.conftest import ROOT
 from tunegate.params import ReleaseParams
 
 RELEASE = ReleaseParams(judge_min_requests=50, canary_steps=(10, 25, 50))
@@ -148,6 +150,7 @@ def two_releases(root, monkeypatch):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "a"]):
         subprocess.run([*git, *cmd], cwd=root, check=True)
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     reg = Registry(root, "intent-classifier")
     info = {"bento_tag": "x:1", "tree_sha256": "1" * 64, "model_id": "lora:1", "verdict": "approved"}
     v1 = reg.register(info)
