@@ -1,7 +1,8 @@
 """`make demo`: the whole loop on this CPU, with the real commands, in a scratch clone.
 
 1. Clone the project into ``DEMO_DIR`` (default ``/tmp/tunegate-demo``; your project's
-   registry, logs and data stay untouched), share the project's DVC cache, and
+   registry, logs, data and model store stay untouched), share the project's DVC cache,
+   package into a model store of its own, and
    ``dvc repro``: nothing reruns when ``make run`` has already run, else the whole pipeline.
 2. Promote the approved candidate to staging, then canary (10%).
 3. ``tunegate serve``; wait until ``/readyz`` says ready.
@@ -122,7 +123,11 @@ def main() -> None:
     sh(["git", "clone", "-q", str(PROJECT), str(demo)], PROJECT)
     sh([dvc, "cache", "dir", "--local", str(PROJECT / ".dvc/cache")], demo)
     sh([dvc, "checkout", "-q"], demo, ok=(0, 1, 255), quiet=True)  # what the cache has; repro builds the rest
+    # A model store of the demo's own: releases packaged by earlier demos (or by your project,
+    # with another calibration) never meet this one's. The package stage fills it.
+    os.environ["BENTOML_HOME"] = str(demo / ".bentoml")
     sh([dvc, "repro"], demo)
+    sh([dvc, "repro", "--force", "--single-item", "package"], demo, quiet=True)
     candidate = json.loads((demo / "registry/candidate.json").read_text())
     if candidate.get("verdict") != "approved" or not candidate.get("version"):
         raise SystemExit(f"the gate did not approve the candidate: see {demo}/eval/report.md")
