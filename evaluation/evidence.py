@@ -38,11 +38,6 @@ class Scores:
     values: tuple[float, ...]
     answers: tuple[str | None, ...] | None = None
 
-    @property
-    def binary(self) -> bool:
-        """0/1 scores (right or wrong): accuracy, and McNemar for a paired test."""
-        return all(v in (0.0, 1.0) for v in self.values)
-
     @classmethod
     def of_answers(cls, answers: Sequence[str | None], gold: Sequence[str]) -> Scores:
         return cls(tuple(float(a == g) for a, g in zip(answers, gold, strict=True)), tuple(answers))

@@ -72,9 +72,9 @@ def main_report(
         )
     ref_path, recorded = locate_reference(reference_setting, window, project, params)
     reference = monitor_reference.read(ref_path, sha256=recorded)
-    results, snapshot, estimate_note = judge_signals(window, reference, out_dir, params, project)
     m = params.monitor
     fix = correction(m.signals, m.alpha)
+    results, snapshot, estimate_note = judge_signals(window, reference, out_dir, params, project, fix.each)
     judged = [s for s in results if s.drifted is not None]
     # Too few requests: traffic signals were not judged, so neither is the window.
     status = (
@@ -119,7 +119,7 @@ def main_report(
 
 
 def judge_signals(
-    window: Window, reference: MonitorReference, out_dir: Path, params: Any, project: Path
+    window: Window, reference: MonitorReference, out_dir: Path, params: Any, project: Path, each: float
 ) -> tuple[list[Signal], Any, str | None]:
     """Every signal's verdict (traffic, live accuracy, the label-free estimate), the
     Evidently snapshot (None when the window is too small) and the estimate's reliability note."""
@@ -127,12 +127,11 @@ def judge_signals(
     results, snapshot = judge_window(
         reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
     )
-    fix = correction(m.signals, m.alpha)
-    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, fix.each))
+    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, each))
     estimate_note = None
     if ESTIMATED in m.signals:
         cal, why = locate_calibration(window, project, params)
-        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, fix.each, why)
+        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, each, why)
         results = [cbpe if s.name == ESTIMATED else s for s in results]
         estimate_note = reliability_note(results)
         if estimate_note and cbpe.score is not None:

@@ -51,8 +51,6 @@ def send(
     """Replay ``texts`` (and ``labels`` as feedback, when given); returns the summary."""
     import httpx
 
-    if labels is not None and any(not lab for lab in labels):
-        raise TunegateError("--feedback needs a label on every row")
     if labels is not None and not keys.feedback:
         raise TunegateError(
             "--feedback needs TUNEGATE_FEEDBACK_KEY (the service's feedback key) in the environment"
