@@ -9,5 +9,6 @@ PERTURBATIONS = ("typos", "casing", "no_punctuation", "truncation", "filler")
 """The perturbation suites there are (evaluation/perturb.py implements each)."""
 DESCRIPTORS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
 """The drift monitor's text descriptors (monitoring/descriptors.py computes each)."""
-MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy")
-"""The drift monitor's other signals (monitoring/drift.py)."""
+MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy", "abstention_rate")
+"""The drift monitor's other signals (monitoring/drift.py, monitoring/estimate.py,
+monitoring/abstention.py)."""

@@ -320,8 +320,16 @@ class GateParams:
     """Largest expected calibration error of the calibrated confidence on the hold-out."""
     target_in_scope_precision: float = 0.95
     """With serve.abstain_below auto: the share of answered in-scope validation messages that
-    must be answered right at the chosen threshold (the out-of-scope rows are judged by
-    min_oos_recall, not mixed in: their share of the data is not their share of traffic)."""
+    must be answered right at the chosen threshold (point estimate: a target above the
+    hold-out floor min_selective_accuracy). The out-of-scope rows are judged by
+    min_oos_recall, not mixed in (their share of the data is not their share of traffic),
+    unless serve.expected_oos_share declares traffic's mix: the target then applies to the
+    precision of all answered requests at that mix."""
+    threshold_confidence: float = 0.9
+    """With serve.abstain_below auto: the one-sided confidence of the Wilson lower bounds
+    that coverage, selective accuracy and out-of-scope recall on validation must clear
+    (each at its hold-out floor below), so that a threshold chosen on a small validation
+    set still meets the floors on the hold-out. 0.5 uses the point estimates."""
     min_coverage: float = 0.5
     """Smallest share of in-scope hold-out messages answered (not abstained on)."""
     min_selective_accuracy: float = 0.9
@@ -365,6 +373,8 @@ class GateParams:
                 out.append(f"gate.suite_margins.{suite}: {m} is outside [0, 1]")
         if self.min_slice_rows < 1:
             out.append(f"gate.min_slice_rows: {self.min_slice_rows} must be >= 1")
+        if not 0.5 <= self.threshold_confidence < 1:
+            out.append(f"gate.threshold_confidence: {self.threshold_confidence} is outside [0.5, 1)")
         if self.bootstrap_resamples < 100:
             out.append(f"gate.bootstrap_resamples: {self.bootstrap_resamples} < 100 gives unstable intervals")
         return out

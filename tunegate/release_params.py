@@ -95,10 +95,19 @@ class ServeParams:
     """Request bodies larger than this get 413 before they are read."""
     abstain_below: float | Literal["auto"] | None = "auto"
     """Calibrated confidence under which /classify abstains (``label: null``, ``abstained:
-    true``). auto: the evaluate stage picks the lowest threshold whose answers to in-scope
-    validation messages are right gate.target_in_scope_precision of the time;
-    a number in [0, 1]: that threshold; null: never abstain. The threshold is recorded in
-    the release (calibration.json), judged by the gate and served as judged."""
+    true``). auto: the evaluate stage picks the lowest threshold (the most in-scope
+    coverage) that meets, on validation, every floor the gate judges abstention by
+    (evaluation/threshold.py: gate.target_in_scope_precision, and gate.min_coverage,
+    gate.min_selective_accuracy, gate.min_oos_recall at a one-sided Wilson bound of
+    confidence gate.threshold_confidence); a number in [0, 1]: that threshold; null: never
+    abstain. The threshold is recorded in the release (calibration.json), judged by the
+    gate and served as judged."""
+    expected_oos_share: float | None = None
+    """The share of production /classify traffic that belongs to no intent, as the team
+    expects it (the data's share is an accident of how it was collected). null: in-scope
+    precision and out-of-scope recall are judged separately. A share in (0, 1): the report
+    also gives the precision of all answered requests at that mix, with its interval, and
+    the auto threshold's precision target (gate.target_in_scope_precision) applies to it."""
     shadow: tuple[str, ...] = ()
     """Stages that get a copy of every public request (answer logged, not returned), e.g.
     [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
@@ -116,6 +125,8 @@ class ServeParams:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
         if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
             out.append(f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)")
+        if self.expected_oos_share is not None and not 0 < self.expected_oos_share < 1:
+            out.append(f"serve.expected_oos_share: {self.expected_oos_share} is outside (0, 1) (or use null)")
         return out
 
 
