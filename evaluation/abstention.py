@@ -4,8 +4,10 @@ and mark every answer with its calibrated confidence and whether the release abs
 Inputs are the candidate's predictions (with raw path confidences, from whichever engine
 evaluated) on the validation split and on the out-of-scope suites that ``prepare`` writes
 when ``data.oos_label`` is declared. The threshold comes from ``serve.abstain_below``: a
-declared number, null (never), or auto (``choose_threshold`` for
-``gate.target_in_scope_precision``). The result is ``eval/results/calibration.json``,
+declared number, null (never), or auto (evaluation/threshold.py: the most coverage that
+meets every floor the gate judges abstention by, on validation). When no threshold meets
+them all, the stage says so in its log, naming the floors, before the gate runs, and the
+gate judges the best trade-off found. The result is ``eval/results/calibration.json``,
 which the package stage ships with the release and the service applies.
 """
 
@@ -17,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.calibration import CalibrationError, choose_threshold, fit, reliability
+from evaluation.calibration import CalibrationError, fit, reliability
 from evaluation.hf_predict import Prediction
+from evaluation.threshold import Floors, choose_threshold
 from tunegate.artifacts import read_jsonl
 from tunegate.calibration import Calibration
 from tunegate.params import Params
@@ -58,29 +61,57 @@ def calibrate(
     if declared is None:
         threshold, chosen_by = 0.0, "never: serve.abstain_below is null"
     elif declared == "auto":
-        conf = [fitted.apply(c) for c in raw]
-        oos = [fitted.apply(p.confidence) for p in oos_preds]
-        target = params.gate.target_in_scope_precision
-        found = choose_threshold(
-            conf, [p.label == r["label"] for p, r in zip(val_preds, val, strict=True)], oos, target
+        threshold, chosen_by, evidence["threshold_search"] = auto_threshold(
+            params, fitted, val, val_preds, oos_preds
         )
-        threshold = found.value
-        chosen_by = (
-            f"auto: the lowest threshold whose in-scope validation answers are right >= {target} of the time"
-        )
-        evidence["threshold_search"] = {
-            "target": target,
-            "reached": found.reached,
-            "precision": round(found.precision, 4),
-            "coverage": round(found.coverage, 4),
-            "oos_recall": None if found.oos_recall is None else round(found.oos_recall, 4),
-        }
     else:
         threshold, chosen_by = float(declared), "declared: serve.abstain_below"
     cal = Calibration(
         fitted.method, fitted.temperature, fitted.points, round(threshold, 6), chosen_by, fitted.fitted
     )
     return cal, evidence | cal.to_dict()
+
+
+RULE = (
+    "auto: the lowest threshold (most in-scope coverage) meeting on validation the precision "
+    "target (point) and the coverage, selective-accuracy and out-of-scope floors (one-sided Wilson "
+    "bound, confidence {confidence})"
+)
+
+
+def auto_threshold(
+    params: Params,
+    fitted: Calibration,
+    val: list[dict[str, Any]],
+    val_preds: list[Prediction],
+    oos_preds: list[Prediction],
+) -> tuple[float, str, dict[str, Any]]:
+    """(threshold, how it was chosen, the search's record for the gate and the report)."""
+    floors = Floors.from_params(params.gate, params.serve)
+    found = choose_threshold(
+        [fitted.apply(p.confidence) for p in val_preds],
+        [p.label == r["label"] for p, r in zip(val_preds, val, strict=True)],
+        [fitted.apply(p.confidence) for p in oos_preds],
+        floors,
+    )
+    chosen_by = RULE.format(confidence=floors.confidence)
+    if not oos_preds:
+        chosen_by += "; no out-of-scope validation rows: chosen on the in-scope floors alone"
+    if floors.oos_share is not None:
+        chosen_by += (
+            f"; precision at the declared mix of {floors.oos_share:g} out-of-scope traffic"
+            if oos_preds
+            else "; serve.expected_oos_share is declared, but without out-of-scope rows precision is in-scope"
+        )
+    if found.met:
+        log.info("abstention threshold %.4f: %s", found.value, found.explain())
+    else:
+        log.warning(
+            "abstention threshold %.4f: %s; the gate will judge this threshold and reject it",
+            found.value,
+            found.explain(),
+        )
+    return found.value, chosen_by, found.to_dict() | {"oos_share": floors.oos_share}
 
 
 def baseline_calibration(pointer: dict[str, Any]) -> Calibration | None:

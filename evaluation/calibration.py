@@ -1,9 +1,10 @@
-"""Fitting a calibration, choosing the abstention threshold, and scoring both.
+"""Fitting a calibration, and scoring it and the abstention it sets.
 
 Pure (numpy, scipy, scikit-learn). The evaluate stage fits on the validation split's
 answers, in-scope rows only (an answer's correctness is defined there), then chooses the
-threshold on validation in-scope *and* out-of-scope rows; the gate scores hold-out and
-shifted suites at that threshold. ``tunegate.calibration`` holds the result and applies it.
+threshold on validation in-scope *and* out-of-scope rows (evaluation/threshold.py); the
+gate scores hold-out and shifted suites at that threshold. ``tunegate.calibration`` holds
+the result and applies it.
 
 Scores, each with a seeded percentile-bootstrap interval:
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -91,45 +91,6 @@ def _isotonic(x: np.ndarray, y: np.ndarray) -> Calibration:
     pairs = zip(ir.X_thresholds_, ir.y_thresholds_, strict=True)
     points = tuple((round(float(a), 6), round(float(b), 6)) for a, b in pairs)
     return Calibration("isotonic", points=points)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    value: float
-    precision: float
-    """Share of the answered in-scope validation messages answered right."""
-    coverage: float
-    reached: bool
-    oos_recall: float | None = None
-    """Share of the validation out-of-scope messages abstained on at this threshold."""
-
-
-def choose_threshold(
-    conf: Sequence[float | None], correct: Sequence[bool], oos_conf: Sequence[float | None], target: float
-) -> Threshold:
-    """The lowest threshold whose answered in-scope validation messages are right at least
-    `target` of the time: the most coverage that meets the target. The out-of-scope rows do
-    not move it (their share of validation is an accident of the data, not of traffic); the
-    gate judges them separately (out-of-scope recall). When no threshold meets the target,
-    the one with the best precision, marked unreached."""
-    c = np.array([-1.0 if v is None else v for v in conf])
-    o = np.array([-1.0 if v is None else v for v in oos_conf])
-    ok = np.asarray(correct, dtype=bool)
-    best: Threshold | None = None
-    for t in [0.0, *sorted(set(c[c >= 0].tolist()))]:
-        answered = c >= t
-        n = int(answered.sum())
-        if n == 0:
-            continue
-        precision = float((ok & answered).sum() / n)
-        coverage = float(answered.mean())
-        recall = float((o < t).mean()) if len(o) else None
-        found = Threshold(float(t), precision, coverage, precision >= target, recall)
-        if found.reached:
-            return found
-        if best is None or precision > best.precision:
-            best = found
-    return best or Threshold(0.0, math.nan, math.nan, False)
 
 
 def ece(conf: np.ndarray, correct: np.ndarray) -> float:

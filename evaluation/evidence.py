@@ -24,8 +24,9 @@ from typing import Any, Literal
 from tunegate.artifacts import read_json, read_jsonl, sha256_file, write_json
 from tunegate.errors import DataError
 
-SCHEMA = 2
-"""evidence.json's layout. 1: before the version was written; the gate refuses another."""
+SCHEMA = 3
+"""evidence.json's layout (1: before the version was written; 3: the threshold search records
+every floor, evaluation/threshold.py). The gate refuses another."""
 SuiteKind = Literal["holdout", "shifted", "perturbation"]
 """What a suite is for: the gate judges each kind by its own checks."""
 

@@ -51,17 +51,19 @@ def judge(
         slices=slices(records.get("holdout", [])),
         seed=params.base.seed,
     )
-    calibration = calibration_checks(
+    *calibration, noted = calibration_checks(
         evidence.calibration,
         records.get("holdout", []),
         records.get("shifted"),
         out_of_scope,
         params.gate,
         params.base.seed,
+        params.serve.expected_oos_share,
     )
     for checks, notes in (calibration, classical_checks(records, params.gate)):
         verdict.checks.extend(checks)
         verdict.notes.extend(notes)
+    verdict.noted.extend(noted)
     verdict.approved = all(c.passed for c in verdict.checks)
     return verdict
 

@@ -45,17 +45,22 @@ class Verdict:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What was looked at but not judged (e.g. slices too small to test)."""
+    noted: list[Check] = field(default_factory=list)
+    """Declared checks this data cannot judge (e.g. out-of-scope recall without out-of-scope
+    rows): shown with the reason, neither passed nor failed, never counted as a pass."""
 
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
     def summary(self) -> str:
+        noted = f" ({len(self.noted)} noted, not judged: {', '.join(c.name for c in self.noted)})"
+        noted = noted if self.noted else ""
         if self.approved:
-            return f"approved: all {len(self.checks)} checks passed"
+            return f"approved: all {len(self.checks)} checks passed{noted}"
         first = self.failed[0]
         n_failed, n = len(self.failed), len(self.checks)
-        return f"rejected: {n_failed} of {n} checks failed; first: {first.name} ({first.reason})"
+        return f"rejected: {n_failed} of {n} checks failed; first: {first.name} ({first.reason}){noted}"
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +68,7 @@ class Verdict:
             "baseline_kind": self.baseline_kind,
             "checks": [asdict(c) for c in self.checks],
             "notes": list(self.notes),
+            "noted": [asdict(c) for c in self.noted],
         }
 
 

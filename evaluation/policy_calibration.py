@@ -12,10 +12,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from evaluation.calibration import oos_recall, suite_scores
 from evaluation.metrics import Estimate
 from evaluation.policy import Check, ab_check
 from evaluation.stats import adjust, paired_accuracy
+from evaluation.threshold import mixed_precision
 from tunegate.params import GateParams
 
 
@@ -45,24 +48,28 @@ def calibration_checks(
     out_of_scope: Sequence[dict[str, Any]] | None,
     gate: GateParams,
     seed: int = 0,
-) -> tuple[list[Check], list[str]]:
-    """(checks, notes). `evidence` is evidence.json's ``calibration`` block (None: evaluated
-    before calibration existed)."""
+    oos_share: float | None = None,
+) -> tuple[list[Check], list[str], list[Check]]:
+    """(checks, notes, noted checks: declared but not judged on this data). `evidence` is
+    evidence.json's ``calibration`` block; `oos_share` is ``serve.expected_oos_share``."""
     if not evidence or any("confidence" not in r for r in holdout):
         missing = "no calibration in the evidence (evaluated by an older tunegate); run `dvc repro evaluate`"
-        return [
-            Check("calibration.fitted", "calibration", math.nan, None, "fitted", False, reason=missing)
-        ], []
+        return (
+            [Check("calibration.fitted", "calibration", math.nan, None, "fitted", False, reason=missing)],
+            [],
+            [],
+        )
     checks, notes = fit_checks(evidence)
     found, more = holdout_checks(holdout, shifted, gate, seed)
     checks, notes = checks + found, notes + more
-    found, more = out_of_scope_checks(out_of_scope, gate, seed)
+    recall, noted, more = out_of_scope_checks(evidence, out_of_scope, gate, seed)
+    notes += more + mix_notes(holdout, out_of_scope, oos_share, gate, seed)
     ab, ab_notes = abstention_ab(evidence, holdout, out_of_scope, gate)
-    return checks + found + ab, notes + more + ab_notes
+    return checks + recall + ab, notes + ab_notes, noted
 
 
 def fit_checks(evidence: dict[str, Any]) -> tuple[list[Check], list[str]]:
-    """The calibration was fitted, and the threshold reached its validation target."""
+    """The calibration was fitted, and (auto threshold) every floor holds on validation."""
     failed = evidence.get("failed", "")
     fitted = Check(
         "calibration.fitted", f"calibration ({evidence['method']})", float(not failed), None,
@@ -73,12 +80,20 @@ def fit_checks(evidence: dict[str, Any]) -> tuple[list[Check], list[str]]:
     search = evidence.get("threshold_search")
     if search is None:
         return [fitted], notes
-    target = Check(
-        "validation.abstain_target", "precision of answered in-scope validation messages",
-        search["precision"], None, f">= {search['target']}", search["reached"],
-        reason="" if search["reached"] else "no threshold reaches the target on validation",
+    floors = search["floors"]
+    met = sum(f["met"] for f in floors)
+    shown = "; ".join(
+        f"{f['name']} {f['value']:.4f}" + ("" if f["name"] == "precision" else f" (bound {f['bound']:.4f})")
+        + f" {'>=' if f['met'] else '<'} {f['floor']}"
+        for f in floors
     )  # fmt: skip
-    return [fitted, target], notes
+    check = Check(
+        "validation.threshold", "floors met on validation at the threshold", float(met), None,
+        f"all {len(floors)}: " + ", ".join(f["key"] for f in floors), search["met"],
+        reason="" if search["met"] else search["explanation"],
+    )  # fmt: skip
+    notes.append(f"validation at the threshold: {shown}; {search['explanation']}")
+    return [fitted, check], notes
 
 
 def holdout_checks(
@@ -107,20 +122,87 @@ def holdout_checks(
     return checks, notes
 
 
+NO_VAL_OOS = (
+    "noted, not judged: no out-of-scope validation rows, so the threshold was chosen on the "
+    "in-scope floors alone"
+)
+
+
 def out_of_scope_checks(
-    out_of_scope: Sequence[dict[str, Any]] | None, gate: GateParams, seed: int
-) -> tuple[list[Check], list[str]]:
-    """The share of out-of-scope hold-out messages abstained on, or a note that there are none."""
-    if not out_of_scope:
-        note = "no out-of-scope rows (data.oos_label): coverage and selective accuracy only, "
-        return [], [note + "no out-of-scope recall"]
-    abstained = [x["abstained"] for x in out_of_scope]
-    r = oos_recall(abstained, resamples=gate.bootstrap_resamples, seed=seed, alpha=gate.alpha)
+    evidence: dict[str, Any], out_of_scope: Sequence[dict[str, Any]] | None, gate: GateParams, seed: int
+) -> tuple[list[Check], list[Check], list[str]]:
+    """(judged, noted, notes): the share of out-of-scope hold-out messages abstained on. It is
+    a noted check, neither pass nor fail, when it cannot be measured (no out-of-scope hold-out)
+    or when the auto threshold had no out-of-scope validation rows to be chosen against."""
     metric, why = (
         "share of out-of-scope messages abstained on",
         "answers out-of-scope messages with an intent",
     )
-    return [_check("holdout_oos.recall", metric, r, gate.min_oos_recall, True, why)], []
+    threshold = f">= {gate.min_oos_recall}"
+    if not out_of_scope:
+        reason = "not measured: no out-of-scope hold-out rows (data.oos_label)"
+        noted = Check("holdout_oos.recall", metric, math.nan, None, threshold, False, reason=reason)
+        return [], [noted], ["no out-of-scope rows: out-of-scope recall could not be measured"]
+    r = oos_recall(
+        [x["abstained"] for x in out_of_scope],
+        resamples=gate.bootstrap_resamples,
+        seed=seed,
+        alpha=gate.alpha,
+    )
+    found = _check("holdout_oos.recall", metric, r, gate.min_oos_recall, True, why)
+    if "threshold_search" in evidence and not evidence.get("val_oos_rows"):
+        found.passed = False
+        found.reason = NO_VAL_OOS
+        return [], [found], []
+    return [found], [], []
+
+
+def mix_notes(
+    holdout: Sequence[dict[str, Any]],
+    out_of_scope: Sequence[dict[str, Any]] | None,
+    share: float | None,
+    gate: GateParams,
+    seed: int,
+) -> list[str]:
+    """With serve.expected_oos_share: the precision of all answered requests at that mix."""
+    if share is None:
+        return []
+    if not out_of_scope:
+        return [f"serve.expected_oos_share {share:g}: no out-of-scope hold-out rows to measure it at"]
+    est = mixed_precision_ci(holdout, out_of_scope, share, gate.bootstrap_resamples, seed, gate.alpha)
+    return [
+        f"precision of answered requests at {share:g} out-of-scope traffic (serve.expected_oos_share) "
+        f"{est.value:.4f} [{est.lo:.4f}, {est.hi:.4f}]"
+    ]
+
+
+def mixed_precision_ci(
+    holdout: Sequence[dict[str, Any]],
+    out_of_scope: Sequence[dict[str, Any]],
+    share: float,
+    resamples: int,
+    seed: int,
+    alpha: float,
+) -> Estimate:
+    """Point value and percentile-bootstrap interval, in-scope and out-of-scope rows resampled
+    apart (the mix is declared, not sampled)."""
+    kept = np.array([not r["abstained"] for r in holdout], dtype=float)
+    right = np.array([not r["abstained"] and r["candidate"] == r["gold"] for r in holdout], dtype=float)
+    slipped = np.array([not r["abstained"] for r in out_of_scope], dtype=float)
+
+    def value(k: np.ndarray, g: np.ndarray, o: np.ndarray) -> float:
+        cov = k.mean()
+        selective = g.sum() / k.sum() if k.sum() else math.nan
+        return float(mixed_precision(cov, selective, 1 - o.mean(), share))
+
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(kept), len(kept))
+        j = rng.integers(0, len(slipped), len(slipped))
+        draws.append(value(kept[i], right[i], slipped[j]))
+    lo, hi = np.nanpercentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return Estimate(value(kept, right, slipped), float(lo), float(hi))
 
 
 def abstention_ab(

@@ -66,6 +66,11 @@ def render_report(
             f"| {mark} | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
             f"{_cell(c['threshold'])} | {p} | {_cell(c['reason'])} |"
         )
+    for c in record.get("noted", []):
+        out.append(
+            f"| noted | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
+            f"{_cell(c['threshold'])} | | {_cell(c['reason'])} |"
+        )
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")
     out += _suites_section(evidence, records)
@@ -157,6 +162,7 @@ def _calibration_section(
         f"Calibration: {how}, fitted on {cal['fitted'].get('rows', 0)} validation answers"
         + (f" (failed: {cal['failed']})" if "failed" in cal else "")
         + f". Abstains below calibrated confidence {cal['abstain_below']:.3f} ({cal['chosen_by']}).",
+        *_threshold_lines(cal.get("threshold_search")),
         "",
         "| suite | ECE | Brier | answered | accuracy of answered |",
         "|---|---|---|---|---|",
@@ -183,6 +189,28 @@ def _calibration_section(
             f"- {_cell(r['text'], 90)} -> `{r['candidate']}` ({_num(r['confidence'])})"
             for r in slipped[:EXAMPLES]
         ]
+    return out
+
+
+def _threshold_lines(search: dict[str, Any] | None) -> list[str]:
+    """The auto threshold's floors on validation, and which one bound the choice."""
+    if not search:
+        return []
+    out = [
+        "",
+        f"Validation at the threshold ({search['rows']} in-scope, {search['oos_rows']} out-of-scope rows): "
+        + search["explanation"]
+        + "."
+        + ("" if search["oos_rows"] else " Out-of-scope recall could not be measured on validation."),
+        "",
+        "| floor | declared by | floor | validation | compared (bound) | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in search["floors"]:
+        out.append(
+            f"| {f['name']} | `{f['key']}` | {f['floor']} | {_num(f['value'])} | {_num(f['bound'])} | "
+            f"{'yes' if f['met'] else '**no**'} |"
+        )
     return out
 
 

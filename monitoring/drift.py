@@ -20,9 +20,13 @@ alarm in at most alpha of the windows):
 - ``confidence``: K-S of served confidences against the release's confidences on the
   reference rows (the first window after a release is judged like any other);
 - ``estimated_accuracy``: the window's accuracy estimated from the release's calibrated
-  confidences, before any label arrives (monitoring/estimate.py);
+  confidences, before any label arrives (monitoring/estimate.py), with a caveat when the
+  window is unlike the data the calibration was fitted on;
+- ``abstention_rate``: the window's abstained share against the release's own on the
+  reference rows, Fisher exact test (monitoring/abstention.py);
 - ``live_accuracy``: where callers sent the true label (``POST /feedback``), accuracy with a
-  Wilson interval; drift when the interval lies below ``gate.min_accuracy``.
+  Wilson interval; drift when the interval lies below ``gate.min_accuracy``. Judged over
+  answered requests and reported with abstentions counted too.
 
 The tests compare distinct messages (the reference was de-duplicated by the prepare stage;
 repeats in a window are counted in the report, see ``Window.distinct``). A window smaller
@@ -62,6 +66,8 @@ class Signal:
     """None when it could not be judged (see `note`)."""
     note: str = ""
     p_value: float | None = None
+    caveat: str = ""
+    """Why a computed score should not be trusted for this window (shown with the verdict)."""
 
 
 @dataclass(frozen=True)
@@ -248,23 +254,34 @@ def judge_window(
         "confidence": f"{n_conf} requests in the window have a confidence; {min_window} are needed",
         "embedding": f"the classifier's test half needs {MIN_CLASSIFIER_SIDE} rows of each side",
         "estimated_accuracy": "needs the release's calibration (monitoring/estimate.py, in the report)",
+        "abstention_rate": "needs the release's calibration (monitoring/abstention.py, in the report)",
     }
     return [judged.get(s) or Signal(s, "-", each, None, None, reasons.get(s, "")) for s in signals], snapshot
 
 
-def live_accuracy(window: Window, floor: float, min_feedback: int, alpha: float) -> Signal:
+def live_accuracy(
+    window: Window, floor: float, min_feedback: int, alpha: float, oos_label: str | None = None
+) -> Signal:
     """Accuracy on requests whose callers sent the true label: drift when its Wilson
-    interval lies wholly below `floor` (significantly worse than the gate's floor)."""
+    interval lies wholly below `floor` (significantly worse than the gate's floor). Judged
+    over answered requests; the note also gives it with abstentions counted (an abstention
+    on a message of an intent is not a right answer, on an out-of-scope one it is), so a
+    release that starts refusing its traffic shows there (and in ``abstention_rate``)."""
     from statsmodels.stats.proportion import proportion_confint
 
     n = len(window.feedback)
     method = f"accuracy on feedback (Wilson upper bound, alpha {alpha:.3g})"
+    held = window.abstained_feedback
+    refused_right = sum(1 for truth in held if oos_label is not None and truth == oos_label)
     if n < min_feedback:
-        return Signal(
-            "live_accuracy", method, floor, None, None, f"{n} feedback labels; {min_feedback} needed"
-        )
+        note = f"{n} feedback labels on answered requests ({len(held)} on abstentions); {min_feedback} needed"
+        return Signal("live_accuracy", method, floor, None, None, note)
     hits = sum(1 for answered, truth in window.feedback if answered == truth)
     _, high = proportion_confint(hits, n, alpha=alpha, method="wilson")
-    return Signal(
-        "live_accuracy", method, floor, hits / n, bool(high < floor), f"{hits}/{n}; upper bound {high:.3f}"
+    total = n + len(held)
+    note = (
+        f"{hits}/{n} answered right; upper bound {high:.3f}; with abstentions counted: "
+        f"{hits + refused_right}/{total} ({(hits + refused_right) / total:.3f}, "
+        f"{len(held)} abstained on, {refused_right} of them out of scope)"
     )
+    return Signal("live_accuracy", method, floor, hits / n, bool(high < floor), note)

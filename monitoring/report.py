@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from monitoring.abstention import NAME as ABSTENTION
+from monitoring.abstention import abstention_rate
 from monitoring.drift import Signal, correction, judge_window, live_accuracy
 from monitoring.estimate import NAME as ESTIMATED
 from monitoring.estimate import estimated_accuracy, reliability_note
@@ -127,13 +129,19 @@ def judge_signals(
     results, snapshot = judge_window(
         reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
     )
-    results.append(live_accuracy(window, params.gate.min_accuracy, m.min_feedback, each))
+    results.append(
+        live_accuracy(window, params.gate.min_accuracy, m.min_feedback, each, params.data.oos_label)
+    )
     estimate_note = None
-    if ESTIMATED in m.signals:
+    if ESTIMATED in m.signals or ABSTENTION in m.signals:
         cal, why = locate_calibration(window, project, params)
-        cbpe = estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, each, why)
-        results = [cbpe if s.name == ESTIMATED else s for s in results]
+        found = {
+            ESTIMATED: estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, each, why),
+            ABSTENTION: abstention_rate(window, reference, cal, m.min_window, each, why),
+        }
+        results = [found.get(s.name, s) if s.name in m.signals else s for s in results]
         estimate_note = reliability_note(results)
-        if estimate_note and cbpe.score is not None:
-            cbpe.note += f"; {estimate_note}"
+        cbpe = found[ESTIMATED]
+        if estimate_note and cbpe.score is not None and ESTIMATED in m.signals:
+            cbpe.caveat = estimate_note
     return results, snapshot, estimate_note

@@ -30,6 +30,10 @@ class Window:
     version: str | None = None
     """The version that answered most of the window."""
     versions: dict[str, int] = field(default_factory=dict)
+    abstained: list[bool | None] = field(default_factory=list)
+    """Per request: the service abstained (None where the log has no flag)."""
+    abstained_feedback: list[str] = field(default_factory=list)
+    """The true labels callers sent for requests the release abstained on."""
 
     def distinct(self) -> Window:
         """One request per message (case and spacing ignored), the first of each. The
@@ -47,6 +51,7 @@ class Window:
         return Window(
             [self.texts[i] for i in keep], [self.labels[i] for i in keep], self.skipped, self.start, self.end,
             self.feedback, [self.confidence[i] for i in keep], self.version, self.versions,
+            [self.abstained[i] for i in keep] if self.abstained else [], self.abstained_feedback,
         )  # fmt: skip
 
 
@@ -70,6 +75,8 @@ def read_window(log: Path, hours: float | None = None, last: int | None = None) 
         ],
         version=versions.most_common(1)[0][0] if versions else None,
         versions=dict(versions),
+        abstained=[None if r["abstained"] is None else bool(r["abstained"]) for r in good],
+        abstained_feedback=[r["feedback"] for r in good if r["feedback"] is not None and r["abstained"]],
     )
 
 

@@ -344,7 +344,9 @@ def drift(
         verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig["drifted"]]
         score = "-" if sig["score"] is None else f"{sig['score']:.3g}"
         p = "" if sig["p_value"] is None or sig["p_value"] == sig["score"] else f", p {sig['p_value']:.3g}"
-        note = f"; {sig['note']}" if sig["note"] and sig["drifted"] is None else ""
+        note = f"; {sig['note']}" if sig["note"] else ""
+        if sig.get("caveat"):  # a score not to be trusted for this window says so where it is read
+            verdict, note = f"{verdict}?", f"{note}; {sig['caveat']}"
         typer.echo(
             f"{sig['name']:<16} {verdict:<10} {score:>9}  "
             f"({sig['method']}, threshold {sig['threshold']:.3g}{p}{note})"

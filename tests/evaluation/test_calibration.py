@@ -1,4 +1,4 @@
-"""Calibration: fitting, applying, the threshold, the scores, and the file that ships it."""
+"""Calibration: fitting, applying, the scores, the file that ships it (threshold: test_threshold.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from evaluation.calibration import (
     CalibrationError,
     brier,
-    choose_threshold,
     ece,
     fit,
     oos_recall,
@@ -82,20 +81,6 @@ def test_ece_and_brier_of_known_cases() -> None:
         {"bin": "0.0-0.1", "confidence": 0.05, "accuracy": 0.0, "count": 1},
         {"bin": "0.9-1.0", "confidence": 0.95, "accuracy": 0.5, "count": 2},
     ]
-
-
-def test_abstain_threshold_meets_the_target_with_the_most_coverage() -> None:
-    conf = [0.95, 0.9, 0.85, 0.8, 0.6, 0.5]
-    right = [True, True, True, False, True, False]
-    oos = [0.88, 0.3]
-    t = choose_threshold(conf, right, oos, target=0.85)
-    # At 0.6: 4 right of 5 (0.8); at 0.8: 3 of 4; at 0.85: 3 of 3. The out-of-scope rows do not move it.
-    assert (t.value, t.precision, t.coverage, t.reached) == (0.85, 1.0, 0.5, True)
-    assert t.oos_recall == 0.5  # 0.3 abstained on, 0.88 answered
-    loose = choose_threshold(conf, right, oos, target=0.6)
-    assert loose.value == 0.0 and loose.coverage == 1.0  # 4 of 6 right: answer everything
-    never = choose_threshold([0.9, 0.8], [False, False], [], target=0.5)
-    assert not never.reached and never.oos_recall is None
 
 
 def test_selective_scores_count_abstentions_and_invalid_answers() -> None:

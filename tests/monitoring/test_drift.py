@@ -138,19 +138,20 @@ def test_drift_report_judges_a_first_window_and_catches_the_shifted_channel(proj
     assert same.returncode == 0, same.stdout + same.stderr
     report = json.loads(sorted((project / "reports").glob("2*.json"))[-1].read_text())
     assert report["status"] == "no_drift" and report["window"]["requests"] == 168
-    assert report["correction"] == {"method": "Bonferroni", "alpha": 0.05, "family": 10, "each": 0.05 / 10}
+    assert report["correction"] == {"method": "Bonferroni", "alpha": 0.05, "family": 11, "each": 0.05 / 11}
     assert report["retraining"]["fires"] is False
     by_name = {s["name"]: s for s in report["signals"]}
     assert by_name["live_accuracy"]["score"] == 1.0 and by_name["live_accuracy"]["drifted"] is False
     # A first window is judged on every signal: the reference carries the release's confidences.
     # The label-free estimate needs the release's calibration, and this log names no release.
-    estimate = by_name.pop("estimated_accuracy")
-    assert estimate["drifted"] is None and "no calibration for the window's release" in estimate["note"]
+    for name in ("estimated_accuracy", "abstention_rate"):
+        signal = by_name.pop(name)
+        assert signal["drifted"] is None and "no calibration for the window's release" in signal["note"]
     assert all(s["drifted"] is False for s in by_name.values()), report["signals"]
     emb = by_name["embedding"]
     assert 0.5 < emb["threshold"] < 0.75 and emb["p_value"] > report["correction"]["each"]
     assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML
-    assert "family-wise: Bonferroni over 10 signals" in same.stdout
+    assert "family-wise: Bonferroni over 11 signals" in same.stdout
 
     shifted_rows = read_jsonl(prepared_sample / "shifted.jsonl")
     shifted = drift(project, log_of(project / "shifted.sqlite", shifted_rows, wrong_every=2, confidence=0.7))
@@ -325,7 +326,12 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
     assert estimate["score"] is not None, estimate["note"]
     assert abs(estimate["score"] - truth) < 0.075, (estimate, truth)
     live = signals["live_accuracy"]  # feedback on the answers callers got: the same requests
-    assert live["score"] == pytest.approx(truth) and f"/{len(answered)};" in live["note"]
+    assert live["score"] == pytest.approx(truth) and f"/{len(answered)} answered right;" in live["note"]
+    # with abstentions counted: every abstained-on request had an intent, so none of them is right
+    held = len(rows) - len(answered)
+    assert (
+        f"{sum(answered)}/{len(rows)} " in live["note"] and f"{held} abstained on, 0 of them" in live["note"]
+    )
     assert f"on {len(answered)} answered requests" in estimate["note"]
     assert estimate["drifted"] is False  # about 0.82: not below gate.min_accuracy (0.8)
     assert report["estimated_accuracy_unreliable"] is None  # the window's text is the reference's own
