@@ -6,6 +6,10 @@ For each dataset, in one run:
   and of the calibrated one, on hold-out and on shifted traffic;
 - the abstention trade-off: coverage, selective accuracy and out-of-scope recall at a
   range of thresholds, and at the threshold chosen on validation;
+- the auto threshold (evaluation/threshold.py) side by side with the rule it replaced (the
+  lowest threshold whose in-scope validation precision reaches the target, out-of-scope
+  rows ignored): the threshold each picks on validation, which floor bound it, and the
+  hold-out's coverage, selective accuracy and out-of-scope recall at it;
 - the label-free accuracy estimate (monitoring/estimate.py: mean calibrated confidence of
   answered requests) against the true accuracy of those requests, over replayed windows of
   100 and 300 requests drawn from hold-out and from shifted traffic (mean absolute error,
@@ -24,7 +28,7 @@ Datasets:
   half of the held-out intents (messages the model has no label for: out of scope).
 
 Usage: ``python bench/calibration.py [--banking77 DIR] [--windows 200]``. Writes
-``bench/results/calibration.json`` and ``.md``.
+``bench/results/calibration.json`` and ``.md`` (two tables).
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.calibration import choose_threshold, ece, fit
+from evaluation.calibration import ece, fit
 from evaluation.metrics import with_ci
+from evaluation.threshold import Floors, choose_threshold
 from tunegate import calibration
 from tunegate.artifacts import environment, read_json, read_jsonl, write_json
 from tunegate.calibration import Calibration
@@ -109,6 +114,31 @@ def measure(
     return result
 
 
+def precision_only(floors: Floors) -> Floors:
+    """The rule before: in-scope precision (point) alone, out-of-scope rows not consulted."""
+    return Floors(floors.precision, 0.0, 0.0, 0.0, confidence=0.5)
+
+
+def threshold_rules(
+    val: tuple[list[float | None], list[bool], list[float | None]],
+    holdout: tuple[list[float | None], list[bool], list[float | None]],
+    floors: Floors,
+) -> dict[str, Any]:
+    """Each rule's threshold on validation (calibrated confidences) and the hold-out at it."""
+    out = {}
+    for rule, f in (("every floor (auto)", floors), ("precision only (before)", precision_only(floors))):
+        oos_val = val[2] if rule.startswith("every") else []
+        found = choose_threshold(val[0], val[1], oos_val, f)
+        out[rule] = {
+            "threshold": round(found.value, 4),
+            "met_on_validation": found.met,
+            "bound_by": list(found.bound_by),
+            "explanation": found.explain(),
+            "holdout": trade_off(*[holdout[0], holdout[1], holdout[2]], found.value),
+        }
+    return out
+
+
 def sample_part(windows: int) -> dict[str, Any]:
     results = Path("eval/results")
     cal = calibration.read(results / calibration.FILE)
@@ -119,7 +149,35 @@ def sample_part(windows: int) -> dict[str, Any]:
     oos_path = results / "holdout_oos.jsonl"
     oos = [r["raw_confidence"] for r in read_jsonl(oos_path)] if oos_path.exists() else []
     model = read_json(results / "evidence.json")["candidate"]["model_id"]
-    return {"model": model, **measure(cal, suites, oos, windows)}
+    val = validation_of(cal, Path("data/prepared"), Path("models/candidate"))
+    hold = read_jsonl(results / "holdout.jsonl")
+    at = (
+        [r["confidence"] for r in hold],
+        [r["candidate"] == r["gold"] for r in hold],
+        [cal.apply(c) for c in oos],
+    )
+    params = load_params()
+    rules = threshold_rules(val, at, Floors.from_params(params.gate, params.serve))
+    return {"model": model, "threshold_rules": rules, **measure(cal, suites, oos, windows)}
+
+
+def validation_of(cal: Calibration, data: Path, candidate: Path) -> tuple[list, list, list]:
+    """The checked-out candidate's calibrated confidences and correctness on validation and
+    out-of-scope validation, answered by the scorer (the evaluate stage's engine)."""
+    from evaluation.models import base_ref, candidate_ref
+    from evaluation.predictors import HFEngine
+    from tunegate.prompt import PromptTemplate
+
+    rows = {name: read_jsonl(data / f"{name}.jsonl") for name in ("val", "val_oos")}
+    cand = candidate_ref(candidate, base_ref(Path("models/base")))
+    engine, template = HFEngine("scorer", 32), PromptTemplate.load(candidate)
+    preds = {name: engine.classify(cand, template, r) for name, r in rows.items() if r}
+    right = [p.label == r["label"] for p, r in zip(preds["val"], rows["val"], strict=True)]
+    return (
+        [cal.apply(p.confidence) for p in preds["val"]],
+        right,
+        [cal.apply(p.confidence) for p in preds.get("val_oos", [])],
+    )
 
 
 def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, Any]:
@@ -153,14 +211,15 @@ def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, A
     raw = {name: [p.confidence for p in preds[name]] for name in rows}
     params = load_params(params_path)
     fitted = fit("temperature", raw["val"], right["val"], 30)
-    conf_val = [fitted.apply(c) for c in raw["val"]]
-    threshold = choose_threshold(
-        conf_val,
-        right["val"],
-        [fitted.apply(c) for c in raw["val_oos"]],
-        params.gate.target_in_scope_precision,
-    )
+
+    def calibrated(name: str) -> list[float | None]:
+        return [fitted.apply(c) for c in raw[name]]
+
+    val = (calibrated("val"), right["val"], calibrated("val_oos"))
+    floors = Floors.from_params(params.gate, params.serve)
+    threshold = choose_threshold(*val, floors)
     cal = Calibration("temperature", fitted.temperature, (), threshold.value, "auto (bench)", fitted.fitted)
+    at = (calibrated("holdout"), right["holdout"], calibrated("shifted"))
     suites = {"holdout": (raw["holdout"], right["holdout"])}
     # The held-out intents have no right answer for this model: every answer is wrong.
     suites["shifted"] = (raw["shifted"], [False] * len(rows["shifted"]))
@@ -168,7 +227,8 @@ def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, A
         "candidate": describe(candidate),
         "rows": {k: len(v) for k, v in rows.items()},
         "scorer_seconds": round(seconds, 1),
-        "threshold_search": vars(threshold),
+        "threshold_search": threshold.to_dict(),
+        "threshold_rules": threshold_rules(val, at, floors),
         **measure(cal, suites, raw["shifted"], windows),
     }
 
@@ -195,6 +255,25 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rules_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| dataset | rule | threshold | met on validation | bound by | hold-out coverage | "
+        "selective accuracy | out-of-scope recall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, part in results["datasets"].items():
+        for rule, r in part.get("threshold_rules", {}).items():
+            h = r["holdout"]
+            sel = "-" if h["selective_accuracy"] is None else f"{h['selective_accuracy']:.3f}"
+            rec = "-" if h["oos_recall"] is None else f"{h['oos_recall']:.3f}"
+            met = "yes" if r["met_on_validation"] else "no"
+            lines.append(
+                f"| {dataset} | {rule} | {r['threshold']:.3f} | {met} | {', '.join(r['bound_by']) or '-'} | "
+                f"{h['coverage']:.3f} | {sel} | {rec} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--banking77", type=Path, default=Path("../shared/data/banking77"))
@@ -215,8 +294,9 @@ def main() -> None:
     }
     out = Path("bench/results")
     write_json(out / "calibration.json", results)
-    (out / "calibration.md").write_text(table(results), encoding="utf-8")
-    print(table(results))
+    text = table(results) + "\n" + rules_table(results)
+    (out / "calibration.md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 if __name__ == "__main__":

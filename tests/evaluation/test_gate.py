@@ -96,8 +96,8 @@ def write_results(
     return folder
 
 
-def decide_on(folder, **gate):
-    params = params_from_dict({"gate": {"bootstrap_resamples": 200, **gate}})
+def decide_on(folder, serve=None, **gate):
+    params = params_from_dict({"gate": {"bootstrap_resamples": 200, **gate}, "serve": serve or {}})
     evidence, records = load_evidence(folder)
     verdict = judge(evidence, records, params, load_out_of_scope(folder, evidence))
     return verdict, gate_record(verdict, evidence, params, folder), evidence, records
@@ -146,12 +146,13 @@ def test_evidence_of_another_schema_is_refused_and_the_same_schema_is_re_judged(
     del evidence["schema"]
     write_json(folder / "evidence.json", evidence)
     with pytest.raises(
-        DataError, match=r"evidence schema 1 is not the schema this gate reads \(2\).*dvc repro evaluate"
+        DataError,
+        match=rf"evidence schema 1 is not the schema this gate reads \({SCHEMA}\).*dvc repro evaluate",
     ):
         load_evidence(folder)
     evidence |= {"schema": SCHEMA, "probe": {"rows": 3, "surprise": True}}
     write_json(folder / "evidence.json", evidence)
-    with pytest.raises(DataError, match="does not have the schema 2 layout"):
+    with pytest.raises(DataError, match=f"does not have the schema {SCHEMA} layout"):
         load_evidence(folder)
 
 
@@ -235,9 +236,77 @@ def test_gate_judges_calibration_and_abstention_at_the_served_threshold(tmp_path
 
 
 def test_gate_without_out_of_scope_rows_reports_coverage_only_and_says_so(tmp_path):
-    verdict, _, _, _ = decide_on(write_results(tmp_path / "r", 0.95))
+    verdict, record, evidence, records = decide_on(write_results(tmp_path / "r", 0.95))
+    assert "holdout_oos.recall" not in checks_of(verdict)  # not a pass: a noted check
+    assert [c.name for c in verdict.noted] == ["holdout_oos.recall"]
+    assert "not measured" in verdict.noted[0].reason and not verdict.noted[0].passed
+    assert verdict.approved and "(1 noted, not judged: holdout_oos.recall)" in verdict.summary()
+    assert any("out-of-scope recall could not be measured" in n for n in verdict.notes)
+    assert "| noted | holdout_oos.recall |" in render_report(record, evidence, records)
+
+
+def with_threshold_search(folder, search, val_oos_rows: int):
+    """Rewrite the evidence's calibration block as an auto threshold with this search."""
+    evidence = json.loads((folder / "evidence.json").read_text())
+    evidence["calibration"] = CALIBRATION | {
+        "chosen_by": "auto", "threshold_search": search.to_dict(), "val_oos_rows": val_oos_rows,
+    }  # fmt: skip
+    write_json(folder / "evidence.json", evidence)
+    return folder
+
+
+def test_an_auto_threshold_that_meets_no_set_of_floors_is_judged_and_rejected_naming_the_floor(tmp_path):
+    from evaluation.threshold import Floors, choose_threshold
+
+    # Validation: the out-of-scope messages are as sure as the in-scope ones, so recall 0.5
+    # costs most of the coverage. The gate judges that best trade-off and says why it fails.
+    conf = [0.6 + 0.004 * i for i in range(100)]
+    search = choose_threshold(conf, [True] * 100, conf[::2], Floors(0.95, 0.9, 0.8, 0.5, 0.9))
+    assert not search.met
+    folder = with_threshold_search(write_results(tmp_path / "r", 0.95, oos_abstained=0.8), search, 50)
+    verdict, record, evidence, records = decide_on(folder)
+    check = checks_of(verdict)["validation.threshold"]
+    assert not verdict.approved and not check.passed
+    assert "no threshold meets every floor" in check.reason and "coverage" in check.reason
+    assert "holdout_oos.recall" in checks_of(verdict)  # judged: validation had out-of-scope rows
+    report = render_report(record, evidence, records, load_out_of_scope(folder, evidence))
+    assert "| **FAIL** | validation.threshold |" in report
+    assert "| coverage | `gate.min_coverage` | 0.8 |" in report and "| **no** |" in report
+
+    met = choose_threshold(conf, [True] * 100, [0.1] * 50, Floors(0.95, 0.9, 0.8, 0.5, 0.9))
+    assert met.met and met.value == 0.6  # the lowest in-scope confidence: every answer, no out-of-scope one
+    verdict, record, evidence, records = decide_on(with_threshold_search(folder, met, 50))
+    assert checks_of(verdict)["validation.threshold"].passed
+    assert "bound by oos_recall (lower bound 0.0000" in render_report(record, evidence, records)
+
+
+def test_without_out_of_scope_validation_rows_out_of_scope_recall_is_noted_not_passed(tmp_path):
+    from evaluation.threshold import Floors, choose_threshold
+
+    search = choose_threshold(
+        [0.9] * 60 + [0.4] * 10, [True] * 60 + [False] * 10, [], Floors(0.95, 0.9, 0.5, 0.5)
+    )
+    folder = with_threshold_search(write_results(tmp_path / "r", 0.95, oos_abstained=0.8), search, 0)
+    verdict, record, evidence, records = decide_on(folder)
     assert "holdout_oos.recall" not in checks_of(verdict)
-    assert any("no out-of-scope rows" in n for n in verdict.notes)
+    noted = verdict.noted[0]
+    assert noted.name == "holdout_oos.recall" and noted.value == pytest.approx(0.8)  # measured, not judged
+    assert "chosen on the in-scope floors alone" in noted.reason
+    report = render_report(record, evidence, records)
+    assert "Out-of-scope recall could not be measured on validation." in report
+
+
+def test_a_declared_out_of_scope_share_reports_precision_at_that_mix(tmp_path):
+    folder = write_results(tmp_path / "r", 0.95, oos_abstained=0.8)
+    verdict, _, _, _ = decide_on(folder, serve={"expected_oos_share": 0.2})
+    note = next(n for n in verdict.notes if "out-of-scope traffic (serve.expected_oos_share)" in n)
+    # in scope: the wrong answers abstained, every answer right; out of scope: 20% answered (wrong)
+    value, lo, hi = (float(x) for x in note.replace("[", "").replace("]", "").replace(",", "").split()[-3:])
+    coverage = checks_of(verdict)["holdout.coverage"].value
+    expected = 0.8 * coverage / (0.8 * coverage + 0.2 * 0.2)
+    assert value == pytest.approx(expected, abs=1e-4) and lo < value < hi
+    apart, _, _, _ = decide_on(folder)
+    assert not any("serve.expected_oos_share" in n for n in apart.notes)
 
 
 def test_gate_fails_a_calibration_that_could_not_be_fitted_or_is_missing(tmp_path):
