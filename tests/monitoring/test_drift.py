@@ -335,3 +335,28 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
     assert f"on {len(answered)} answered requests" in estimate["note"]
     assert estimate["drifted"] is False  # about 0.82: not below gate.min_accuracy (0.8)
     assert report["estimated_accuracy_unreliable"] is None  # the window's text is the reference's own
+    # The window abstained far more than the release does on its reference (raw confidences
+    # about 0.9: calibrated 0.75, answered): the abstention_rate signal sees it.
+    rate = signals["abstention_rate"]
+    assert rate["drifted"] is True and rate["score"] == pytest.approx(1 - len(answered) / len(rows), abs=0.01)
+
+    # Another channel: the estimate is computed, and every place that shows it says it is unreliable.
+    log = RequestLog(repo / "shifted.sqlite")
+    for i, r in enumerate(read_jsonl(prepared_sample / "shifted.jsonl")):
+        log.write(
+            Entry(
+                f"s{i}", "classify", 200, version=version, input=r["text"], label=r["label"], confidence=0.97
+            )
+        )
+    log.close()
+    moved = subprocess.run(
+        [*run[:-1], "shifted.sqlite"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert moved.returncode == 3, moved.stderr
+    line = next(x for x in moved.stdout.splitlines() if x.startswith("estimated_accuracy"))
+    assert "?" in line.split()[1] and "unreliable: the window is unlike the data" in line, line
+    report = json.loads(sorted((repo / "reports").glob("2*.json"))[-1].read_text())
+    estimate = next(s for s in report["signals"] if s["name"] == "estimated_accuracy")
+    assert estimate["caveat"] == report["estimated_accuracy_unreliable"] and estimate["caveat"].startswith(
+        "unreliable"
+    )
