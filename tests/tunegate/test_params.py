@@ -81,9 +81,9 @@ def test_calibration_and_abstain_settings_are_checked():
     with pytest.raises(ConfigError) as info:
         params_from_dict(
             {
-                "serve": {"abstain_below": 1.5},
+                "serve": {"abstain_below": 1.5, "expected_oos_share": 1.0},
                 "eval": {"calibration_min_rows": 3},
-                "gate": {"max_ece": -0.1, "target_in_scope_precision": 2},
+                "gate": {"max_ece": -0.1, "target_in_scope_precision": 2, "threshold_confidence": 1.0},
                 "release": {"judge_max_abstention_change": 1.2},
             }
         )
@@ -96,6 +96,10 @@ def test_calibration_and_abstain_settings_are_checked():
     assert "eval.calibration_min_rows: 3 is too few to fit on" in text
     assert "gate.max_ece: -0.1 is outside [0, 1]" in text and "gate.target_in_scope_precision: 2.0" in text
     assert "release.judge_max_abstention_change: 1.2" in text
+    assert "serve.expected_oos_share: 1.0 is outside (0, 1) (or use null)" in text
+    assert "gate.threshold_confidence: 1.0 is outside [0.5, 1)" in text
+    assert params_from_dict({"serve": {"expected_oos_share": 0.2}}).serve.expected_oos_share == 0.2
+    assert params_from_dict({}).serve.expected_oos_share is None
     assert params_from_dict({"serve": {"abstain_below": None}}).serve.abstain_below is None
     assert params_from_dict({"serve": {"abstain_below": "auto"}}).serve.abstain_below == "auto"
     assert params_from_dict({"serve": {"abstain_below": 0.4}}).serve.abstain_below == 0.4
