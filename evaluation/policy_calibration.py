@@ -88,7 +88,7 @@ def fit_checks(evidence: dict[str, Any]) -> tuple[list[Check], list[str]]:
         for f in floors
     )  # fmt: skip
     check = Check(
-        "validation.threshold", "floors met on validation at the threshold", float(met), None,
+        "validation.threshold", f"floors met on validation at the threshold (of {len(floors)})", met, None,
         f"all {len(floors)}: " + ", ".join(f["key"] for f in floors), search["met"],
         reason="" if search["met"] else search["explanation"],
     )  # fmt: skip
