@@ -123,8 +123,9 @@ def main_report(
 def judge_signals(
     window: Window, reference: MonitorReference, out_dir: Path, params: Any, project: Path, each: float
 ) -> tuple[list[Signal], Any, str | None]:
-    """Every signal's verdict (traffic, live accuracy, the label-free estimate), the
-    Evidently snapshot (None when the window is too small) and the estimate's reliability note."""
+    """Every signal's verdict (traffic, live accuracy, and the two that need the release's
+    calibration: the label-free estimate and the abstention rate), the Evidently snapshot
+    (None when the window is too small) and the estimate's reliability note."""
     m = params.monitor
     results, snapshot = judge_window(
         reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
@@ -139,9 +140,8 @@ def judge_signals(
             ESTIMATED: estimated_accuracy(window, cal, params.gate.min_accuracy, m.min_window, each, why),
             ABSTENTION: abstention_rate(window, reference, cal, m.min_window, each, why),
         }
-        results = [found.get(s.name, s) if s.name in m.signals else s for s in results]
+        results = [found.get(s.name, s) for s in results]  # each configured signal, once
         estimate_note = reliability_note(results)
-        cbpe = found[ESTIMATED]
-        if estimate_note and cbpe.score is not None and ESTIMATED in m.signals:
-            cbpe.caveat = estimate_note
+        if estimate_note and found[ESTIMATED].score is not None:
+            found[ESTIMATED].caveat = estimate_note
     return results, snapshot, estimate_note
