@@ -58,7 +58,9 @@ def abstention_rate(
         f"{ours}/{len(flags)} abstained ({ours / len(flags):.3f}) vs {theirs}/{len(ref)} "
         f"({theirs / len(ref):.3f}) on the reference"
     )
-    return Signal(NAME, METHOD, each, round(ours / len(flags), 4), p < each, note, p)
+    note += f"; each test at {each:.3g}"
+    # the score (the window's share) is shown against the reference's share it is tested against
+    return Signal(NAME, METHOD, round(theirs / len(ref), 4), round(ours / len(flags), 4), p < each, note, p)
 
 
 def window_abstained(window: Window, calibration: Calibration) -> list[bool]:

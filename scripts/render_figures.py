@@ -147,6 +147,8 @@ def drift_figure(report: dict) -> str:
         else:
             label = s["note"][:60] or "not judged"
         verdict = {True: "DRIFT", False: "ok", None: "n/a"}[s["drifted"]]
+        if s.get("caveat"):  # a score not to be trusted for this window says so wherever it is shown
+            verdict, label = f"{verdict}?", f"{label}; {s['caveat']}"
         body.append(
             f'<text x="{LEFT + BAR + 10}" y="{y + 17}" fill="{colour}">{verdict}</text>'
             f'<text x="{LEFT + BAR + 60}" y="{y + 17}" fill="{INK}">{escape(label)}</text>'

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from monitoring.abstention import abstention_rate
 from monitoring.window import Window
 from tunegate.calibration import Calibration
@@ -49,6 +51,8 @@ def test_abstention_rate_fires_when_the_window_abstains_more_or_less() -> None:
     more = abstention_rate(window(200, 0.45, seed=1), ref, CAL, 50, EACH)
     assert more.drifted is True and more.score > 0.3 and more.p_value < EACH
     assert "abstained" in more.note and "on the reference" in more.note
+    reference_share = sum(c < CAL.abstain_below for c in ref.confidence) / len(ref)
+    assert more.threshold == pytest.approx(reference_share, abs=1e-4)  # shown against the reference's share
     less = abstention_rate(window(200, 0.0, seed=2), ref, CAL, 50, EACH)
     assert less.drifted is True and less.score == 0.0
 
