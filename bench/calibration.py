@@ -257,8 +257,8 @@ def table(results: dict[str, Any]) -> str:
 
 def rules_table(results: dict[str, Any]) -> str:
     lines = [
-        "| dataset | rule | threshold | met on validation | bound by | hold-out coverage | "
-        "selective accuracy | out-of-scope recall |",
+        "| dataset | rule | threshold | met on validation | bound by (met) or missed (not met) | "
+        "hold-out coverage | selective accuracy | out-of-scope recall |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for dataset, part in results["datasets"].items():
