@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.calibration import ece, fit
+from evaluation.calibration_fit import ece, fit
 from evaluation.metrics import with_ci
 from evaluation.threshold import Floors, choose_threshold
 from tunegate import calibration

@@ -3,7 +3,7 @@
 Two contenders compute the same Evidently report (text descriptors, predicted labels,
 confidence, all-MiniLM-L6-v2 embedding drift) on the same request log, in one run:
 
-- ``tunegate``: ``monitoring.report.main_report`` as ``tunegate drift`` runs it: a
+- ``tunegate``: ``monitoring.drift_report.main_report`` as ``tunegate drift`` runs it: a
   seeded sample of at most ``monitor.sample`` rows per side is described and embedded,
   and the reference sample's embeddings come from the on-disk cache (the first, cold
   report computes it; its cost is reported apart);
@@ -61,7 +61,7 @@ def build_log(path: Path, data: Path, n: int, seed: int) -> None:
 def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -> dict:
     """One report, in this process (called in a child): seconds, embedding seconds, peak RSS."""
     import monitoring.drift as drift
-    from monitoring.report import main_report
+    from monitoring.drift_report import main_report
     from monitoring.window import read_window
     from tunegate import monitor_reference
     from tunegate.params import Params
@@ -88,7 +88,7 @@ def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -
         status = "drift" if any(s.drifted for s in results) else "no_drift"
     else:
         record, _ = main_report(log, str(reference), reports, params)
-        status = record["status"]
+        status = record.status
     seconds = time.perf_counter() - start
     return {
         "seconds": round(seconds, 2),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.calibration import CalibrationError, fit, reliability
+from evaluation.calibration_fit import CalibrationError, fit, reliability
 from evaluation.hf_predict import Prediction
 from evaluation.threshold import Floors, choose_threshold
 from tunegate.artifacts import read_jsonl

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,19 @@ def measure_parity(
     )
 
 
-def evaluate(args: argparse.Namespace, params: Params) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Evaluated:
+    """What the stage wrote, and the figures its log line reports."""
+
+    metrics: dict[str, Any]
+    """eval/metrics.json (DVC metrics: per suite, per model)."""
+    holdout_accuracy: float
+    baseline_accuracy: float
+    threshold: float
+    """The abstention threshold of the release's calibration."""
+
+
+def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     """The stage: resolve the models, predict, probe, measure parity, calibrate, score, write."""
     options, seed = params.eval, params.base.seed
     m = resolve_models(args, params)
@@ -219,7 +231,8 @@ def evaluate(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         for name, rows in plot_rows(scored, suites).items():
             write_csv(tmp / f"{name}.csv", rows)
     write_json(args.out / "metrics.json", metrics)
-    return metrics
+    hold = metrics["holdout"]
+    return Evaluated(metrics, hold["candidate"]["accuracy"], hold["baseline"]["accuracy"], cal.abstain_below)
 
 
 def identities(m: Models, base_dir: Path) -> tuple[ModelIdentity, ModelIdentity, ModelIdentity]:
@@ -336,14 +349,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     configure_logging()
-    metrics = evaluate(args, load_params(args.params))
-    hold = metrics["holdout"]
+    done = evaluate(args, load_params(args.params))
     log.info(
-        "hold-out accuracy %.3f, baseline %.3f; wrote %s",
-        hold["candidate"]["accuracy"],
-        hold["baseline"]["accuracy"],
-        args.out,
-    )
+        "hold-out accuracy %.3f, baseline %.3f, abstention threshold %.4f; wrote %s",
+        done.holdout_accuracy, done.baseline_accuracy, done.threshold, args.out,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.calibration import oos_recall, suite_scores
+from evaluation.calibration_fit import oos_recall, suite_scores
 from evaluation.metrics import Estimate
 from evaluation.policy import Check, ab_check
 from evaluation.stats import adjust, paired_accuracy

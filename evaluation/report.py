@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evaluation.calibration import record_scores
+from evaluation.calibration_fit import record_scores
 from evaluation.evidence import Evidence
 
 EXAMPLES = 8

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.abstention import reliability_rows
-from evaluation.calibration import record_scores
+from evaluation.calibration_fit import record_scores
 from evaluation.evidence import slices
 from evaluation.metrics import ClassScores, accuracy, encode, macro_f1, per_class, with_ci
 from evaluation.suites import Suite, length_slice

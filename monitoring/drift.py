@@ -14,7 +14,7 @@ alarm in at most alpha of the windows):
   K-S test; ``oov_share`` counts words the training split lacks, on both sides;
 - ``embedding``: Evidently ``EmbeddingsDrift`` on all-MiniLM-L6-v2 sentence embeddings; a
   classifier tries to tell window from reference, and its held-out ROC AUC is judged against
-  its null distribution at the actual sizes (monitoring/stats.py), not a fixed AUC;
+  its null distribution at the actual sizes (monitoring/drift_tests.py), not a fixed AUC;
 - ``predicted_label``: the labels the service answered against the release's answers on the
   reference rows: two-sample chi-square with a permutation p-value;
 - ``confidence``: K-S of served confidences against the release's confidences on the
@@ -131,7 +131,7 @@ def frame(texts: list[str], labels: list, confidence: list, vocab: frozenset[str
 
 
 def embedding_signal(auc: float, each: float, sizes: tuple[int, int]) -> Signal:
-    from monitoring.stats import auc_p_value, auc_threshold, held_out_sizes
+    from monitoring.drift_tests import auc_p_value, auc_threshold, held_out_sizes
 
     n1, n2 = held_out_sizes(*sizes)
     p, critical = auc_p_value(auc, n1, n2), auc_threshold(each, n1, n2)
@@ -185,7 +185,7 @@ def report(ref: Any, cur: Any, tested: list[str], each: float, embeddings: bool)
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
 
-    from monitoring.stats import NullCalibratedModelDrift
+    from monitoring.drift_tests import NullCalibratedModelDrift
 
     def method(s: str) -> str:
         return "two_sample_chisquare" if s == "predicted_label" else "ks"
@@ -223,7 +223,7 @@ def judge_window(
     With ``render=False`` (the benchmark's thousands of windows) the embedding verdict is
     computed by the same drift method object without Evidently's t-SNE picture, which is
     most of a report's time; every verdict is the same."""
-    from monitoring.stats import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
+    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
 
     check_family(window, reference.labels)
     if len(window.texts) < min_window:

@@ -88,27 +88,49 @@ def judged_rows(rows: list[dict[str, Any]], version: str, cap: int) -> list[tupl
     return [(r, min(1.0, cap / per_unit[caller_unit(r)])) for r in mine]
 
 
-def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Latency:
+    weight: float
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One release's judged traffic in the window (every count weighted per caller)."""
+
+    requests: int
+    callers: int
+    weight: float
+    errors: float
+    """5xx responses."""
+    latency: dict[str, Latency]
+    """Per endpoint, over successful requests."""
+    classify: float
+    """Successful /classify answers."""
+    invalid: float
+    abstained: float
+
+
+def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> Traffic:
     judged = judged_rows(rows, version, cap)
     ok = [(r, w) for r, w in judged if r["status"] == 200 and r["latency_ms"] is not None]
     classify = [(r, w) for r, w in judged if r["endpoint"] == "classify" and r["status"] == 200]
-    latency: dict[str, dict[str, Any]] = {}
+    latency = {}
     for endpoint in sorted({r["endpoint"] for r, _ in ok}):
         pairs = [(r["latency_ms"], w) for r, w in ok if r["endpoint"] == endpoint]
-        latency[endpoint] = {
-            "weight": sum(w for _, w in pairs),
-            "p95_ms": p95([v for v, _ in pairs], [w for _, w in pairs]),
-        }
-    return {
-        "requests": len(judged),
-        "callers": len({caller_unit(r) for r, _ in judged}),
-        "weight": sum(w for _, w in judged),
-        "errors": sum(w for r, w in judged if r["status"] >= 500),
-        "latency": latency,
-        "classify": sum(w for _, w in classify),
-        "invalid": sum(w for r, w in classify if not r["valid"]),
-        "abstained": sum(w for r, w in classify if r.get("abstained")),
-    }
+        latency[endpoint] = Latency(
+            sum(w for _, w in pairs), p95([v for v, _ in pairs], [w for _, w in pairs])
+        )
+    return Traffic(
+        requests=len(judged),
+        callers=len({caller_unit(r) for r, _ in judged}),
+        weight=sum(w for _, w in judged),
+        errors=sum(w for r, w in judged if r["status"] >= 500),
+        latency=latency,
+        classify=sum(w for _, w in classify),
+        invalid=sum(w for r, w in classify if not r["valid"]),
+        abstained=sum(w for r, w in classify if r.get("abstained")),
+    )
 
 
 def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> tuple[int, int]:
@@ -127,27 +149,27 @@ MIN_LATENCY_WEIGHT = 10
 """An endpoint's p95 is compared once each side has this much (weighted) successful traffic."""
 
 
-def _wait(c: dict[str, Any], release: ReleaseParams) -> str | None:
-    if c["weight"] < release.judge_min_requests:
+def _wait(c: Traffic, release: ReleaseParams) -> str | None:
+    if c.weight < release.judge_min_requests:
         return (
-            f"{c['weight']:.0f} weighted canary requests from {c['callers']} caller(s) "
+            f"{c.weight:.0f} weighted canary requests from {c.callers} caller(s) "
             f"(at most {release.judge_max_per_caller} count per caller), need {release.judge_min_requests}"
         )
     return None
 
 
-def _invalid(c: dict[str, Any], release: ReleaseParams, metrics: dict, failed: list, passed: list) -> None:
-    if c["classify"]:
-        rate = c["invalid"] / c["classify"]
+def _invalid(c: Traffic, release: ReleaseParams, metrics: dict, failed: list, passed: list) -> None:
+    if c.classify:
+        rate = c.invalid / c.classify
         metrics["invalid_rate"] = rate
         cap = release.judge_max_invalid_rate
-        line = f"invalid outputs {c['invalid']:.0f}/{c['classify']:.0f} = {rate:.1%} (limit {cap:.0%})"
+        line = f"invalid outputs {c.invalid:.0f}/{c.classify:.0f} = {rate:.1%} (limit {cap:.0%})"
         (failed if rate > cap else passed).append(line)
 
 
 def _abstention(
-    c: dict[str, Any],
-    p: dict[str, Any],
+    c: Traffic,
+    p: Traffic,
     release: ReleaseParams,
     alpha: float,
     metrics: dict,
@@ -159,18 +181,18 @@ def _abstention(
     a change beyond ``judge_max_abstention_change``, each at alpha / 2."""
     from statsmodels.stats.proportion import test_proportions_2indep
 
-    if min(c["classify"], p["classify"]) < MIN_LATENCY_WEIGHT:
+    if min(c.classify, p.classify) < MIN_LATENCY_WEIGHT:
         return
     limit = release.judge_max_abstention_change
     pvalues = []
     for value, side in ((limit, "larger"), (-limit, "smaller")):
         with np.errstate(divide="ignore", invalid="ignore"):
             test = test_proportions_2indep(
-                c["abstained"], c["classify"], p["abstained"], p["classify"],
+                c.abstained, c.classify, p.abstained, p.classify,
                 value=value, compare="diff", alternative=side, method="agresti-caffo",
             )  # fmt: skip
         pvalues.append(1.0 if math.isnan(test.pvalue) else float(test.pvalue))
-    ours, theirs = c["abstained"] / c["classify"], p["abstained"] / p["classify"]
+    ours, theirs = c.abstained / c.classify, p.abstained / p.classify
     metrics["abstention"] = {"canary": ours, "production": theirs, "p_more": pvalues[0], "p_less": pvalues[1]}
     line = (
         f"abstentions {ours:.1%} vs production {theirs:.1%} (change beyond {limit:.0%}: "
@@ -184,15 +206,15 @@ def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams,
     from scipy.stats import binomtest
 
     c = summarize(rows, canary, release.judge_max_per_caller)
-    metrics: dict[str, Any] = {"canary": c, "production": None}
+    metrics: dict[str, Any] = {"canary": asdict(c), "production": None}
     if (why := _wait(c, release)) is not None:
         return Decision("wait", [why], None, metrics)
     failed, passed = [], []
     limit = release.judge_max_error_increase
-    n, k = round(c["weight"]), min(round(c["errors"]), round(c["weight"]))
+    n, k = round(c.weight), min(round(c.errors), round(c.weight))
     pvalue = float(binomtest(k, n, limit, alternative="greater").pvalue)
     metrics["error_test_p"] = pvalue
-    rate = f"{c['errors']:.0f}/{c['weight']:.0f}"
+    rate = f"{c.errors:.0f}/{c.weight:.0f}"
     line = f"error rate {rate} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
     (failed if pvalue < alpha else passed).append(line)
     _invalid(c, release, metrics, failed, passed)
@@ -215,37 +237,35 @@ def judge(
 
     cap = release.judge_max_per_caller
     c, p = summarize(rows, canary, cap), summarize(rows, production, cap)
-    metrics: dict[str, Any] = {"canary": c, "production": p}
+    metrics: dict[str, Any] = {"canary": asdict(c), "production": asdict(p)}
     if (why := _wait(c, release)) is not None:
         return Decision("wait", [why], weight, metrics)
     failed, passed = [], []
-    if p["weight"] > 0:
+    if p.weight > 0:
         with np.errstate(divide="ignore", invalid="ignore"):  # zero errors on a side are fine here
             test = test_proportions_2indep(
-                c["errors"], c["weight"], p["errors"], p["weight"],
+                c.errors, c.weight, p.errors, p.weight,
                 value=release.judge_max_error_increase, compare="diff", alternative="larger",
                 method="agresti-caffo",  # pseudo-counts: sound with zero errors on a side
             )  # fmt: skip
         pvalue = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
         metrics["error_test_p"] = pvalue
         line = (
-            f"error rate {c['errors']:.0f}/{c['weight']:.0f} "
-            f"vs production {p['errors']:.0f}/{p['weight']:.0f} "
+            f"error rate {c.errors:.0f}/{c.weight:.0f} "
+            f"vs production {p.errors:.0f}/{p.weight:.0f} "
             f"(excess over {release.judge_max_error_increase:.0%}: p={pvalue:.3g})"
         )
         (failed if pvalue < alpha else passed).append(line)
     ratios = {}
-    for endpoint, mine in c["latency"].items():
-        theirs = p["latency"].get(endpoint)
-        if (
-            theirs is None
-            or min(mine["weight"], theirs["weight"]) < MIN_LATENCY_WEIGHT
-            or not theirs["p95_ms"]
-        ):
+    for endpoint, mine in c.latency.items():
+        theirs = p.latency.get(endpoint)
+        if theirs is None or min(mine.weight, theirs.weight) < MIN_LATENCY_WEIGHT:
             continue
-        ratios[endpoint] = ratio = mine["p95_ms"] / theirs["p95_ms"]
+        if mine.p95_ms is None or not theirs.p95_ms:  # an endpoint with traffic has a p95
+            continue
+        ratios[endpoint] = ratio = mine.p95_ms / theirs.p95_ms
         limit = release.judge_max_p95_ratio
-        line = f"{endpoint} p95 latency {mine['p95_ms']:.0f} ms = {ratio:.2f}x production (limit {limit}x)"
+        line = f"{endpoint} p95 latency {mine.p95_ms:.0f} ms = {ratio:.2f}x production (limit {limit}x)"
         (failed if ratio > limit else passed).append(line)
     metrics["p95_ratio"] = ratios
     _invalid(c, release, metrics, failed, passed)

@@ -5,7 +5,7 @@ The raw confidence of a constrained answer is the probability of its token path
 (``tunegate.prompt.answer_confidence``: what vLLM reports per request, and what the
 scorer computes the same way). It is not a probability of being right: a fine-tuned
 model is sure of itself on messages that belong to no intent at all. The evaluate stage
-fits a monotone map on the validation split (evaluation/calibration.py) and records it
+fits a monotone map on the validation split (evaluation/calibration_fit.py) and records it
 here with the abstention threshold; the gate judges the release *at* that threshold,
 the package stage ships this file with the release, and the service and the drift
 monitor apply the very same map. Fitting needs scipy and scikit-learn; applying needs

@@ -326,9 +326,8 @@ def drift(
 ) -> None:
     """Compare production traffic with the release's held-out reference (Evidently). Exit 0:
     no drift, 3: drift, 4: window too small to judge, 2: error."""
-    from monitoring.report import main_report
+    from monitoring.drift_report import main_report
     from monitoring.retrain import due, reports, trigger
-    from tunegate.artifacts import write_json
     from tunegate.params import load_params
 
     try:
@@ -339,34 +338,31 @@ def drift(
         record, html = main_report(log, reference or m.reference, Path(m.reports_dir), params, hours, last)
     except TunegateError as err:
         fail(err)
-    fix, ref = record["correction"], record["reference"]
-    for sig in record["signals"]:
-        verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig["drifted"]]
-        score = "-" if sig["score"] is None else f"{sig['score']:.3g}"
-        p = "" if sig["p_value"] is None or sig["p_value"] == sig["score"] else f", p {sig['p_value']:.3g}"
-        note = f"; {sig['note']}" if sig["note"] else ""
-        if sig.get("caveat"):  # a score not to be trusted for this window says so where it is read
-            verdict, note = f"{verdict}?", f"{note}; {sig['caveat']}"
+    fix, ref = record.correction, record.reference
+    for sig in record.signals:
+        verdict = {True: "DRIFT", False: "ok", None: "not judged"}[sig.drifted]
+        score = "-" if sig.score is None else f"{sig.score:.3g}"
+        p = "" if sig.p_value is None or sig.p_value == sig.score else f", p {sig.p_value:.3g}"
+        note = f"; {sig.note}" if sig.note else ""
+        if sig.caveat:  # a score not to be trusted for this window says so where it is read
+            verdict, note = f"{verdict}?", f"{note}; {sig.caveat}"
         typer.echo(
-            f"{sig['name']:<16} {verdict:<10} {score:>9}  "
-            f"({sig['method']}, threshold {sig['threshold']:.3g}{p}{note})"
+            f"{sig.name:<16} {verdict:<10} {score:>9}  ({sig.method}, threshold {sig.threshold:.3g}{p}{note})"
         )
-    w = record["window"]
+    w = record.window
     typer.echo(
-        f"family-wise: {fix['method']} over {fix['family']} signals, each at {fix['each']:.3g} "
-        f"(alpha {fix['alpha']:g}); reference {ref['path']} ({ref['rows']} rows)"
+        f"family-wise: {fix.method} over {fix.family} signals, each at {fix.each:.3g} "
+        f"(alpha {fix.alpha:g}); reference {ref.path} ({ref.rows} rows)"
     )
-    typer.echo(
-        f"{record['status']}: {w['requests']} requests ({w['skipped_rows']} rows skipped); report {html}"
-    )
+    typer.echo(f"{record.status}: {w.requests} requests ({w.skipped_rows} rows skipped); report {html}")
     decision = due(reports(Path(m.reports_dir)), m.retrain_on, m.consecutive_windows)
-    record["retraining"] = decision._asdict()
-    write_json(html.with_suffix(".json"), record)
+    record.retraining = decision._asdict()
+    record.write(html.parent)
     typer.echo(f"retraining policy: {'fires' if decision.fires else 'quiet'} ({decision.why})")
     if retrain and decision.fires:
         try:
             entry = trigger(
-                Path("."), Path(m.reports_dir), decision.why, [f"{record['time']}.json"], log,
+                Path("."), Path(m.reports_dir), decision.why, [f"{record.time}.json"], log,
                 Path(m.feedback_dir), params.data.oos_label,
             )  # fmt: skip
         except TunegateError as err:
@@ -374,7 +370,7 @@ def drift(
         fb = entry["feedback"]
         typer.echo(f"feedback: {fb['new']} new labelled requests, {fb['total']} in {fb['path']}")
         typer.echo(f"dvc repro exited {entry['exit_code']}; gate verdict: {entry['verdict']}")
-    raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record["status"]])
+    raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record.status])
 
 
 def _hours(text: str) -> float:

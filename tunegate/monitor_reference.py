@@ -6,7 +6,7 @@ and hold-out, scrubbed like live traffic) with the release's own answers and ser
 confidences on them (the vLLM path, as the service answers), and the training split's
 vocabulary. Live traffic from the training distribution is unseen text answered by the
 same model, exactly like these rows, so every drift test compares like with like and
-its false-alarm rate is the declared one (``monitoring/stats.py``). The first window
+its false-alarm rate is the declared one (``monitoring/drift_tests.py``). The first window
 after a release can be judged: nothing depends on earlier traffic.
 """
 

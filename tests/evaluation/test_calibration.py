@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.calibration import (
+from evaluation.calibration_fit import (
     CalibrationError,
     brier,
     ece,

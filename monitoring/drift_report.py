@@ -8,14 +8,14 @@ file named explicitly (``--reference`` or a path in ``monitor.reference``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from monitoring.abstention import NAME as ABSTENTION
 from monitoring.abstention import abstention_rate
-from monitoring.drift import Signal, correction, judge_window, live_accuracy
+from monitoring.drift import Correction, Signal, correction, judge_window, live_accuracy
 from monitoring.estimate import NAME as ESTIMATED
 from monitoring.estimate import estimated_accuracy, reliability_note
 from monitoring.window import Window, read_window
@@ -23,6 +23,53 @@ from tunegate import monitor_reference
 from tunegate.artifacts import write_json
 from tunegate.errors import DataError
 from tunegate.monitor_reference import MonitorReference
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    requests: int
+    distinct_messages: int
+    skipped_rows: int
+    start: str | None
+    end: str | None
+    version: str | None
+    versions: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ReferenceSummary:
+    path: str
+    sha256: str
+    rows: int
+    model_id: str
+
+
+@dataclass
+class DriftRecord:
+    """One report: ``reports/drift/<time>.json`` is its ``to_dict()``."""
+
+    time: str
+    status: Literal["drift", "no_drift", "insufficient"]
+    drifted: list[str]
+    signals: list[Signal]
+    correction: Correction
+    estimated_accuracy_unreliable: str | None
+    """Why the label-free estimate cannot be trusted for this window, or None."""
+    window: WindowSummary
+    reference: ReferenceSummary
+    log: str
+    html: list[str]
+    retraining: dict[str, Any] | None = None
+    """The retraining policy's decision, added by `tunegate drift` after the report."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.retraining is None:
+            del out["retraining"]
+        return out
+
+    def write(self, out_dir: Path) -> None:
+        write_json(out_dir / f"{self.time}.json", self.to_dict())
 
 
 def locate_reference(setting: str, window: Window, project: Path, params: Any) -> tuple[Path, str | None]:
@@ -63,7 +110,7 @@ def main_report(
     hours: float | None = None,
     last: int | None = None,
     project: Path = Path("."),
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[DriftRecord, Path]:
     """Compute drift for a window and write the report; returns the record and the HTML path."""
     window = read_window(log, hours, last)
     if not window.texts:
@@ -85,38 +132,28 @@ def main_report(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / f"{stamp}.html"
-    record = {
-        "time": stamp,
-        "status": status,
-        "drifted": [s.name for s in judged if s.drifted],
-        "signals": [asdict(s) for s in results],
-        "correction": asdict(fix),
-        "estimated_accuracy_unreliable": estimate_note,
-        "window": {
-            "requests": len(window.texts),
-            "distinct_messages": len(window.distinct().texts),
-            "skipped_rows": window.skipped,
-            "start": window.start,
-            "end": window.end,
-            "version": window.version,
-            "versions": window.versions,
-        },
-        "reference": {
-            "path": reference.source,
-            "sha256": reference.sha256,
-            "rows": len(reference),
-            "model_id": reference.model_id,
-        },
-        "log": str(log),
-        "html": [html.name],
-    }
+    record = DriftRecord(
+        time=stamp,
+        status=status,
+        drifted=[s.name for s in judged if s.drifted],
+        signals=results,
+        correction=fix,
+        estimated_accuracy_unreliable=estimate_note,
+        window=WindowSummary(
+            len(window.texts), len(window.distinct().texts), window.skipped, window.start, window.end,
+            window.version, window.versions,
+        ),
+        reference=ReferenceSummary(reference.source, reference.sha256, len(reference), reference.model_id),
+        log=str(log),
+        html=[html.name],
+    )  # fmt: skip
     if snapshot is not None:
         snapshot.save_html(str(html))
     else:
         html.write_text(
             f"<html><body><h1>Drift: not judged</h1><p>{results[0].note}</p></body></html>", encoding="utf-8"
         )
-    write_json(out_dir / f"{stamp}.json", record)
+    record.write(out_dir)
     return record, html
 
 
