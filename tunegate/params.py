@@ -28,8 +28,10 @@ from tunegate.typed_config import build
 class BaseParams:
     seed: int = 42
     """Seed shared by every stage (splits, perturbations, training, bootstrap)."""
-    task: Literal["classification", "chat"] = "classification"
-    """classification: the model writes one label; chat: free-form supervised records."""
+    task: Literal["classification"] = "classification"
+    """The kind of model released: classification (the model writes one label from a closed
+    set) is the kind every stage implements today. No other value is accepted until a
+    stage reads it (the generation kind is being built: data/tickets/ is its default)."""
 
     def problems(self) -> list[str]:
         return [] if self.seed >= 0 else [f"base.seed: {self.seed} is negative; use an integer >= 0"]

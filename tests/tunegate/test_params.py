@@ -100,6 +100,12 @@ def test_calibration_and_abstain_settings_are_checked():
     assert "gate.threshold_confidence: 1.0 is outside [0.5, 1)" in text
     assert params_from_dict({"serve": {"expected_oos_share": 0.2}}).serve.expected_oos_share == 0.2
     assert params_from_dict({}).serve.expected_oos_share is None
+
+
+def test_a_task_kind_no_stage_implements_is_refused():
+    """base.task once accepted `chat`, which no code read: a user got classification silently."""
+    with pytest.raises(ConfigError, match=r"base\.task: 'chat' is not one of 'classification'"):
+        params_from_dict({"base": {"task": "chat"}})
     assert params_from_dict({"serve": {"abstain_below": None}}).serve.abstain_below is None
     assert params_from_dict({"serve": {"abstain_below": "auto"}}).serve.abstain_below == "auto"
     assert params_from_dict({"serve": {"abstain_below": 0.4}}).serve.abstain_below == 0.4
