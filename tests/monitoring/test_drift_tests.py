@@ -7,7 +7,13 @@ test that is exactly at its level (100 draws at 0.05: 11 or more happens 0.1% of
 import numpy as np
 from scipy.stats import chisquare
 
-from monitoring.drift_tests import auc_p_value, auc_threshold, classifier_auc, held_out_sizes, two_sample_chisquare
+from monitoring.drift_tests import (
+    auc_p_value,
+    auc_threshold,
+    classifier_auc,
+    held_out_sizes,
+    two_sample_chisquare,
+)
 
 LABELS = [f"intent_{i}" for i in range(12)]
 WEIGHTS = np.array([30, 20, 12, 8, 6, 5, 5, 4, 4, 3, 2, 1], dtype=float) / 100
