@@ -58,7 +58,7 @@ def scale(values: list[float]) -> tuple[float, float]:
 
 
 def gate_figure(gate: dict) -> str:
-    checks = gate["checks"]
+    checks = gate["checks"] + [c | {"noted": True} for c in gate.get("noted", [])]
     body, y0 = [], 56
     body.append(
         f'<text x="12" y="44" fill="{INK}">{escape(gate["summary"])}; '
@@ -66,8 +66,8 @@ def gate_figure(gate: dict) -> str:
     )
     for i, c in enumerate(checks):
         y = y0 + i * ROW
-        value = c["value"] if isinstance(c["value"], (int, float)) else None
-        colour = GREEN if c["passed"] else RED
+        value = c["value"] if isinstance(c["value"], (int, float)) and math.isfinite(c["value"]) else None
+        colour = GREY if c.get("noted") else GREEN if c["passed"] else RED
         body.append(f'<text x="12" y="{y + 17}" fill="{INK}">{escape(c["name"])}</text>')
         numbers = [v for v in [value, *(c["ci"] or [])] if isinstance(v, (int, float))]
         threshold = _number(c["threshold"])
@@ -92,7 +92,7 @@ def gate_figure(gate: dict) -> str:
                 'stroke-width="2"/>'
             )
         shown = "-" if value is None else f"{value:.3f}"
-        verdict = "pass" if c["passed"] else "FAIL"
+        verdict = "noted" if c.get("noted") else "pass" if c["passed"] else "FAIL"  # noted: not judged
         body.append(
             f'<text x="{LEFT + BAR + 10}" y="{y + 17}" fill="{colour}">{verdict}</text>'
             f'<text x="{LEFT + BAR + 50}" y="{y + 17}" fill="{INK}">{shown} ({escape(c["threshold"])})</text>'

@@ -46,6 +46,16 @@ def test_gate_figure_has_one_row_per_check_and_marks_the_failure():
     assert "0.900 (>= 0.8)" in shown
     width = int(ET.fromstring(render.gate_figure(gate)).get("width"))
     assert width >= render.text_width([render.gate_figure(gate)]) - 16
+    noted = {
+        "name": "holdout_oos.recall",
+        "value": float("nan"),
+        "ci": None,
+        "threshold": ">= 0.5",
+        "passed": False,
+    }
+    shown = texts(render.gate_figure(gate | {"noted": [noted]}))
+    assert "holdout_oos.recall" in shown and shown.count("noted") == 1 and shown.count("FAIL") == 1
+    assert "- (>= 0.5)" in shown  # not measured: no value drawn
 
 
 def test_drift_figure_shows_each_signal_and_not_judged_ones():
