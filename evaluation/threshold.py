@@ -103,13 +103,12 @@ class ThresholdChoice:
         if self.met:
             if not self.bound_by:
                 return "every floor holds on validation without abstaining"
-            return "bound by " + ", ".join(_shortfall_text(f) for f in self._previous_misses())
+            return "bound by " + ", ".join(
+                _shortfall_text(f) for f in self.previous if f.name in self.bound_by
+            )
         misses = ", ".join(_shortfall_text(f) for f in self.floors if not f.met)
         alone = f"; no threshold meets {', '.join(self.unmet_alone)} even alone" if self.unmet_alone else ""
         return f"no threshold meets every floor on validation; best trade-off misses {misses}{alone}"
-
-    def _previous_misses(self) -> list[FloorResult]:
-        return [f for f in self.previous if not f.met]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
