@@ -23,7 +23,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run demo test test-fast lint format lock bench bento clean-venv
+.PHONY: setup run run-generation demo test test-fast lint format lock bench bento clean-venv
 
 setup: $(STAMP)
 
@@ -46,6 +46,13 @@ run: setup
 	@$(BIN)/dvc metrics show 2>/dev/null || true
 	@echo "Release report: eval/report.md"
 	@$(BIN)/tunegate gate
+
+# The generation kind (tunegate/task.py) on its embedded default, data/tickets/: the same
+# stages, generation/dvc.yaml, reading params-generation.yaml.
+run-generation: setup
+	$(BIN)/dvc repro generation/dvc.yaml
+	@echo "Release report: eval/generation/report.md"
+	@$(BIN)/tunegate gate --gate-file eval/generation/gate.json
 
 # The whole loop (pipeline, staged rollout, serving, drift, retraining) in a scratch clone.
 demo: setup

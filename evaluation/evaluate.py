@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from tunegate.errors import DataError
 from tunegate.params import Params, load_params
 from tunegate.prompt import PromptTemplate
 from tunegate.stage import configure_logging
+from tunegate.task import for_kind
 from tunegate.words import vocabulary
 
 log = logging.getLogger(__name__)
@@ -175,9 +177,12 @@ class Evaluated:
     metrics: dict[str, Any]
     """eval/metrics.json (DVC metrics: per suite, per model)."""
     holdout_accuracy: float
+    """The hold-out's primary score (accuracy; generation: gate.primary_metric)."""
     baseline_accuracy: float
     threshold: float
-    """The abstention threshold of the release's calibration."""
+    """The abstention threshold of the release's calibration (NaN for generation)."""
+    metric: str = "accuracy"
+    """What holdout_accuracy and baseline_accuracy measure."""
 
 
 def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
@@ -349,10 +354,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     configure_logging()
-    done = evaluate(args, load_params(args.params))
+    from evaluation.generation import evaluate as evaluate_generation
+
+    params = load_params(args.params)
+    kinds = {"classification": evaluate, "generation": evaluate_generation}
+    done = for_kind(kinds, params.base.task, "evaluate")(args, params)
+    threshold = "" if math.isnan(done.threshold) else f", abstention threshold {done.threshold:.4f}"
     log.info(
-        "hold-out accuracy %.3f, baseline %.3f, abstention threshold %.4f; wrote %s",
-        done.holdout_accuracy, done.baseline_accuracy, done.threshold, args.out,
+        "hold-out %s %.3f, baseline %.3f%s; wrote %s",
+        done.metric, done.holdout_accuracy, done.baseline_accuracy, threshold, args.out,
     )  # fmt: skip
 
 

@@ -55,6 +55,9 @@ class SuiteOutcome:
     baseline: Scores | None
     metric: str = "accuracy"
     """What the mean score is called in check names (``holdout.accuracy``)."""
+    others: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """The candidate's other per-item scores by name (generation: json_valid, rouge_l, ...),
+    for floors on them."""
 
     @classmethod
     def classified(
@@ -144,6 +147,10 @@ class Evidence:
     calibration: dict[str, Any] = field(default_factory=dict)
     """The calibration block (evaluation/abstention.py), empty when not evaluated."""
     out_of_scope: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+    """The task kind that produced the evidence (tunegate/task.py)."""
+    prompting: dict[str, Any] = field(default_factory=dict)
+    """generation: the prompting reference (the base model with few-shot examples), when evaluated."""
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,18 +180,42 @@ class Evidence:
         except (KeyError, TypeError) as err:
             raise DataError(f"evidence.json does not have the schema {SCHEMA} layout: {err}") from err
 
-    def outcomes(self, records: dict[str, list[dict[str, Any]]]) -> list[SuiteOutcome]:
-        """Each suite's records as scores (the baseline's only where it was compared)."""
-        return [
-            SuiteOutcome.classified(
-                name,
-                self.suites[name].kind,
-                [r["gold"] for r in recs],
-                [r["candidate"] for r in recs],
-                [r["baseline"] for r in recs] if self.suites[name].versus_baseline else None,
-            )
-            for name, recs in records.items()
-        ]
+    def outcomes(
+        self, records: dict[str, list[dict[str, Any]]], primary: str = "accuracy"
+    ) -> list[SuiteOutcome]:
+        """Each suite's records as scores (the baseline's only where it was compared).
+        Classification: 1 where the answer is the gold label. Generation: the records'
+        per-item `primary` score, and the candidate's other scores beside it."""
+        if self.task == "classification":
+            return [
+                SuiteOutcome.classified(
+                    name,
+                    self.suites[name].kind,
+                    [r["gold"] for r in recs],
+                    [r["candidate"] for r in recs],
+                    [r["baseline"] for r in recs] if self.suites[name].versus_baseline else None,
+                )
+                for name, recs in records.items()
+            ]
+        return [scored_outcome(name, self.suites[name], recs, primary) for name, recs in records.items()]
+
+
+def scored_outcome(name: str, info: SuiteInfo, recs: list[dict[str, Any]], primary: str) -> SuiteOutcome:
+    """A suite whose records carry per-item scores per model (``scores.<model>.<metric>``)."""
+    missing = [r["id"] for r in recs if primary not in r["scores"]["candidate"]]
+    if missing:
+        raise DataError(
+            f"suite {name}: no {primary!r} score for item {missing[0]} (gate.primary_metric); "
+            f"the evaluation measured {sorted(recs[0]['scores']['candidate'])}"
+        )
+
+    def values(who: str, metric: str) -> tuple[float, ...]:
+        return tuple(float(r["scores"][who].get(metric, 0.0)) for r in recs)
+
+    base = Scores(values("baseline", primary)) if info.versus_baseline else None
+    names = sorted({k for r in recs for k in r["scores"]["candidate"]} - {primary})
+    others = {k: values("candidate", k) for k in names}
+    return SuiteOutcome(name, info.kind, None, Scores(values("candidate", primary)), base, primary, others)
 
 
 def _plain(value: Any) -> Any:

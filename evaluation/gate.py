@@ -23,11 +23,13 @@ from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slic
 from evaluation.policy import Verdict, decide
 from evaluation.policy_calibration import calibration_checks
 from evaluation.policy_classical import classical_checks
+from evaluation.policy_prompting import prompting_checks
 from evaluation.report import render_report
 from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
 from tunegate.errors import TunegateError
 from tunegate.params import Params, load_params
 from tunegate.stage import configure_logging
+from tunegate.task import for_kind
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,17 @@ def judge(
     params: Params,
     out_of_scope: list[dict[str, Any]] | None = None,
 ) -> Verdict:
-    """The verdict: the policy's families, then calibration's and the classical reference's."""
-    verdict = decide(
-        evidence.outcomes(records),
+    """The verdict: the policy's families, then the task kind's own (tunegate/task.py)."""
+    kinds = {"classification": classification_families, "generation": generation_families}
+    return for_kind(kinds, evidence.task, "gate")(evidence, records, params, out_of_scope)
+
+
+def common(
+    evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params, **kw: Any
+) -> Verdict:
+    """The families every kind has: floors, drops, slices, A/B, forgetting, parity, license."""
+    return decide(
+        evidence.outcomes(records, kw.pop("primary", "accuracy")),
         evidence.labels,
         params.gate,
         baseline_kind=evidence.baseline.kind or "base",
@@ -50,7 +60,15 @@ def judge(
         parity_missing=evidence.parity.missing or "parity was not measured",
         slices=slices(records.get("holdout", [])),
         seed=params.base.seed,
+        **kw,
     )
+
+
+def classification_families(
+    evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params, out_of_scope: Any
+) -> Verdict:
+    """Classification: the common families, then calibration's and the classical reference's."""
+    verdict = common(evidence, records, params)
     *calibration, noted = calibration_checks(
         evidence.calibration,
         records.get("holdout", []),
@@ -68,17 +86,33 @@ def judge(
     return verdict
 
 
+def generation_families(
+    evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params, out_of_scope: Any
+) -> Verdict:
+    """Generation: the common families on the primary per-item score (floors on any score
+    named in gate.metric_floors), then the prompting reference's."""
+    gate = params.gate
+    verdict = common(evidence, records, params, primary=gate.primary_metric, floors=dict(gate.metric_floors))
+    checks, notes = prompting_checks(records, gate, gate.primary_metric, params.base.seed)
+    verdict.checks.extend(checks)
+    verdict.notes.extend(notes)
+    verdict.approved = all(c.passed for c in verdict.checks)
+    return verdict
+
+
 def gate_record(verdict: Verdict, evidence: Evidence, params: Params, results: Path) -> dict[str, Any]:
     plain = evidence.to_dict()
     calibration = results / "calibration.json"
     return {
         "verdict": "approved" if verdict.approved else "rejected",
+        "task": evidence.task,
         "summary": verdict.summary(),
         "candidate": plain["candidate"],
         "baseline": plain["baseline"],
         "base": plain["base"],
         "data": plain["data"],
         "predictions": {name: info.sha256 for name, info in evidence.suites.items()},
+        "results": str(results),
         "evidence_sha256": sha256_file(results / "evidence.json"),
         # The calibration judged here is the one packaged and served (serving/package.py checks).
         "calibration_sha256": sha256_file(calibration) if calibration.exists() else None,

@@ -121,11 +121,13 @@ def decide(
     parity_missing: str = "parity was not measured",
     slices: dict[str, Sequence[int]] | None = None,
     seed: int = 0,
+    floors: dict[str, float] | None = None,
 ) -> Verdict:
     """All gate checks, family by family. `forgetting` is (candidate, base) probe accuracy;
     `parity` the agreement rates with the reference predictions, by name (None or empty
     when not measured, for the reason `parity_missing`: the check then fails); `slices`
-    maps a slice name to hold-out item indices."""
+    maps a slice name to hold-out item indices; `floors` the hold-out floor per score name
+    (None: the primary score's floor is gate.min_accuracy)."""
     holdouts = [s for s in suites if s.kind == "holdout"]
     if len(holdouts) != 1 or not holdouts[0].rows:
         missing = Check("holdout.present", "rows", 0.0, None, "one non-empty hold-out", False)
@@ -133,7 +135,8 @@ def decide(
     hold = holdouts[0]
     boot = Boot(gate.bootstrap_resamples, seed, gate.alpha)
     hold_score = boot.mean(hold.candidate.values)
-    checks = floor_checks(hold, hold_score, gate) + label_checks(hold, labels, gate, boot)
+    floors = {hold.metric: gate.min_accuracy} if floors is None else floors
+    checks = floor_checks(hold, hold_score, floors, boot) + label_checks(hold, labels, gate, boot)
     checks += drop_checks(suites, hold_score, gate, boot)
     found, notes = slice_checks(hold, slices or {}, hold_score, gate, boot)
     checks += found
@@ -145,9 +148,24 @@ def decide(
     return Verdict(all(c.passed for c in checks), baseline_kind, checks, notes)
 
 
-def floor_checks(hold: SuiteOutcome, score, gate: GateParams) -> list[Check]:
-    """The hold-out's mean score (accuracy) against its floor."""
-    return [floor_check(f"holdout.{hold.metric}", hold.metric, score, gate.min_accuracy)]
+def floor_checks(hold: SuiteOutcome, score, floors: dict[str, float], boot: Boot) -> list[Check]:
+    """The hold-out's mean scores against their floors: the primary score (accuracy for
+    classification), then any other score named; one the evaluation did not measure fails."""
+    out = []
+    if hold.metric not in floors:
+        missing = Check(
+            f"holdout.{hold.metric}", hold.metric, score.value, (score.lo, score.hi), "a floor", False
+        )
+        out.append(replace(missing, reason=f"no floor is declared for the primary score {hold.metric!r}"))
+    for metric, floor in floors.items():
+        if metric == hold.metric:
+            out.append(floor_check(f"holdout.{metric}", metric, score, floor))
+        elif metric in hold.others:
+            out.append(floor_check(f"holdout.{metric}", metric, boot.mean(hold.others[metric]), floor))
+        else:
+            absent = Check(f"holdout.{metric}", metric, math.nan, None, f">= {floor}", False)
+            out.append(replace(absent, reason=f"{metric!r} was not measured (known: {sorted(hold.others)})"))
+    return out
 
 
 def label_checks(hold: SuiteOutcome, labels: Sequence[str], gate: GateParams, boot: Boot) -> list[Check]:
@@ -174,13 +192,15 @@ def label_checks(hold: SuiteOutcome, labels: Sequence[str], gate: GateParams, bo
     ]  # fmt: skip
 
 
-def drop_check(name: str, hold_value: float, est, limit: float, reason: str) -> Check:
+def drop_check(
+    name: str, hold_value: float, est, limit: float, reason: str, metric: str = "accuracy"
+) -> Check:
     """How far a suite's mean score falls below the hold-out's, against a limit."""
     drop = hold_value - est.value
     ok = _finite(drop) and drop <= limit
     ci = (hold_value - est.hi, hold_value - est.lo)
     return Check(
-        name, "accuracy drop from hold-out", drop, ci, f"<= {limit}", ok, reason="" if ok else reason
+        name, f"{metric} drop from hold-out", drop, ci, f"<= {limit}", ok, reason="" if ok else reason
     )
 
 
@@ -191,12 +211,12 @@ def drop_checks(suites: Sequence[SuiteOutcome], hold_score, gate: GateParams, bo
         limit = gate.max_shifted_drop if suite.kind == "shifted" else gate.max_perturbation_drop
         limit = gate.suite_max_drops.get(suite.name, limit)
         if not suite.rows:
-            empty = Check(f"{suite.name}.drop", "accuracy drop", math.nan, None, f"<= {limit}", False)
+            empty = Check(f"{suite.name}.drop", f"{suite.metric} drop", math.nan, None, f"<= {limit}", False)
             out.append(replace(empty, reason="suite is empty"))
             continue
         est = boot.mean(suite.candidate.values)
-        reason = f"accuracy {est.value:.3f} vs hold-out {hold_score.value:.3f}"
-        out.append(drop_check(f"{suite.name}.drop", hold_score.value, est, limit, reason))
+        reason = f"{suite.metric} {est.value:.3f} vs hold-out {hold_score.value:.3f}"
+        out.append(drop_check(f"{suite.name}.drop", hold_score.value, est, limit, reason, suite.metric))
     return out
 
 
@@ -213,8 +233,11 @@ def slice_checks(
             )
             continue
         est = boot.mean(values[np.asarray(idx, dtype=np.int64)])
-        reason = f"accuracy {est.value:.3f} on {len(idx)} rows"
-        checks.append(drop_check(f"slice.{name}.drop", hold_score.value, est, gate.max_slice_drop, reason))
+        reason = f"{hold.metric} {est.value:.3f} on {len(idx)} rows"
+        slice_drop = drop_check(
+            f"slice.{name}.drop", hold_score.value, est, gate.max_slice_drop, reason, hold.metric
+        )
+        checks.append(slice_drop)
     return checks, notes
 
 

@@ -91,6 +91,13 @@ class HFEngine:
         model, tok = self._model(ref)
         return generate_text(model, tok, [general_prompt(tok, q) for q in questions], max_new_tokens)
 
+    def chat(self, ref: ModelRef, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        """Greedy answers to chat prompts (every turn before the answer), unconstrained: the
+        transformers (+ PEFT) reference the served engine's generation answers are compared with."""
+        model, tok = self._model(ref)
+        rendered = [tok.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in prompts]
+        return generate_text(model, tok, rendered, max_new_tokens, batch_size=min(self.batch_size, 16))
+
 
 def vllm_classify(
     jobs: Sequence[tuple[ModelRef, str, list[dict[str, Any]]]],
@@ -115,30 +122,57 @@ def vllm_classify(
             for ref, name, rows in jobs
         ],
     }
-    with tempfile.TemporaryDirectory(prefix="tunegate-vllm-") as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
-        cmd = [
-            sys.executable,
-            "-m",
-            "evaluation.vllm_predict",
-            "--spec",
-            str(spec_path),
-            "--out",
-            str(out_path),
-        ]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise ArtifactError(f"the vLLM engine failed (exit {proc.returncode}):\n{tail}")
-        raw = read_json(out_path)
+    raw = run_vllm("evaluation.vllm_predict", spec, kv_cache_gib)
     if timings is not None:
         timings.update(startup_seconds=raw["startup_seconds"], seconds=raw["seconds"])
     return {
         name: [Prediction(p["id"], p["label"], p["raw"], p.get("confidence")) for p in preds]
         for name, preds in raw["predictions"].items()
     }
+
+
+def run_vllm(module: str, spec: dict[str, Any], kv_cache_gib: int) -> dict[str, Any]:
+    """Run a vLLM job module (``python -m <module> --spec --out``) in a subprocess; its output."""
+    with tempfile.TemporaryDirectory(prefix="tunegate-vllm-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+        cmd = [sys.executable, "-m", module, "--spec", str(spec_path), "--out", str(out_path)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise ArtifactError(f"the vLLM engine failed (exit {proc.returncode}):\n{tail}")
+        return read_json(out_path)
+
+
+def vllm_generate(
+    jobs: Sequence[tuple[ModelRef, str, list[list[dict[str, str]]]]],
+    *,
+    max_tokens: int,
+    schema: dict[str, Any] | None,
+    json_answers: bool,
+    kv_cache_gib: int = 2,
+    max_model_len: int = 2048,
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Greedy answers to chat prompts for every (model, job name, prompts) in one vLLM engine
+    (evaluation/vllm_generate.py), constrained as the service constrains them. Returns the
+    answers per job name and the timings (engine start-up, seconds per job)."""
+    base_dirs = {str(ref.base_dir) for ref, _, _ in jobs}
+    if len(base_dirs) != 1:
+        raise ArtifactError(f"one vLLM engine serves one base model; got {sorted(base_dirs)}")
+    spec = {
+        "base": base_dirs.pop(),
+        "adapters": {ref.key: str(ref.adapter_dir) for ref, _, _ in jobs if ref.adapter_dir is not None},
+        "max_tokens": max_tokens,
+        "schema": schema,
+        "json_answers": json_answers,
+        "max_model_len": max_model_len,
+        "jobs": [
+            {"name": n, "model": ref.key if ref.adapter_dir else None, "prompts": p} for ref, n, p in jobs
+        ],
+    }
+    raw = run_vllm("evaluation.vllm_generate", spec, kv_cache_gib)
+    return raw["answers"], {"startup_seconds": raw["startup_seconds"], "seconds": raw["seconds"]}
 
 
 def vllm_available() -> bool:

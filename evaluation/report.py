@@ -10,6 +10,8 @@ from typing import Any
 
 from evaluation.calibration_fit import record_scores
 from evaluation.evidence import Evidence
+from evaluation.report_generation import generation_sections
+from tunegate.task import for_kind
 
 EXAMPLES = 8
 
@@ -73,11 +75,8 @@ def render_report(
         )
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")
-    out += _suites_section(evidence, records)
-    out += _calibration_section(evidence, records, out_of_scope)
-    out += ["", "## Largest regressions", ""]
-    out += _class_regressions(records)
-    out += _example_regressions(records)
+    kinds = {"classification": _classification_sections, "generation": generation_sections}
+    out += for_kind(kinds, evidence.task, "report")(evidence, records, out_of_scope, record["policy"])
     out += _probe_section(evidence)
     out += _parity_section(evidence)
     out += [
@@ -86,10 +85,24 @@ def render_report(
         "",
         f"- Base model: `{record['base']['model_id']}`, license {record['base'].get('license')}",
         "- Data: " + ", ".join(f"{k} `{v[:12]}`" for k, v in sorted(record["data"].items())),
-        f"- Evidence: `eval/results/evidence.json` sha256 `{record['evidence_sha256'][:16]}…`",
+        f"- Evidence: `{record.get('results', 'eval/results')}/evidence.json` "
+        f"sha256 `{record['evidence_sha256'][:16]}…`",
         "",
     ]
     return "\n".join(out)
+
+
+def _classification_sections(
+    evidence: Evidence,
+    records: dict[str, list[dict]],
+    out_of_scope: list[dict] | None,
+    policy: dict[str, Any],
+) -> list[str]:
+    """Suites with accuracies, calibration and abstention, and the largest regressions."""
+    out = _suites_section(evidence, records) + _calibration_section(evidence, records, out_of_scope)
+    return (
+        out + ["", "## Largest regressions", ""] + _class_regressions(records) + _example_regressions(records)
+    )
 
 
 def _suites_section(evidence: Evidence, records: dict[str, list[dict]]) -> list[str]:

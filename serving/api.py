@@ -85,6 +85,43 @@ class ClassifyRequest(_Strict):
         return v
 
 
+class GenerateRequest(_Strict):
+    """A generation release's task input: the user's message as ``text`` (under the release's
+    own system prompt), or the whole conversation as ``messages``; exactly one of them."""
+
+    text: Annotated[Text, Field(min_length=1, max_length=8000, json_schema_extra=NOT_BLANK)] | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=64)
+    user: Annotated[Text, Field(max_length=256)] | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("text is blank")
+        return v
+
+    def turns(self, default: list[dict[str, str]]) -> list[dict[str, str]]:
+        if (self.text is None) == (self.messages is None):
+            raise ApiError(400, "send exactly one of text and messages")
+        if self.messages is None:
+            return default
+        if self.messages[-1].role != "user":
+            raise ApiError(400, "the last message must be the user's: the release writes the next turn")
+        return [m.model_dump() for m in self.messages]
+
+
+class GenerateResponse(BaseModel):
+    output: Any = Field(
+        description="The answer: the parsed JSON object for a release with an output schema "
+        "(constrained to it), else the text; null when a JSON answer could not be parsed"
+    )
+    valid: bool = Field(description="False when the answer is empty, is not JSON, or breaks the schema")
+    problem: str | None = Field(None, description="Why the answer is not valid, when it is not")
+    text: str = Field(description="The answer as generated")
+    version: str
+    stage: str
+
+
 class FeedbackRequest(_Strict):
     request_id: Annotated[Text, Field(min_length=1, max_length=64)]
     label: Annotated[Text, Field(min_length=1, max_length=200)]

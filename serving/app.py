@@ -1,4 +1,5 @@
-"""The HTTP API: OpenAI-compatible endpoints, /classify, /feedback and the admin actions.
+"""The HTTP API: OpenAI-compatible endpoints, /classify, /feedback and the admin actions
+(and /generate, serving/generate_api.py).
 
 `build_app(runtime)` makes the FastAPI app; `serving/service.py` wraps it in the BentoML
 service and `serving/guard.py` guards it (body size, /metrics, /readyz, /docs.json).
@@ -61,7 +62,10 @@ def runtime(request: Request) -> Runtime:
 def build_app(rt: Runtime | None = None) -> FastAPI:
     app = FastAPI(title="tunegate", description="Evaluation-gated releases, served on vLLM.")
     app.state.runtime = rt
+    from serving.generate_api import router as generate_router  # imports this module: here, not above
+
     app.include_router(router)
+    app.include_router(generate_router)
     app.include_router(admin)
 
     @app.exception_handler(ApiError)
@@ -200,6 +204,8 @@ def label_of(live: Live, text: str) -> str | None:
 async def classify(request: Request, body: ClassifyRequest) -> Any:
     rt = runtime(request)
     live, entry = admit(request, rt, rt.params.serve.public_model, body.user, "classify")
+    if live.template.task != "classification":
+        raise ApiError(400, f"{live.version} is a {live.template.task} release: ask /generate")
     prompt = live.template.render(rt.engine.tokenizer, body.text)
     if await rt.engine.count_tokens(prompt) >= rt.engine.max_model_len - 32:
         raise ApiError(400, f"text is too long for the {rt.engine.max_model_len}-token context")

@@ -38,16 +38,23 @@ class Registry:
     @classmethod
     def from_params(cls, repo: str | Path, params: Any) -> Registry:
         r = params.release
-        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight)
+        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight, r.pipeline)
 
-    def __init__(self, repo: str | Path, name: str, lock_timeout_s: float = 10.0, canary_weight: int = 10):
+    def __init__(
+        self,
+        repo: str | Path,
+        name: str,
+        lock_timeout_s: float = 10.0,
+        canary_weight: int = 10,
+        pipeline: str = "dvc.yaml",
+    ):
         self.repo = Path(repo).resolve()
         self.name = name
         self.lock_timeout_s = lock_timeout_s
         self.canary_weight = canary_weight
         if not (self.repo / ".git").exists():
             raise RegistryError(f"{self.repo} is not a git repository; GTO keeps the registry in git tags")
-        self.dir = layout(self.repo).production_pointer.parent
+        self.dir = layout(self.repo, pipeline).production_pointer.parent
 
     # -- reading -----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from tunegate.artifacts import read_json, verified_card
 from tunegate.calibration import Calibration
 from tunegate.deployment import log_secret
 from tunegate.errors import ArtifactError, TunegateError
-from tunegate.inference import classify_sampling
+from tunegate.inference import classify_sampling, generate_sampling
 from tunegate.layout import layout
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
@@ -82,7 +82,7 @@ class Runtime:
         self.seen: tuple = ()
         self.background: list[asyncio.Future] = []
         self.shadows: set[asyncio.Future] = set()
-        self.base_card = verified_card(layout(project).base_model)
+        self.base_card = verified_card(layout(project, params.release.pipeline).base_model)
         self.adapters = Path(tempfile.mkdtemp(prefix="tunegate-adapters-"))
         self.loaded: dict[str, Live] = {}  # content hash -> a verified, loaded, warmed-up adapter
         self.labels: dict[str, tuple[str, ...]] = {}  # version -> its label set
@@ -233,9 +233,12 @@ class Runtime:
         request to use an adapter or a guided-decoding grammar pays for loading and
         compiling it, and that should be neither a caller nor a readiness probe."""
         prompt = live.template.render(self.engine.tokenizer, "warm-up")
-        await complete(
-            self, live, prompt, classify_sampling(live.template.labels), f"warm-up-{uuid.uuid4().hex}"
-        )
+        if live.template.task == "classification":
+            sampling = classify_sampling(live.template.labels)
+        else:  # the schema's grammar is compiled here, not on a caller's request
+            schema = live.template.output_schema
+            sampling = generate_sampling(8, schema, schema is not None)
+        await complete(self, live, prompt, sampling, f"warm-up-{uuid.uuid4().hex}")
 
     def routed(self, caller: str | None) -> Live:
         """The release that answers a public request. A degraded canary gives its callers

@@ -38,7 +38,7 @@ class TuneGate:
         project = Path(os.environ.get("TUNEGATE_PROJECT", ".")).resolve()
         params = load_params(os.environ.get("TUNEGATE_PARAMS", str(project / "params.yaml")))
         serve = params.serve
-        base = layout(project).base_model
+        base = layout(project, params.release.pipeline).base_model
         engine = Engine(base, serve.max_model_len, serve.kv_cache_gib, serve.max_lora_rank)
         self.runtime = Runtime(project, params, engine)
         app.state.runtime = self.runtime

@@ -12,6 +12,7 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,12 +72,23 @@ def missing(stages: dict) -> list[str]:
     return out
 
 
-def stages() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+def stages(file: str = "dvc.yaml") -> dict:
+    return yaml.safe_load((ROOT / file).read_text(encoding="utf-8"))["stages"]
 
 
-def test_every_stage_lists_the_files_it_runs():
-    assert missing(stages()) == []
+@pytest.mark.parametrize("file", ["dvc.yaml", "generation/dvc.yaml"])
+def test_every_stage_lists_the_files_it_runs(file):
+    assert missing(stages(file)) == []
+
+
+def test_generation_pipeline_runs_the_same_stage_modules_on_its_own_params():
+    """generation/dvc.yaml: every stage of dvc.yaml but base, reading params-generation.yaml."""
+    gen, main = stages("generation/dvc.yaml"), stages()
+    assert set(gen) == set(main) - {"base"}
+    for name, stage in gen.items():
+        module = re.search(r"python -m ([\w.]+)", stage["cmd"]).group(1)
+        assert module == re.search(r"python -m ([\w.]+)", main[name]["cmd"]).group(1)
+        assert "--params params-generation.yaml" in stage["cmd"] and stage["wdir"] == ".."
 
 
 def test_the_wiring_check_names_a_removed_dep():

@@ -92,3 +92,38 @@ def make_tiny_adapter(
         },
     )
     return folder
+
+
+def make_tiny_generation_adapter(base: Path, folder: Path, schema: dict | None, seed: int) -> Path:
+    """A train-stage-shaped generation adapter: random LoRA weights, the generation prompt
+    (system turn and output schema) and task.json, with a card over those files."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunegate.artifacts import read_json
+    from tunegate.prompt import PromptTemplate
+    from tunegate.task import Task, write_task
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj"])
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    PromptTemplate(system="File the ticket as JSON.", task="generation", output_schema=schema).save(folder)
+    write_task(folder, Task("generation", schema, json_answers=schema is not None))
+    files = file_hashes(folder)
+    base_card = read_json(base / "card.json")
+    write_json(
+        folder / "card.json",
+        {
+            "kind": "lora",
+            "task": "generation",
+            "model_id": f"lora:{tree_hash(files)[:12]}",
+            "files": files,
+            "tree_sha256": tree_hash(files),
+            "base_model": {"model_id": base_card["model_id"], "tree_sha256": base_card["tree_sha256"]},
+        },
+    )
+    return folder

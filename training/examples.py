@@ -17,9 +17,13 @@ from tunegate.prompt import PromptTemplate
 
 
 def capped(rows: list[dict[str, Any]], cap: int | None, seed: int) -> list[dict[str, Any]]:
-    """A stratified, seeded subset of at most `cap` prepared rows (all rows when cap is None)."""
+    """A stratified (by label, when rows have one), seeded subset of at most `cap` prepared rows
+    (all rows when cap is None)."""
     if not cap:
         return rows
+    if rows and "label" not in rows[0]:  # chat records: one stratum
+        keep = set(random.Random(seed).sample(range(len(rows)), min(cap, len(rows))))
+        return [r for i, r in enumerate(rows) if i in keep]
     kept = {r.where for r in cap_rows([Row(r["id"], r["text"], r["label"]) for r in rows], cap, seed)}
     return [r for r in rows if r["id"] in kept]
 
@@ -32,10 +36,21 @@ def casing_copies(rows: list[dict[str, Any]], share: float, seed: int) -> list[d
     for r in rows:
         if rng.random() >= share:
             continue
-        forms = [t for t in (r["text"].upper(), r["text"].lower()) if t != r["text"]]
+        text = r["text"] if "text" in r else r["input"]
+        forms = [t for t in (text.upper(), text.lower()) if t != text]
         if forms:
-            out.append(r | {"id": f"{r['id']}-case", "text": rng.choice(forms)})
+            out.append(_with_input(r, rng.choice(forms)) | {"id": f"{r['id']}-case"})
     return out
+
+
+def _with_input(r: dict[str, Any], text: str) -> dict[str, Any]:
+    """A prepared row with its message (classification) or last user turn (chat) replaced."""
+    if "text" in r:
+        return r | {"text": text}
+    turns = list(r["messages"])
+    last = max(i for i, t in enumerate(turns) if t["role"] == "user")
+    turns[last] = {"role": "user", "content": text}
+    return r | {"messages": turns, "input": text}
 
 
 def same_share(examples: list[Any], growth: float) -> list[Any]:
@@ -48,9 +63,13 @@ def same_share(examples: list[Any], growth: float) -> list[Any]:
 def build_examples(
     rows: list[dict[str, Any]], tokenizer: Any, template: PromptTemplate, max_len: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """Tokenized examples with the loss on the answer only; returns them and how many were cut."""
-    from training.objective import tokenize_example
+    """Tokenized examples with the loss on the answer only; returns them and how many were cut
+    (classification: the message shortened) or left out (chat records: too long to train on)."""
+    from training.objective import tokenize_chat, tokenize_example
 
+    if rows and "messages" in rows[0]:
+        examples = [tokenize_chat(tokenizer, r["messages"], max_len) for r in rows]
+        return [e for e in examples if e is not None], sum(e is None for e in examples)
     out, cut = [], 0
     for r in rows:
         example, was_cut = tokenize_example(tokenizer, template, r["text"], r["label"], max_len)

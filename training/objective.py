@@ -39,6 +39,44 @@ def tokenize_example(
     return {"input_ids": ids, "labels": [IGNORE] * len(prompt) + answer, "length": len(ids)}, cut
 
 
+def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of every assistant turn's content
+    and its end-of-turn marker (what the model must learn to write, and where to stop).
+
+    A turn's span starts where the chat template's assistant opening ends (the prompt
+    rendered up to that turn with ``add_generation_prompt``) and ends after the turn's
+    rendering, minus trailing whitespace (the newline after ``<|im_end|>`` is the template's,
+    not the model's). A template whose renderings are not prefixes of one another (one that
+    rewrites earlier turns) cannot be masked this way and is refused."""
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for k, turn in enumerate(messages):
+        if turn["role"] != "assistant":
+            continue
+        opening = tokenizer.apply_chat_template(messages[:k], tokenize=False, add_generation_prompt=True)
+        through = tokenizer.apply_chat_template(messages[: k + 1], tokenize=False).rstrip()
+        if not (full.startswith(opening) and full.startswith(through) and len(through) > len(opening)):
+            raise ValueError("the chat template rewrites earlier turns; the assistant turns cannot be masked")
+        spans.append((len(opening), len(through)))
+    return full, spans
+
+
+def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_len: int) -> dict[str, Any] | None:
+    """input_ids of a whole chat record, labels only on the assistant turns (each turn's
+    content and end-of-turn token; every assistant turn of a multi-turn record). None when
+    the record is longer than max_len tokens: it is counted and left out, never cut."""
+    full, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    if len(ids) > max_len:
+        return None
+    labels = [
+        tok if any(lo <= start < hi for lo, hi in spans) else IGNORE
+        for tok, (start, _) in zip(ids, enc["offset_mapping"], strict=True)
+    ]
+    return {"input_ids": ids, "labels": labels, "length": len(ids)}
+
+
 def tokenize_answer(tokenizer: Any, prompt: str, answer: str, max_len: int) -> dict[str, Any]:
     """A rendered prompt and its answer (+ eos), loss on the answer; the answer's end is cut
     past max_len (replay examples)."""

@@ -15,29 +15,22 @@ import argparse
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from training.clean import CleanReport, Row, deduplicate, near_key, validate
+from training.records import prepare_generation
 from training.sources import Loaded, RawRow, load_source
-from training.splits import by_label, cap_rows, check_label_counts, stratified_split
+from training.splits import Prepared, by_label, cap_rows, check_label_counts, stratified_split
 from tunegate.artifacts import atomic_dir, jsonl_text, sha256_bytes, sha256_file, write_json
 from tunegate.errors import DataError
 from tunegate.params import Params, load_params
 from tunegate.stage import configure_logging
+from tunegate.task import Task, for_kind, write_task
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "holdout", "shifted", "val_oos", "holdout_oos")
-
-
-@dataclass
-class Prepared:
-    splits: dict[str, list[dict[str, Any]]]
-    labels: list[str]
-    probe: list[dict[str, Any]]
-    manifest: dict[str, Any]
-    replay: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare_dataset(
@@ -79,7 +72,11 @@ def prepare_dataset(
 
     splits = {name: _records(parts[name]) for name in SPLITS}
     manifest = {
-        "params": {"seed": params.base.seed, "data": asdict(params.data), "prepare": asdict(params.prepare)},
+        "params": {
+            "seed": params.base.seed,
+            "data": classification_data(params),
+            "prepare": asdict(params.prepare),
+        },
         "inputs": loaded.inputs,
         "counts": {name: len(rows) for name, rows in splits.items()}
         | {"probe": len(probe or []), "replay": len(replay)},
@@ -93,6 +90,12 @@ def prepare_dataset(
     if added is not None:
         manifest["feedback"] = added
     return Prepared(splits=splits, labels=labels, probe=probe or [], manifest=manifest, replay=replay)
+
+
+def classification_data(params: Params) -> dict[str, Any]:
+    """The data params classification reads (the generation kind's table columns left out, so
+    a classification manifest is what it was before they existed)."""
+    return {k: v for k, v in asdict(params.data).items() if k not in ("input_column", "output_column")}
 
 
 class Cleaner:
@@ -266,9 +269,11 @@ def load_replay(path: str) -> list[dict[str, Any]]:
     return out
 
 
-def write_prepared(prepared: Prepared, out: Path) -> None:
+def write_prepared(prepared: Prepared, out: Path, task: Task | None = None) -> None:
     """Write every file into `out` at once; the manifest records each file's sha256."""
     with atomic_dir(out) as tmp:
+        if task is not None and task.kind != "classification":
+            write_task(tmp, task)  # classification folders stay as they were (no task.json)
         for name in SPLITS:
             (tmp / f"{name}.jsonl").write_text(jsonl_text(prepared.splits[name]), encoding="utf-8")
         (tmp / "probe.jsonl").write_text(jsonl_text(prepared.probe), encoding="utf-8")
@@ -276,6 +281,24 @@ def write_prepared(prepared: Prepared, out: Path) -> None:
         write_json(tmp / "labels.json", prepared.labels)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         write_json(tmp / "manifest.json", prepared.manifest | {"files": files})
+
+
+def prepare_classification(
+    params: Params, probe: list[dict] | None, replay: list[dict] | None, feedback: list[RawRow] | None
+) -> tuple[Prepared, Task]:
+    """The classification kind: labelled rows from data.source (and its hold-out and shifted sets)."""
+    d = params.data
+    loaded = load_source(d.source, d.text_column, d.label_column, d.format, d.hub_revision)
+    if d.holdout_source:
+        extra = load_source(d.holdout_source, d.text_column, d.label_column, d.format, d.hub_revision)
+        loaded.holdout = extra.pool + (extra.holdout or [])
+        loaded.inputs |= extra.inputs
+    shifted = None
+    if d.shifted_source:
+        extra = load_source(d.shifted_source, d.text_column, d.label_column, d.format, d.hub_revision)
+        shifted = extra.pool + (extra.holdout or [])
+        loaded.inputs |= extra.inputs
+    return prepare_dataset(loaded, shifted, probe, params, replay, feedback), Task("classification")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -290,32 +313,17 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params)
     d = params.data
-    loaded = load_source(d.source, d.text_column, d.label_column, d.format, d.hub_revision)
-    if d.holdout_source:
-        extra = load_source(d.holdout_source, d.text_column, d.label_column, d.format, d.hub_revision)
-        loaded.holdout = extra.pool + (extra.holdout or [])
-        loaded.inputs |= extra.inputs
-    shifted = None
-    if d.shifted_source:
-        extra = load_source(d.shifted_source, d.text_column, d.label_column, d.format, d.hub_revision)
-        shifted = extra.pool + (extra.holdout or [])
-        loaded.inputs |= extra.inputs
-    probe = None
-    if d.probe_source:
-        probe = load_probe(d.probe_source)
-        loaded.inputs[d.probe_source] = sha256_file(d.probe_source)
-
-    replay = None
-    if d.replay_source:
-        replay = load_replay(d.replay_source)
-        loaded.inputs[d.replay_source] = sha256_file(d.replay_source)
-
-    feedback = None
-    if args.feedback is not None:
-        feedback, inputs = load_feedback(args.feedback)
-        loaded.inputs |= inputs
-    prepared = prepare_dataset(loaded, shifted, probe, params, replay, feedback)
-    write_prepared(prepared, args.out)
+    probe = load_probe(d.probe_source) if d.probe_source else None
+    replay = load_replay(d.replay_source) if d.replay_source else None
+    feedback, feedback_inputs = load_feedback(args.feedback) if args.feedback is not None else (None, {})
+    kinds = {"classification": prepare_classification, "generation": prepare_generation}
+    prepared, task = for_kind(kinds, params.base.task, "prepare")(params, probe, replay, feedback)
+    inputs = prepared.manifest["inputs"]
+    inputs |= feedback_inputs
+    for path in (d.probe_source, d.replay_source):
+        if path:
+            inputs[path] = sha256_file(path)
+    write_prepared(prepared, args.out, task)
     counts = prepared.manifest["counts"]
     log.info(
         "wrote %s: %s; %d labels; %d redactions",

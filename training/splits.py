@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 from training.clean import Row
 from tunegate.errors import DataError
+
+
+@dataclass
+class Prepared:
+    """What the prepare stage writes: the splits (records by split name), the label set
+    (empty for generation), the probe and replay prompts, and the manifest."""
+
+    splits: dict[str, list[dict[str, Any]]]
+    labels: list[str]
+    probe: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    replay: list[dict[str, Any]] = field(default_factory=list)
 
 
 def by_label(rows: list[Row]) -> dict[str, list[Row]]:

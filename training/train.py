@@ -51,6 +51,7 @@ from tunegate.errors import DataError
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 from tunegate.stage import configure_logging
+from tunegate.task import Task, read_task, write_task
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class TrainRecipe:
         self.base_card = read_json(base_dir / "card.json")
         self.manifest = read_json(data_dir / "manifest.json")
         self.labels = tuple(read_json(data_dir / "labels.json"))
-        self.template = PromptTemplate(labels=self.labels)
+        self.task = read_task(data_dir)
+        self.template = task_template(self.task, self.labels, data_dir, params)
         self.run_id = fingerprint(params, self.manifest, self.base_card)
         self.work = checkpoints / f"train-{self.run_id}"
 
@@ -131,6 +133,13 @@ class TrainRecipe:
             val_rows, self.tokenizer, self.template, self.p.max_seq_len
         )
         self.truncated = cut_train + cut_val
+        if self.task.kind == "generation" and self.truncated:
+            log.warning(
+                "%d records are longer than train.max_seq_len=%d tokens and are left out (never cut)",
+                self.truncated, self.p.max_seq_len,
+            )  # fmt: skip
+        if not self.train_examples or not self.val_examples:
+            raise DataError(f"no training or validation record fits train.max_seq_len={self.p.max_seq_len}")
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.p.precision]
         self.model = AutoModelForCausalLM.from_pretrained(self.base_dir, dtype=dtype, use_safetensors=True)
         # Augmented copies must not dilute the replay that keeps general behaviour: its share of
@@ -279,10 +288,13 @@ class TrainRecipe:
                 (tmp / "README.md").unlink(missing_ok=True)  # PEFT's template card; card.json is ours
                 canonical_adapter_config(tmp / "adapter_config.json")
             self.template.save(tmp)
+            if self.task.kind != "classification":
+                write_task(tmp, self.task)
             refuse_pickle(tmp)
             files = file_hashes(tmp)
             card = {
                 "kind": "candidate",
+                **({"task": self.task.kind} if self.task.kind != "classification" else {}),
                 "method": self.p.method,
                 "model_id": f"{self.p.method}:{tree_hash(files)[:12]}",
                 "run_id": self.run_id,
@@ -302,6 +314,22 @@ class TrainRecipe:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def task_template(task: Task, labels: tuple[str, ...], data_dir: Path, params: Params) -> PromptTemplate:
+    """The prompt saved with the model. Generation: the training records' most common system
+    turn (or task.system_prompt) is the one a request that sends only text is given."""
+    if task.kind == "classification":
+        return PromptTemplate(labels=labels)
+    from collections import Counter
+
+    systems = Counter(
+        r["messages"][0]["content"]
+        for r in read_jsonl(data_dir / "train.jsonl")
+        if r["messages"][0]["role"] == "system"
+    )
+    system = systems.most_common(1)[0][0] if systems else (params.task.system_prompt or "")
+    return PromptTemplate(system=system, task=task.kind, output_schema=task.output_schema)
 
 
 def last_checkpoint(folder: Path) -> str | None:

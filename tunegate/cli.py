@@ -136,7 +136,10 @@ def register(
     from tunegate.layout import layout
 
     try:
-        candidate_record = candidate_record or layout().candidate_record
+        if candidate_record is None:
+            from tunegate.params import load_params
+
+            candidate_record = layout(Path("."), load_params(params_path).release.pipeline).candidate_record
         record = read_json(candidate_record) if candidate_record.exists() else None
         if not record or not record.get("packaged"):
             raise RegistryError(

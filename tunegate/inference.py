@@ -57,3 +57,20 @@ def classify_sampling(labels: tuple[str, ...]) -> Any:
         logprobs=0,
         structured_outputs=StructuredOutputsParams(choice=list(labels)),
     )
+
+
+def generate_sampling(
+    max_tokens: int, schema: dict[str, Any] | None = None, json_answers: bool = False
+) -> Any:
+    """Greedy decoding of a generation answer: constrained to `schema` when there is one (vLLM
+    structured outputs, ``json=``), to some JSON object when answers are JSON without a schema,
+    else free text. The evaluate stage and ``/generate`` ask the same way."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    constraint = None
+    if schema is not None:
+        constraint = StructuredOutputsParams(json=schema)
+    elif json_answers:
+        constraint = StructuredOutputsParams(json_object=True)
+    return SamplingParams(temperature=0.0, max_tokens=max_tokens, structured_outputs=constraint)

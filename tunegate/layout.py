@@ -8,6 +8,7 @@ so a path changed in dvc.yaml is changed everywhere.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -17,22 +18,30 @@ from tunegate.errors import ConfigError
 
 
 class Layout:
-    """A project's paths, each read from its stage's command in ``dvc.yaml`` when asked."""
+    """A project's paths, each read from its stage's command in a pipeline file when asked:
+    ``dvc.yaml``, or another one (``release.pipeline``, e.g. generation/dvc.yaml) whose
+    stages it lacks (the shared base stage) are looked up in ``dvc.yaml``."""
 
-    def __init__(self, project: Path):
-        path = project / "dvc.yaml"
-        if not path.exists():
-            raise ConfigError(f"{path} is missing: the project's paths are declared there")
+    def __init__(self, project: Path, pipeline: str = "dvc.yaml"):
         self.project = project
-        self.stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
+        self.files = [pipeline] + (["dvc.yaml"] if pipeline != "dvc.yaml" else [])
+        self.stages: dict[str, tuple[str, dict]] = {}
+        for name in reversed(self.files):
+            path = project / name
+            if not path.exists():
+                raise ConfigError(f"{path} is missing: the project's paths are declared there")
+            stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
+            self.stages |= {stage: (name, spec or {}) for stage, spec in stages.items()}
 
     def stage_arg(self, stage: str, flag: str) -> Path:
-        """The path ``flag`` names in ``stage``'s command."""
-        cmd = (self.stages.get(stage) or {}).get("cmd")
+        """The path ``flag`` names in ``stage``'s command (relative to the stage's wdir)."""
+        file, spec = self.stages.get(stage, (self.files[0], {}))
+        cmd = spec.get("cmd")
         words = shlex.split(cmd) if isinstance(cmd, str) else []
         if flag not in words[:-1]:
-            raise ConfigError(f"dvc.yaml: stage {stage!r} has no `{flag} PATH` in its command")
-        return self.project / words[words.index(flag) + 1]
+            raise ConfigError(f"{file}: stage {stage!r} has no `{flag} PATH` in its command")
+        wdir = (self.project / file).parent / spec.get("wdir", ".")
+        return Path(os.path.normpath(wdir / words[words.index(flag) + 1]))
 
     @property
     def base_model(self) -> Path:
@@ -56,6 +65,6 @@ class Layout:
         return self.stage_arg("package", "--out")
 
 
-def layout(project: Path = Path(".")) -> Layout:
-    """The project's paths, from ``project/dvc.yaml``."""
-    return Layout(project)
+def layout(project: Path = Path("."), pipeline: str = "dvc.yaml") -> Layout:
+    """The project's paths, from ``project/<pipeline>`` (and ``dvc.yaml``)."""
+    return Layout(project, pipeline)

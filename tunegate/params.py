@@ -28,10 +28,11 @@ from tunegate.typed_config import build
 class BaseParams:
     seed: int = 42
     """Seed shared by every stage (splits, perturbations, training, bootstrap)."""
-    task: Literal["classification"] = "classification"
-    """The kind of model released: classification (the model writes one label from a closed
-    set) is the kind every stage implements today. No other value is accepted until a
-    stage reads it (the generation kind is being built: data/tickets/ is its default)."""
+    task: Literal["classification", "generation"] = "classification"
+    """The kind of model released (tunegate/task.py): classification (the model writes one
+    label from a closed set) or generation (the model writes the assistant turn of a chat
+    record: an extraction to JSON, an answer, a description). params-generation.yaml is
+    the generation kind's default (data/tickets/)."""
 
     def problems(self) -> list[str]:
         return [] if self.seed >= 0 else [f"base.seed: {self.seed} is negative; use an integer >= 0"]
@@ -64,6 +65,21 @@ class DataParams:
     (self-distillation against forgetting; see train.replay_rows)."""
     hub_revision: str | None = None
     """Pin a Hub dataset to a commit for reproducibility."""
+    input_column: str = "input"
+    """generation, table sources: the column with the user's message (the prompt)."""
+    output_column: str = "output"
+    """generation, table sources: the column with the answer to learn. A JSONL source whose
+    rows have ``messages`` is read as chat records instead (the OpenAI fine-tuning format)."""
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    output_schema: str | None = None
+    """generation: a JSON Schema file every answer must satisfy (training answers are
+    validated against it in prepare; evaluation and the service constrain generation to it)."""
+    system_prompt: str | None = None
+    """generation: the system turn of records that have none (table sources, and /generate
+    requests that send only text); null leaves such records without a system turn."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +266,14 @@ class EvalParams:
     (monotone steps; wants a few hundred validation rows), or none."""
     calibration_min_rows: int = 30
     """Fewer validation answers cannot calibrate: the calibration check fails, saying so."""
+    max_new_tokens: int = 160
+    """generation: the longest answer generated, in tokens (greedy decoding stops earlier at
+    the end-of-turn token)."""
+    few_shot: int = 5
+    """generation: the prompting reference: the base model with this many training records
+    (seeded) as earlier turns of its prompt, compared with the candidate on every suite
+    (gate.vs_prompting). 0 skips it. Classification answers the same question with the
+    classical reference (gate.vs_classical) and does not read this key."""
 
     def problems(self) -> list[str]:
         out = []
@@ -272,6 +296,10 @@ class EvalParams:
             out.append(f"eval.parity_rows: {self.parity_rows} must be >= 0")
         if self.reference_rows != 0 and self.reference_rows < 50:
             out.append(f"eval.reference_rows: {self.reference_rows} must be 0 (no reference) or >= 50")
+        if not 1 <= self.max_new_tokens <= 2048:
+            out.append(f"eval.max_new_tokens: {self.max_new_tokens} is outside [1, 2048]")
+        if not 0 <= self.few_shot <= 32:
+            out.append(f"eval.few_shot: {self.few_shot} is outside [0, 32]")
         if self.calibration_min_rows < 10:
             out.append(
                 f"eval.calibration_min_rows: {self.calibration_min_rows} is too few to fit on; use >= 10"
@@ -338,6 +366,17 @@ class GateParams:
     """Accuracy floor on the in-scope hold-out messages the release answers."""
     min_oos_recall: float = 0.5
     """Smallest share of out-of-scope hold-out messages abstained on (when there are any)."""
+    primary_metric: Literal["exact_match", "token_f1", "rouge_l", "chrf", "field_f1"] = "token_f1"
+    """generation: the per-item score the hold-out floor, the drops from hold-out and the
+    A/B checks use (field_f1 needs task.output_schema). Classification's is accuracy."""
+    metric_floors: dict[str, float] = field(default_factory=dict)
+    """generation: hold-out floors on the mean of any measured score, e.g. {token_f1: 0.6,
+    json_valid: 0.95, schema_valid: 0.95}; the primary metric must have one. A floor on a
+    score the evaluation did not measure fails, saying so."""
+    vs_prompting: Literal["report", "non_inferior"] = "report"
+    """generation: the paired comparison with the prompting reference (the base model with
+    eval.few_shot examples in its prompt) on every suite: report it, or block a candidate
+    significantly worse than it (by more than `margin`)."""
     vs_classical: Literal["report", "non_inferior"] = "report"
     """The paired A/B against the classical reference (TF-IDF + logistic regression on the
     same training split) on every suite: report it, or block a candidate significantly
@@ -367,6 +406,9 @@ class GateParams:
             v = getattr(self, name)
             if not 0 <= v <= 1:
                 out.append(f"gate.{name}: {v} is outside [0, 1]")
+        for metric, m in self.metric_floors.items():
+            if not 0 <= m <= 1:
+                out.append(f"gate.metric_floors.{metric}: {m} is outside [0, 1]")
         for suite, m in self.suite_max_drops.items():
             if not 0 <= m <= 1:
                 out.append(f"gate.suite_max_drops.{suite}: {m} is outside [0, 1]")
@@ -386,6 +428,7 @@ class GateParams:
 class Params:
     base: BaseParams = field(default_factory=BaseParams)
     data: DataParams = field(default_factory=DataParams)
+    task: TaskParams = field(default_factory=TaskParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     base_model: BaseModelParams = field(default_factory=BaseModelParams)
     train: TrainParams = field(default_factory=TrainParams)

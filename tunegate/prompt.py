@@ -11,6 +11,7 @@ there, so a model is always queried the way it was trained.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,18 @@ class PromptTemplate:
     system: str = DEFAULT_SYSTEM
     labels: tuple[str, ...] = ()
     """The label set the answer is restricted to (structured outputs at inference)."""
+    task: str = "classification"
+    """The task kind (tunegate/task.py); generation prompts are the record's own turns."""
+    output_schema: dict[str, Any] | None = None
+    """generation: the JSON Schema the answer is constrained to (structured outputs)."""
 
     def messages(self, text: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + [{"role": "user", "content": text}]
+
+    def render_turns(self, tokenizer: Any, turns: list[dict[str, str]]) -> str:
+        """A chat prompt (every turn before the answer) up to the assistant turn's opening."""
+        return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
 
     def render(self, tokenizer: Any, text: str) -> str:
         """The prompt string up to (and including) the assistant turn's opening."""
@@ -38,15 +48,27 @@ class PromptTemplate:
 
     @property
     def template_id(self) -> str:
-        return sha256_bytes(self.system.encode())[:12]
+        if self.task == "classification":
+            return sha256_bytes(self.system.encode())[:12]
+        return sha256_bytes(
+            json.dumps([self.task, self.system, self.output_schema], sort_keys=True).encode()
+        )[:12]
 
     def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / "prompt.json", asdict(self) | {"template_id": self.template_id})
+        raw = asdict(self) | {"template_id": self.template_id}
+        if self.task == "classification":  # the file classification releases have always had
+            raw = {k: raw[k] for k in ("system", "labels", "template_id")}
+        write_json(Path(folder) / "prompt.json", raw)
 
     @classmethod
     def load(cls, folder: str | Path) -> PromptTemplate:
         raw = read_json(Path(folder) / "prompt.json")
-        return cls(system=raw["system"], labels=tuple(raw["labels"]))
+        return cls(
+            system=raw["system"],
+            labels=tuple(raw["labels"]),
+            task=raw.get("task", "classification"),
+            output_schema=raw.get("output_schema"),
+        )
 
 
 def general_prompt(tokenizer: Any, text: str) -> str:

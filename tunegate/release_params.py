@@ -15,6 +15,10 @@ from tunegate.catalogues import DESCRIPTORS, MODEL_SIGNALS
 class ReleaseParams:
     name: str = "intent-classifier"
     """The released artifact's name in GTO (git tags) and in the BentoML model store."""
+    pipeline: str = "dvc.yaml"
+    """The DVC pipeline file whose stage commands name this release's paths (the production
+    pointer, the registry's audit trail and lock beside it, the gate record): the generation
+    default's is generation/dvc.yaml, so its registry (registry/generation/) is its own."""
     canary_weight: int = 10
     """Percent of public traffic a canary gets when `promote --to canary` names no --weight."""
     canary_steps: tuple[int, ...] = (10, 25, 50)

@@ -1,0 +1,70 @@
+"""``POST /generate``: a generation release's task endpoint.
+
+The release's prompt (``prompt.json``: its system turn and output schema) frames the input;
+the answer is decoded greedily, constrained by vLLM's structured outputs to the schema the
+gate judged (``tunegate/inference.py``, as the evaluate stage asked), then parsed and
+checked (``tunegate/task.py``): an answer that still fails the schema, or is cut off by
+the token cap, is returned with ``valid: false`` and its problem, never passed off as
+valid. Routing, sticky canary, shadows, the request log and per-caller caps are the same
+as ``/classify``'s (``serving/recording.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from serving.api import ApiError, GenerateRequest, GenerateResponse
+from serving.app import runtime, until_disconnect
+from serving.recording import admit, headers, recorded, shadow
+from serving.runtime import Slot, complete
+from tunegate.inference import generate_sampling
+from tunegate.task import Task
+
+router = APIRouter()
+
+
+def release_task(template: Any) -> Task:
+    return Task("generation", template.output_schema, json_answers=template.output_schema is not None)
+
+
+@router.post("/generate", response_model=GenerateResponse)
+async def generate_answer(request: Request, body: GenerateRequest) -> Any:
+    rt = runtime(request)
+    live, entry = admit(request, rt, rt.params.serve.public_model, body.user, "generate")
+    if live.template.task != "generation":
+        raise ApiError(400, f"{live.version} is a {live.template.task} release: ask /classify")
+    turns = body.turns(live.template.messages(body.text or ""))
+    chars = sum(len(t["content"]) for t in turns)
+    if rt.engine.surely_too_long(chars):
+        raise ApiError(
+            400, f"the input ({chars} characters) cannot fit the {rt.engine.max_model_len}-token context"
+        )
+    prompt = rt.engine.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    room = rt.engine.max_model_len - await rt.engine.count_tokens(prompt)
+    if room < 16:
+        raise ApiError(400, f"the input fills the {rt.engine.max_model_len}-token context")
+    task = release_task(live.template)
+    sampling = generate_sampling(min(rt.params.serve.max_tokens, room), task.output_schema, task.json_answers)
+    entry.input = body.text if body.text is not None else turns[-1]["content"]
+    shadow(rt, live, prompt, sampling, entry.request_id, "generate")
+    async with recorded(rt, entry):
+        with Slot(rt):
+            out = await until_disconnect(request, complete(rt, live, prompt, sampling, entry.request_id))
+        choice = out.outputs[0]
+        answer = task.check(choice.text)
+        problem = answer.problem
+        if not problem and choice.finish_reason == "length":
+            problem = f"cut off at {sampling.max_tokens} tokens"
+        entry.output, entry.valid = choice.text, not problem
+    payload = GenerateResponse(
+        output=answer.parsed if task.json_answers else choice.text,
+        valid=not problem,
+        problem=problem or None,
+        text=choice.text,
+        version=live.version,
+        stage=live.stage,
+    )
+    return JSONResponse(payload.model_dump(), headers=headers(live, entry.request_id))

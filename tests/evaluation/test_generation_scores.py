@@ -1,0 +1,134 @@
+"""Per-item scores of generated answers (evaluation/text_metrics.py), checked against values
+worked by hand and against the libraries computed independently, and the gate's
+continuous-score statistics against scipy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from evaluation.evidence import Evidence, SuiteInfo, scored_outcome
+from evaluation.policy import decide
+from evaluation.stats import paired_test
+from evaluation.text_metrics import chrf, field_scores, free_text_fields, item_scores, rouge_l, token_f1
+from tunegate.params import GateParams
+from tunegate.task import Task
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "data/tickets/schema.json").read_text())
+REF = {
+    "intent": "card_arrival", "product": "debit_card", "amount": None, "currency": None,
+    "urgency": "low", "reference": None, "summary": "Customer is waiting for a new debit card.",
+}  # fmt: skip
+
+
+def test_generation_token_f1_by_hand():
+    # "the" is an article, punctuation goes: {card, arrived} vs {card, has, not, arrived}
+    assert token_f1("The card arrived.", "card has not arrived") == pytest.approx(
+        2 * (2 / 2) * (2 / 4) / (1 + 0.5)
+    )
+    assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0 and token_f1("a b", "c d") == 0.0
+
+
+def test_generation_rouge_and_chrf_match_the_libraries():
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    a, r = "customer waits for the new card", "customer is waiting for a new card"
+    expect = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(r, a)["rougeL"].fmeasure
+    assert rouge_l(a, r) == pytest.approx(expect)
+    # LCS by hand with stemming: customer, wait(s/ing), for, new, card = 5 of 6 and 7 tokens
+    assert rouge_l(a, r) == pytest.approx(2 * (5 / 6) * (5 / 7) / (5 / 6 + 5 / 7))
+    assert chrf(a, r) == pytest.approx(sacrebleu.sentence_chrf(a, [r]).score / 100)
+    assert chrf(r, r) == pytest.approx(1.0)
+
+
+def test_generation_field_scores_treat_null_as_a_value():
+    free = free_text_fields(SCHEMA)
+    assert free == {"summary"}
+    wrong_amount = REF | {"amount": 12.5, "currency": "GBP"}  # predicts fields the reference leaves null
+    s = field_scores(wrong_amount, REF, free)
+    assert s["field.amount"] == 0.0 and s["field.currency"] == 0.0 and s["field.intent"] == 1.0
+    assert s["field_f1"] == pytest.approx(4 / 6)  # 6 closed fields, 4 agree
+    missing = {k: v for k, v in REF.items() if k != "reference"}  # leaves out a field: wrong too
+    m = field_scores(missing, REF, free)
+    assert m["field.reference"] == 0.0
+    p, r = 5 / 5, 5 / 6
+    assert m["field_f1"] == pytest.approx(2 * p * r / (p + r))
+    assert field_scores(None, REF, free)["field_f1"] == 0.0
+    assert field_scores(REF | {"summary": "Customer waiting for new card."}, REF, free)["field.summary"] < 1.0
+
+
+def test_generation_item_scores_mark_invalid_json_and_schema_breaks():
+    task = Task("generation", SCHEMA, json_answers=True)
+    good = item_scores(json.dumps(REF), json.dumps(REF), task)
+    assert good["exact_match"] == good["json_valid"] == good["schema_valid"] == good["field_f1"] == 1.0
+    assert item_scores(json.dumps(REF, indent=2), json.dumps(REF), task)["exact_match"] == 1.0  # same JSON
+    broken = item_scores('{"intent": "card_arrival"', json.dumps(REF), task)
+    assert broken["json_valid"] == broken["schema_valid"] == broken["field_f1"] == 0.0
+    off_schema = item_scores(json.dumps(REF | {"urgency": "urgent"}), json.dumps(REF), task)
+    assert off_schema["json_valid"] == 1.0 and off_schema["schema_valid"] == 0.0
+    free = item_scores("It is on its way.", "It is on the way.", Task("generation"))
+    assert "json_valid" not in free and free["exact_match"] == 0.0 and 0 < free["token_f1"] < 1
+
+
+def test_generation_paired_continuous_test_is_wilcoxon_with_a_bootstrap_interval():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.3, 0.9, 120)
+    cand = np.clip(base + rng.normal(0.05, 0.1, 120), 0, 1)
+    r = paired_test(cand, base, question="superiority", resamples=2000, seed=1)
+    expect = sps.wilcoxon(cand - base, zero_method="zsplit", alternative="greater").pvalue
+    assert r.p_value == pytest.approx(expect) and r.test.startswith("wilcoxon")
+    assert r.delta == pytest.approx(float(np.mean(cand - base)))
+    assert r.lo < r.delta < r.hi
+    harm = paired_test(cand, base, question="no_regression", resamples=2000, seed=1)
+    assert harm.p_value == pytest.approx(
+        sps.wilcoxon(cand - base, zero_method="zsplit", alternative="less").pvalue
+    )
+
+
+def records(cand: list[float], base: list[float]) -> list[dict]:
+    return [
+        {"id": str(i), "slice": "all", "scores": {"candidate": {"token_f1": c, "json_valid": 1.0},
+                                                   "baseline": {"token_f1": b, "json_valid": 0.5}}}
+        for i, (c, b) in enumerate(zip(cand, base, strict=True))
+    ]  # fmt: skip
+
+
+def test_generation_gate_decides_from_continuous_scores_without_task_code():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, 150).tolist()
+    cand = np.clip(np.asarray(base) + 0.25, 0, 1).tolist()
+    info = SuiteInfo("holdout", 150, True)
+    outcome = scored_outcome("holdout", info, records(cand, base), "token_f1")
+    assert outcome.metric == "token_f1" and outcome.others == {"json_valid": (1.0,) * 150}
+    gate = GateParams(metric_floors={"token_f1": 0.5, "json_valid": 0.95})
+    v = decide([outcome], (), gate, baseline_kind="base", license_="apache-2.0", forgetting=(0.5, 0.5),
+               parity={"served_vs_reference": 1.0}, floors=dict(gate.metric_floors))  # fmt: skip
+    by = {c.name: c for c in v.checks}
+    assert by["holdout.token_f1"].passed and by["holdout.json_valid"].passed
+    assert by["holdout.ab_vs_base"].passed and "wilcoxon" in by["holdout.ab_vs_base"].test
+    floors = {"token_f1": 0.5, "schema_valid": 0.9}
+    worse = decide([scored_outcome("holdout", info, records(base, cand), "token_f1")], (), gate,
+                   baseline_kind="base", license_="apache-2.0", forgetting=(0.5, 0.5),
+                   parity={"served_vs_reference": 1.0}, floors=floors)  # fmt: skip
+    failed = {c.name: c.reason for c in worse.failed}
+    assert "holdout.ab_vs_base" in failed and "holdout.token_f1" in failed
+    assert "was not measured" in failed["holdout.schema_valid"]
+    assert not worse.approved
+
+
+def test_generation_evidence_outcomes_need_the_primary_score():
+    ev = Evidence.__new__(Evidence)
+    object.__setattr__(ev, "task", "generation")
+    object.__setattr__(ev, "suites", {"holdout": SuiteInfo("holdout", 2, True)})
+    recs = {"holdout": records([0.5, 0.7], [0.4, 0.4])}
+    assert ev.outcomes(recs, "token_f1")[0].candidate.values == (0.5, 0.7)
+    from tunegate.errors import DataError
+
+    with pytest.raises(DataError, match="no 'field_f1' score"):
+        ev.outcomes(recs, "field_f1")
