@@ -6,6 +6,14 @@
    rate over many replicates: for an equivalent candidate (delta 0, target <= alpha), at
    the margin's boundary, and for a 3-point drop (target power >= 0.8 on 1,000 items),
    alone at alpha and inside the gate's Holm family of three A/B checks.
+   The continuous case (``--part sim``, generation's per-item scores such as token F1): item
+   difficulties q ~ Beta(4, 2), each model's score clip(q + N(0, 0.15)) drawn apart (an
+   equivalent candidate: the pair is exchangeable), at the embedded ticket data's hold-out
+   size (134); the A/B check's Wilcoxon signed-rank p-value (evaluation/stats.py
+   ``paired_scores``), its rejection rate for an equivalent candidate (target <= alpha) and
+   its power against a declared drop of 0.05 in mean score (the candidate's scores scaled
+   down by the share that removes 0.05 on average), alone and in the Holm family of two
+   (hold-out and shifted) the generation gate adjusts.
 2. Injected regressions (``--part inject``), on the sample data with the default recipe
    (or ``--steps N``), through the real train, evaluate and gate stages: a reference candidate
    becomes production; then a sibling (same recipe, another seed) must be approved
@@ -14,7 +22,7 @@
 
 Writes ``bench/results/gate_power.json`` and a Markdown table ``bench/results/gate_power.md``.
 
-Usage: ``python bench/gate_power.py [--part sim|inject|all] [--steps N] [--replicates 4000]``
+Usage: ``python bench/gate_power.py [--part sim|continuous|inject|all] [--steps N] [--replicates 4000]``
 (inject trains five candidates with the default recipe: about an hour on 2 CPU cores)
 """
 
@@ -34,7 +42,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.stats import adjust, paired_accuracy
+from evaluation.stats import adjust, paired_accuracy, paired_scores
 from tunegate.artifacts import environment, read_json, read_jsonl, sha256_file, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +100,31 @@ def simulate(n: int, replicates: int, alpha: float, seed: int) -> list[dict]:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def simulate_continuous(n: int, replicates: int, alpha: float, seed: int, drop: float = 0.05) -> list[dict]:
+    """The A/B check on continuous per-item scores (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, target in (("equivalent (delta 0)", 0.0), (f"{drop:.2f} drop in mean score", drop)):
+        ps, realised = np.empty(replicates), np.empty(replicates)
+        for i in range(replicates):
+            q = rng.beta(4, 2, n)
+            cand = np.clip(q + rng.normal(0, 0.15, n), 0, 1)
+            base = np.clip(q + rng.normal(0, 0.15, n), 0, 1)
+            if target:
+                cand = cand * (1 - target / cand.mean())
+            realised[i] = cand.mean() - base.mean()
+            ps[i] = paired_scores(cand, base, question="no_regression", resamples=100, seed=i).p_value
+        family = np.column_stack([ps, rng.uniform(size=(replicates, 1))])
+        rows.append({
+            "case": label, "scores": "continuous (token F1-like)", "n": n, "declared_delta": -target,
+            "mean_realised_delta": round(float(realised.mean()), 4), "test": "wilcoxon signed-rank",
+            "rejection_rate": round(float(np.mean(ps < alpha)), 4),
+            "rejection_rate_holm2": round(float(np.mean(holm_first(family) < alpha)), 4),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -202,7 +235,7 @@ def row(name: str, train_rows: int, gate: dict, expected) -> dict:
     }
 
 
-def markdown(sim: list[dict], inj: list[dict]) -> str:
+def markdown(sim: list[dict], inj: list[dict], continuous: list[dict] | None = None) -> str:
     out = ["# Gate power", ""]
     if sim:
         out += [
@@ -215,6 +248,17 @@ def markdown(sim: list[dict], inj: list[dict]) -> str:
             f"| {r['margin']} | {r['case']} | {r['true_delta']:+.2f} | {r['n']} | "
             f"{r['rejection_rate']:.3f} | {r['rejection_rate_holm3']:.3f} |"
             for r in sim
+        ]
+    if continuous:
+        out += [
+            "", "## Simulation, continuous per-item scores (generation: Wilcoxon signed-rank)", "",
+            "| case | n | declared delta | realised delta | rejected (alone, alpha) | rejected (Holm, 2) |",
+            "|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        out += [
+            f"| {r['case']} | {r['n']} | {r['declared_delta']:+.2f} | {r['mean_realised_delta']:+.3f} | "
+            f"{r['rejection_rate']:.3f} | {r['rejection_rate_holm2']:.3f} |"
+            for r in continuous
         ]
     if inj:
         out += ["", "## Injected regressions", ""]
@@ -229,8 +273,9 @@ def markdown(sim: list[dict], inj: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["sim", "inject", "all"], default="all")
+    parser.add_argument("--part", choices=["sim", "continuous", "inject", "all"], default="all")
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n-continuous", type=int, default=134, help="items (the ticket data's hold-out)")
     parser.add_argument("--replicates", type=int, default=4000)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
@@ -249,6 +294,9 @@ def main() -> None:
 
     previous = read_json(RESULTS / "gate_power.json") if (RESULTS / "gate_power.json").exists() else {}
     sim = simulate(args.n, args.replicates, args.alpha, seed=0) if args.part in ("sim", "all") else None
+    continuous = None
+    if args.part in ("sim", "continuous", "all"):
+        continuous = simulate_continuous(args.n_continuous, args.replicates // 2, args.alpha, seed=1)
     inj = None
     if args.part in ("inject", "all"):
         with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-") as tmp:
@@ -258,12 +306,15 @@ def main() -> None:
         "benchmark": "gate_power",
         "alpha": args.alpha,
         "simulation": sim if sim is not None else previous.get("simulation", []),
+        "simulation_continuous": continuous
+        if continuous is not None
+        else previous.get("simulation_continuous", []),
         "injected": inj if inj is not None else previous.get("injected", []),
         "train_steps": args.steps if inj is not None else previous.get("train_steps"),
         "environment": environment(),
     }
     write_json(RESULTS / "gate_power.json", result)
-    table = markdown(result["simulation"], result["injected"])
+    table = markdown(result["simulation"], result["injected"], result["simulation_continuous"])
     (RESULTS / "gate_power.md").write_text(table, encoding="utf-8")
     print(table)
 

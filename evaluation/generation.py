@@ -8,7 +8,8 @@
    of the hold-out. Every model answers greedily through the configured engine:
    ``vllm`` (the served engine, base + adapter per request, constrained to the task's
    JSON Schema with structured outputs, as ``/generate`` asks) or ``reference``
-   (transformers + PEFT ``generate``, unconstrained).
+   (transformers + PEFT ``generate``, held to the same schema by the same grammar engine,
+   xgrammar, as a logits processor).
 3. Parity: on ``eval.parity_rows`` hold-out records, the served engine's and the evaluation
    path's answers against the transformers + PEFT reference, by exact match of the answer.
 4. Per-item scores (evaluation/text_metrics.py) into each suite's records; the gate reads
@@ -106,7 +107,11 @@ def answer_all(
         )  # fmt: skip
     else:
         hf = HFEngine("reference", ev.batch_size)
-        answers, timings = {name: hf.chat(ref, prompts, ev.max_new_tokens) for ref, name, prompts in jobs}, {}
+        schema, as_json = task.output_schema, task.json_answers
+        answers = {
+            name: hf.chat(ref, prompts, ev.max_new_tokens, schema, as_json) for ref, name, prompts in jobs
+        }
+        timings = {}
     timings["total_seconds"] = round(time.perf_counter() - t0, 2)
     timings["answers"] = sum(len(p) for _, _, p in jobs)
     return answers, timings
@@ -132,7 +137,7 @@ def parity(
         return ParityResult(missing="parity was not measured: vllm is not installed")
     prompts = [prompt_turns(r) for r in rows]
     reference = HFEngine("reference", params.eval.batch_size).chat(
-        m.candidate, prompts, params.eval.max_new_tokens
+        m.candidate, prompts, params.eval.max_new_tokens, task.output_schema, task.json_answers
     )
     t = time.perf_counter()
     if engine == "vllm":

@@ -42,6 +42,21 @@ def load_model(base_dir: Path, adapter_dir: Path | None = None, merge: bool = Fa
     return model, tokenizer
 
 
+def json_constraint(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
+    """A factory of transformers logits processors that hold greedy decoding to `schema` (any
+    JSON object when None) as vLLM's structured outputs do: xgrammar, the backend vLLM uses
+    for ``json=``, compiled the same way (any whitespace, the model's vocabulary size)."""
+    import json
+
+    import xgrammar as xgr
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+    spec = json.dumps(schema) if schema is not None else '{"type": "object"}'
+    grammar = xgr.GrammarCompiler(info).compile_json_schema(spec, any_whitespace=True)
+    return lambda: [LogitsProcessor(grammar)]  # one per generate() call: it keeps matcher state
+
+
 def label_constraint(tokenizer: Any, labels: tuple[str, ...]) -> LabelConstraint:
     """The served engine's guided choice over `labels`, for this tokenizer."""
     end = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)

@@ -91,12 +91,24 @@ class HFEngine:
         model, tok = self._model(ref)
         return generate_text(model, tok, [general_prompt(tok, q) for q in questions], max_new_tokens)
 
-    def chat(self, ref: ModelRef, prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
-        """Greedy answers to chat prompts (every turn before the answer), unconstrained: the
+    def chat(
+        self,
+        ref: ModelRef,
+        prompts: list[list[dict[str, str]]],
+        max_new_tokens: int,
+        schema: dict[str, Any] | None = None,
+        json_answers: bool = False,
+    ) -> list[str]:
+        """Greedy answers to chat prompts (every turn before the answer), held to `schema` (or
+        to a JSON object, with `json_answers`) as the served engine holds them: the
         transformers (+ PEFT) reference the served engine's generation answers are compared with."""
+        from evaluation.hf_predict import json_constraint
+
         model, tok = self._model(ref)
         rendered = [tok.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in prompts]
-        return generate_text(model, tok, rendered, max_new_tokens, batch_size=min(self.batch_size, 16))
+        constrained = schema is not None or json_answers
+        processors = json_constraint(tok, model.config.vocab_size, schema) if constrained else None
+        return generate_text(model, tok, rendered, max_new_tokens, min(self.batch_size, 16), processors)
 
 
 def vllm_classify(
@@ -131,12 +143,15 @@ def vllm_classify(
     }
 
 
-def run_vllm(module: str, spec: dict[str, Any], kv_cache_gib: int) -> dict[str, Any]:
+def run_vllm(
+    module: str, spec: dict[str, Any], kv_cache_gib: int, env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run a vLLM job module (``python -m <module> --spec --out``) in a subprocess; its output."""
     with tempfile.TemporaryDirectory(prefix="tunegate-vllm-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)} | (env_extra or {})
+        env = os.environ | env
         cmd = [sys.executable, "-m", module, "--spec", str(spec_path), "--out", str(out_path)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -171,7 +186,10 @@ def vllm_generate(
             {"name": n, "model": ref.key if ref.adapter_dir else None, "prompts": p} for ref, n, p in jobs
         ],
     }
-    raw = run_vllm("evaluation.vllm_generate", spec, kv_cache_gib)
+    # Offline generation is decode-bound: vLLM's CPU backend keeps a core for its scheduler by
+    # default, which on 2 cores halves the model's (bench/eval_throughput.py --generation).
+    reserved = {"VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")}
+    raw = run_vllm("evaluation.vllm_generate", spec, kv_cache_gib, reserved)
     return raw["answers"], {"startup_seconds": raw["startup_seconds"], "seconds": raw["seconds"]}
 
 

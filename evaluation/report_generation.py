@@ -69,10 +69,13 @@ def _losses_section(records: dict[str, list[dict]], primary: str) -> list[str]:
     ]
     out += ["| suite | input | reference | candidate | baseline | delta |", "|---|---|---|---|---|---|"]
     losses = sorted(
-        (r["scores"]["candidate"][primary] - r["scores"]["baseline"][primary], name, r)
-        for name in ("holdout", "shifted")
-        for r in records.get(name, [])
-        if "baseline" in r["scores"]
+        (
+            (r["scores"]["candidate"][primary] - r["scores"]["baseline"][primary], name, r)
+            for name in ("holdout", "shifted")
+            for r in records.get(name, [])
+            if "baseline" in r["scores"]
+        ),
+        key=lambda x: (x[0], x[1], x[2]["id"]),
     )
     shown = [(d, n, r) for d, n, r in losses if d < 0][:EXAMPLES]
     for d, name, r in shown:

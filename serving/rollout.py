@@ -12,7 +12,8 @@ many or slow its requests, cannot decide the verdict:
   the canary is significantly worse and is rolled back;
 - latency, per endpoint (a chat answer and a label are not alike): canary p95 over
   production p95 at most ``judge_max_p95_ratio``;
-- invalid outputs: the canary's share of /classify answers outside the label set at most
+- invalid outputs: the canary's share of /classify answers outside the label set (or of
+  /generate answers that are not JSON within the release's schema) at most
   ``judge_max_invalid_rate``;
 - abstentions: the canary's share of /classify answers it abstained on must not differ
   from production's by significantly more than ``judge_max_abstention_change`` either way
@@ -106,15 +107,19 @@ class Traffic:
     latency: dict[str, Latency]
     """Per endpoint, over successful requests."""
     classify: float
-    """Successful /classify answers."""
+    """Successful task answers: /classify, or /generate for a generation release."""
     invalid: float
     abstained: float
+
+
+TASK_ENDPOINTS = ("classify", "generate")
+"""Whose answers have a validity (a label of the set; JSON within the release's schema)."""
 
 
 def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> Traffic:
     judged = judged_rows(rows, version, cap)
     ok = [(r, w) for r, w in judged if r["status"] == 200 and r["latency_ms"] is not None]
-    classify = [(r, w) for r, w in judged if r["endpoint"] == "classify" and r["status"] == 200]
+    classify = [(r, w) for r, w in judged if r["endpoint"] in TASK_ENDPOINTS and r["status"] == 200]
     latency = {}
     for endpoint in sorted({r["endpoint"] for r, _ in ok}):
         pairs = [(r["latency_ms"], w) for r, w in ok if r["endpoint"] == endpoint]

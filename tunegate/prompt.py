@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.artifacts import read_json, sha256_bytes, write_json
+from tunegate.task import schema_text, schema_value
 
 DEFAULT_SYSTEM = "Reply with the intent label of the customer message."
 
@@ -55,7 +56,10 @@ class PromptTemplate:
         )[:12]
 
     def save(self, folder: str | Path) -> None:
-        raw = asdict(self) | {"template_id": self.template_id}
+        raw = asdict(self) | {
+            "template_id": self.template_id,
+            "output_schema": schema_text(self.output_schema),
+        }
         if self.task == "classification":  # the file classification releases have always had
             raw = {k: raw[k] for k in ("system", "labels", "template_id")}
         write_json(Path(folder) / "prompt.json", raw)
@@ -67,7 +71,7 @@ class PromptTemplate:
             system=raw["system"],
             labels=tuple(raw["labels"]),
             task=raw.get("task", "classification"),
-            output_schema=raw.get("output_schema"),
+            output_schema=schema_value(raw.get("output_schema")),
         )
 
 

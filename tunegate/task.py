@@ -125,12 +125,28 @@ TASK_FILE = "task.json"
 """Written by prepare into data/prepared and by train beside the model: the kind and schema."""
 
 
+def schema_text(schema: dict[str, Any] | None) -> str | None:
+    """A schema as JSON text in its own key order. Stored as a string because artifact JSON is
+    written with sorted keys, and the order of ``properties`` is the order structured outputs
+    make the model write the fields in: sorted, it would not be the order it was trained on."""
+    return None if schema is None else json.dumps(schema, ensure_ascii=False)
+
+
+def schema_value(raw: Any) -> dict[str, Any] | None:
+    """A stored schema (text, or an object from a file written before it was text)."""
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
 def write_task(folder: Path, task: Task) -> None:
     from tunegate.artifacts import write_json
 
     write_json(
         folder / TASK_FILE,
-        {"kind": task.kind, "output_schema": task.output_schema, "json_answers": task.json_answers},
+        {
+            "kind": task.kind,
+            "output_schema": schema_text(task.output_schema),
+            "json_answers": task.json_answers,
+        },
     )
 
 
@@ -145,4 +161,4 @@ def read_task(folder: Path) -> Task:
     raw = read_json(path)
     if raw.get("kind") not in KINDS:
         raise DataError(f"{path}: unknown task kind {raw.get('kind')!r}; kinds: {list(KINDS)}")
-    return Task(raw["kind"], raw.get("output_schema"), bool(raw.get("json_answers")))
+    return Task(raw["kind"], schema_value(raw.get("output_schema")), bool(raw.get("json_answers")))

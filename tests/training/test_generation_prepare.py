@@ -172,3 +172,17 @@ def test_generation_clean_records_keeps_answers_valid_after_scrubbing(tmp_path):
     rec = chat("charged twice", json.dumps(TICKET | {"summary": "Call me on +44 7700 900123 please now."}))
     out = clean_records("pool", [("f:1", rec)], task, params, report)
     assert "[PHONE]" in json.loads(out[0].messages[-1]["content"])["summary"]
+
+
+def test_generation_schema_keeps_its_field_order_through_task_and_prompt_files(tmp_path):
+    """Structured outputs make the model write the fields in the schema's order: the files
+    that carry the schema must not sort it (artifact JSON is written with sorted keys)."""
+    from tunegate.prompt import PromptTemplate
+    from tunegate.task import write_task
+
+    order = list(SCHEMA["properties"])
+    assert order[:2] == ["intent", "product"] and order != sorted(order)
+    write_task(tmp_path, Task("generation", SCHEMA, json_answers=True))
+    PromptTemplate(system="s", task="generation", output_schema=SCHEMA).save(tmp_path)
+    assert list(read_task(tmp_path).output_schema["properties"]) == order
+    assert list(PromptTemplate.load(tmp_path).output_schema["properties"]) == order
