@@ -86,8 +86,9 @@ class ClassifyRequest(_Strict):
 
 
 class GenerateRequest(_Strict):
-    """A generation release's task input: the user's message as ``text`` (under the release's
-    own system prompt), or the whole conversation as ``messages``; exactly one of them."""
+    """A generation release's task input: the user's message as ``text``, or the conversation as
+    ``messages``; exactly one of them. Either is framed by the release's own system turn (the
+    one it was trained with) unless ``messages`` starts with a system turn of its own."""
 
     text: Annotated[Text, Field(min_length=1, max_length=8000, json_schema_extra=NOT_BLANK)] | None = None
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=64)
@@ -100,14 +101,18 @@ class GenerateRequest(_Strict):
             raise ValueError("text is blank")
         return v
 
-    def turns(self, default: list[dict[str, str]]) -> list[dict[str, str]]:
+    def turns(self, system: str) -> list[dict[str, str]]:
+        """The prompt's turns: the release's system turn (unless the caller sends its own),
+        then the text or the messages."""
         if (self.text is None) == (self.messages is None):
             raise ApiError(400, "send exactly one of text and messages")
+        head = [{"role": "system", "content": system}] if system else []
         if self.messages is None:
-            return default
+            return head + [{"role": "user", "content": self.text or ""}]
         if self.messages[-1].role != "user":
             raise ApiError(400, "the last message must be the user's: the release writes the next turn")
-        return [m.model_dump() for m in self.messages]
+        turns = [m.model_dump() for m in self.messages]
+        return turns if turns[0]["role"] == "system" else head + turns
 
 
 class GenerateResponse(BaseModel):

@@ -36,7 +36,7 @@ async def generate_answer(request: Request, body: GenerateRequest) -> Any:
     live, entry = admit(request, rt, rt.params.serve.public_model, body.user, "generate")
     if live.template.task != "generation":
         raise ApiError(400, f"{live.version} is a {live.template.task} release: ask /classify")
-    turns = body.turns(live.template.messages(body.text or ""))
+    turns = body.turns(live.template.system)
     chars = sum(len(t["content"]) for t in turns)
     if rt.engine.surely_too_long(chars):
         raise ApiError(
