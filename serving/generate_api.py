@@ -56,8 +56,8 @@ async def generate_answer(request: Request, body: GenerateRequest) -> Any:
         choice = out.outputs[0]
         answer = task.check(choice.text)
         problem = answer.problem
-        if not problem and choice.finish_reason == "length":
-            problem = f"cut off at {sampling.max_tokens} tokens"
+        if choice.finish_reason == "length":  # the cause first: a JSON answer cut short is not JSON
+            problem = f"cut off at {sampling.max_tokens} tokens" + (f" ({problem})" if problem else "")
         entry.output, entry.valid = choice.text, not problem
     payload = GenerateResponse(
         output=answer.parsed if task.json_answers else choice.text,

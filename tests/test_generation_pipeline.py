@@ -15,6 +15,7 @@ import yaml
 
 from tests.conftest import COPY, QUICK_TRAIN, ROOT, sh, write_params
 from tunegate.artifacts import read_json
+from tunegate.task import read_task
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +55,9 @@ def generation_project(tmp_path_factory, tiny_base) -> Path:
 
 def test_generation_pipeline_prepares_chat_records_and_trains_on_assistant_turns(generation_project):
     p = generation_project
-    task = read_json(p / "data/prepared-generation/task.json")
-    assert task["kind"] == "generation" and task["output_schema"]["title"] == "Kestrel support ticket"
+    task = read_task(p / "data/prepared-generation")
+    assert task.kind == "generation" and task.output_schema["title"] == "Kestrel support ticket"
+    assert list(task.output_schema["properties"])[:2] == ["intent", "product"]  # its own order
     manifest = read_json(p / "data/prepared-generation/manifest.json")
     assert (
         manifest["task"] == "generation"
