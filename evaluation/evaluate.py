@@ -25,19 +25,17 @@ import argparse
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evaluation import classical
 from evaluation.abstention import baseline_calibration, calibrate, calibration_rows, item_marks
-from evaluation.evidence import Evidence, ModelIdentity, ParityResult, ProbeResult, SuiteInfo, write_evidence
+from evaluation.evidence import Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
 from evaluation.hf_predict import Prediction
-from evaluation.metrics import token_f1
-from evaluation.models import Models, resolve_models
+from evaluation.models import Models, identities, resolve_models
 from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_classify
+from evaluation.probe import forgetting_probe
 from evaluation.scoring import Scored, SuiteAnswers, plot_rows, score, write_csv
 from evaluation.suites import Suite, build_suites, unknown_labels
 from tunegate import calibration, monitor_reference
@@ -88,18 +86,6 @@ def predict_all(
     }
 
 
-def probe_scores(answers: list[str], probe: list[dict[str, Any]]) -> dict[str, float]:
-    """Contains-an-answer accuracy (the gate's metric), exact match and token F1."""
-    hit = [any(a in ans.lower() for a in q["answers"]) for ans, q in zip(answers, probe, strict=True)]
-    exact = [ans.strip().lower().rstrip(".") in q["answers"] for ans, q in zip(answers, probe, strict=True)]
-    f1 = [max(token_f1(ans, a) for a in q["answers"]) for ans, q in zip(answers, probe, strict=True)]
-    return {
-        "accuracy": float(np.mean(hit)),
-        "exact_match": float(np.mean(exact)),
-        "token_f1": float(np.mean(f1)),
-    }
-
-
 def agreement(a: list[Prediction], b: list[Prediction]) -> tuple[float, list[dict[str, Any]]]:
     diff = [
         {"id": x.id, "one": x.label, "reference": y.label}
@@ -130,26 +116,6 @@ def predict_suites(
     return preds, {"rows": rows, "seconds": round(seconds, 2)}
 
 
-def forgetting_probe(data: Path, params: Params, m: Models) -> ProbeResult:
-    """General questions, candidate vs base model, free-form answers."""
-    path = data / "probe.jsonl"
-    probe = read_jsonl(path) if params.data.probe_source and path.exists() else []
-    if not probe:
-        return ProbeResult(rows=0, missing="no probe configured (data.probe_source)")
-    hf = HFEngine("scorer", params.eval.batch_size)
-    questions = [q["question"] for q in probe]
-    answers = {
-        ref.role: hf.answer(ref, questions, params.eval.probe_max_tokens) for ref in (m.candidate, m.base)
-    }
-    examples = [
-        {"question": q["question"], "expected": q["answers"], "candidate": c, "base": b}
-        for q, c, b in list(zip(probe, answers["candidate"], answers["base"], strict=True))[:20]
-    ]
-    return ProbeResult(
-        len(probe), probe_scores(answers["candidate"], probe), probe_scores(answers["base"], probe), examples
-    )
-
-
 def measure_parity(
     m: Models, parity_rows: list[dict], served: dict[str, Any] | None, ours: list[Prediction], batch_size: int
 ) -> ParityResult:
@@ -168,21 +134,6 @@ def measure_parity(
         served_engine="vllm, base model + LoRA adapter per request, structured outputs (choice)",
         served_seconds=served["seconds"],
     )
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """What the stage wrote, and the figures its log line reports."""
-
-    metrics: dict[str, Any]
-    """eval/metrics.json (DVC metrics: per suite, per model)."""
-    holdout_accuracy: float
-    """The hold-out's primary score (accuracy; generation: gate.primary_metric)."""
-    baseline_accuracy: float
-    threshold: float
-    """The abstention threshold of the release's calibration (NaN for generation)."""
-    metric: str = "accuracy"
-    """What holdout_accuracy and baseline_accuracy measure."""
 
 
 def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
@@ -238,16 +189,6 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     write_json(args.out / "metrics.json", metrics)
     hold = metrics["holdout"]
     return Evaluated(metrics, hold["candidate"]["accuracy"], hold["baseline"]["accuracy"], cal.abstain_below)
-
-
-def identities(m: Models, base_dir: Path) -> tuple[ModelIdentity, ModelIdentity, ModelIdentity]:
-    """(candidate, baseline, base) as evidence.json records them."""
-    license_ = read_json(base_dir / "card.json").get("license", "unknown")
-    return (
-        ModelIdentity(**m.candidate.identity()),
-        ModelIdentity(**m.baseline.identity(), kind="production" if m.production else "base"),
-        ModelIdentity(**m.base.identity(), license=license_),
-    )
 
 
 def answer_sheets(

@@ -78,6 +78,21 @@ class SuiteOutcome:
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    """What the stage wrote, and the figures its log line reports."""
+
+    metrics: dict[str, Any]
+    """eval/metrics.json (DVC metrics: per suite, per model)."""
+    holdout_accuracy: float
+    """The hold-out's primary score (accuracy; generation: gate.primary_metric)."""
+    baseline_accuracy: float
+    threshold: float
+    """The abstention threshold of the release's calibration (NaN for generation)."""
+    metric: str = "accuracy"
+    """What holdout_accuracy and baseline_accuracy measure."""
+
+
+@dataclass(frozen=True)
 class ModelIdentity:
     role: str
     model_id: str

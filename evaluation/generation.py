@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.evaluate import Evaluated, forgetting_probe, identities
-from evaluation.evidence import Evidence, ParityResult, SuiteInfo, write_evidence
-from evaluation.models import Models, resolve_models
+from evaluation.evidence import Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
+from evaluation.models import Models, identities, resolve_models
 from evaluation.perturb import PERTURBATIONS
 from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_generate
+from evaluation.probe import forgetting_probe
 from evaluation.suites import Suite, length_slice
 from evaluation.text_metrics import item_scores
 from tunegate import monitor_reference

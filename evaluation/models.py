@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluation.evidence import ModelIdentity
 from evaluation.predictors import ModelRef
 from tunegate.artifacts import read_json, verified_card
 from tunegate.errors import ArtifactError, DataError
@@ -95,3 +96,13 @@ def resolve_models(args: argparse.Namespace, params: Params) -> Models:
         )
     base_template = PromptTemplate.load(production.adapter_dir) if production else template
     return Models(base, candidate_ref(args.candidate, base), production, pointer, template, base_template)
+
+
+def identities(m: Models, base_dir: Path) -> tuple[ModelIdentity, ModelIdentity, ModelIdentity]:
+    """(candidate, baseline, base) as evidence.json records them."""
+    license_ = read_json(base_dir / "card.json").get("license", "unknown")
+    return (
+        ModelIdentity(**m.candidate.identity()),
+        ModelIdentity(**m.baseline.identity(), kind="production" if m.production else "base"),
+        ModelIdentity(**m.base.identity(), license=license_),
+    )

@@ -41,9 +41,11 @@ from serving.api import (
     validation_message,
 )  # fmt: skip
 from serving.auth import admin_auth, feedback_auth, public_auth
+from serving.generate_api import router as generate_router
 from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import FeedbackConflict
-from serving.runtime import Live, Runtime, Slot, complete
+from serving.runtime import Live, Runtime, Slot, complete, until_disconnect
+from serving.runtime import of_request as runtime
 from tunegate.errors import RegistryError, TunegateError
 from tunegate.inference import classify_sampling
 from tunegate.prompt import answer_confidence
@@ -52,18 +54,9 @@ router = APIRouter()
 admin = APIRouter(dependencies=[Depends(admin_auth)])  # the token is checked before the body
 
 
-def runtime(request: Request) -> Runtime:
-    rt: Runtime | None = getattr(request.app.state, "runtime", None)
-    if rt is None or not rt.ready:
-        raise ApiError(503, "the service is starting: engine and adapters are not loaded yet", "unavailable")
-    return rt
-
-
 def build_app(rt: Runtime | None = None) -> FastAPI:
     app = FastAPI(title="tunegate", description="Evaluation-gated releases, served on vLLM.")
     app.state.runtime = rt
-    from serving.generate_api import router as generate_router  # imports this module: here, not above
-
     app.include_router(router)
     app.include_router(generate_router)
     app.include_router(admin)
@@ -110,20 +103,6 @@ async def sampling_for(rt: Runtime, body: Sampling, prompt: str) -> Any:
         stop=body.stop,
         seed=body.seed,
     )
-
-
-async def until_disconnect(request: Request, work: Any) -> Any:
-    """Await `work`; if the client goes away first, cancel it (which aborts the generation)."""
-    task = asyncio.ensure_future(work)
-    try:
-        while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=0.25)
-            if not done and await request.is_disconnected():
-                task.cancel()
-                raise ApiError(499, "client disconnected", "cancelled")
-        return task.result()
-    finally:
-        task.cancel()
 
 
 @router.get("/v1/models")

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from serving.api import ApiError, GenerateRequest, GenerateResponse
-from serving.app import runtime, until_disconnect
 from serving.recording import admit, headers, recorded, shadow
-from serving.runtime import Slot, complete
+from serving.runtime import Slot, complete, until_disconnect
+from serving.runtime import of_request as runtime
 from tunegate.inference import generate_sampling
 from tunegate.task import Task
 

@@ -64,6 +64,28 @@ async def complete(rt: Runtime, live: Live, prompt: str, sampling: Any, request_
     return final
 
 
+def of_request(request: Any) -> Runtime:
+    """The service's runtime, once it is ready; a 503 before."""
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None or not rt.ready:
+        raise ApiError(503, "the service is starting: engine and adapters are not loaded yet", "unavailable")
+    return rt
+
+
+async def until_disconnect(request: Any, work: Any) -> Any:
+    """Await `work`; if the client goes away first, cancel it (which aborts the generation)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if not done and await request.is_disconnected():
+                task.cancel()
+                raise ApiError(499, "client disconnected", "cancelled")
+        return task.result()
+    finally:
+        task.cancel()
+
+
 class Runtime:
     def __init__(self, project: Path, params: Params, engine: Any = None):
         from serving.registry import Registry
