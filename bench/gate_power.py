@@ -119,7 +119,8 @@ def simulate_continuous(n: int, replicates: int, alpha: float, seed: int, drop: 
             ps[i] = paired_scores(cand, base, question="no_regression", resamples=100, seed=i).p_value
         family = np.column_stack([ps, rng.uniform(size=(replicates, 1))])
         rows.append({
-            "case": label, "scores": "continuous (token F1-like)", "n": n, "declared_delta": -target,
+            "case": label, "scores": "continuous (token F1-like)", "n": n,
+            "declared_delta": -target if target else 0.0,
             "mean_realised_delta": round(float(realised.mean()), 4), "test": "wilcoxon signed-rank",
             "rejection_rate": round(float(np.mean(ps < alpha)), 4),
             "rejection_rate_holm2": round(float(np.mean(holm_first(family) < alpha)), 4),

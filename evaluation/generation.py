@@ -7,9 +7,9 @@
 2. Suites: hold-out, shifted, perturbations of each record's last user turn, length slices
    of the hold-out. Every model answers greedily through the configured engine:
    ``vllm`` (the served engine, base + adapter per request, constrained to the task's
-   JSON Schema with structured outputs, as ``/generate`` asks) or ``reference``
+   JSON Schema with structured outputs, as ``/generate`` asks), ``reference``
    (transformers + PEFT ``generate``, held to the same schema by the same grammar engine,
-   xgrammar, as a logits processor).
+   xgrammar, as a logits processor) or ``scorer`` (the same on merged weights).
 3. Parity: on ``eval.parity_rows`` hold-out records, the served engine's and the evaluation
    path's answers against the transformers + PEFT reference, by exact match of the answer.
 4. Per-item scores (evaluation/text_metrics.py) into each suite's records; the gate reads
@@ -106,7 +106,7 @@ def answer_all(
             kv_cache_gib=ev.vllm_kv_cache_gib,
         )  # fmt: skip
     else:
-        hf = HFEngine("reference", ev.batch_size)
+        hf = HFEngine(engine, ev.batch_size)  # scorer: merged weights; reference: PEFT
         schema, as_json = task.output_schema, task.json_answers
         answers = {
             name: hf.chat(ref, prompts, ev.max_new_tokens, schema, as_json) for ref, name, prompts in jobs
@@ -196,9 +196,7 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         raise DataError(
             f"{args.candidate} was trained for another task than {args.data} holds; run `dvc repro`"
         )
-    engine = "vllm" if ev.engine == "vllm" else "reference"
-    if ev.engine == "scorer":
-        raise DataError("eval.engine: scorer decodes labels only; the generation kind uses vllm or reference")
+    engine = ev.engine
     m = resolve_models(args, params)
     suites = generation_suites(args.data, params)
     shots = few_shot_examples(read_jsonl(args.data / "train.jsonl"), ev.few_shot, seed) if ev.few_shot else []

@@ -239,8 +239,10 @@ class EvalParams:
     engine: Literal["scorer", "vllm", "reference"] = "scorer"
     """How suites are predicted. scorer: merged weights, shared-prefix KV cache, decoding
     stops once the label is determined (fastest on a CPU; same answers as greedy
-    label-constrained decoding). vllm: the serving engine, base model + adapters per
-    request (the fast path on a GPU). reference: transformers + PEFT generate."""
+    label-constrained decoding; for generation: transformers generate on the merged
+    weights). vllm: the serving engine, base model + adapters per request (the fast path
+    on a GPU, and for generation on this CPU too). reference: transformers + PEFT generate.
+    Generation answers are held to task.output_schema on every engine."""
     batch_size: int = 32
     perturbations: tuple[str, ...] = PERTURBATIONS
     """Perturbation suites generated from the hold-out (evaluation/perturb.py)."""
@@ -467,6 +469,22 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
             check = getattr(getattr(params, section.name), "problems", None)
             if check:
                 problems.extend(check())
+        problems.extend(kind_problems(params))
     if problems:
         raise ConfigError(problems)
     return params
+
+
+def kind_problems(p: Params) -> list[str]:
+    """Keys that only one task kind reads, set for the other: refused, not silently ignored."""
+    if p.base.task == "classification":
+        return ["gate.metric_floors: set, but only base.task: generation reads it (use gate.min_accuracy)"
+                ] if p.gate.metric_floors else []  # fmt: skip
+    out = []
+    if p.gate.primary_metric == "field_f1" and not p.task.output_schema:
+        out.append("gate.primary_metric: field_f1 needs task.output_schema (fields come from a JSON answer)")
+    if p.data.oos_label is not None:
+        out.append(
+            "data.oos_label: out-of-scope rows are a classification idea; set it to null for generation"
+        )
+    return out

@@ -39,8 +39,9 @@ def generation_served(tiny_base, tmp_path_factory):
     shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
     port = free_port()
     serve = {"port": port, "max_model_len": 512, "max_tokens": 64, "kv_cache_gib": 1, "max_concurrency": 2}
-    write_params(project / "params.yaml", base={"task": "generation"}, serve=serve,
-                 release={"name": "ticket-extractor", "lock_timeout_s": 5})  # fmt: skip
+    release = {"name": "ticket-extractor", "lock_timeout_s": 5}
+    write_params(project / "params.yaml", base={"task": "generation"}, serve=serve, eval={"engine": "vllm"},
+                 data={"oos_label": None}, release=release)  # fmt: skip
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"), "TUNEGATE_ACTOR": "test",
         "TUNEGATE_ACTOR_EMAIL": "t@example.com", "TUNEGATE_ADMIN_TOKEN": ADMIN, "VLLM_CPU_KVCACHE_SPACE": "1",

@@ -104,8 +104,24 @@ def test_calibration_and_abstain_settings_are_checked():
 
 def test_a_task_kind_no_stage_implements_is_refused():
     """base.task once accepted `chat`, which no code read: a user got classification silently."""
-    with pytest.raises(ConfigError, match=r"base\.task: 'chat' is not one of 'classification'"):
+    with pytest.raises(ConfigError, match=r"base\.task: 'chat' is not one of 'classification', 'generation'"):
         params_from_dict({"base": {"task": "chat"}})
+
+
+def test_generation_keys_read_by_one_kind_only_are_refused_for_the_other():
+    with pytest.raises(ConfigError, match=r"gate\.metric_floors: set, but only base\.task: generation"):
+        params_from_dict({"gate": {"metric_floors": {"token_f1": 0.5}}})
+    raw = {
+        "base": {"task": "generation"},
+        "data": {"oos_label": "oos"},
+        "gate": {"primary_metric": "field_f1"},
+    }
+    with pytest.raises(ConfigError) as err:
+        params_from_dict(raw)
+    text = str(err.value)
+    assert "needs task.output_schema" in text and "data.oos_label" in text
+    ok = params_from_dict(raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"}})
+    assert ok.base.task == "generation"
     assert params_from_dict({"serve": {"abstain_below": None}}).serve.abstain_below is None
     assert params_from_dict({"serve": {"abstain_below": "auto"}}).serve.abstain_below == "auto"
     assert params_from_dict({"serve": {"abstain_below": 0.4}}).serve.abstain_below == 0.4
