@@ -26,3 +26,14 @@ def test_a_missing_dvc_yaml_or_flag_is_a_clear_error(tmp_path):
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     with pytest.raises(ConfigError, match="stage 'base' has no `--out PATH` in its command"):
         _ = layout(tmp_path).base_model
+
+
+def test_generation_pipeline_paths_are_its_own_and_the_base_is_shared():
+    """release.pipeline names generation/dvc.yaml: its stages' paths (relative to their wdir,
+    the project root) give the generation release its own registry folder and records."""
+    gen = layout(ROOT, "generation/dvc.yaml")
+    assert gen.production_pointer == ROOT / "registry/generation/production.json"
+    assert gen.gate_record == ROOT / "eval/generation/gate.json"
+    assert gen.candidate_record == ROOT / "registry/generation/candidate.json"
+    assert gen.base_model == ROOT / "models/base"  # from dvc.yaml: generation/dvc.yaml has no base stage
+    assert layout(ROOT).production_pointer == ROOT / "registry/production.json"
