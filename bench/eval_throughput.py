@@ -24,10 +24,12 @@ the same hold-out records of ``data/prepared-generation`` answered greedily by
 - ``plain_peft_generate``: the baseline, transformers ``generate`` on the PEFT model (adapter
   not merged), batches of 16, held to the same schema by xgrammar as a logits processor
   (``HFEngine.chat``, the parity reference);
+- ``merged_generate``: the same loop on merged weights (``eval.engine: scorer``);
 - ``vllm_lora``: the evaluate stage's path and the service's, vLLM with the adapter per
-  request and the answer constrained to the task's JSON Schema (structured outputs);
-- ``vllm_lora_all_cores``: the same with ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` (vLLM's CPU
-  backend keeps one core for its scheduler by default: on 2 cores the model gets one).
+  request and the answer constrained to the task's JSON Schema (structured outputs), with
+  ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` as the evaluate stage runs it;
+- ``vllm_lora_one_core_reserved``: the same with vLLM's CPU default (one core kept for its
+  scheduler: on 2 cores the model gets one).
 
 Answers/s and generated tokens/s (the base tokenizer's count of the answers), engine
 start-up apart, and exact agreement of each path's answers with the baseline's.
@@ -169,11 +171,13 @@ def generation(args: argparse.Namespace) -> None:
         }  # fmt: skip
         print(name, json.dumps(results[name]), flush=True)
 
-    hf = HFEngine("reference", 16)
-    _, load = timed(hf.chat, ref, prompts[:2], 4)  # loads the model, warms up
-    texts, secs = timed(hf.chat, ref, prompts, 160, task.output_schema, task.json_answers)
-    record("plain_peft_generate", texts, secs, load)
-    for name, reserved in (("vllm_lora", None), ("vllm_lora_all_cores", "0")):
+    for name, kind in (("plain_peft_generate", "reference"), ("merged_generate", "scorer")):
+        hf = HFEngine(kind, 16)
+        _, load = timed(hf.chat, ref, prompts[:2], 4)  # loads the model, warms up
+        texts, secs = timed(hf.chat, ref, prompts, 160, task.output_schema, task.json_answers)
+        record(name, texts, secs, load)
+        del hf
+    for name, reserved in (("vllm_lora_one_core_reserved", "1"), ("vllm_lora", "0")):
         saved = os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU")
         if reserved is not None:
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = reserved
