@@ -329,3 +329,24 @@ def license_check(license_: str, gate: GateParams) -> Check:
     reason = "" if ok else f"license {license_!r} is not allowed"
     threshold = f"in {list(gate.allowed_licenses)}"
     return Check("license", "base model license", float(ok), None, threshold, ok, reason=reason)
+
+
+def reference_family(
+    found: list[Check], gate: GateParams, *, judged: bool, who: str, label: str, metric: str, key: str
+) -> tuple[list[Check], list[str]]:
+    """A family of no-regression checks against a reference (classical, prompting), Holm
+    within it: blocking checks when `judged`, else notes naming the delta, interval and p."""
+    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
+        c.p_adjusted = pa
+        c.passed = pa >= gate.alpha
+        c.reason = "" if c.passed else f"significantly worse than {who} (p={pa:.3g})"
+    if judged:
+        return found, []
+    notes = [
+        f"vs {label}, {c.name.split('.')[0]}: {metric} delta {c.value:+.3f} "
+        f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}], p={c.p_adjusted:.3g}"
+        + ("" if c.passed else f" (significantly worse; reported, not judged: gate.{key} is report)")
+        for c in found
+        if c.ci is not None and c.p_adjusted is not None
+    ]
+    return [], notes

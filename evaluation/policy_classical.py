@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evaluation.policy import Check, ab_check
-from evaluation.stats import adjust, paired_accuracy
+from evaluation.policy import Check, ab_check, reference_family
+from evaluation.stats import paired_accuracy
 from tunegate.params import GateParams
 
 
@@ -38,17 +38,12 @@ def classical_checks(
         found.append(
             ab_check(f"{name}.ab_vs_classical", "accuracy delta", "no_regression", result, threshold)
         )
-    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
-        c.p_adjusted = pa
-        c.passed = pa >= gate.alpha
-        c.reason = "" if c.passed else f"significantly worse than the classical reference (p={pa:.3g})"
-    if gate.vs_classical == "non_inferior":
-        return found, []
-    notes = [
-        f"vs classical reference, {c.name.split('.')[0]}: accuracy delta {c.value:+.3f} "
-        f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}], p={c.p_adjusted:.3g}"
-        + ("" if c.passed else " (significantly worse; reported, not judged: gate.vs_classical is report)")
-        for c in found
-        if c.ci is not None and c.p_adjusted is not None
-    ]
-    return [], notes
+    return reference_family(
+        found,
+        gate,
+        judged=gate.vs_classical == "non_inferior",
+        who="the classical reference",
+        label="classical reference",
+        metric="accuracy",
+        key="vs_classical",
+    )

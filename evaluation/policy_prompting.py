@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evaluation.policy import Check, ab_check
-from evaluation.stats import adjust, paired_test
+from evaluation.policy import Check, ab_check, reference_family
+from evaluation.stats import paired_test
 from tunegate.params import GateParams
 
 WHO = "prompting"
@@ -43,17 +43,12 @@ def prompting_checks(
         found.append(
             ab_check(f"{name}.ab_vs_prompting", f"{primary} delta", "no_regression", result, threshold)
         )
-    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
-        c.p_adjusted = pa
-        c.passed = pa >= gate.alpha
-        c.reason = "" if c.passed else f"significantly worse than the few-shot base model (p={pa:.3g})"
-    if gate.vs_prompting == "non_inferior":
-        return found, []
-    notes = [
-        f"vs prompting (base model, few-shot), {c.name.split('.')[0]}: {primary} delta {c.value:+.3f} "
-        f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}], p={c.p_adjusted:.3g}"
-        + ("" if c.passed else " (significantly worse; reported, not judged: gate.vs_prompting is report)")
-        for c in found
-        if c.ci is not None and c.p_adjusted is not None
-    ]
-    return [], notes
+    return reference_family(
+        found,
+        gate,
+        judged=gate.vs_prompting == "non_inferior",
+        who="the few-shot base model",
+        label="prompting (base model, few-shot)",
+        metric=primary,
+        key="vs_prompting",
+    )
