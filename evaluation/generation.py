@@ -12,7 +12,7 @@
    xgrammar, as a logits processor) or ``scorer`` (the same on merged weights).
 3. Parity: on ``eval.parity_rows`` hold-out records, the served engine's and the evaluation
    path's answers against the transformers + PEFT reference, by exact match of the answer.
-4. Per-item scores (evaluation/text_metrics.py) into each suite's records; the gate reads
+4. Per-item scores (tunegate/text_metrics.py) into each suite's records; the gate reads
    them through ``Evidence.outcomes`` and never learns which task produced them.
 """
 
@@ -34,12 +34,13 @@ from evaluation.perturb import PERTURBATIONS
 from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_generate
 from evaluation.probe import forgetting_probe
 from evaluation.suites import Suite, length_slice
-from evaluation.text_metrics import item_scores
 from tunegate import monitor_reference
 from tunegate.artifacts import atomic_dir, jsonl_text, read_json, read_jsonl, sha256_file, write_json
 from tunegate.errors import DataError
 from tunegate.params import Params
 from tunegate.task import Task, read_task
+from tunegate.text_metrics import item_scores
+from tunegate.words import vocabulary
 
 log = logging.getLogger(__name__)
 PROMPTING = "prompting"
@@ -221,16 +222,17 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         probe=probe, parity=par, data=read_json(args.data / "manifest.json")["files"],
         production_pointer=m.pointer, predict=timings,
         prompting={"few_shot": len(shots), "examples": [r["id"] for r in shots]} if shots else {},
-        monitor_reference={"missing": "the generation kind's monitoring reference is not built yet"},
+        monitor_reference={"rows": len(records["holdout"]), "file": monitor_reference.FILE},
     )  # fmt: skip
     metrics = {name: suite_metrics(recs) for name, recs in records.items()}
     if probe.candidate is not None and probe.base is not None:
         metrics["probe"] = {"candidate": probe.candidate, "base": probe.base}
     if par.rates:
         metrics["parity"] = {k: round(v, 4) for k, v in par.rates.items()}
-    write_results(args.out / "results", evidence, records)
-    write_json(args.out / "metrics.json", metrics)
     primary = params.gate.primary_metric
+    vocab = vocabulary(r["input"] for r in read_jsonl(args.data / "train.jsonl"))
+    write_results(args.out / "results", evidence, records, (primary, task, vocab))
+    write_json(args.out / "metrics.json", metrics)
     hold_metrics = metrics["holdout"]
     return Evaluated(
         metrics,
@@ -241,12 +243,21 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     )
 
 
-def write_results(folder: Path, evidence: Evidence, records: dict[str, list[dict[str, Any]]]) -> None:
-    """``eval/.../results/``, whole or not at all: suite records, their hashes in evidence.json."""
+def write_results(
+    folder: Path,
+    evidence: Evidence,
+    records: dict[str, list[dict[str, Any]]],
+    reference: tuple[str, Task, Any],
+) -> None:
+    """``eval/.../results/``, whole or not at all: suite records, their hashes in evidence.json,
+    and the monitoring reference (the hold-out's inputs, answers and primary scores; `reference`
+    is the metric, the task and the training inputs' vocabulary)."""
     with atomic_dir(folder) as tmp:
         for name, recs in records.items():
             (tmp / f"{name}.jsonl").write_text(jsonl_text(recs), encoding="utf-8")
         suites = {n: replace(i, sha256=sha256_file(tmp / f"{n}.jsonl")) for n, i in evidence.suites.items()}
-        reason = evidence.monitor_reference["missing"]
-        monitor_reference.write_missing(tmp / monitor_reference.FILE, reason, evidence.candidate.model_id)
+        metric, task, vocab = reference
+        monitor_reference.write_generation(
+            tmp / monitor_reference.FILE, records["holdout"], metric, task, vocab, evidence.candidate.model_id
+        )
         write_evidence(tmp / "evidence.json", replace(evidence, suites=suites))

@@ -180,24 +180,33 @@ def frames(
     return ref, cur
 
 
-def report(ref: Any, cur: Any, tested: list[str], each: float, embeddings: bool) -> Any:
-    """Evidently's report: a ValueDrift per tested column, EmbeddingsDrift when asked."""
+def report(
+    ref: Any,
+    cur: Any,
+    tested: list[str],
+    each: float,
+    embeddings: bool,
+    categorical: tuple[str, ...] = ("predicted_label",),
+) -> Any:
+    """Evidently's report: a ValueDrift per tested column (chi-square for the `categorical`
+    ones, K-S for numbers), EmbeddingsDrift when asked."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
 
     from monitoring.drift_tests import NullCalibratedModelDrift
 
     def method(s: str) -> str:
-        return "two_sample_chisquare" if s == "predicted_label" else "ks"
+        return "two_sample_chisquare" if s in categorical else "ks"
 
     metrics: list[Any] = [ValueDrift(column=s, method=method(s), threshold=each) for s in tested]
     emb_cols = [c for c in ref.columns if c.startswith("emb_")] if embeddings else []
     if embeddings:
         drift_method = NullCalibratedModelDrift(alpha=each)
         metrics.append(EmbeddingsDrift(embeddings_name="text", drift_method=drift_method))
+    numbers = [c for c in ref.columns if c not in categorical and not c.startswith("emb_")]
     definition = DataDefinition(
-        numerical_columns=[*NAMES, "confidence", *emb_cols],
-        categorical_columns=["predicted_label"],
+        numerical_columns=[*numbers, *emb_cols],
+        categorical_columns=[c for c in categorical if c in ref.columns],
         embeddings={"text": emb_cols} if emb_cols else None,
     )
     keep = [c for c in ref.columns if not c.startswith("emb_") or embeddings]

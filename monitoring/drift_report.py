@@ -18,11 +18,13 @@ from monitoring.abstention import abstention_rate
 from monitoring.drift import Correction, Signal, correction, judge_window, live_accuracy
 from monitoring.estimate import NAME as ESTIMATED
 from monitoring.estimate import estimated_accuracy, reliability_note
-from monitoring.window import Window, read_window
+from monitoring.generation_drift import correction as generation_correction
+from monitoring.generation_drift import fields, judge_generation, live_quality, live_rating
+from monitoring.window import GenerationWindow, Window, read_generation_window, read_window
 from tunegate import monitor_reference
 from tunegate.artifacts import write_json
 from tunegate.errors import DataError
-from tunegate.monitor_reference import MonitorReference
+from tunegate.monitor_reference import GenerationReference, MonitorReference
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class DriftRecord:
         write_json(out_dir / f"{self.time}.json", self.to_dict())
 
 
-def locate_reference(setting: str, window: Window, project: Path, params: Any) -> tuple[Path, str | None]:
+def locate_reference(
+    setting: str, window: Window | GenerationWindow, project: Path, params: Any
+) -> tuple[Path, str | None]:
     """The reference file for `window` and the sha256 it must have: a path (no recorded
     hash), or (``release``) its release's packaged one."""
     if setting != "release":
@@ -111,19 +115,34 @@ def main_report(
     last: int | None = None,
     project: Path = Path("."),
 ) -> tuple[DriftRecord, Path]:
-    """Compute drift for a window and write the report; returns the record and the HTML path."""
-    window = read_window(log, hours, last)
+    """Compute drift for a window and write the report; returns the record and the HTML path.
+    The window is the /classify or the /generate traffic, as ``base.task`` says."""
+    generation = params.base.task == "generation"
+    window = (read_generation_window if generation else read_window)(log, hours, last)
     if not window.texts:
         span = f"the last {hours:g} h" if hours is not None else "the log"
         raise DataError(
-            f"no answered /classify requests with text in {span} of {log} "
+            f"no answered /{'generate' if generation else 'classify'} requests with text in {span} of {log} "
             f"({window.skipped} rows skipped as corrupt or empty): nothing to compare"
         )
     ref_path, recorded = locate_reference(reference_setting, window, project, params)
     reference = monitor_reference.read(ref_path, sha256=recorded)
+    if generation != isinstance(reference, GenerationReference):
+        kind = "generation" if isinstance(reference, GenerationReference) else "classification"
+        raise DataError(
+            f"{reference.source} is a {kind} release's reference; base.task is {params.base.task}"
+        )
     m = params.monitor
-    fix = correction(m.signals, m.alpha)
-    results, snapshot, estimate_note = judge_signals(window, reference, out_dir, params, project, fix.each)
+    if isinstance(reference, GenerationReference):
+        assert isinstance(window, GenerationWindow)
+        fix = generation_correction(m.signals, fields(reference), m.alpha)
+        results, snapshot, estimate_note = generation_signals(window, reference, out_dir, params, fix.each)
+    else:
+        assert isinstance(window, Window)
+        fix = correction(m.signals, m.alpha)
+        results, snapshot, estimate_note = judge_signals(
+            window, reference, out_dir, params, project, fix.each
+        )
     judged = [s for s in results if s.drifted is not None]
     # Too few requests: traffic signals were not judged, so neither is the window.
     status = (
@@ -155,6 +174,19 @@ def main_report(
         )
     record.write(out_dir)
     return record, html
+
+
+def generation_signals(
+    window: GenerationWindow, reference: GenerationReference, out_dir: Path, params: Any, each: float
+) -> tuple[list[Signal], Any, None]:
+    """The generation kind's verdicts (monitoring/generation_drift.py): traffic, answers, live
+    quality, and callers' ratings (reported, not judged)."""
+    m = params.monitor
+    results, snapshot = judge_generation(
+        reference, window, m.signals, m.min_window, m.sample, params.base.seed, m.alpha, out_dir / "cache"
+    )
+    results += [live_quality(window, reference, m.min_feedback, each), live_rating(window)]
+    return results, snapshot, None
 
 
 def judge_signals(

@@ -1,4 +1,4 @@
-"""A window of production traffic: the answered /classify requests of the request log.
+"""A window of production traffic: the answered /classify (or /generate) requests of the request log.
 
 Rows without usable text are skipped and counted. Feedback given as the declared
 out-of-scope label (``data.oos_label``) counts as a wrong answer in live accuracy: the
@@ -41,18 +41,72 @@ class Window:
         (a popular message, a retrying client, a bot), and a repeat that lands on both halves
         of the embedding classifier's split is an easy, false 'difference'. The tests
         compare distinct messages with distinct messages; the report counts the repeats."""
-        seen: set[str] = set()
-        keep = []
-        for i, text in enumerate(self.texts):
-            key = " ".join(text.lower().split())
-            if key not in seen:
-                seen.add(key)
-                keep.append(i)
+        keep = first_of_each(self.texts)
         return Window(
             [self.texts[i] for i in keep], [self.labels[i] for i in keep], self.skipped, self.start, self.end,
             self.feedback, [self.confidence[i] for i in keep], self.version, self.versions,
             [self.abstained[i] for i in keep] if self.abstained else [], self.abstained_feedback,
         )  # fmt: skip
+
+
+def first_of_each(texts: list[str]) -> list[int]:
+    """The index of each message's first request (case and spacing ignored)."""
+    seen: set[str] = set()
+    keep = []
+    for i, text in enumerate(texts):
+        key = " ".join(text.lower().split())
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return keep
+
+
+@dataclass
+class GenerationWindow:
+    """The answered /generate requests of a window: the last user turn, the answer text,
+    and the reference answers and ratings callers sent (``POST /feedback``)."""
+
+    texts: list[str]
+    answers: list[str]
+    skipped: int
+    start: str | None
+    end: str | None
+    references: list[tuple[str, str]] = field(default_factory=list)
+    """(the answer given, the reference answer a caller sent for it)."""
+    ratings: list[float] = field(default_factory=list)
+    version: str | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def distinct(self) -> GenerationWindow:
+        """One request per message, as `Window.distinct` (feedback is kept whole)."""
+        keep = first_of_each(self.texts)
+        return GenerationWindow(
+            [self.texts[i] for i in keep], [self.answers[i] for i in keep], self.skipped, self.start,
+            self.end, self.references, self.ratings, self.version, self.versions,
+        )  # fmt: skip
+
+
+def read_generation_window(
+    log: Path, hours: float | None = None, last: int | None = None
+) -> GenerationWindow:
+    """The /generate requests of a window of the request log."""
+    rows = RequestLog.reader(log).generated(hours, last)
+    good = [
+        r for r in rows if isinstance(r["input"], str) and r["input"].strip() and isinstance(r["output"], str)
+    ]
+    versions = Counter(r["version"] for r in good if r["version"] is not None)
+    ratings = [r["rating"] for r in good if isinstance(r["rating"], (int, float)) and 0 <= r["rating"] <= 1]
+    return GenerationWindow(
+        texts=[r["input"] for r in good],
+        answers=[r["output"] for r in good],
+        skipped=len(rows) - len(good),
+        start=good[0]["time"] if good else None,
+        end=good[-1]["time"] if good else None,
+        references=[(r["output"], r["feedback"]) for r in good if isinstance(r["feedback"], str)],
+        ratings=[float(x) for x in ratings],
+        version=versions.most_common(1)[0][0] if versions else None,
+        versions=dict(versions),
+    )
 
 
 def read_window(log: Path, hours: float | None = None, last: int | None = None) -> Window:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from tunegate.errors import TunegateError
 
@@ -37,6 +45,8 @@ Stop = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_encoda
 SEED_MAX = 2**53 - 1
 """The largest integer every JSON parser reads exactly."""
 NOT_BLANK = {"pattern": r"\S"}
+MAX_TEXT_CHARS = 8000
+"""The longest /generate text (and /feedback reference answer) a request may carry."""
 
 
 class _Strict(BaseModel):
@@ -90,7 +100,9 @@ class GenerateRequest(_Strict):
     ``messages``; exactly one of them. Either is framed by the release's own system turn (the
     one it was trained with) unless ``messages`` starts with a system turn of its own."""
 
-    text: Annotated[Text, Field(min_length=1, max_length=8000, json_schema_extra=NOT_BLANK)] | None = None
+    text: (
+        Annotated[Text, Field(min_length=1, max_length=MAX_TEXT_CHARS, json_schema_extra=NOT_BLANK)] | None
+    ) = None
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=64)
     user: Annotated[Text, Field(max_length=256)] | None = None
 
@@ -128,8 +140,20 @@ class GenerateResponse(BaseModel):
 
 
 class FeedbackRequest(_Strict):
+    """One of: ``label`` (a /classify answer's true label), ``reference`` (the answer a
+    /generate request should have had) or ``rating`` (how good a /generate answer was, 0 to 1)."""
+
     request_id: Annotated[Text, Field(min_length=1, max_length=64)]
-    label: Annotated[Text, Field(min_length=1, max_length=200)]
+    label: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
+    reference: Annotated[Text, Field(min_length=1, max_length=MAX_TEXT_CHARS)] | None = None
+    rating: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> FeedbackRequest:
+        given = [k for k in ("label", "reference", "rating") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"send exactly one of label, reference, rating (got {given or 'none'})")
+        return self
 
 
 class PromoteRequest(_Strict):

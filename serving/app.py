@@ -41,6 +41,7 @@ from serving.api import (
     validation_message,
 )  # fmt: skip
 from serving.auth import admin_auth, feedback_auth, public_auth
+from serving.generate_api import generation_feedback
 from serving.generate_api import router as generate_router
 from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import FeedbackConflict
@@ -211,31 +212,44 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
 
 @router.post("/feedback", dependencies=[Depends(feedback_auth)])
 async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
-    """The true label of an answered /classify request (X-Request-Id of its response), once:
-    one of the release's labels, or the declared out-of-scope label (``data.oos_label``).
-    The drift monitor turns these into live accuracy, and retraining into training data."""
+    """Feedback on an answered request (X-Request-Id of its response), once: for /classify
+    its true label (one of the release's labels, or ``data.oos_label``); for /generate the
+    answer it should have had (``reference``: for a JSON release, JSON within its schema) or
+    a ``rating`` in [0, 1]. The drift monitor turns these into live accuracy or live quality,
+    and retraining into training data."""
     rt = runtime(request)
     answered = await asyncio.to_thread(rt.log.answered, body.request_id)
-    if answered is None or answered["endpoint"] != "classify" or answered["status"] != 200:
-        raise ApiError(404, f"no answered /classify request {body.request_id!r}", "not_found")
+    if answered is None or answered["endpoint"] not in ("classify", "generate") or answered["status"] != 200:
+        raise ApiError(404, f"no answered /classify or /generate request {body.request_id!r}", "not_found")
+    version = answered["version"]
     try:
-        labels = await rt.labels_of(answered["version"])
+        template = await rt.template_of(version)
     except TunegateError as err:
-        raise ApiError(
-            409, f"cannot check the label against {answered['version']}: {err}", "conflict"
-        ) from err
-    oos = rt.params.data.oos_label
-    if body.label not in labels and body.label != oos:
-        also = f" or the out-of-scope label {oos!r}" if oos else " (data.oos_label declares none)"
-        raise ApiError(
-            400, f"label {body.label!r} is not one of {answered['version']}'s {len(labels)} labels{also}"
-        )
+        raise ApiError(409, f"cannot check the feedback against {version}: {err}", "conflict") from err
+    if answered["endpoint"] == "generate":
+        value, column = generation_feedback(body, version, template)
+    else:
+        value, column = classify_feedback(body, version, template.labels, rt.params.data.oos_label)
     try:
-        row = await asyncio.to_thread(rt.log.feedback, body.request_id, body.label)
+        row = await asyncio.to_thread(rt.log.feedback, body.request_id, value, column)
     except FeedbackConflict as err:
         raise ApiError(409, str(err), "conflict") from err
     assert row is not None
+    if answered["endpoint"] == "generate":
+        key = "rating" if column == "rating" else "reference"
+        return JSONResponse({"request_id": body.request_id, "version": version, key: row[column]})
     return JSONResponse({"request_id": body.request_id, "answered": row["label"], "feedback": body.label})
+
+
+def classify_feedback(
+    body: FeedbackRequest, version: str, labels: tuple[str, ...], oos: str | None
+) -> tuple[str, str]:
+    if body.label is None:
+        raise ApiError(400, f"{body.request_id} is a /classify answer: send its true label")
+    if body.label not in labels and body.label != oos:
+        also = f" or the out-of-scope label {oos!r}" if oos else " (data.oos_label declares none)"
+        raise ApiError(400, f"label {body.label!r} is not one of {version}'s {len(labels)} labels{also}")
+    return body.label, "feedback"
 
 
 async def _admin(request: Request, action, target: str | None = None) -> JSONResponse:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serving.api import ApiError, GenerateRequest, GenerateResponse
+from serving.api import ApiError, FeedbackRequest, GenerateRequest, GenerateResponse
 from serving.recording import admit, headers, recorded, shadow
 from serving.runtime import Slot, complete, until_disconnect
 from serving.runtime import of_request as runtime
@@ -68,3 +68,17 @@ async def generate_answer(request: Request, body: GenerateRequest) -> Any:
         stage=live.stage,
     )
     return JSONResponse(payload.model_dump(), headers=headers(live, entry.request_id))
+
+
+def generation_feedback(body: FeedbackRequest, version: str, template: Any) -> tuple[str | float, str]:
+    """The value and log column of feedback on a /generate answer: a rating, or a reference
+    answer that the release's own task accepts (a JSON release's reference is JSON within
+    its schema, or live quality would score answers against something no answer can be)."""
+    if body.rating is not None:
+        return body.rating, "rating"
+    if body.reference is None:
+        raise ApiError(400, f"{body.request_id} is a /generate answer: send a reference answer or a rating")
+    problem = release_task(template).check(body.reference).problem
+    if problem:
+        raise ApiError(400, f"the reference answer does not fit {version}'s task: {problem}")
+    return body.reference, "feedback"

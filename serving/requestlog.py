@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS requests (
     pinned INTEGER NOT NULL DEFAULT 0,
     client TEXT,
     instance TEXT,
-    abstained INTEGER
+    abstained INTEGER,
+    rating REAL
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
@@ -67,7 +68,12 @@ ADDED_COLUMNS = (
     ("client", "TEXT"),
     ("instance", "TEXT"),
     ("abstained", "INTEGER"),
+    ("rating", "REAL"),
 )
+FEEDBACK_COLUMNS = ("feedback", "rating")
+"""What a caller can attach to an answer: ``feedback`` (/classify: the true label;
+/generate: a reference answer, scrubbed like every text) and ``rating`` (/generate: a score
+in [0, 1] for the answer)."""
 OPEN = 0
 """``status`` of a row whose request is still being answered."""
 LOST = 500
@@ -208,29 +214,38 @@ class RequestLog:
                 lost += cur.rowcount
         return lost
 
-    def feedback(self, request_id: str, label: str) -> dict[str, Any] | None:
-        """Attach a caller's true label to an answered request, once: the same label again is
-        a no-op, another label raises FeedbackConflict. Returns the row, or None if unknown."""
+    def feedback(
+        self, request_id: str, value: str | float, column: str = "feedback"
+    ) -> dict[str, Any] | None:
+        """Attach a caller's feedback (the true label, a reference answer, or a ``rating``) to
+        an answered request, once: the same value again is a no-op, another raises
+        FeedbackConflict. Returns the row, or None if the request is unknown."""
+        if column not in FEEDBACK_COLUMNS:
+            raise ValueError(f"feedback goes to one of {FEEDBACK_COLUMNS}, not {column!r}")
+        if isinstance(value, str):
+            value = clean_text(value)
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    f"SELECT request_id, version, label, feedback FROM requests WHERE {ANSWER}",
+                    f"SELECT request_id, version, label, {column} FROM requests WHERE {ANSWER}",
                     (request_id,),
                 ).fetchone()
                 if row is not None and row[3] is None:
+                    given = "feedback_time = ?, " if column == "feedback" else ""
                     self._db.execute(
-                        f"UPDATE requests SET feedback = ?, feedback_time = ? WHERE {ANSWER}",
-                        (label, now, request_id),
+                        f"UPDATE requests SET {given}{column} = ? WHERE {ANSWER}",
+                        ([now] if given else []) + [value, request_id],
                     )
             finally:
                 self._db.execute("COMMIT")
         if row is None:
             return None
-        if row[3] is not None and row[3] != label:
-            raise FeedbackConflict(f"request {request_id} already has feedback {row[3]!r}")
-        return {"request_id": row[0], "version": row[1], "label": row[2], "feedback": label}
+        if row[3] is not None and row[3] != value:
+            what = "feedback" if column == "feedback" else "a rating"
+            raise FeedbackConflict(f"request {request_id} already has {what} {row[3]!r}")
+        return {"request_id": row[0], "version": row[1], "label": row[2], column: value}
 
     def answered(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -263,6 +278,8 @@ class RequestLog:
 
 CLASSIFIED = "endpoint = 'classify' AND shadow = 0 AND status = 200"
 """The /classify answers callers got (not shadow copies, not refusals)."""
+GENERATED = "endpoint = 'generate' AND shadow = 0 AND status = 200"
+"""The /generate answers callers got."""
 
 
 @dataclass(frozen=True)
@@ -286,17 +303,29 @@ class LogReader:
             raise DataError(f"{self.path} is not a tunegate request log: {err}") from err
         return [dict(zip(columns, row, strict=True)) for row in found]
 
-    def classified(self, hours: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
-        """The answered /classify requests, oldest first: all, those of the last ``hours``,
-        and at most the ``last`` newest."""
-        where, args = CLASSIFIED, []
+    def _answers(
+        self, where: str, columns: tuple[str, ...], hours: float | None, last: int | None
+    ) -> list[dict[str, Any]]:
+        """Rows matching `where`, oldest first: all, those of the last ``hours``, and at most
+        the ``last`` newest."""
+        args: list[Any] = []
         if hours is not None:
             where += " AND time >= ?"
             args.append((datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="microseconds"))
         tail = "ORDER BY id DESC" + (" LIMIT ?" if last is not None else "")
-        columns = ("time", "input", "label", "feedback", "confidence", "version", "abstained")
         rows = self._select(columns, where, tail, args + ([last] if last is not None else []))
         return rows[::-1]
+
+    def classified(self, hours: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
+        """The answered /classify requests (see `_answers`)."""
+        columns = ("time", "input", "label", "feedback", "confidence", "version", "abstained")
+        return self._answers(CLASSIFIED, columns, hours, last)
+
+    def generated(self, hours: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
+        """The answered /generate requests (see `_answers`): the input (last user turn), the
+        answer text, whether it was valid, and any reference answer or rating callers sent."""
+        columns = ("request_id", "time", "input", "output", "valid", "feedback", "rating", "version")
+        return self._answers(GENERATED, columns, hours, last)
 
     def with_feedback(self) -> list[dict[str, Any]]:
         """The answered /classify requests that have a caller's true label, oldest first."""

@@ -107,7 +107,7 @@ class Runtime:
         self.base_card = verified_card(layout(project, params.release.pipeline).base_model)
         self.adapters = Path(tempfile.mkdtemp(prefix="tunegate-adapters-"))
         self.loaded: dict[str, Live] = {}  # content hash -> a verified, loaded, warmed-up adapter
-        self.labels: dict[str, tuple[str, ...]] = {}  # version -> its label set
+        self.templates: dict[str, PromptTemplate] = {}  # version -> its prompt (labels, task, schema)
         self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -192,7 +192,7 @@ class Runtime:
                 f"{version}: the engine could not load it: {type(err).__name__}: {err}"
             ) from err
         self.loaded[release.tree_sha256] = live
-        self.labels[version] = template.labels
+        self.templates[version] = template
         return live
 
     async def reload(self) -> dict[str, Any]:
@@ -221,15 +221,16 @@ class Runtime:
             await asyncio.to_thread(self.write_status)
             return self.describe()
 
-    async def labels_of(self, version: str) -> tuple[str, ...]:
-        """The label set of any registered release, live or not (verified from the store)."""
-        if version not in self.labels:
+    async def template_of(self, version: str) -> PromptTemplate:
+        """The prompt of any registered release, live or not (verified from the store): its
+        task kind, labels, system turn and output schema."""
+        if version not in self.templates:
             from serving.package import resolve
 
             release = await asyncio.to_thread(self.registry.release, version)
             folder = await asyncio.to_thread(resolve, release.bento_tag, release.tree_sha256)
-            self.labels[version] = PromptTemplate.load(folder).labels
-        return self.labels[version]
+            self.templates[version] = PromptTemplate.load(folder)
+        return self.templates[version]
 
     def describe(self) -> dict[str, Any]:
         return {

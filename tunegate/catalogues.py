@@ -10,5 +10,10 @@ PERTURBATIONS = ("typos", "casing", "no_punctuation", "truncation", "filler")
 DESCRIPTORS = ("length_chars", "word_count", "non_alpha_share", "oov_share", "english_share")
 """The drift monitor's text descriptors (monitoring/descriptors.py computes each)."""
 MODEL_SIGNALS = ("embedding", "predicted_label", "confidence", "estimated_accuracy", "abstention_rate")
-"""The drift monitor's other signals (monitoring/drift.py, monitoring/estimate.py,
-monitoring/abstention.py)."""
+"""The drift monitor's other signals for classification (monitoring/drift.py,
+monitoring/estimate.py, monitoring/abstention.py)."""
+GENERATION_SIGNALS = ("embedding", "answer_length", "invalid_json", "empty_answer", "null_rate")
+"""The drift monitor's other signals for generation (monitoring/generation_drift.py);
+``null_rate`` is one test per field of the answers' JSON objects."""
+LIVE_SIGNALS = {"classification": "live_accuracy", "generation": "live_quality"}
+"""The feedback signal of each kind (judged when callers sent enough feedback)."""

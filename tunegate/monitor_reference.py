@@ -8,6 +8,11 @@ vocabulary. Live traffic from the training distribution is unseen text answered 
 same model, exactly like these rows, so every drift test compares like with like and
 its false-alarm rate is the declared one (``monitoring/drift_tests.py``). The first window
 after a release can be judged: nothing depends on earlier traffic.
+
+A generation release's reference (``"task": "generation"``, `GenerationReference`) holds
+its hold-out records' last user turns, the release's constrained answers to them (as the
+service answers) and each answer's score on the gate's primary metric against the
+reference answer: the answer signals and live quality are compared with those.
 """
 
 from __future__ import annotations
@@ -71,6 +76,58 @@ def write(
     )
 
 
+@dataclass(frozen=True)
+class GenerationReference:
+    texts: list[str]
+    """The last user turn of each hold-out record (what the request log keeps of a request)."""
+    answers: list[str]
+    """The release's answer text to each (schema-constrained, as served)."""
+    scores: list[float]
+    """Each answer's ``metric`` score against its reference answer (the gate's per-item score)."""
+    metric: str
+    output_schema: dict[str, Any] | None
+    json_answers: bool
+    vocabulary: frozenset[str]
+    model_id: str
+    source: str
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def write_generation(
+    path: Path,
+    records: list[dict[str, Any]],
+    metric: str,
+    task: Any,
+    vocabulary: frozenset[str],
+    model_id: str,
+) -> None:
+    """The hold-out suite's `records` (id, input, candidate, scores) as a generation reference."""
+    write_json(
+        path,
+        {
+            "schema": SCHEMA,
+            "task": "generation",
+            "model_id": model_id,
+            "metric": metric,
+            "output_schema": None if task.output_schema is None else json.dumps(task.output_schema),
+            "json_answers": task.json_answers,
+            "rows": [
+                {
+                    "id": r["id"],
+                    "text": r["input"],
+                    "answer": r["candidate"],
+                    "score": r["scores"]["candidate"][metric],
+                }
+                for r in records
+            ],
+            "vocabulary": sorted(vocabulary),
+        },
+    )
+
+
 def write_missing(path: Path, why: str, model_id: str) -> None:
     """Say why a release has no reference (the pipeline's file exists either way)."""
     write_json(path, {"schema": SCHEMA, "model_id": model_id, "missing": why})
@@ -85,7 +142,9 @@ def missing(path: Path) -> str | None:
     return raw.get("missing") if isinstance(raw, dict) else None
 
 
-def read(path: Path, source: str | None = None, sha256: str | None = None) -> MonitorReference:
+def read(
+    path: Path, source: str | None = None, sha256: str | None = None
+) -> MonitorReference | GenerationReference:
     """Load and check a reference; every problem is a DataError naming the file. The bytes
     are read once: the hash (checked against `sha256` when given, e.g. the one recorded at
     packaging) and the parsed rows are of the same bytes, so no swap can fall between them."""
@@ -106,16 +165,11 @@ def read(path: Path, source: str | None = None, sha256: str | None = None) -> Mo
         found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
         raise DataError(f"monitoring reference {where} has schema {found!r}; this tunegate reads {SCHEMA}")
     rows = raw.get("rows")
+    if raw.get("task") == "generation":
+        return _generation(raw, where, digest)
     if not isinstance(rows, list) or not all(_good(r) for r in rows):
         raise DataError(f"monitoring reference {where}: rows need text, answer and a confidence in [0, 1]")
-    if len(rows) < MIN_ROWS:
-        raise DataError(
-            f"monitoring reference {where} has {len(rows)} rows; at least {MIN_ROWS} are needed "
-            "to estimate the drift tests' null distributions (raise eval.reference_rows or add held-out rows)"
-        )
-    vocab = raw.get("vocabulary")
-    if not isinstance(vocab, list) or not vocab:
-        raise DataError(f"monitoring reference {where} has no training vocabulary")
+    vocab = _sized(rows, raw, where)
     labels = frozenset(x for r in rows for x in (r.get("gold"), r["answer"]) if isinstance(x, str))
     return MonitorReference(
         texts=[r["text"] for r in rows],
@@ -127,6 +181,54 @@ def read(path: Path, source: str | None = None, sha256: str | None = None) -> Mo
         source=where,
         sha256=digest,
     )
+
+
+def _sized(rows: list[Any], raw: dict[str, Any], where: str) -> list[str]:
+    """The training vocabulary, once the rows are known to be enough."""
+    if len(rows) < MIN_ROWS:
+        raise DataError(
+            f"monitoring reference {where} has {len(rows)} rows; at least {MIN_ROWS} are needed "
+            "to estimate the drift tests' null distributions (raise eval.reference_rows or add held-out rows)"
+        )
+    vocab = raw.get("vocabulary")
+    if not isinstance(vocab, list) or not vocab:
+        raise DataError(f"monitoring reference {where} has no training vocabulary")
+    return vocab
+
+
+def _generation(raw: dict[str, Any], where: str, digest: str) -> GenerationReference:
+    rows = raw.get("rows")
+    if not isinstance(rows, list) or not all(_good_generated(r) for r in rows):
+        raise DataError(f"monitoring reference {where}: rows need text, an answer and a score in [0, 1]")
+    vocab = _sized(rows, raw, where)
+    schema = raw.get("output_schema")
+    try:
+        parsed = None if schema is None else json.loads(schema)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"monitoring reference {where}: output_schema is not JSON text: {err}") from err
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise DataError(f"monitoring reference {where} names no metric for its scores")
+    return GenerationReference(
+        texts=[r["text"] for r in rows],
+        answers=[r["answer"] for r in rows],
+        scores=[float(r["score"]) for r in rows],
+        metric=metric,
+        output_schema=parsed if isinstance(parsed, dict) else None,
+        json_answers=bool(raw.get("json_answers")),
+        vocabulary=frozenset(vocab),
+        model_id=str(raw.get("model_id")),
+        source=where,
+        sha256=digest,
+    )
+
+
+def _good_generated(row: Any) -> bool:
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+        return False
+    s = row.get("score")
+    ok = isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0.0 <= s <= 1.0
+    return ok and isinstance(row.get("answer"), str)
 
 
 def _good(row: Any) -> bool:

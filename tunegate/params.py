@@ -20,7 +20,13 @@ import yaml
 
 from tunegate.catalogues import PERTURBATIONS
 from tunegate.errors import ConfigError
-from tunegate.release_params import MonitorParams, ReleaseParams, ServeParams
+from tunegate.release_params import (
+    GENERATION_MONITOR,
+    MonitorParams,
+    ReleaseParams,
+    ServeParams,
+    monitor_kind_problems,
+)
 from tunegate.typed_config import build
 
 
@@ -463,6 +469,13 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
 
 def params_from_dict(raw: dict[str, Any]) -> Params:
     problems: list[str] = []
+    base, monitor = raw.get("base"), raw.get("monitor")
+    if (
+        isinstance(base, dict)
+        and base.get("task") == "generation"
+        and (monitor is None or isinstance(monitor, dict))
+    ):
+        raw = raw | {"monitor": GENERATION_MONITOR | (monitor or {})}  # the kind's defaults for unset keys
     params = build(Params, raw, "", problems)
     if not problems:
         for section in dataclasses.fields(params):
@@ -477,10 +490,13 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
 
 def kind_problems(p: Params) -> list[str]:
     """Keys that only one task kind reads, set for the other: refused, not silently ignored."""
+    out = monitor_kind_problems(p.monitor, p.base.task)
     if p.base.task == "classification":
-        return ["gate.metric_floors: set, but only base.task: generation reads it (use gate.min_accuracy)"
-                ] if p.gate.metric_floors else []  # fmt: skip
-    out = []
+        if p.gate.metric_floors:
+            out.append(
+                "gate.metric_floors: set, but only base.task: generation reads it (use gate.min_accuracy)"
+            )
+        return out
     if p.gate.primary_metric == "field_f1" and not p.task.output_schema:
         out.append("gate.primary_metric: field_f1 needs task.output_schema (fields come from a JSON answer)")
     if p.data.oos_label is not None:

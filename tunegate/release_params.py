@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tunegate.catalogues import DESCRIPTORS, MODEL_SIGNALS
+from tunegate.catalogues import DESCRIPTORS, GENERATION_SIGNALS, LIVE_SIGNALS, MODEL_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,32 @@ class ServeParams:
         return out
 
 
+GENERATION_MONITOR = {
+    "signals": (*DESCRIPTORS, *GENERATION_SIGNALS),
+    "retrain_on": ("embedding", "oov_share", "english_share", "invalid_json", "live_quality"),
+}
+"""The ``monitor`` defaults of a generation release (what it leaves unset takes these)."""
+
+
+def monitor_kind_problems(m: MonitorParams, kind: str) -> list[str]:
+    """Signals the other task kind's monitor computes, named for this one: refused."""
+    own = {
+        "classification": {*DESCRIPTORS, *MODEL_SIGNALS, LIVE_SIGNALS["classification"]},
+        "generation": {*DESCRIPTORS, *GENERATION_SIGNALS, LIVE_SIGNALS["generation"]},
+    }[kind]
+    default = {
+        "classification": (*DESCRIPTORS, *MODEL_SIGNALS),
+        "generation": (*DESCRIPTORS, *GENERATION_SIGNALS),
+    }
+    return [
+        f"monitor.{key}: {s!r} is not a signal of the {kind} kind's monitor "
+        f"(its signals: {list(default[kind])}, and {LIVE_SIGNALS[kind]})"
+        for key, names in (("signals", m.signals), ("retrain_on", m.retrain_on))
+        for s in names
+        if s not in own and s in {*DESCRIPTORS, *MODEL_SIGNALS, *GENERATION_SIGNALS, *LIVE_SIGNALS.values()}
+    ]
+
+
 @dataclass(frozen=True)
 class MonitorParams:
     reference: str = "release"
@@ -142,12 +168,16 @@ class MonitorParams:
     confidences on them, the training vocabulary; tunegate/monitor_reference.py). Or the
     path of such a file (``eval/results/monitor_reference.json``)."""
     signals: tuple[str, ...] = (*DESCRIPTORS, *MODEL_SIGNALS)
+    """Classification's default; with ``base.task: generation`` the default is the
+    descriptors, ``embedding`` and the answers' own (``answer_length``, ``invalid_json``,
+    ``empty_answer``, ``null_rate``): `GENERATION_MONITOR`."""
     alpha: float = 0.05
     """Family-wise significance across the p-value signals (Bonferroni: each at alpha / n)."""
     min_window: int = 50
     """Windows with fewer /classify requests are reported as too small to judge."""
     min_feedback: int = 20
-    """Live accuracy is judged once this many answered requests have feedback labels."""
+    """Live accuracy (live quality for generation) is judged once this many answered
+    requests have feedback (labels; reference answers)."""
     sample: int = 1000
     """At most this many rows of reference and of window (seeded sample) per report."""
     reports_dir: str = "reports/drift"
@@ -169,16 +199,16 @@ class MonitorParams:
     dependency of the prepare stage: they join the training split."""
 
     def problems(self) -> list[str]:
-        known = {*DESCRIPTORS, *MODEL_SIGNALS}
+        known = {*DESCRIPTORS, *MODEL_SIGNALS, *GENERATION_SIGNALS}
         out = [
             f"monitor.signals: unknown signal {s!r}; known: {sorted(known)}"
             for s in self.signals
             if s not in known
         ]
         out += [
-            f"monitor.retrain_on: {s!r} is not in monitor.signals (or live_accuracy)"
+            f"monitor.retrain_on: {s!r} is not in monitor.signals (or {' / '.join(LIVE_SIGNALS.values())})"
             for s in self.retrain_on
-            if s not in (*self.signals, "live_accuracy")
+            if s not in (*self.signals, *LIVE_SIGNALS.values())
         ]
         if len(set(self.signals)) != len(self.signals):
             out.append(f"monitor.signals: {list(self.signals)} names a signal twice")

@@ -1,4 +1,4 @@
-"""Per-item scores of generated answers (evaluation/text_metrics.py), checked against values
+"""Per-item scores of generated answers (tunegate/text_metrics.py), checked against values
 worked by hand and against the libraries computed independently, and the gate's
 continuous-score statistics against scipy."""
 
@@ -14,9 +14,9 @@ from scipy import stats as sps
 from evaluation.evidence import Evidence, SuiteInfo, scored_outcome
 from evaluation.policy import decide
 from evaluation.stats import paired_test
-from evaluation.text_metrics import chrf, field_scores, free_text_fields, item_scores, rouge_l, token_f1
 from tunegate.params import GateParams
 from tunegate.task import Task
+from tunegate.text_metrics import chrf, field_scores, free_text_fields, item_scores, rouge_l, token_f1
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "data/tickets/schema.json").read_text())

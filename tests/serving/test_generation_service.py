@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import ROOT, write_params
-from tests.serving.test_service import ADMIN, BIN, free_port, post, running, sh
+from tests.serving.test_service import ADMIN, BIN, FEEDBACK, free_port, post, running, sh
 from tests.tiny import make_tiny_generation_adapter
 from tunegate.artifacts import read_json, write_json
 
@@ -45,6 +45,7 @@ def generation_served(tiny_base, tmp_path_factory):
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"), "TUNEGATE_ACTOR": "test",
         "TUNEGATE_ACTOR_EMAIL": "t@example.com", "TUNEGATE_ADMIN_TOKEN": ADMIN, "VLLM_CPU_KVCACHE_SPACE": "1",
+        "TUNEGATE_FEEDBACK_KEY": FEEDBACK,
     }  # fmt: skip
     assert sh(["git", "init", "-q"], project, env).returncode == 0
     adapter = make_tiny_generation_adapter(project / "models/base", root / "adapter", SCHEMA, seed=1)
@@ -121,3 +122,38 @@ def test_generation_release_refuses_classify_and_serves_chat_completions(generat
     assert reply.system_fingerprint == generation_served["version"]
     logged = sh([str(BIN / "tunegate"), "status"], generation_served["project"], generation_served["env"])
     assert logged.returncode == 0 and generation_served["version"] in logged.stdout
+
+
+def test_generation_feedback_takes_a_reference_answer_or_a_rating_once(generation_served):
+    """/feedback on a /generate answer: a reference answer within the release's schema (kept,
+    scrubbed, in the request log for live quality) or a rating in [0, 1]; a label, a
+    reference that breaks the schema, two kinds at once or a changed value are refused."""
+    import sqlite3
+
+    url, key = generation_served["url"], {"Authorization": f"Bearer {FEEDBACK}"}
+    r = post(f"{url}/generate", json={"text": "my card was declined at a shop, call me on 07700 900123"})
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
+
+    def send(**body):
+        return post(f"{url}/feedback", json={"request_id": rid, **body}, headers=key)
+
+    good = json.dumps({"intent": "card_declined", "amount": None})
+    assert send(label="card_declined").status_code == 400  # a /generate answer takes no label
+    broken = send(reference=json.dumps({"intent": "lost_card", "amount": None}))
+    assert broken.status_code == 400 and "breaks the schema at intent" in broken.text, broken.text
+    assert send(reference="not json").status_code == 400
+    assert send(reference=good, rating=1.0).status_code == 400  # one kind per call
+    assert send(rating=1.5).status_code == 400
+    ok = send(reference=good)
+    assert ok.status_code == 200 and ok.json()["reference"] == good, ok.text
+    assert send(reference=good).status_code == 200  # the same again: a no-op
+    changed = send(reference=json.dumps({"intent": "card_arrival", "amount": None}))
+    assert changed.status_code == 409 and "already has feedback" in changed.text
+    assert send(rating=0.25).status_code == 200 and send(rating=0.5).status_code == 409
+    log = generation_served["project"] / "logs/requests.sqlite"
+    with sqlite3.connect(log) as db:
+        row = db.execute(
+            "SELECT feedback, rating, input FROM requests WHERE request_id = ? AND shadow = 0", (rid,)
+        ).fetchone()
+    assert row[0] == good and row[1] == 0.25 and "07700 900123" not in row[2]  # the phone number scrubbed

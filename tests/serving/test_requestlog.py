@@ -104,3 +104,24 @@ def test_caller_hashes_are_keyed_by_a_per_deployment_secret(tmp_path, monkeypatc
     assert caller_key("customer-42", first) not in guesses  # guessing with a public salt fails
     monkeypatch.setenv("TUNEGATE_LOG_SECRET", "shared-by-replicas")
     assert log_secret(tmp_path) == b"shared-by-replicas"
+
+
+def test_generation_feedback_keeps_a_scrubbed_reference_and_a_rating_once_each(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:  # a log from before ratings existed
+        db.executescript(SCHEMA.replace(",\n    rating REAL", ""))
+    log = RequestLog(old)
+    log.write(Entry("g", "generate", 200, version="v1", input="card gone", output='{"intent": "lost_card"}'))
+    ticket = '{"intent": "lost_card", "summary": "Mail me at ann@example.com"}'
+    row = log.feedback("g", ticket)
+    assert row is not None and "ann@example.com" not in row["feedback"] and "[EMAIL]" in row["feedback"]
+    assert log.feedback("g", ticket)["feedback"] == row["feedback"]  # scrubbed the same way: a no-op
+    assert log.feedback("g", 0.75, "rating")["rating"] == 0.75
+    with pytest.raises(FeedbackConflict, match="already has a rating 0.75"):
+        log.feedback("g", 0.5, "rating")
+    with pytest.raises(ValueError, match="not 'label'"):
+        log.feedback("g", "x", "label")  # only the feedback columns can be written
+    (got,) = RequestLog.reader(old).generated()
+    assert got["rating"] == 0.75 and got["feedback"] == row["feedback"] and got["output"].startswith("{")

@@ -69,7 +69,10 @@ def test_monitor_signals_and_the_retraining_trigger_are_checked():
     text = str(info.value)
     assert "monitor.signals: unknown signal 'sentiment'; known: [" in text and "'predicted_label'" in text
     assert "monitor.signals: ['embedding', 'sentiment', 'embedding'] names a signal twice" in text
-    assert "monitor.retrain_on: 'oov_share' is not in monitor.signals (or live_accuracy)" in text
+    assert (
+        "monitor.retrain_on: 'oov_share' is not in monitor.signals (or live_accuracy / live_quality)" in text
+    )
+    assert "not a signal of the" not in text  # an unknown name is said once
     assert "eval.reference_rows: 20 must be 0 (no reference) or >= 50" in text
     ok = params_from_dict(
         {"monitor": {"signals": ["embedding"], "retrain_on": ["embedding", "live_accuracy"]}}
@@ -122,6 +125,16 @@ def test_generation_keys_read_by_one_kind_only_are_refused_for_the_other():
     assert "needs task.output_schema" in text and "data.oos_label" in text
     ok = params_from_dict(raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"}})
     assert ok.base.task == "generation"
+    assert (
+        "null_rate" in ok.monitor.signals and "live_quality" in ok.monitor.retrain_on
+    )  # the kind's defaults
+    assert "predicted_label" in params_from_dict({}).monitor.signals
+    wrong = raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"},
+                   "monitor": {"signals": ["embedding", "predicted_label"]}}  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"monitor\.signals: 'predicted_label' is not a signal of the generation"
+    ):
+        params_from_dict(wrong)
     assert params_from_dict({"serve": {"abstain_below": None}}).serve.abstain_below is None
     assert params_from_dict({"serve": {"abstain_below": "auto"}}).serve.abstain_below == "auto"
     assert params_from_dict({"serve": {"abstain_below": 0.4}}).serve.abstain_below == 0.4
