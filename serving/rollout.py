@@ -19,7 +19,9 @@ many or slow its requests, cannot decide the verdict:
   from production's by significantly more than ``judge_max_abstention_change`` either way
   (far more: it hands answerable messages to people; far less: it answers what it should not);
 - agreement with production on the same requests (shadow copies): at least
-  ``judge_min_agreement``, judged only when there are 20 pairs or more.
+  ``judge_min_agreement``, judged only when there are 20 pairs or more. A /classify pair
+  agrees or not; a /generate pair is graded (by field for JSON answers, token F1 for
+  text: two tickets that differ only in the summary's wording mostly agree).
 
 With fewer than ``judge_min_requests`` canary requests the judge waits. When every check
 passes, the canary advances to the next of ``release.canary_steps``, and after the last
@@ -42,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tunegate.params import ReleaseParams
+from tunegate.text_metrics import agreement as answer_agreement
 
 
 @dataclass
@@ -138,16 +141,38 @@ def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> Traffic
     )
 
 
-def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> tuple[int, int]:
-    """(agreeing, pairs) over requests both releases answered (one of them as a shadow)."""
-    answers: dict[str, dict[str, str | None]] = {}
+def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> list[float]:
+    """Per request both releases answered (one of them as a shadow), how far the two answers
+    agree: a /classify label 1 or 0; a /generate answer by field, or by token F1 for text
+    (tunegate/text_metrics.py ``agreement``); a chat completion 1 or 0 on its text."""
+    answers: dict[str, dict[str, tuple[str, str | None]]] = {}
     for r in rows:
         if r["status"] == 200 and r["version"] in (canary, production):
             answers.setdefault(r["request_id"], {})[r["version"]] = (
-                r["label"] if r["endpoint"] == "classify" else r["output"]
+                r["endpoint"],
+                r["label"] if r["endpoint"] == "classify" else r["output"],
             )
-    pairs = [a for a in answers.values() if len(a) == 2]
-    return sum(1 for a in pairs if a[canary] == a[production]), len(pairs)
+    out = []
+    for a in (a for a in answers.values() if len(a) == 2):
+        (kind, mine), (_, theirs) = a[canary], a[production]
+        if kind == "generate" and mine is not None and theirs is not None:
+            out.append(answer_agreement(mine, theirs))
+        else:
+            out.append(float(mine == theirs))
+    return out
+
+
+def agreement_interval(scores: list[float], alpha: float) -> tuple[float, float]:
+    """Wilson's interval for 0/1 agreement; for graded (generation) agreement, Student's t."""
+    from scipy.stats import t
+    from statsmodels.stats.proportion import proportion_confint
+
+    n, mean = len(scores), sum(scores) / len(scores)
+    if all(s in (0.0, 1.0) for s in scores):
+        low, high = proportion_confint(sum(scores), n, alpha=alpha, method="wilson")
+        return float(low), float(high)
+    half = float(t.ppf(1 - alpha / 2, n - 1) * np.std(scores, ddof=1) / math.sqrt(n))
+    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 MIN_LATENCY_WEIGHT = 10
@@ -238,7 +263,7 @@ def judge(
 ) -> Decision:
     """Canary vs production on routed public traffic, like with like: latency per endpoint,
     every caller's weight bounded (release.judge_max_per_caller)."""
-    from statsmodels.stats.proportion import proportion_confint, test_proportions_2indep
+    from statsmodels.stats.proportion import test_proportions_2indep
 
     cap = release.judge_max_per_caller
     c, p = summarize(rows, canary, cap), summarize(rows, production, cap)
@@ -275,12 +300,13 @@ def judge(
     metrics["p95_ratio"] = ratios
     _invalid(c, release, metrics, failed, passed)
     _abstention(c, p, release, alpha, metrics, failed, passed)
-    agree, pairs = agreement(rows, canary, production)
+    scores = agreement(rows, canary, production)
+    pairs, agree = len(scores), sum(scores)
     if pairs >= 20:
-        low, high = proportion_confint(agree, pairs, alpha=alpha, method="wilson")
-        metrics["agreement"] = {"agree": agree, "pairs": pairs, "ci": [low, high]}
+        low, high = agreement_interval(scores, alpha)
+        metrics["agreement"] = {"agree": round(agree, 4), "pairs": pairs, "ci": [low, high]}
         line = (
-            f"agreement with production {agree}/{pairs} = {agree / pairs:.1%} "
+            f"agreement with production {agree:.4g}/{pairs} = {agree / pairs:.1%} "
             f"(CI {low:.1%}-{high:.1%}; min {release.judge_min_agreement:.0%})"
         )
         (failed if agree / pairs < release.judge_min_agreement else passed).append(line)

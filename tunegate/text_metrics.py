@@ -141,3 +141,25 @@ def item_scores(answer: str, reference: str, task: Task) -> dict[str, float]:
     if isinstance(ref, dict):
         out |= field_scores(checked.parsed, ref, free_text_fields(task.output_schema))
     return dict(sorted(out.items()))
+
+
+def agreement(one: str, other: str) -> float:
+    """How far two answers to one request agree, in [0, 1] (the canary judge's shadow pairs):
+    two JSON objects by field (the mean over both answers' fields of: token F1 for two
+    strings, equality otherwise, 0 for a field one of them lacks); other text by token F1."""
+    try:
+        a, b = json.loads(one), json.loads(other)
+    except (TypeError, ValueError):
+        return token_f1(one, other)
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return float(_same(a, b)) if not isinstance(a, str) else token_f1(one, other)
+    names = set(a) | set(b)
+    if not names:
+        return 1.0
+    per = [
+        0.0 if n not in a or n not in b
+        else token_f1(a[n], b[n]) if isinstance(a[n], str) and isinstance(b[n], str)
+        else float(_same(a[n], b[n]))
+        for n in names
+    ]  # fmt: skip
+    return sum(per) / len(per)

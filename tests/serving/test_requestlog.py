@@ -119,7 +119,7 @@ def test_generation_feedback_keeps_a_scrubbed_reference_and_a_rating_once_each(t
     assert row is not None and "ann@example.com" not in row["feedback"] and "[EMAIL]" in row["feedback"]
     assert log.feedback("g", ticket)["feedback"] == row["feedback"]  # scrubbed the same way: a no-op
     assert log.feedback("g", 0.75, "rating")["rating"] == 0.75
-    with pytest.raises(FeedbackConflict, match="already has a rating 0.75"):
+    with pytest.raises(FeedbackConflict, match=r"already has a rating 0\.75"):
         log.feedback("g", 0.5, "rating")
     with pytest.raises(ValueError, match="not 'label'"):
         log.feedback("g", "x", "label")  # only the feedback columns can be written

@@ -1,6 +1,7 @@
 """The canary judge on synthetic request-log rows (pure logic, real statsmodels tests)."""
 
 import itertools
+import json
 import shutil
 
 import pytest
@@ -129,7 +130,8 @@ def test_agreement_on_shadowed_requests():
     live = rows("v1", 400)
     copies = [dict(r, version="v2", shadow=1, label="lost_or_stolen_card") for r in live[:30]]  # all disagree
     copies += [dict(r, version="v2", shadow=1) for r in live[30:60]]  # agree
-    assert agreement(live + copies, "v2", "v1") == (30, 60)
+    scores = agreement(live + copies, "v2", "v1")
+    assert sum(scores) == 30 and len(scores) == 60
     d = judge(rows("v2", 100) + live + copies, "v2", "v1", 10, RELEASE, 0.05)
     assert d.action == "rollback" and any("agreement with production 30/60" in r for r in d.reasons)
 
@@ -205,3 +207,29 @@ def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
     assert step(reg, log, RELEASE, 0.05).action == "rollback"
     assert reg.stages()["canary"] is None and reg.stages()["production"].version == v1
     assert reg.audit()[-1]["action"] == "rollback" and "error rate" in reg.audit()[-1]["reason"]
+
+
+def test_generation_shadow_agreement_is_graded_by_field_and_token_f1():
+    """Two tickets that differ only in the summary's wording mostly agree; a wrong intent or
+    amount costs its field; the interval is Student's t on graded scores, Wilson on 0/1."""
+    from serving.rollout import agreement_interval
+    from tunegate.text_metrics import agreement as answer_agreement
+
+    ticket = {"intent": "card_declined", "amount": 12.5, "summary": "Card declined at a shop."}
+    reworded = ticket | {"summary": "The card was declined in a shop."}
+    assert answer_agreement(json.dumps(ticket), json.dumps(ticket)) == 1.0
+    partly = answer_agreement(json.dumps(ticket), json.dumps(reworded))
+    assert 2 / 3 < partly < 1.0  # intent and amount agree; the summary by token F1
+    assert answer_agreement(json.dumps(ticket), json.dumps(ticket | {"amount": None})) == pytest.approx(2 / 3)
+    assert answer_agreement(json.dumps(ticket), "{cut off") == 0.0  # not JSON: token F1 of the texts
+    assert answer_agreement("the card is on its way", "your card is on its way") == pytest.approx(
+        10 / 11
+    )  # "the" is dropped
+
+    live = rows("v1", 300, endpoint="generate", label=json.dumps(ticket))
+    copies = [dict(r, version="v2", shadow=1, output=json.dumps(reworded)) for r in live[:40]]
+    scores = agreement(live + copies, "v2", "v1")
+    assert len(scores) == 40 and scores == [pytest.approx(partly)] * 40
+    low, high = agreement_interval(scores + [0.0], 0.05)
+    assert low < sum(scores) / 41 < high < 1.0
+    assert agreement_interval([1.0] * 19 + [0.0], 0.05)[0] == pytest.approx(0.7639, abs=1e-3)  # Wilson
