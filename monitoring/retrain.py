@@ -11,8 +11,10 @@ carried it. Firing first exports the
 feedback-labelled production requests to ``monitor.feedback_dir/feedback.jsonl`` (a
 dependency of the prepare stage: they join the training split, and ``dvc.lock`` pins
 them) and commits that folder alone (GTO registers the next release at that commit),
-then runs ``dvc repro``; the new candidate is evaluated against production like
-any other. Every trigger is appended to ``<reports_dir>/triggers.jsonl`` with the
+then runs ``dvc repro`` (of the release's pipeline, ``release.pipeline``); the new
+candidate is evaluated against production like any other. For the generation kind the
+feedback is the reference answers callers sent, exported as chat records. Every trigger
+is appended to ``<reports_dir>/triggers.jsonl`` with the
 reports that caused it, the feedback it added and what the run gave.
 """
 
@@ -88,6 +90,37 @@ def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> di
     }
 
 
+def export_references(log: Path, folder: Path) -> dict[str, Any]:
+    """Merge the log's /generate requests that callers sent a reference answer for into
+    ``folder/feedback.jsonl`` as chat records (the request's last user turn, the reference
+    answer as the assistant's), each with its ``source`` and scrubbed again, keyed by
+    request id like `export_feedback`. The prepare stage gives them the release's system
+    turn and validates them like any record. Returns the counts."""
+    path = folder / "feedback.jsonl"
+    rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
+    before = dict(rows)
+    for found in RequestLog.reader(log).with_references():
+        source = {
+            "kind": "feedback", "request_id": found["request_id"], "version": found["version"],
+            "answered": found["output"], "feedback_time": found["feedback_time"], "log": str(log),
+        }  # fmt: skip
+        turns = [
+            {"role": "user", "content": clean_text(found["input"])},
+            {"role": "assistant", "content": clean_text(found["feedback"])},
+        ]
+        rows[found["request_id"]] = {"id": found["request_id"], "time": found["time"], "messages": turns,
+                                     "source": source}  # fmt: skip
+    ordered = sorted(rows.values(), key=lambda r: (r["time"], r["id"]))
+    atomic_write_text(path, jsonl_text(ordered))
+    return {
+        "path": str(path),
+        "new": sum(1 for k in rows if k not in before),
+        "relabelled": sum(1 for k, r in before.items() if rows[k]["messages"] != r["messages"]),
+        "total": len(rows),
+        "out_of_scope": 0,
+    }
+
+
 def commit_feedback(project: Path, feedback_dir: Path, why: str) -> str | None:
     """Commit the feedback folder alone (the new release is registered at this commit);
     None when there is no git repository or nothing changed."""
@@ -127,20 +160,27 @@ def trigger(
     log: Path,
     feedback_dir: Path,
     oos_label: str | None = None,
+    task: str = "classification",
+    pipeline: str = "dvc.yaml",
 ) -> dict[str, Any]:
-    """Export feedback, run `dvc repro` in `project`, and record the trigger with the gate's verdict."""
+    """Export feedback (labels; for generation, reference answers), run `dvc repro` of the
+    release's `pipeline` in `project`, and record the trigger with the gate's verdict."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    feedback = export_feedback(log, project / feedback_dir, oos_label)
+    if task == "generation":
+        feedback = export_references(log, project / feedback_dir)
+    else:
+        feedback = export_feedback(log, project / feedback_dir, oos_label)
     feedback["commit"] = commit_feedback(project, feedback_dir, why)
     dvc = Path(sys.executable).parent / "dvc"
-    result = subprocess.run([str(dvc), "repro"], cwd=project, capture_output=True, text=True, check=False)
-    gate = layout(project).gate_record
+    command = ["repro"] + ([] if pipeline == "dvc.yaml" else [pipeline])
+    result = subprocess.run([str(dvc), *command], cwd=project, capture_output=True, text=True, check=False)
+    gate = layout(project, pipeline).gate_record
     entry = {
         "time": started,
         "why": why,
         "reports": causes,
         "feedback": feedback,
-        "command": "dvc repro",
+        "command": " ".join(["dvc", *command]),
         "exit_code": result.returncode,
         "verdict": read_json(gate)["verdict"] if result.returncode == 0 and gate.exists() else None,
         "output_tail": (result.stdout + result.stderr)[-2000:],

@@ -327,6 +327,12 @@ class LogReader:
         columns = ("request_id", "time", "input", "output", "valid", "feedback", "rating", "version")
         return self._answers(GENERATED, columns, hours, last)
 
+    def with_references(self) -> list[dict[str, Any]]:
+        """The answered /generate requests that have a caller's reference answer, oldest first."""
+        columns = ("request_id", "time", "input", "feedback", "version", "output", "feedback_time")
+        where = GENERATED + " AND feedback IS NOT NULL AND input IS NOT NULL"
+        return self._select(columns, where, "ORDER BY id", [])
+
     def with_feedback(self) -> list[dict[str, Any]]:
         """The answered /classify requests that have a caller's true label, oldest first."""
         columns = ("request_id", "time", "input", "feedback", "version", "label", "feedback_time")

@@ -14,16 +14,40 @@ import pytest
 import yaml
 
 from tests.conftest import COPY, QUICK_TRAIN, ROOT, sh, write_params
+from tunegate import monitor_reference
 from tunegate.artifacts import read_json
+from tunegate.errors import DataError
 from tunegate.task import read_task
 
 pytestmark = pytest.mark.slow
 
 
+NEW_TICKET = {
+    "intent": "lost_or_stolen_card", "product": "credit_card", "amount": None, "currency": None,
+    "urgency": "high", "reference": None, "summary": "Customer's credit card was stolen.",
+}  # fmt: skip
+
+
+def write_reference_feedback(project: Path) -> None:
+    """Two /generate requests a caller sent reference answers for, exported as retraining
+    does (`tunegate drift --retrain`): the pipeline's prepare stage reads them through DVC."""
+    from monitoring.retrain import export_references
+    from serving.requestlog import Entry, RequestLog
+
+    log = RequestLog(project / "logs/requests.sqlite")
+    for i, text in enumerate(["someone stole my credit card on the train", "my credit card was taken"]):
+        log.write(Entry(f"g{i}", "generate", 200, version="v0", input=text, output="{}"))
+        log.feedback(f"g{i}", json.dumps(NEW_TICKET))
+    log.close()
+    assert (
+        export_references(project / "logs/requests.sqlite", project / "data/feedback-generation")["new"] == 2
+    )
+
+
 @pytest.fixture(scope="module")
 def generation_project(tmp_path_factory, tiny_base) -> Path:
     dest = tmp_path_factory.mktemp("generation-project")
-    for rel in [*COPY, "generation/dvc.yaml", "data/tickets"]:
+    for rel in [*COPY, "generation/dvc.yaml", "data/tickets", "data/feedback-generation"]:
         src = ROOT / rel
         if src.is_dir():
             shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
@@ -41,6 +65,7 @@ def generation_project(tmp_path_factory, tiny_base) -> Path:
     raw["eval"] |= {"perturbations": ["typos"], "perturbation_rows": 10, "parity_rows": 6,
                     "max_new_tokens": 40, "few_shot": 1}  # fmt: skip
     (dest / "params-generation.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_reference_feedback(dest)
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
@@ -64,6 +89,8 @@ def test_generation_pipeline_prepares_chat_records_and_trains_on_assistant_turns
         and sum(manifest["counts"][s] for s in ("train", "val", "holdout")) == 60
     )
     assert manifest["counts"]["shifted"] == 24 and manifest["redactions_total"] > 0
+    assert manifest["feedback"]["added_to_train"] == 2  # the callers' reference answers, train only
+    assert str(Path("data/feedback-generation/feedback.jsonl")) in manifest["inputs"]
     card = read_json(p / "models/candidate-generation/card.json")
     assert card["task"] == "generation" and card["metrics"]["steps"] == 4
     prompt = read_json(p / "models/candidate-generation/prompt.json")
@@ -99,5 +126,10 @@ def test_generation_pipeline_gates_on_per_item_scores_with_the_task_recorded(gen
     assert (
         report.startswith("# Release report: REJECTED") and "| holdout | " in report and "prompting" in report
     )
+    ref = read_json(p / "eval/generation/results/monitor_reference.json")
+    assert ref["task"] == "generation" and ref["metric"] == "field_f1" and len(ref["rows"]) == len(holdout)
+    assert [r["answer"] for r in ref["rows"]] == [r["candidate"] for r in holdout]
+    with pytest.raises(DataError, match="at least 50 are needed"):  # 60 records leave too few to judge drift
+        monitor_reference.read(p / "eval/generation/results/monitor_reference.json")
     package = read_json(p / "registry/generation/candidate.json")
     assert package["packaged"] is False and "holdout.field_f1" in package["reason"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from training.clean import CleanReport, Row, deduplicate, near_key, validate
-from training.records import prepare_generation
+from training.records import load_generation_feedback, prepare_generation
 from training.sources import Loaded, RawRow, load_source
 from training.splits import Prepared, by_label, cap_rows, check_label_counts, stratified_split
 from tunegate.artifacts import atomic_dir, jsonl_text, sha256_bytes, sha256_file, write_json
@@ -306,7 +306,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
-        "--feedback", type=Path, default=None, help="folder with feedback.jsonl: labelled production rows"
+        "--feedback",
+        type=Path,
+        default=None,
+        help="folder with feedback.jsonl: labelled production rows (generation: chat records)",
     )
     args = parser.parse_args(argv)
     configure_logging()
@@ -315,7 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     d = params.data
     probe = load_probe(d.probe_source) if d.probe_source else None
     replay = load_replay(d.replay_source) if d.replay_source else None
-    feedback, feedback_inputs = load_feedback(args.feedback) if args.feedback is not None else (None, {})
+    loaders = {"classification": load_feedback, "generation": load_generation_feedback}
+    feedback, feedback_inputs = (
+        for_kind(loaders, params.base.task, "prepare")(args.feedback)
+        if args.feedback is not None
+        else (None, {})
+    )
     kinds = {"classification": prepare_classification, "generation": prepare_generation}
     prepared, task = for_kind(kinds, params.base.task, "prepare")(params, probe, replay, feedback)
     inputs = prepared.manifest["inputs"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,12 +208,8 @@ def as_prepared(records: list[Record]) -> list[dict[str, Any]]:
 def prepare_generation(
     params: Params, probe: list[dict] | None, replay: list[dict] | None, feedback: list | None = None
 ) -> tuple[Prepared, Task]:
-    """The generation kind's prepared splits and manifest (the stage writes them)."""
-    if feedback:
-        raise DataError(
-            "the feedback folder holds labelled messages, which a generation release cannot train "
-            "on (exporting generation feedback is not built yet); move data/feedback/feedback.jsonl away"
-        )
+    """The generation kind's prepared splits and manifest (the stage writes them); `feedback`:
+    (where, chat record) pairs from `load_generation_feedback`."""
     task = task_of(params)
     reports: dict[str, CleanReport] = {}
     raws, inputs = read_records(params.data.source, params)
@@ -240,6 +237,14 @@ def prepare_generation(
         shifted = clean_records("shifted", raws, task, params, reports["shifted"])
         parts["shifted"] = [r for r in shifted if r.input_key not in train_keys]
         leakage["shifted_rows_removed_as_train_duplicates"] = len(shifted) - len(parts["shifted"])
+    added = None
+    if feedback:
+        reports["feedback"] = CleanReport()
+        found = clean_records(
+            "feedback", with_system(feedback, pool, params), task, params, reports["feedback"]
+        )
+        added = feedback_records(found, parts)
+        parts["train"] = parts["train"] + added.pop("records")
     splits = {name: as_prepared(parts[name]) for name in PARTS} | {"val_oos": [], "holdout_oos": []}
     if params.task.output_schema:
         inputs[params.task.output_schema] = sha256_file(params.task.output_schema)
@@ -256,4 +261,58 @@ def prepare_generation(
         "multi_turn": {name: sum(sum(t["role"] == "assistant" for t in r["messages"]) > 1 for r in rows)
                        for name, rows in splits.items()},
     }  # fmt: skip
+    if added is not None:
+        manifest["feedback"] = added
     return Prepared(splits=splits, labels=[], probe=probe or [], manifest=manifest, replay=replay or []), task
+
+
+def load_generation_feedback(folder: Path) -> tuple[list[tuple[str, Any]] | None, dict[str, str]]:
+    """``<folder>/feedback.jsonl`` (chat records written by ``tunegate drift --retrain`` from
+    the reference answers callers sent), if it has rows: (where, record) pairs."""
+    path = folder / "feedback.jsonl"
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        return None, {}
+    out: list[tuple[str, Any]] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{i}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                out.append((f"{path}:{i}", f"invalid JSON ({err.msg})"))
+    return out, {str(path): sha256_file(path)}
+
+
+def with_system(raws: list[tuple[str, Any]], pool: list[Record], params: Params) -> list[tuple[str, Any]]:
+    """Feedback records without a system turn get the one a text request was served with: the
+    training records' most common system turn (the release's, train.py), or task.system_prompt."""
+    systems = Counter(r.messages[0]["content"] for r in pool if r.messages[0]["role"] == "system")
+    system = systems.most_common(1)[0][0] if systems else params.task.system_prompt
+    out = []
+    for where, raw in raws:
+        turns = raw.get("messages") if isinstance(raw, dict) else None
+        if (
+            system
+            and isinstance(turns, list)
+            and turns
+            and isinstance(turns[0], dict)
+            and turns[0].get("role") != "system"
+        ):
+            raw = raw | {"messages": [{"role": "system", "content": system}, *turns]}
+        out.append((where, raw))
+    return out
+
+
+def feedback_records(found: list[Record], parts: dict[str, list[Record]]) -> dict[str, Any]:
+    """Production requests with callers' reference answers, for the training split only: one
+    whose input repeats a hold-out, validation or shifted record is dropped (the next gate
+    would be scored on its own training data), one that repeats a training input adds nothing."""
+    evaluation = {r.input_key for name in ("holdout", "val", "shifted") for r in parts[name]}
+    train = {r.input_key for r in parts["train"]}
+    kept = [r for r in found if r.input_key not in evaluation | train]
+    return {
+        "records": kept,
+        "usable": len(found),
+        "added_to_train": len(kept),
+        "evaluation_duplicates": sum(1 for r in found if r.input_key in evaluation),
+        "train_duplicates": sum(1 for r in found if r.input_key in train - evaluation),
+    }

@@ -366,12 +366,13 @@ def drift(
         try:
             entry = trigger(
                 Path("."), Path(m.reports_dir), decision.why, [f"{record.time}.json"], log,
-                Path(m.feedback_dir), params.data.oos_label,
+                Path(m.feedback_dir), params.data.oos_label, params.base.task, params.release.pipeline,
             )  # fmt: skip
         except TunegateError as err:
             fail(err)
         fb = entry["feedback"]
-        typer.echo(f"feedback: {fb['new']} new labelled requests, {fb['total']} in {fb['path']}")
+        what = "requests with reference answers" if params.base.task == "generation" else "labelled requests"
+        typer.echo(f"feedback: {fb['new']} new {what}, {fb['total']} in {fb['path']}")
         typer.echo(f"dvc repro exited {entry['exit_code']}; gate verdict: {entry['verdict']}")
     raise typer.Exit({"no_drift": 0, "drift": 3, "insufficient": 4}[record.status])
 

@@ -137,6 +137,8 @@ class ServeParams:
 GENERATION_MONITOR = {
     "signals": (*DESCRIPTORS, *GENERATION_SIGNALS),
     "retrain_on": ("embedding", "oov_share", "english_share", "invalid_json", "live_quality"),
+    "feedback_dir": "data/feedback-generation",
+    "reports_dir": "reports/drift-generation",
 }
 """The ``monitor`` defaults of a generation release (what it leaves unset takes these)."""
 

@@ -102,3 +102,62 @@ def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):
     assert head.stdout.startswith(entry["feedback"]["commit"]) and "retraining" in head.stdout
     recorded = [json.loads(line) for line in (reports / "triggers.jsonl").read_text().splitlines()]
     assert recorded[-1]["reports"] == ["a.json"] and recorded[-1]["why"].startswith("2 reports")
+
+
+def test_generation_trigger_exports_reference_answers_and_runs_the_release_pipeline(tmp_path):
+    """The generation kind: reference answers become chat records in its own feedback folder,
+    and the trigger runs the release's pipeline file (generation/dvc.yaml), whose gate
+    record is the verdict. Real git + DVC; the one stage counts the exported records."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from monitoring.retrain import trigger
+    from serving.requestlog import Entry, RequestLog
+
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([str(dvc), "init", "-q"], cwd=tmp_path, check=True)
+    folder = tmp_path / "data" / "feedback-generation"
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("reference answers land here")
+    (tmp_path / "count.py").write_text(
+        "import json, pathlib\n"
+        "rows = [json.loads(x) for x in open('data/feedback-generation/feedback.jsonl')]\n"
+        "pathlib.Path('eval/generation').mkdir(parents=True, exist_ok=True)\n"
+        "ok = all(r['messages'][-1]['role'] == 'assistant' for r in rows)\n"
+        "json.dump({'verdict': 'approved' if ok else 'rejected', 'rows': len(rows)},"
+        " open('eval/generation/gate.json', 'w'))\n"
+    )
+    stage = {
+        "wdir": "..",
+        "cmd": f"{sys.executable} count.py --out eval/generation/gate.json",
+        "deps": ["data/feedback-generation"],
+        "outs": [{"eval/generation/gate.json": {"cache": False}}],
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {}}))
+    (tmp_path / "generation").mkdir()
+    (tmp_path / "generation/dvc.yaml").write_text(yaml.safe_dump({"stages": {"gate": stage}}))
+    log = RequestLog(tmp_path / "requests.sqlite")
+    for i in range(4):
+        log.write(Entry(f"g{i}", "generate", 200, version="v1", input=f"card {i} lost", output='{"a": 1}'))
+        if i % 2 == 0:
+            log.feedback(f"g{i}", f'{{"a": {i}}}')
+    log.write(Entry("c0", "classify", 200, version="v1", input="where is my card", label="card_arrival"))
+    log.feedback("c0", "card_arrival")  # a /classify label is not a generation record
+    log.close()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    entry = trigger(
+        tmp_path, reports, "2 reports in a row drifted on invalid_json", ["b.json"],
+        tmp_path / "requests.sqlite", Path("data/feedback-generation"), None, "generation",
+        "generation/dvc.yaml",
+    )  # fmt: skip
+    assert entry["exit_code"] == 0, entry["output_tail"]
+    assert entry["command"] == "dvc repro generation/dvc.yaml" and entry["feedback"]["new"] == 2
+    assert entry["verdict"] == "approved"
+    assert json.loads((tmp_path / "eval/generation/gate.json").read_text())["rows"] == 2
+    assert "data/feedback-generation" in (tmp_path / "generation/dvc.lock").read_text()

@@ -186,3 +186,45 @@ def test_generation_schema_keeps_its_field_order_through_task_and_prompt_files(t
     PromptTemplate(system="s", task="generation", output_schema=SCHEMA).save(tmp_path)
     assert list(read_task(tmp_path).output_schema["properties"]) == order
     assert list(PromptTemplate.load(tmp_path).output_schema["properties"]) == order
+
+
+def test_generation_feedback_from_the_log_joins_the_training_split_only(tmp_path):
+    """Reference answers callers sent (`POST /feedback`) -> `tunegate drift --retrain`'s export
+    -> chat records that prepare gives the release's system turn and adds to train, never
+    one that repeats a hold-out or validation input."""
+    from monitoring.retrain import export_references
+    from serving.requestlog import Entry, RequestLog
+    from training.records import load_generation_feedback
+
+    rows = [chat(f"card {WORDS[i]} not here", json.dumps(TICKET)) for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    params = gen_params(tmp_path)
+    first, _ = prepare_generation(params, None, None)
+    held = first.splits["holdout"][0]["input"]
+    log = RequestLog(tmp_path / "requests.sqlite")
+    lost = TICKET | {"intent": "lost_or_stolen_card", "summary": "Card lost, call 07700 900123."}
+    for i, text in enumerate(["lost my card on the bus", "card gone, stolen I think", held, "no reference"]):
+        log.write(Entry(f"g{i}", "generate", 200, version="v1", input=text, output=json.dumps(TICKET)))
+        if text != "no reference":
+            assert log.feedback(f"g{i}", json.dumps(lost)) is not None
+    log.close()
+    folder = tmp_path / "feedback"
+    counts = export_references(tmp_path / "requests.sqlite", folder)
+    assert counts["new"] == 3 and counts["total"] == 3
+    assert export_references(tmp_path / "requests.sqlite", folder)["new"] == 0  # keyed by request id
+    exported = [json.loads(x) for x in (folder / "feedback.jsonl").read_text().splitlines()]
+    assert [t["role"] for t in exported[0]["messages"]] == ["user", "assistant"]
+    assert "07700" not in exported[0]["messages"][1]["content"]  # scrubbed
+    feedback, inputs = load_generation_feedback(folder)
+    assert len(feedback) == 3 and str(folder / "feedback.jsonl") in inputs
+    prepared, _ = prepare_generation(params, None, None, feedback)
+    assert prepared.manifest["feedback"] == {
+        "usable": 3, "added_to_train": 2, "evaluation_duplicates": 1, "train_duplicates": 0,
+    }  # fmt: skip
+    added = [
+        r for r in prepared.splits["train"] if json.loads(r["answer"])["intent"] == "lost_or_stolen_card"
+    ]
+    assert len(added) == 2 and all(
+        r["messages"][0] == {"role": "system", "content": "File a ticket."} for r in added
+    )
+    assert prepared.splits["holdout"] == first.splits["holdout"]  # the hold-out is untouched
