@@ -1,9 +1,10 @@
 """`tunegate replay`: traffic from a file, sent to a running service at a steady rate.
 
-Each message goes to ``/classify`` under one of ``callers`` caller ids; with labels, each
-answer's true label goes to ``/feedback`` (a label the service refuses is counted and the
-replay goes on; a refused key stops it). The summary counts statuses, the releases that
-answered, abstentions and, with labels, the accuracy of the answers callers got.
+Each message goes to ``/classify`` (or ``/generate``) under one of ``callers`` caller ids;
+with labels, each answer's true label (for ``/generate``: the reference answer) goes to
+``/feedback`` (one the service refuses is counted and the replay goes on; a refused key
+stops it). The summary counts statuses, the releases that answered, abstentions (invalid
+answers for ``/generate``) and, with labels, the accuracy of the /classify answers callers got.
 """
 
 from __future__ import annotations
@@ -46,9 +47,18 @@ def read_rows(file: Path, text_column: str, limit: int | None) -> list[dict[str,
 
 
 def send(
-    url: str, texts: list[str], labels: list[str | None] | None, rate: float, callers: int, keys: ReplayKeys
+    url: str,
+    texts: list[str],
+    labels: list[str | None] | None,
+    rate: float,
+    callers: int,
+    keys: ReplayKeys,
+    endpoint: str = "classify",
 ) -> dict[str, Any]:
-    """Replay ``texts`` (and ``labels`` as feedback, when given); returns the summary."""
+    """Replay ``texts`` to ``/<endpoint>`` (and ``labels`` as feedback, when given); returns the summary."""
+    if endpoint not in ("classify", "generate"):
+        raise TunegateError(f"--endpoint {endpoint!r}: replay sends to classify or generate")
+    generating = endpoint == "generate"
     import httpx
 
     if labels is not None and not keys.feedback:
@@ -56,14 +66,14 @@ def send(
             "--feedback needs TUNEGATE_FEEDBACK_KEY (the service's feedback key) in the environment"
         )
     served, statuses, labelled = Counter(), Counter(), Counter()
-    correct, abstained, first_refusal = 0, 0, ""
+    correct, abstained, invalid, first_refusal = 0, 0, 0, ""
     public = {"Authorization": f"Bearer {keys.api}"} if keys.api else {}
     start = time.monotonic()
     with httpx.Client(base_url=url, timeout=120, headers=public) as client:
         for i, text in enumerate(texts):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
             try:
-                r = client.post("/classify", json={"text": text, "user": f"replay-{i % callers}"})
+                r = client.post(f"/{endpoint}", json={"text": text, "user": f"replay-{i % callers}"})
             except httpx.HTTPError as err:
                 raise TunegateError(f"cannot reach {url}: {err}") from err
             statuses[r.status_code] += 1
@@ -71,12 +81,16 @@ def send(
             if r.status_code != 200:
                 continue
             abstained += bool(r.json().get("abstained"))
+            invalid += generating and not r.json().get("valid")
             if labels is None:
                 continue
-            correct += r.json()["label"] == labels[i]
+            correct += not generating and r.json()["label"] == labels[i]
             sent = client.post(
                 "/feedback",
-                json={"request_id": r.headers["x-request-id"], "label": labels[i]},
+                json={
+                    "request_id": r.headers["x-request-id"],
+                    ("reference" if generating else "label"): labels[i],
+                },
                 headers={"Authorization": f"Bearer {keys.feedback}"},
             )
             if sent.status_code in (401, 403):  # every label would be refused: stop now
@@ -84,11 +98,11 @@ def send(
             labelled[sent.status_code] += 1
             if sent.status_code != 200 and not first_refusal:
                 first_refusal = f"{labels[i]!r}: {sent.status_code} {sent.text[:200]}"
-    summary: dict[str, Any] = {
-        "sent": len(texts), "status": dict(statuses), "served_by": dict(served), "abstained": abstained,
-    }  # fmt: skip
-    if labels is not None:
+    summary: dict[str, Any] = {"sent": len(texts), "status": dict(statuses), "served_by": dict(served)}
+    summary |= {"invalid": invalid} if generating else {"abstained": abstained}
+    if labels is not None and not generating:
         summary["accuracy"] = round(correct / max(statuses[200], 1), 4)  # an abstention is not right
+    if labels is not None:
         summary["feedback"] = {"status": dict(labelled)} | (
             {"first_refused": first_refusal} if first_refusal else {}
         )

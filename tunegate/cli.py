@@ -296,9 +296,13 @@ def replay(
         False, "--feedback", help="Also send each row's true label (--label-column) to /feedback."
     ),
     label_column: str = typer.Option("label", "--label-column"),
+    endpoint: str = typer.Option(
+        "classify", "--endpoint", help="classify, or generate (--feedback then sends reference answers)."
+    ),
 ) -> None:
-    """Send messages from a file to /classify at a steady rate; print a summary per release.
-    With --feedback, a label the service refuses is counted and the replay goes on."""
+    """Send messages from a file to /classify (or /generate) at a steady rate; print a summary
+    per release. With --feedback, a label the service refuses is counted and the replay goes on.
+    A generation release's prepared records: --text-column input --label-column answer."""
     from serving.replay import ReplayKeys, read_rows, send
 
     try:
@@ -308,7 +312,8 @@ def replay(
         labels = [r.get(label_column) for r in rows] if feedback else None
         if labels is not None and not all(labels):
             raise TunegateError(f"--feedback needs a {label_column!r} value on every row of {file}")
-        summary = send(url, [r[text_column] for r in rows], labels, rate, callers, ReplayKeys.from_env())
+        texts = [r[text_column] for r in rows]
+        summary = send(url, texts, labels, rate, callers, ReplayKeys.from_env(), endpoint)
     except TunegateError as err:
         fail(err)
     typer.echo(json.dumps(summary))

@@ -157,3 +157,20 @@ def test_generation_feedback_takes_a_reference_answer_or_a_rating_once(generatio
             "SELECT feedback, rating, input FROM requests WHERE request_id = ? AND shadow = 0", (rid,)
         ).fetchone()
     assert row[0] == good and row[1] == 0.25 and "07700 900123" not in row[2]  # the phone number scrubbed
+
+
+def test_generation_replay_sends_messages_and_their_reference_answers(generation_served, tmp_path):
+    """`tunegate replay --endpoint generate --feedback`: each record's input to /generate, its
+    reference answer to /feedback, as a generation release's prepared records hold them."""
+    answer = json.dumps({"intent": "card_arrival", "amount": None})
+    rows = [{"input": f"my card number {i} has not come", "answer": answer} for i in range(3)]
+    file = tmp_path / "records.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [str(BIN / "tunegate"), "replay", str(file), "--url", generation_served["url"], "--rate", "20",
+           "--endpoint", "generate", "--feedback", "--text-column", "input",
+           "--label-column", "answer"]  # fmt: skip
+    done = sh(cmd, generation_served["project"], generation_served["env"])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["sent"] == 3 and summary["status"] == {"200": 3} and "invalid" in summary
+    assert summary["feedback"]["status"] == {"200": 3} and "accuracy" not in summary
