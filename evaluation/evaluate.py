@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 from evaluation import classical
 from evaluation.abstention import baseline_calibration, calibrate, calibration_rows, item_marks
-from evaluation.evidence import Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
+from evaluation.evidence import PROMPTING, Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
 from evaluation.hf_predict import Prediction
 from evaluation.models import Models, identities, resolve_models
 from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_classify
@@ -67,13 +68,17 @@ def predict_all(
 ) -> dict[tuple[str, str], list[Prediction]]:
     """Predictions per (model key, suite name). The scorer computes confidences (which cost
     decoding to the end token) only for the models in `confident` (None: every model)."""
-    if engine_kind == "vllm":
+    if engine_kind == "vllm":  # one engine per prompt; few-shot examples travel with their job
         by_template: dict[PromptTemplate, list] = {}
+        shots = {}
         for ref, tpl, suite in jobs:
-            by_template.setdefault(tpl, []).append((ref, f"{ref.key}|{suite.name}", suite.rows))
+            by_template.setdefault(replace(tpl, examples=()), []).append(
+                (ref, f"{ref.key}|{suite.name}", suite.rows)
+            )
+            shots[f"{ref.key}|{suite.name}"] = tpl.examples
         out = {}
         for tpl, group in by_template.items():
-            for name, preds in vllm_classify(group, tpl, kv_cache_gib).items():
+            for name, preds in vllm_classify(group, tpl, kv_cache_gib, examples=shots).items():
                 key, suite_name = name.split("|", 1)
                 out[(key, suite_name)] = preds
         return out
@@ -95,14 +100,42 @@ def agreement(a: list[Prediction], b: list[Prediction]) -> tuple[float, list[dic
     return 1 - len(diff) / max(len(a), 1), diff
 
 
+def few_shot_rows(train: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, Any]]:
+    """`k` seeded training rows for the prompting reference, as many labels as `k` allows
+    (one row per label first, labels in a seeded order)."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in train:
+        by_label.setdefault(r["label"], []).append(r)
+    labels = sorted(by_label)
+    rng.shuffle(labels)
+    picked = [rng.choice(by_label[lab]) for lab in labels[:k]]
+    rest = [r for r in train if r not in picked]
+    return picked + rng.sample(rest, min(k - len(picked), len(rest)))
+
+
+def prompting_ref(m: Models) -> ModelRef:
+    """The base model as the prompting reference (its own key: it may also be the baseline)."""
+    return replace(m.base, role=PROMPTING)
+
+
 def predict_suites(
-    m: Models, suites: list[Suite], extra: dict[str, list[dict]], base_cal: Calibration | None, params: Params
+    m: Models,
+    suites: list[Suite],
+    extra: dict[str, list[dict]],
+    base_cal: Calibration | None,
+    params: Params,
+    shots: list[dict[str, Any]],
 ) -> tuple[dict[tuple[str, str], list[Prediction]], dict[str, Any]]:
-    """Every prediction the evaluation needs, in one engine pass: the suites (the baseline
-    where it is compared), validation and out-of-scope rows for calibration."""
+    """Every prediction the evaluation needs, in one engine pass: the suites (the baseline,
+    and the base model with the few-shot `shots` in its prompt, where compared), validation
+    and out-of-scope rows for calibration."""
     cand, baseline, options = m.candidate, m.baseline, params.eval
     jobs = [(cand, m.template, s) for s in suites]
     jobs += [(baseline, m.baseline_template, s) for s in suites if s.versus_baseline]
+    if shots:
+        asked = replace(m.template, examples=tuple((r["text"], r["label"]) for r in shots))
+        jobs += [(prompting_ref(m), asked, s) for s in suites if s.versus_baseline]
     jobs += [(cand, m.template, Suite(name, "holdout", rows)) for name, rows in extra.items() if rows]
     if base_cal is not None and extra["holdout_oos"]:  # production's abstention on the same items
         jobs.append((baseline, m.baseline_template, Suite("holdout_oos", "holdout", extra["holdout_oos"])))
@@ -146,7 +179,9 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         raise DataError(f"labels the candidate was not trained on: {unknown}")
     extra = calibration_rows(args.data)  # predicted for calibration and abstention, not suites
     base_cal = baseline_calibration(m.pointer) if m.production else None
-    preds, predict_info = predict_suites(m, suites, extra, base_cal, params)
+    train = read_jsonl(args.data / "train.jsonl")
+    shots = few_shot_rows(train, options.few_shot, seed) if options.few_shot else []
+    preds, predict_info = predict_suites(m, suites, extra, base_cal, params, shots)
     probe = forgetting_probe(args.data, params, m)
 
     # Parity and the monitoring reference: both answered by the served engine.
@@ -156,7 +191,7 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     parity = measure_parity(m, parity_rows, served, preds[(m.candidate.key, "holdout")], options.batch_size)
 
     t0 = time.perf_counter()
-    reference_model = classical.fit(read_jsonl(args.data / "train.jsonl"), seed)
+    reference_model = classical.fit(train, seed)
     classical_info = {"model": classical.MODEL, "seconds": round(time.perf_counter() - t0, 2)}
     cand = m.candidate.key
     cal, cal_block = calibrate(
@@ -170,6 +205,7 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         suites={s.name: SuiteInfo(s.kind, len(s.rows), s.versus_baseline) for s in suites},
         probe=probe, parity=parity, data=read_json(args.data / "manifest.json")["files"],
         production_pointer=m.pointer, predict=predict_info, classical=classical_info, calibration=cal_block,
+        prompting={"few_shot": len(shots), "examples": [r["id"] for r in shots]} if shots else {},
         monitor_reference={"rows": len(ref_rows), "file": monitor_reference.FILE}
         if served is not None and ref_rows
         else {"missing": "no monitoring reference: " + ("no vllm" if ref_rows else "reference_rows is 0")},
@@ -202,7 +238,7 @@ def answer_sheets(
 ) -> tuple[list[SuiteAnswers], list[dict[str, Any]]]:
     """Every suite's answers (candidate, baseline where compared, classical reference) with the
     abstention marks, and the out-of-scope hold-out's records."""
-    cand, baseline = m.candidate.key, m.baseline.key
+    cand, baseline, prompting = m.candidate.key, m.baseline.key, prompting_ref(m).key
     cal, base_cal = calibrations
     answers = [
         SuiteAnswers(
@@ -211,6 +247,7 @@ def answer_sheets(
             [x.label for x in preds[(baseline, s.name)]] if s.versus_baseline else None,
             classical.predict(reference_model, s.rows),
             item_marks(cal, preds[(cand, s.name)], base_cal, preds.get((baseline, s.name))),
+            [x.label for x in preds[(prompting, s.name)]] if (prompting, s.name) in preds else None,
         )
         for s in suites
     ]

@@ -31,6 +31,10 @@ SuiteKind = Literal["holdout", "shifted", "perturbation"]
 """What a suite is for: the gate judges each kind by its own checks."""
 
 
+PROMPTING = "prompting"
+"""Who the prompting reference is in suite records (the base model with eval.few_shot examples)."""
+
+
 @dataclass(frozen=True)
 class Scores:
     """One model's per-item scores on a suite, in item order. ``answers``: the labels

@@ -22,7 +22,7 @@ from typing import Any
 from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slices
 from evaluation.policy import Verdict, decide
 from evaluation.policy_calibration import calibration_checks
-from evaluation.policy_classical import classical_checks
+from evaluation.policy_classical import classical_checks, prompting_label_checks
 from evaluation.policy_prompting import prompting_checks
 from evaluation.report import render_report
 from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
@@ -67,7 +67,8 @@ def common(
 def classification_families(
     evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params, out_of_scope: Any
 ) -> Verdict:
-    """Classification: the common families, then calibration's and the classical reference's."""
+    """Classification: the common families, then calibration's, the classical reference's and
+    the prompting reference's (the few-shot base model, when eval.few_shot > 0)."""
     verdict = common(evidence, records, params)
     *calibration, noted = calibration_checks(
         evidence.calibration,
@@ -78,7 +79,11 @@ def classification_families(
         params.base.seed,
         params.serve.expected_oos_share,
     )
-    for checks, notes in (calibration, classical_checks(records, params.gate)):
+    for checks, notes in (
+        calibration,
+        classical_checks(records, params.gate),
+        prompting_label_checks(records, params.gate),
+    ):
         verdict.checks.extend(checks)
         verdict.notes.extend(notes)
     verdict.noted.extend(noted)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.evidence import Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
+from evaluation.evidence import PROMPTING, Evaluated, Evidence, ParityResult, SuiteInfo, write_evidence
 from evaluation.models import Models, identities, resolve_models
 from evaluation.perturb import PERTURBATIONS
 from evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_generate
@@ -43,7 +43,6 @@ from tunegate.text_metrics import item_scores
 from tunegate.words import vocabulary
 
 log = logging.getLogger(__name__)
-PROMPTING = "prompting"
 
 
 def prompt_turns(record: dict[str, Any]) -> list[dict[str, str]]:

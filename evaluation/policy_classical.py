@@ -1,4 +1,7 @@
-"""The gate's comparison with the classical reference (evaluation/classical.py): one check family.
+"""The gate's comparison with a reference that answers labels: the classical reference
+(evaluation/classical.py) and, for classification, the prompting reference (the base model
+with ``eval.few_shot`` training rows in its prompt, ``gate.vs_prompting``). One check
+family each.
 
 On every suite the candidate and the TF-IDF + logistic regression reference answered the
 same items, so the comparison is paired (McNemar-type, evaluation/stats.py), with the
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evaluation.evidence import PROMPTING
 from evaluation.policy import Check, ab_check, reference_family
 from evaluation.stats import paired_accuracy
 from tunegate.params import GateParams
@@ -25,25 +29,44 @@ def classical_checks(
     records: dict[str, Sequence[dict[str, Any]]], gate: GateParams
 ) -> tuple[list[Check], list[str]]:
     """(checks, notes) of the candidate against the classical reference on every suite."""
-    judged = {name: recs for name, recs in records.items() if recs and all("classical" in r for r in recs)}
+    return label_reference_checks(records, gate, "classical", gate.vs_classical, "classical reference")
+
+
+def prompting_label_checks(
+    records: dict[str, Sequence[dict[str, Any]]], gate: GateParams
+) -> tuple[list[Check], list[str]]:
+    """(checks, notes) of the candidate against the few-shot base model on every suite it answered."""
+    return label_reference_checks(
+        records, gate, PROMPTING, gate.vs_prompting, "prompting (base model, few-shot)"
+    )
+
+
+def label_reference_checks(
+    records: dict[str, Sequence[dict[str, Any]]], gate: GateParams, who: str, setting: str, label: str
+) -> tuple[list[Check], list[str]]:
+    """The candidate against the reference whose answer is each record's `who` field, on every
+    suite it answered; `setting` (report | non_inferior) decides whether they are checks."""
+    judged = {name: recs for name, recs in records.items() if recs and all(who in r for r in recs)}
     if not judged:
-        return [], ["no classical reference in the evidence (evaluated by an older tunegate)"]
+        missing = {
+            "classical": "no classical reference in the evidence (evaluated by an older tunegate)",
+            PROMPTING: "no prompting reference was evaluated (eval.few_shot is 0)",
+        }
+        return [], [missing.get(who, f"no {label} in the evidence")]
     margin = gate.margin
     threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
     found: list[Check] = []
     for name, recs in judged.items():
         cand = [r["candidate"] == r["gold"] for r in recs]
-        ref = [r["classical"] == r["gold"] for r in recs]
+        ref = [r[who] == r["gold"] for r in recs]
         result = paired_accuracy(cand, ref, question="no_regression", margin=margin, alpha=gate.alpha)
-        found.append(
-            ab_check(f"{name}.ab_vs_classical", "accuracy delta", "no_regression", result, threshold)
-        )
+        found.append(ab_check(f"{name}.ab_vs_{who}", "accuracy delta", "no_regression", result, threshold))
     return reference_family(
         found,
         gate,
-        judged=gate.vs_classical == "non_inferior",
-        who="the classical reference",
-        label="classical reference",
+        judged=setting == "non_inferior",
+        who="the classical reference" if who == "classical" else "the few-shot base model",
+        label=label,
         metric="accuracy",
-        key="vs_classical",
+        key=f"vs_{who}",
     )

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evaluation.evidence import PROMPTING
 from evaluation.policy import Check, ab_check, reference_family
 from evaluation.stats import paired_test
 from tunegate.params import GateParams
 
-WHO = "prompting"
+WHO = PROMPTING
 
 
 def prompting_checks(

@@ -116,10 +116,12 @@ def vllm_classify(
     template: PromptTemplate,
     kv_cache_gib: int = 2,
     timings: dict[str, Any] | None = None,
+    examples: dict[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> dict[str, list[Prediction]]:
     """Predict every (model, job name, rows) in one vLLM engine: the base model, with each
-    adapter attached per request. Returns predictions per job name; fills `timings`
-    (engine start-up and seconds per job) when given."""
+    adapter attached per request; `examples` (by job name) puts few-shot turns in that job's
+    prompts. Returns predictions per job name; fills `timings` (engine start-up and seconds
+    per job) when given."""
     base_dirs = {str(ref.base_dir) for ref, _, _ in jobs}
     if len(base_dirs) != 1:
         raise ArtifactError(f"one vLLM engine serves one base model; got {sorted(base_dirs)}")
@@ -130,7 +132,12 @@ def vllm_classify(
         "system": template.system,
         "labels": list(template.labels),
         "jobs": [
-            {"name": name, "model": ref.key if ref.adapter_dir else None, "rows": rows}
+            {
+                "name": name,
+                "model": ref.key if ref.adapter_dir else None,
+                "rows": rows,
+                "examples": [list(x) for x in (examples or {}).get(name, ())],
+            }
             for ref, name, rows in jobs
         ],
     }

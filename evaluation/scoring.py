@@ -56,6 +56,8 @@ class SuiteAnswers:
     classical: list[str]
     marks: list[dict[str, Any]]
     """Per item: raw and calibrated confidence, abstained (evaluation/abstention.py)."""
+    prompting: list[str | None] | None = None
+    """The base model's answers with eval.few_shot examples in its prompt, where compared."""
 
 
 @dataclass
@@ -85,12 +87,17 @@ def score(
                 for lab in labels
                 if cand_pc[lab].support
             ]
+        if a.prompting is not None:
+            entry["prompting"], _ = suite_metrics(gold, a.prompting, labels, resamples, seed)
         baseline = a.baseline if a.baseline is not None else [None] * len(gold)
         out.records[s.name] = [
             {"id": r["id"], "text": r["text"], "gold": r["label"], "candidate": c, "baseline": b,
              "classical": k, "slice": length_slice(r["text"], buckets)} | m
             for r, c, b, k, m in zip(s.rows, a.candidate, baseline, a.classical, a.marks, strict=True)
         ]  # fmt: skip
+        if a.prompting is not None:
+            for rec, answer in zip(out.records[s.name], a.prompting, strict=True):
+                rec["prompting"] = answer
         cand_m |= {k: round(v, 4) for k, v in record_scores(out.records[s.name]).items()}
         out.metrics[s.name] = entry
     out.metrics["slices"] = slice_metrics(out.records["holdout"], labels, resamples, seed)

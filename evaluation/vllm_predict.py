@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tunegate.artifacts import read_json, refuse_pickle, write_json
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     requests = {n: LoRARequest(n, i + 1, spec["adapters"][n]) for i, n in enumerate(names)}
     out, timings = {}, {}
     for job in spec["jobs"]:
-        prompts = [template.render(tokenizer, r["text"]) for r in job["rows"]]
+        asked = replace(template, examples=tuple((m, lab) for m, lab in job.get("examples", ())))
+        prompts = [asked.render(tokenizer, r["text"]) for r in job["rows"]]
         t = time.perf_counter()
         results = llm.generate(prompts, sampling, lora_request=requests.get(job["model"]), use_tqdm=False)
         timings[job["name"]] = time.perf_counter() - t

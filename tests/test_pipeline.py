@@ -94,6 +94,15 @@ def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
     hold = [json.loads(line) for line in (project / "eval/results/holdout.jsonl").read_text().splitlines()]
     assert all({"confidence", "raw_confidence", "abstained", "classical"} <= set(r) for r in hold)
     assert "## Calibration and abstention" in report and "classical reference" in report
+    # The prompting reference: the base model with eval.few_shot (default 5) training rows in its prompt.
+    assert (
+        all("prompting" in r for r in hold)
+        and read_json(project / "eval/metrics.json")["holdout"]["prompting"]
+    )
+    assert read_json(project / "eval/results/evidence.json")["prompting"]["few_shot"] == 5
+    assert any(
+        n.startswith("vs prompting (base model, few-shot), holdout: accuracy delta") for n in gate["notes"]
+    )
     # The package stage ran after the gate, said no, and registered nothing.
     package = read_json(project / "registry/candidate.json")
     assert package["packaged"] is False and "holdout.accuracy" in package["reason"]

@@ -278,10 +278,10 @@ class EvalParams:
     """generation: the longest answer generated, in tokens (greedy decoding stops earlier at
     the end-of-turn token)."""
     few_shot: int = 5
-    """generation: the prompting reference: the base model with this many training records
-    (seeded) as earlier turns of its prompt, compared with the candidate on every suite
-    (gate.vs_prompting). 0 skips it. Classification answers the same question with the
-    classical reference (gate.vs_classical) and does not read this key."""
+    """The prompting reference: the base model with this many training examples (seeded;
+    classification: as many labels as this allows) as earlier turns of its prompt, compared
+    with the candidate item by item on every suite it is compared on (gate.vs_prompting).
+    0 skips it."""
 
     def problems(self) -> list[str]:
         out = []
@@ -382,9 +382,10 @@ class GateParams:
     json_valid: 0.95, schema_valid: 0.95}; the primary metric must have one. A floor on a
     score the evaluation did not measure fails, saying so."""
     vs_prompting: Literal["report", "non_inferior"] = "report"
-    """generation: the paired comparison with the prompting reference (the base model with
-    eval.few_shot examples in its prompt) on every suite: report it, or block a candidate
-    significantly worse than it (by more than `margin`)."""
+    """The paired comparison with the prompting reference (the base model with eval.few_shot
+    examples in its prompt) on every suite (McNemar for classification, Wilcoxon for
+    generation's scores): report it, or block a candidate significantly worse than it (by
+    more than `margin`)."""
     vs_classical: Literal["report", "non_inferior"] = "report"
     """The paired A/B against the classical reference (TF-IDF + logistic regression on the
     same training split) on every suite: report it, or block a candidate significantly

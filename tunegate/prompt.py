@@ -31,10 +31,18 @@ class PromptTemplate:
     """The task kind (tunegate/task.py); generation prompts are the record's own turns."""
     output_schema: dict[str, Any] | None = None
     """generation: the JSON Schema the answer is constrained to (structured outputs)."""
+    examples: tuple[tuple[str, str], ...] = ()
+    """classification, evaluation only: (message, label) pairs shown as earlier turns (the
+    prompting reference, ``eval.few_shot``); never saved with a release."""
 
     def messages(self, text: str) -> list[dict[str, str]]:
         system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + [{"role": "user", "content": text}]
+        shots = [
+            {"role": role, "content": content}
+            for message, label in self.examples
+            for role, content in (("user", message), ("assistant", label))
+        ]
+        return system + shots + [{"role": "user", "content": text}]
 
     def render_turns(self, tokenizer: Any, turns: list[dict[str, str]]) -> str:
         """A chat prompt (every turn before the answer) up to the assistant turn's opening."""
@@ -56,7 +64,11 @@ class PromptTemplate:
         )[:12]
 
     def save(self, folder: str | Path) -> None:
-        raw = asdict(self) | {
+        if self.examples:
+            raise ValueError(
+                "a prompt with few-shot examples is an evaluation reference, not a release's prompt"
+            )
+        raw = {k: v for k, v in asdict(self).items() if k != "examples"} | {
             "template_id": self.template_id,
             "output_schema": schema_text(self.output_schema),
         }
