@@ -221,7 +221,7 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         probe=probe, parity=par, data=read_json(args.data / "manifest.json")["files"],
         production_pointer=m.pointer, predict=timings,
         prompting={"few_shot": len(shots), "examples": [r["id"] for r in shots]} if shots else {},
-        monitor_reference={"rows": len(records["holdout"]), "file": monitor_reference.FILE},
+        monitor_reference=reference_block(len(records["holdout"])),
     )  # fmt: skip
     metrics = {name: suite_metrics(recs) for name, recs in records.items()}
     if probe.candidate is not None and probe.base is not None:
@@ -242,6 +242,16 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     )
 
 
+def reference_block(rows: int) -> dict[str, Any]:
+    """The evidence's note of the monitoring reference: the hold-out's records, when enough."""
+    if rows < monitor_reference.MIN_ROWS:
+        return {
+            "missing": f"no monitoring reference: the hold-out has {rows} records and the drift tests "
+            f"need at least {monitor_reference.MIN_ROWS} (raise prepare.holdout_fraction or add records)"
+        }
+    return {"rows": rows, "file": monitor_reference.FILE}
+
+
 def write_results(
     folder: Path,
     evidence: Evidence,
@@ -256,7 +266,9 @@ def write_results(
             (tmp / f"{name}.jsonl").write_text(jsonl_text(recs), encoding="utf-8")
         suites = {n: replace(i, sha256=sha256_file(tmp / f"{n}.jsonl")) for n, i in evidence.suites.items()}
         metric, task, vocab = reference
-        monitor_reference.write_generation(
-            tmp / monitor_reference.FILE, records["holdout"], metric, task, vocab, evidence.candidate.model_id
-        )
+        path, model_id = tmp / monitor_reference.FILE, evidence.candidate.model_id
+        if "missing" in evidence.monitor_reference:
+            monitor_reference.write_missing(path, evidence.monitor_reference["missing"], model_id)
+        else:
+            monitor_reference.write_generation(path, records["holdout"], metric, task, vocab, model_id)
         write_evidence(tmp / "evidence.json", replace(evidence, suites=suites))

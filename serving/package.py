@@ -148,8 +148,9 @@ def release_reference(tag: str, tree_sha256: str) -> tuple[Path, str]:
     recorded = bentoml.models.get(tag).info.metadata.get("monitor_reference_sha256")
     if recorded is None or not path.exists():
         raise ArtifactError(
-            f"{tag} was packaged without a monitoring reference (eval.reference_rows was 0, or vLLM was "
-            "missing at evaluate time); pass one with --reference"
+            f"{tag} was packaged without a monitoring reference (its evaluate stage said why in "
+            "results/evidence.json: eval.reference_rows 0, vLLM missing, or a hold-out under 50 "
+            "records); pass one with --reference"
         )
     return path, recorded
 

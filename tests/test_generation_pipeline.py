@@ -126,10 +126,8 @@ def test_generation_pipeline_gates_on_per_item_scores_with_the_task_recorded(gen
     assert (
         report.startswith("# Release report: REJECTED") and "| holdout | " in report and "prompting" in report
     )
-    ref = read_json(p / "eval/generation/results/monitor_reference.json")
-    assert ref["task"] == "generation" and ref["metric"] == "field_f1" and len(ref["rows"]) == len(holdout)
-    assert [r["answer"] for r in ref["rows"]] == [r["candidate"] for r in holdout]
-    with pytest.raises(DataError, match="at least 50 are needed"):  # 60 records leave too few to judge drift
+    # 60 records leave a hold-out too small to judge drift against: said, not faked.
+    with pytest.raises(DataError, match="the hold-out has 12 records and the drift tests need at least 50"):
         monitor_reference.read(p / "eval/generation/results/monitor_reference.json")
     package = read_json(p / "registry/generation/candidate.json")
     assert package["packaged"] is False and "holdout.field_f1" in package["reason"]
