@@ -86,7 +86,7 @@ def test_generation_pipeline_prepares_chat_records_and_trains_on_assistant_turns
     manifest = read_json(p / "data/prepared-generation/manifest.json")
     assert (
         manifest["task"] == "generation"
-        and sum(manifest["counts"][s] for s in ("train", "val", "holdout")) == 60
+        and sum(manifest["counts"][s] for s in ("train", "val", "holdout")) == 60 + 2  # + the 2 feedback
     )
     assert manifest["counts"]["shifted"] == 24 and manifest["redactions_total"] > 0
     assert manifest["feedback"]["added_to_train"] == 2  # the callers' reference answers, train only

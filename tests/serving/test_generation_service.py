@@ -16,6 +16,7 @@ from tests.conftest import ROOT, write_params
 from tests.serving.test_service import ADMIN, BIN, FEEDBACK, free_port, post, running, sh
 from tests.tiny import make_tiny_generation_adapter
 from tunegate.artifacts import read_json, write_json
+from tunegate.release_params import GENERATION_MONITOR
 
 pytestmark = pytest.mark.slow
 SCHEMA = {
@@ -40,8 +41,9 @@ def generation_served(tiny_base, tmp_path_factory):
     port = free_port()
     serve = {"port": port, "max_model_len": 512, "max_tokens": 64, "kv_cache_gib": 1, "max_concurrency": 2}
     release = {"name": "ticket-extractor", "lock_timeout_s": 5}
+    monitor = {k: list(v) if isinstance(v, tuple) else v for k, v in GENERATION_MONITOR.items()}
     write_params(project / "params.yaml", base={"task": "generation"}, serve=serve, eval={"engine": "vllm"},
-                 data={"oos_label": None}, release=release)  # fmt: skip
+                 data={"oos_label": None}, release=release, monitor=monitor)  # fmt: skip
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"), "TUNEGATE_ACTOR": "test",
         "TUNEGATE_ACTOR_EMAIL": "t@example.com", "TUNEGATE_ADMIN_TOKEN": ADMIN, "VLLM_CPU_KVCACHE_SPACE": "1",
