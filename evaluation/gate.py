@@ -134,16 +134,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--judge", type=Path, default=None, help="the judge stage's judge.json (reported)")
     args = parser.parse_args(argv)
     configure_logging()
     params = load_params(args.params)
     evidence, records = load_evidence(args.results)
     out_of_scope = load_out_of_scope(args.results, evidence)
     verdict = judge(evidence, records, params, out_of_scope)
+    verdict.notes.extend(judge_notes(args.judge))
     record = gate_record(verdict, evidence, params, args.results)
     write_json(args.out, record)
     atomic_write_text(args.report, render_report(record, evidence, records, out_of_scope))
     log.info("%s (baseline: %s)", verdict.summary(), evidence.baseline.kind)
+
+
+def judge_notes(path: Path | None) -> list[str]:
+    """The optional judge's verdicts as a note (a judge model reports; the policy decides)."""
+    if path is None:
+        return []
+    raw = read_json(path)
+    if not raw.get("enabled"):
+        return []
+    p = raw["sign_test_p"]
+    wins, losses = raw["candidate_wins"], raw["baseline_wins"]
+    return [
+        f"judge ({raw['model']} at {raw['endpoint']}), holdout: candidate preferred on {wins} of "
+        f"{raw['items']} items, baseline on {losses}, ties {raw['ties']} (a tie when the two orders "
+        f"disagree); position consistency {raw['position_consistency']:.2f}"
+        + ("" if p is None else f"; sign test p={p:.3g}")
+    ]
 
 
 def check(path: Path) -> tuple[bool, str]:

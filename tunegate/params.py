@@ -241,6 +241,30 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class JudgeParams:
+    """The optional judge (evaluation/judge.py): a pairwise comparison of the candidate's and
+    the baseline's hold-out answers by an OpenAI-compatible chat endpoint, each pair asked
+    in both orders; reported by the gate, never deciding. Off while ``url`` is null."""
+
+    url: str | None = None
+    """The endpoint's base URL (``https://api.openai.com/v1``, a vLLM or tunegate server's ``/v1``)."""
+    model: str = "gpt-4o-mini"
+    key_env: str = "TUNEGATE_JUDGE_KEY"
+    """The environment variable holding the endpoint's API key (never the key itself)."""
+    max_items: int = 50
+    """At most this many hold-out items are judged (two requests each)."""
+    timeout_s: float = 60.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            out.append(f"eval.judge.url: {self.url!r} is not an http(s) URL (or null: no judge)")
+        if self.max_items < 1 or self.timeout_s <= 0:
+            out.append("eval.judge: max_items >= 1 and timeout_s > 0")
+        return out
+
+
+@dataclass(frozen=True)
 class EvalParams:
     engine: Literal["scorer", "vllm", "reference"] = "scorer"
     """How suites are predicted. scorer: merged weights, shared-prefix KV cache, decoding
@@ -277,6 +301,7 @@ class EvalParams:
     max_new_tokens: int = 160
     """generation: the longest answer generated, in tokens (greedy decoding stops earlier at
     the end-of-turn token)."""
+    judge: JudgeParams = field(default_factory=JudgeParams)
     few_shot: int = 5
     """The prompting reference: the base model with this many training examples (seeded;
     classification: as many labels as this allows) as earlier turns of its prompt, compared
@@ -306,6 +331,7 @@ class EvalParams:
             out.append(f"eval.reference_rows: {self.reference_rows} must be 0 (no reference) or >= 50")
         if not 1 <= self.max_new_tokens <= 2048:
             out.append(f"eval.max_new_tokens: {self.max_new_tokens} is outside [1, 2048]")
+        out += self.judge.problems()
         if not 0 <= self.few_shot <= 32:
             out.append(f"eval.few_shot: {self.few_shot} is outside [0, 32]")
         if self.calibration_min_rows < 10:
@@ -493,6 +519,10 @@ def kind_problems(p: Params) -> list[str]:
     """Keys that only one task kind reads, set for the other: refused, not silently ignored."""
     out = monitor_kind_problems(p.monitor, p.base.task)
     if p.base.task == "classification":
+        if p.eval.judge.url is not None:
+            out.append(
+                "eval.judge: the judge compares generated answers; only base.task: generation reads it"
+            )
         if p.gate.metric_floors:
             out.append(
                 "gate.metric_floors: set, but only base.task: generation reads it (use gate.min_accuracy)"

@@ -176,3 +176,39 @@ def test_generation_replay_sends_messages_and_their_reference_answers(generation
     summary = json.loads(done.stdout)
     assert summary["sent"] == 3 and summary["status"] == {"200": 3} and "invalid" in summary
     assert summary["feedback"]["status"] == {"200": 3} and "accuracy" not in summary
+
+
+def test_generation_judge_asks_a_real_endpoint_in_both_orders(generation_served, tmp_path):
+    """The optional judge (`eval.judge`) against a real OpenAI-compatible endpoint: the
+    project's own service (its tiny random release is the judge here; the plumbing is under
+    test, not its taste): every item asked twice, the replies read, the verdicts summed."""
+    import sqlite3
+
+    results = tmp_path / "results"
+    results.mkdir()
+    ticket = json.dumps({"intent": "card_arrival", "amount": None})
+    recs = [{"id": f"r{i}", "input": f"my card {i} has not come", "reference": ticket, "candidate": ticket,
+             "baseline": "{}"} for i in range(3)]  # fmt: skip
+    (results / "holdout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    monitor = {k: list(v) if isinstance(v, tuple) else v for k, v in GENERATION_MONITOR.items()}
+    judge = {"url": f"{generation_served['url']}/v1", "model": "tunegate", "max_items": 2}
+    params = write_params(tmp_path / "params.yaml", base={"task": "generation"}, data={"oos_label": None},
+                          monitor=monitor, eval={"judge": judge})  # fmt: skip
+    log = generation_served["project"] / "logs/requests.sqlite"
+
+    def chats() -> int:
+        with sqlite3.connect(log) as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM requests WHERE endpoint = 'chat' AND shadow = 0"
+            ).fetchone()[0]
+
+    before = chats()
+    cmd = [sys.executable, "-m", "evaluation.judge", "--params", str(params), "--results", str(results),
+           "--out", str(tmp_path / "judge.json")]  # fmt: skip
+    done = sh(cmd, generation_served["project"], generation_served["env"])
+    assert done.returncode == 0, done.stderr
+    out = read_json(tmp_path / "judge.json")
+    assert out["enabled"] and out["model"] == "tunegate" and out["items"] == 2
+    assert out["candidate_wins"] + out["baseline_wins"] + out["ties"] == 2
+    assert 0 <= out["position_consistency"] <= 1 and len(out["per_item"]) == 2
+    assert chats() - before == 4  # both orders, for each of the two items
