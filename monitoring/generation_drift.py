@@ -104,7 +104,7 @@ def rate_signal(name: str, ours: list[bool], theirs: list[bool], each: float) ->
     note = (
         f"{a}/{len(ours)} ({a / len(ours):.3f}) vs {b}/{len(theirs)} ({b / len(theirs):.3f}) on the reference"
     )
-    return Signal(name, FISHER, round(b / len(theirs), 4), round(a / len(ours), 4), p < each, note, p)
+    return Signal(name, FISHER, each, round(a / len(ours), 4), p < each, note, p)  # score: the window's share
 
 
 def frame(texts: list[str], answers: list[str], vocab: frozenset[str], vectors: Any) -> Any:
