@@ -163,14 +163,16 @@ def test_feedback_takes_the_declared_out_of_scope_label(tmp_path, monkeypatch):
     for rid in ("q1", "q2"):
         log.write(Entry(rid, "classify", 200, version="v1", input="what's the weather", label="card_arrival"))
 
-    async def labels_of(version):
-        return ("card_arrival", "lost_or_stolen_card")
+    async def template_of(version):
+        from tunegate.prompt import PromptTemplate
+
+        return PromptTemplate(labels=("card_arrival", "lost_or_stolen_card"))
 
     key = {"Authorization": "Bearer label-key"}
     for oos in ("oos", None):
         runtime = stub()
         runtime.params = Params(serve=runtime.params.serve, data=DataParams(oos_label=oos))
-        runtime.log, runtime.labels_of = log, labels_of
+        runtime.log, runtime.template_of = log, template_of
         api = build_app(runtime)
         with TestClient(Guard(api, api=api)) as client:
             r = client.post(
