@@ -36,6 +36,7 @@ from monitoring.drift import (
     Correction,
     Signal,
     embed,
+    embedding_signal,
     evidently_signals,
     not_judged,
     report,
@@ -128,9 +129,12 @@ def judge_generation(
     seed: int,
     alpha: float,
     cache_dir: Path | None = None,
+    render: bool = True,
 ) -> tuple[list[Signal], Any]:
-    """Every configured test's verdict and the Evidently snapshot (None when not judged)."""
-    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, held_out_sizes
+    """Every configured test's verdict and the Evidently snapshot (None when not judged).
+    With ``render=False`` (the benchmark's many windows) the embedding verdict comes from the
+    same drift method without Evidently's picture; every verdict is the same."""
+    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
 
     names = fields(reference)
     planned = tuple(planned_tests(signals, names))
@@ -152,8 +156,12 @@ def judge_generation(
     ref = frame(ref_texts, [reference.answers[i] for i in ref_idx], reference.vocabulary, vectors[0])
     cur = frame(cur_texts, [window.answers[i] for i in cur_idx], reference.vocabulary, vectors[1])
     tested = [s for s in signals if s in (*NAMES, "answer_length")]
-    snapshot = report(ref, cur, tested, each, with_emb, categorical=())
+    snapshot = report(ref, cur, tested, each, with_emb and render, categorical=())
     judged = {s.name: s for s in evidently_signals(snapshot, each, sizes)}
+    if with_emb and not render:
+        emb = [c for c in ref.columns if c.startswith("emb_")]
+        auc, _, _ = NullCalibratedModelDrift(alpha=each)(cur[emb].copy(), ref[emb].copy())
+        judged["embedding"] = embedding_signal(auc, each, sizes)
     task = reference_task(reference)
     ours, theirs = flags(window.answers, task, names), flags(reference.answers, task, names)
     for name in (t for t in planned if t in RATES or t.startswith("null_rate.")):

@@ -180,3 +180,21 @@ def test_generation_window_reads_generate_rows_only_and_kinds_must_match(project
     cmd = [str(BIN / "tunegate"), "drift", "--log", str(log), "--params", str(classify_params)]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "is a generation release's reference" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_generation_drift_without_the_picture_gives_the_same_verdicts(tmp_path):
+    """`render=False` (the benchmark's many windows) skips Evidently's embedding picture only."""
+    from monitoring.generation_drift import judge_generation
+
+    ref = monitor_reference.read(write_reference(tmp_path / "r.json", records("tickets")[:150]))
+    rows = records("shifted")[:80]
+    outs = answered(rows, 3)
+    window = GenerationWindow([r["input"] for r in rows], outs, 0, None, None)
+    signals = ("length_chars", "oov_share", "embedding", "answer_length", "invalid_json", "null_rate")
+    full, snapshot = judge_generation(ref, window, signals, 50, 1000, 0, 0.05)
+    fast, _ = judge_generation(ref, window, signals, 50, 1000, 0, 0.05, render=False)
+    assert snapshot is not None and [(s.name, s.score, s.drifted) for s in full] == [
+        (s.name, s.score, s.drifted) for s in fast
+    ]
+    assert next(s for s in fast if s.name == "embedding").drifted  # the mobile channel
