@@ -118,11 +118,19 @@ def sampled(n_rows: int, n: int, seed: int) -> list[int]:
 
 
 def frame(texts: list[str], labels: list, confidence: list, vocab: frozenset[str], vectors: Any) -> Any:
+    return described(texts, vocab, vectors, {
+        "predicted_label": [INVALID if lab is None else lab for lab in labels],
+        "confidence": [float("nan") if c is None else c for c in confidence],
+    })  # fmt: skip
+
+
+def described(texts: list[str], vocab: frozenset[str], vectors: Any, columns: dict[str, list]) -> Any:
+    """The texts' descriptors, then `columns` (the answers' own), then the embeddings if any."""
     import pandas as pd
 
     df = pd.DataFrame([describe(t, vocab) for t in texts], columns=list(NAMES))
-    df["predicted_label"] = [INVALID if lab is None else lab for lab in labels]
-    df["confidence"] = [float("nan") if c is None else c for c in confidence]
+    for name, values in columns.items():
+        df[name] = values
     if vectors is None:
         return df
     return pd.concat(
@@ -216,6 +224,53 @@ def report(
     )
 
 
+@dataclass(frozen=True)
+class Draw:
+    """Which rows of each side a report reads, and whether the embedding test can run."""
+
+    ref_idx: list[int]
+    cur_idx: list[int]
+    embeddings: bool
+    cache: Path | None
+    """Where the reference side's embeddings are cached (by the reference's hash)."""
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return len(self.ref_idx), len(self.cur_idx)
+
+
+def draw(
+    n_ref: int, n_cur: int, signals: tuple[str, ...], sample: int, seed: int, cache_dir: Path | None, sha: str
+) -> Draw:
+    """The seeded samples of both sides; the embedding test when configured and both held-out
+    halves are large enough."""
+    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, held_out_sizes
+
+    ref_idx, cur_idx = sampled(n_ref, sample, seed), sampled(n_cur, sample, seed + 1)
+    embeddings = (
+        "embedding" in signals and min(held_out_sizes(len(ref_idx), len(cur_idx))) >= MIN_CLASSIFIER_SIDE
+    )
+    cache = None if cache_dir is None else cache_dir / f"reference-{sha[:16]}-{sample}-{seed}.npy"
+    return Draw(ref_idx, cur_idx, embeddings, cache)
+
+
+def verdicts(
+    ref: Any, cur: Any, tested: list[str], each: float, d: Draw, render: bool, categorical: tuple[str, ...]
+) -> tuple[dict[str, Signal], Any]:
+    """Evidently's verdicts by signal name and its snapshot. Without `render`, the embedding
+    verdict comes from the same drift method, skipping Evidently's picture (most of a report's
+    time); every verdict is the same."""
+    from monitoring.drift_tests import NullCalibratedModelDrift
+
+    snapshot = report(ref, cur, tested, each, d.embeddings and render, categorical)
+    judged = {s.name: s for s in evidently_signals(snapshot, each, d.sizes)}
+    if d.embeddings and not render:
+        emb = [c for c in ref.columns if c.startswith("emb_")]
+        auc, _, _ = NullCalibratedModelDrift(alpha=each)(cur[emb].copy(), ref[emb].copy())
+        judged["embedding"] = embedding_signal(auc, each, d.sizes)
+    return judged, snapshot
+
+
 def judge_window(
     reference: MonitorReference,
     window: Window,
@@ -232,7 +287,7 @@ def judge_window(
     With ``render=False`` (the benchmark's thousands of windows) the embedding verdict is
     computed by the same drift method object without Evidently's t-SNE picture, which is
     most of a report's time; every verdict is the same."""
-    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
+    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE
 
     check_family(window, reference.labels)
     if len(window.texts) < min_window:
@@ -242,23 +297,13 @@ def judge_window(
         note = f"window has {len(window.texts)} distinct messages; {min_window} are needed"
         return not_judged(signals, note), None
     each = correction(signals, alpha).each
-    ref_idx, cur_idx = sampled(len(reference), sample, seed), sampled(len(window.texts), sample, seed + 1)
-    sizes = (len(ref_idx), len(cur_idx))
-    judge_embedding = "embedding" in signals and min(held_out_sizes(*sizes)) >= MIN_CLASSIFIER_SIDE
-    cache = (
-        None if cache_dir is None else cache_dir / f"reference-{reference.sha256[:16]}-{sample}-{seed}.npy"
-    )
-    ref, cur = frames(reference, window, ref_idx, cur_idx, judge_embedding, cache)
+    d = draw(len(reference), len(window.texts), signals, sample, seed, cache_dir, reference.sha256)
+    ref, cur = frames(reference, window, d.ref_idx, d.cur_idx, d.embeddings, d.cache)
     n_conf = int(cur["confidence"].notna().sum())
     tested = [
         s for s in signals if s in (*NAMES, "predicted_label") or (s == "confidence" and n_conf >= min_window)
     ]
-    snapshot = report(ref, cur, tested, each, judge_embedding and render)
-    judged = {s.name: s for s in evidently_signals(snapshot, each, sizes)}
-    if judge_embedding and not render:
-        emb = [c for c in ref.columns if c.startswith("emb_")]
-        auc, _, _ = NullCalibratedModelDrift(alpha=each)(cur[emb].copy(), ref[emb].copy())
-        judged["embedding"] = embedding_signal(auc, each, sizes)
+    judged, snapshot = verdicts(ref, cur, tested, each, d, render, ("predicted_label",))
     reasons = {
         "confidence": f"{n_conf} requests in the window have a confidence; {min_window} are needed",
         "embedding": f"the classifier's test half needs {MIN_CLASSIFIER_SIDE} rows of each side",

@@ -31,17 +31,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monitoring.descriptors import NAMES, describe
-from monitoring.drift import (
-    Correction,
-    Signal,
-    embed,
-    embedding_signal,
-    evidently_signals,
-    not_judged,
-    report,
-    sampled,
-)
+from monitoring.descriptors import NAMES
+from monitoring.drift import Correction, Signal, described, draw, embed, not_judged, verdicts
 from monitoring.window import GenerationWindow
 from tunegate.monitor_reference import GenerationReference
 from tunegate.task import Task
@@ -109,15 +100,7 @@ def rate_signal(name: str, ours: list[bool], theirs: list[bool], each: float) ->
 
 
 def frame(texts: list[str], answers: list[str], vocab: frozenset[str], vectors: Any) -> Any:
-    import pandas as pd
-
-    df = pd.DataFrame([describe(t, vocab) for t in texts], columns=list(NAMES))
-    df["answer_length"] = [float(len(a)) for a in answers]
-    if vectors is None:
-        return df
-    return pd.concat(
-        [df, pd.DataFrame(vectors, columns=[f"emb_{i}" for i in range(vectors.shape[1])])], axis=1
-    )
+    return described(texts, vocab, vectors, {"answer_length": [float(len(a)) for a in answers]})
 
 
 def judge_generation(
@@ -134,7 +117,7 @@ def judge_generation(
     """Every configured test's verdict and the Evidently snapshot (None when not judged).
     With ``render=False`` (the benchmark's many windows) the embedding verdict comes from the
     same drift method without Evidently's picture; every verdict is the same."""
-    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE, NullCalibratedModelDrift, held_out_sizes
+    from monitoring.drift_tests import MIN_CLASSIFIER_SIDE
 
     names = fields(reference)
     planned = tuple(planned_tests(signals, names))
@@ -144,24 +127,14 @@ def judge_generation(
             planned, f"window has {len(window.texts)} distinct messages; {min_window} are needed"
         ), None
     each = correction(signals, names, alpha).each
-    ref_idx, cur_idx = sampled(len(reference), sample, seed), sampled(len(window.texts), sample, seed + 1)
-    sizes = (len(ref_idx), len(cur_idx))
-    with_emb = "embedding" in signals and min(held_out_sizes(*sizes)) >= MIN_CLASSIFIER_SIDE
-    cache = (
-        None if cache_dir is None else cache_dir / f"reference-{reference.sha256[:16]}-{sample}-{seed}.npy"
-    )
-    ref_texts = [reference.texts[i] for i in ref_idx]
-    cur_texts = [window.texts[i] for i in cur_idx]
-    vectors = (embed(ref_texts, cache), embed(cur_texts)) if with_emb else (None, None)
-    ref = frame(ref_texts, [reference.answers[i] for i in ref_idx], reference.vocabulary, vectors[0])
-    cur = frame(cur_texts, [window.answers[i] for i in cur_idx], reference.vocabulary, vectors[1])
+    d = draw(len(reference), len(window.texts), signals, sample, seed, cache_dir, reference.sha256)
+    ref_texts = [reference.texts[i] for i in d.ref_idx]
+    cur_texts = [window.texts[i] for i in d.cur_idx]
+    vectors = (embed(ref_texts, d.cache), embed(cur_texts)) if d.embeddings else (None, None)
+    ref = frame(ref_texts, [reference.answers[i] for i in d.ref_idx], reference.vocabulary, vectors[0])
+    cur = frame(cur_texts, [window.answers[i] for i in d.cur_idx], reference.vocabulary, vectors[1])
     tested = [s for s in signals if s in (*NAMES, "answer_length")]
-    snapshot = report(ref, cur, tested, each, with_emb and render, categorical=())
-    judged = {s.name: s for s in evidently_signals(snapshot, each, sizes)}
-    if with_emb and not render:
-        emb = [c for c in ref.columns if c.startswith("emb_")]
-        auc, _, _ = NullCalibratedModelDrift(alpha=each)(cur[emb].copy(), ref[emb].copy())
-        judged["embedding"] = embedding_signal(auc, each, sizes)
+    judged, snapshot = verdicts(ref, cur, tested, each, d, render, categorical=())
     task = reference_task(reference)
     ours, theirs = flags(window.answers, task, names), flags(reference.answers, task, names)
     for name in (t for t in planned if t in RATES or t.startswith("null_rate.")):

@@ -67,26 +67,33 @@ def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> di
     again (logs written before a scrubber fix are cleaned on the way out). Keyed by request
     id, so exporting twice adds nothing. Requests labelled out of scope (``oos_label``) are
     counted, not exported: they are no intent's training example. Returns the counts."""
-    path = folder / "feedback.jsonl"
-    rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
-    before = dict(rows)
     found = [tuple(r.values()) for r in RequestLog.reader(log).with_feedback()]  # in the order unpacked below
     out_of_scope = sum(1 for row in found if oos_label is not None and row[3] == oos_label)
+    exported = {}
     for request_id, time, text, label, version, answered, given in found:
         if oos_label is not None and label == oos_label:
             continue
         source = {"kind": "feedback", "request_id": request_id, "version": version, "answered": answered,
                   "feedback_time": given, "log": str(log)}  # fmt: skip
-        rows[request_id] = {"id": request_id, "time": time, "text": clean_text(text), "label": label,
-                            "source": source}  # fmt: skip
+        exported[request_id] = {"id": request_id, "time": time, "text": clean_text(text), "label": label,
+                                "source": source}  # fmt: skip
+    return merge_export(folder / "feedback.jsonl", exported, "label") | {"out_of_scope": out_of_scope}
+
+
+def merge_export(path: Path, exported: dict[str, dict[str, Any]], taught: str) -> dict[str, Any]:
+    """Merge `exported` rows into the JSONL file at `path` by request id (a later export of
+    the same request replaces it), oldest first; counts of new rows and of rows whose
+    `taught` field (the label, the reference answer's turns) changed."""
+    rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
+    before = dict(rows)
+    rows |= exported
     ordered = sorted(rows.values(), key=lambda r: (r["time"], r["id"]))
     atomic_write_text(path, jsonl_text(ordered))
     return {
         "path": str(path),
         "new": sum(1 for k in rows if k not in before),
-        "relabelled": sum(1 for k, r in before.items() if rows[k]["label"] != r["label"]),
+        "relabelled": sum(1 for k, r in before.items() if rows[k][taught] != r[taught]),
         "total": len(rows),
-        "out_of_scope": out_of_scope,
     }
 
 
@@ -96,9 +103,7 @@ def export_references(log: Path, folder: Path) -> dict[str, Any]:
     answer as the assistant's), each with its ``source`` and scrubbed again, keyed by
     request id like `export_feedback`. The prepare stage gives them the release's system
     turn and validates them like any record. Returns the counts."""
-    path = folder / "feedback.jsonl"
-    rows = {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
-    before = dict(rows)
+    exported = {}
     for found in RequestLog.reader(log).with_references():
         source = {
             "kind": "feedback", "request_id": found["request_id"], "version": found["version"],
@@ -108,17 +113,9 @@ def export_references(log: Path, folder: Path) -> dict[str, Any]:
             {"role": "user", "content": clean_text(found["input"])},
             {"role": "assistant", "content": clean_text(found["feedback"])},
         ]
-        rows[found["request_id"]] = {"id": found["request_id"], "time": found["time"], "messages": turns,
-                                     "source": source}  # fmt: skip
-    ordered = sorted(rows.values(), key=lambda r: (r["time"], r["id"]))
-    atomic_write_text(path, jsonl_text(ordered))
-    return {
-        "path": str(path),
-        "new": sum(1 for k in rows if k not in before),
-        "relabelled": sum(1 for k, r in before.items() if rows[k]["messages"] != r["messages"]),
-        "total": len(rows),
-        "out_of_scope": 0,
-    }
+        exported[found["request_id"]] = {"id": found["request_id"], "time": found["time"], "messages": turns,
+                                         "source": source}  # fmt: skip
+    return merge_export(folder / "feedback.jsonl", exported, "messages") | {"out_of_scope": 0}
 
 
 def commit_feedback(project: Path, feedback_dir: Path, why: str) -> str | None:

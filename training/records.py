@@ -59,14 +59,7 @@ def read_records(source: str, params: Params) -> tuple[list[tuple[str, Any]], di
     """(where, raw record) pairs from a chat JSONL file, or from a table's input/output columns."""
     d, path = params.data, Path(source)
     if path.is_file() and path.suffix == ".jsonl" and _is_chat(path):
-        out = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    out.append((f"{path}:{i}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    out.append((f"{path}:{i}", f"invalid JSON ({err.msg})"))
-        return out, {str(path): sha256_file(path)}
+        return read_chat_lines(path)
     loaded = load_source(source, d.input_column, d.output_column, d.format, d.hub_revision)
     system = [{"role": "system", "content": params.task.system_prompt}] if params.task.system_prompt else []
     rows = loaded.pool + (loaded.holdout or [])
@@ -76,6 +69,19 @@ def read_records(source: str, params: Params) -> tuple[list[tuple[str, Any]], di
         ]})
         for r in rows
     ], loaded.inputs  # fmt: skip
+
+
+def read_chat_lines(path: Path) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+    """(where, parsed line) pairs of a JSONL file (a line that is not JSON: its reason), and
+    the file's hash for the manifest."""
+    out: list[tuple[str, Any]] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{i}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                out.append((f"{path}:{i}", f"invalid JSON ({err.msg})"))
+    return out, {str(path): sha256_file(path)}
 
 
 def _is_chat(path: Path) -> bool:
@@ -272,14 +278,7 @@ def load_generation_feedback(folder: Path) -> tuple[list[tuple[str, Any]] | None
     path = folder / "feedback.jsonl"
     if not path.exists() or not path.read_text(encoding="utf-8").strip():
         return None, {}
-    out: list[tuple[str, Any]] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((f"{path}:{i}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                out.append((f"{path}:{i}", f"invalid JSON ({err.msg})"))
-    return out, {str(path): sha256_file(path)}
+    return read_chat_lines(path)
 
 
 def with_system(raws: list[tuple[str, Any]], pool: list[Record], params: Params) -> list[tuple[str, Any]]:
