@@ -14,36 +14,36 @@
    its power against a declared drop of 0.05 in mean score (the candidate's scores scaled
    down by the share that removes 0.05 on average), alone and in the Holm family of two
    (hold-out and shifted) the generation gate adjusts.
-2. Injected regressions (``--part inject``), on the sample data with the default recipe
-   (or ``--steps N``), through the real train, evaluate and gate stages: a reference candidate
-   becomes production; then a sibling (same recipe, another seed) must be approved
-   against it, and candidates trained with 30% of labels shuffled, without three intents,
-   or only on long messages must each be rejected, by the check one would expect.
+2. Injected regressions (bench/injected.py), through the real train, evaluate and gate
+   stages with the pipeline's recipe (or ``--steps N``): a reference candidate becomes
+   production; then a sibling (same recipe, another seed) must be approved against it, and
+   candidates trained on damaged data must each be rejected, by the check one would expect.
+   ``--part inject``: classification on the sample data (30% of labels shuffled, three
+   intents left out, only long messages); ``--part inject-generation``: the ticket data with
+   30% of the answers swapped between records.
 
 Writes ``bench/results/gate_power.json`` and a Markdown table ``bench/results/gate_power.md``.
 
-Usage: ``python bench/gate_power.py [--part sim|continuous|inject|all] [--steps N] [--replicates 4000]``
-(inject trains five candidates with the default recipe: about an hour on 2 CPU cores)
+Usage: ``python bench/gate_power.py [--part sim|continuous|inject|inject-generation|all] [--steps N]
+[--replicates 4000] [--reuse-reference models/candidate]`` (inject trains five candidates with the
+default recipe: about an hour on 2 CPU cores; inject-generation two or three, about 40 minutes)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from injected import CASES, KINDS, injected
+
 from evaluation.stats import adjust, paired_accuracy, paired_scores
-from tunegate.artifacts import environment, read_json, read_jsonl, sha256_file, write_json
+from tunegate.artifacts import environment, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results"
@@ -129,114 +129,12 @@ def simulate_continuous(n: int, replicates: int, alpha: float, seed: int, drop: 
     return rows
 
 
-# ---- injected regressions -------------------------------------------------------------
-
-
-def run(cmd: list[str], cwd: Path) -> None:
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-
-
-def inject(kind: str, rows: list[dict], labels: list[str], seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = [dict(r) for r in rows]
-    if kind == "shuffled_30pct":
-        for r in rng.sample(rows, int(0.3 * len(rows))):
-            r["label"] = rng.choice([x for x in labels if x != r["label"]])
-    elif kind == "missing_3_intents":
-        dropped = set(labels[:3])
-        rows = [r for r in rows if r["label"] not in dropped]
-    elif kind == "long_only":
-        rows = [r for r in rows if len(r["text"].split()) > 20]
-    return rows
-
-
-CASES = ("reference", "sibling_seed", "shuffled_30pct", "missing_3_intents", "long_only")
-
-
-def injected(
-    steps: int | None, workdir: Path, only: tuple[str, ...] = CASES, reuse: Path | None = None
-) -> list[dict]:
-    py = sys.executable
-    data = workdir / "prepared"
-    shutil.copytree(ROOT / "data/prepared", data)
-    labels = read_json(data / "labels.json")
-    clean_train = read_jsonl(data / "train.jsonl")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if steps:  # a smaller budget than params.yaml's (80 steps reach only 0.64 hold-out accuracy)
-        params["train"] |= {"max_steps": steps, "eval_every": max(steps // 2, 1)}
-    params["eval"] |= {"perturbation_rows": 60, "parity_rows": 16}
-    pointer = workdir / "production.json"
-    write_json(pointer, {"version": None})
-
-    cases = [
-        ("reference", 42, "clean", "approved (first release, vs base)"),
-        ("sibling_seed", 7, "clean", "approved against the reference as production"),
-        ("shuffled_30pct", 42, "shuffled_30pct", "rejected: accuracy / A/B vs production"),
-        ("missing_3_intents", 42, "missing_3_intents", "rejected: min_class_recall, macro-F1 A/B"),
-        ("long_only", 42, "long_only", "rejected: shifted drop / short-message slice"),
-    ]
-    table = []
-    for name, seed, kind, expected in cases:
-        if name not in only and name != "reference":  # the reference is production for the rest
-            continue
-        rows = clean_train if kind == "clean" else inject(kind, clean_train, labels, seed)
-        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        manifest = read_json(data / "manifest.json")
-        manifest["files"]["train.jsonl"] = sha256_file(data / "train.jsonl")  # a distinct run fingerprint
-        write_json(data / "manifest.json", manifest)
-        params["base"]["seed"] = seed
-        if name == "reference" and reuse is not None:
-            # The pipeline's own candidate is this recipe on clean data (training is seeded
-            # and reproducible): reuse it and its gate record instead of training it again.
-            gate = read_json(ROOT / "eval/gate.json")
-            table.append(row(name, len(rows), gate, f"{expected}; reused {reuse.name}, eval/gate.json"))
-            write_json(pointer, {"version": "reference", "model_dir": str(reuse)})
-            continue
-        pfile = workdir / f"params-{name}.yaml"
-        pfile.write_text(yaml.safe_dump(params), encoding="utf-8")
-        model = workdir / "models" / name
-        out = workdir / "eval" / name
-        base = ROOT / "models/base"
-        run(
-            [py, "-m", "training.train", "--params", str(pfile), "--data", str(data), "--base", str(base),
-             "--out", str(model), "--metrics", str(workdir / "metrics" / name),
-             "--checkpoints", str(workdir / "checkpoints")],
-            ROOT,
-        )  # fmt: skip
-        run(
-            [py, "-m", "evaluation.evaluate", "--params", str(pfile), "--data", str(data),
-             "--base", str(base), "--candidate", str(model), "--production", str(pointer), "--out", str(out)],
-            ROOT,
-        )  # fmt: skip
-        run(
-            [py, "-m", "evaluation.gate", "--params", str(pfile), "--results", str(out / "results"),
-             "--out", str(out / "gate.json"), "--report", str(out / "report.md")],
-            ROOT,
-        )  # fmt: skip
-        gate = read_json(out / "gate.json")
-        table.append(row(name, len(rows), gate, expected))
-        print(json.dumps(table[-1]), flush=True)
-        if name == "reference":  # it becomes production for every later candidate
-            write_json(pointer, {"version": "reference", "model_dir": str(model)})
-    return table
-
-
-def row(name: str, train_rows: int, gate: dict, expected) -> dict:
-    return {
-        "candidate": name,
-        "train_rows": train_rows,
-        "baseline": gate["baseline"]["kind"],
-        "verdict": gate["verdict"],
-        "expected": expected,
-        "failed_checks": [c["name"] for c in gate["checks"] if not c["passed"]],
-        "holdout_accuracy": next(c["value"] for c in gate["checks"] if c["name"] == "holdout.accuracy"),
-    }
-
-
-def markdown(sim: list[dict], inj: list[dict], continuous: list[dict] | None = None) -> str:
+def markdown(
+    sim: list[dict],
+    inj: list[dict],
+    continuous: list[dict] | None = None,
+    inj_generation: list[dict] | None = None,
+) -> str:
     out = ["# Gate power", ""]
     if sim:
         out += [
@@ -261,26 +159,35 @@ def markdown(sim: list[dict], inj: list[dict], continuous: list[dict] | None = N
             f"{r['rejection_rate']:.3f} | {r['rejection_rate_holm2']:.3f} |"
             for r in continuous
         ]
-    if inj:
-        out += ["", "## Injected regressions", ""]
-        out += ["| candidate | train rows | baseline | verdict | failed checks |", "|---|---|---|---|---|"]
-        out += [
-            f"| {r['candidate']} | {r['train_rows']} | {r['baseline']} | {r['verdict']} | "
-            f"{', '.join(r['failed_checks']) or '-'} |"
-            for r in inj
-        ]
+    for title, rows in (("classification", inj), ("generation", inj_generation or [])):
+        if not rows:
+            continue
+        out += ["", f"## Injected regressions, {title}", ""]
+        out += ["| candidate | train rows | baseline | verdict | hold-out primary | failed checks |"]
+        out += ["|---|---|---|---|---|---|"]
+        for r in rows:
+            primary = r.get("primary_check", "holdout.accuracy")
+            value = r.get("primary_value", r.get("holdout_accuracy"))
+            out.append(
+                f"| {r['candidate']} | {r['train_rows']} | {r['baseline']} | {r['verdict']} | "
+                f"{primary} {value:.3f} | {', '.join(r['failed_checks']) or '-'} |"
+            )
     return "\n".join(out) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["sim", "continuous", "inject", "all"], default="all")
+    parts = ["sim", "continuous", "inject", "inject-generation", "all"]
+    parser.add_argument("--part", choices=parts, default="all")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--n-continuous", type=int, default=134, help="items (the ticket data's hold-out)")
     parser.add_argument("--replicates", type=int, default=4000)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
-        "--steps", type=int, default=None, help="training steps per candidate (default: params.yaml's recipe)"
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per candidate (default: the params file's recipe)",
     )
     parser.add_argument(
         "--cases", nargs="+", choices=CASES, default=list(CASES), help="injected candidates to run"
@@ -289,7 +196,8 @@ def main() -> None:
         "--reuse-reference",
         type=Path,
         default=None,
-        help="use this candidate (e.g. models/candidate, with eval/gate.json) as the reference",
+        help="use this candidate (models/candidate, or models/candidate-generation for inject-generation) "
+        "with its pipeline's gate record as the reference",
     )
     args = parser.parse_args()
 
@@ -298,11 +206,19 @@ def main() -> None:
     continuous = None
     if args.part in ("sim", "continuous", "all"):
         continuous = simulate_continuous(args.n_continuous, args.replicates // 2, args.alpha, seed=1)
-    inj = None
+    reuse = args.reuse_reference.resolve() if args.reuse_reference else None
+    inj = inj_generation = None
     if args.part in ("inject", "all"):
         with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-") as tmp:
-            reuse = args.reuse_reference.resolve() if args.reuse_reference else None
-            inj = injected(args.steps, Path(tmp), tuple(args.cases), reuse)
+            overrides = {"perturbation_rows": 60, "parity_rows": 16}
+            inj = injected(KINDS["classification"], Path(tmp), tuple(args.cases), steps=args.steps,
+                           reuse=reuse, eval_overrides=overrides)  # fmt: skip
+    if args.part in ("inject-generation", "all"):
+        with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-gen-") as tmp:
+            # parity on 16 records (the pipeline checks 32): each costs two reference generations
+            reuse_gen = reuse if args.part == "inject-generation" else None
+            inj_generation = injected(KINDS["generation"], Path(tmp), tuple(args.cases), steps=args.steps,
+                                      reuse=reuse_gen, eval_overrides={"parity_rows": 16})  # fmt: skip
     result = {
         "benchmark": "gate_power",
         "alpha": args.alpha,
@@ -312,10 +228,18 @@ def main() -> None:
         else previous.get("simulation_continuous", []),
         "injected": inj if inj is not None else previous.get("injected", []),
         "train_steps": args.steps if inj is not None else previous.get("train_steps"),
+        "injected_generation": inj_generation
+        if inj_generation is not None
+        else previous.get("injected_generation", []),
         "environment": environment(),
     }
     write_json(RESULTS / "gate_power.json", result)
-    table = markdown(result["simulation"], result["injected"], result["simulation_continuous"])
+    table = markdown(
+        result["simulation"],
+        result["injected"],
+        result["simulation_continuous"],
+        result["injected_generation"],
+    )
     (RESULTS / "gate_power.md").write_text(table, encoding="utf-8")
     print(table)
 
