@@ -89,6 +89,7 @@ COPY = [
     "evaluation",
     "serving",
     "monitoring",
+    "tuning",
     "data/sample",
     "data/feedback",
     "registry",

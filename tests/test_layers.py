@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYER = {"tunegate": 0, "training": 1, "serving": 1, "evaluation": 2, "monitoring": 2}
+LAYER = {"tunegate": 0, "training": 1, "serving": 1, "evaluation": 2, "monitoring": 2, "tuning": 3}
 """Training and serving stand on the kernel alone; evaluation and monitoring also read
-packaged releases and the request log (serving)."""
+packaged releases and the request log (serving); the recipe search (tuning) runs the train
+stage's recipe and scores it with evaluation's predictors."""
 TOP = {"tunegate/cli.py"}
 
 

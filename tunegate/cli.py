@@ -400,5 +400,10 @@ def version() -> None:
     typer.echo(json.dumps(environment()["libraries"], indent=2))
 
 
+from tuning.cli import tune as _tune  # noqa: E402  (the recipe search lives in tuning/)
+
+app.command("tune")(_tune)
+
+
 if __name__ == "__main__":
     app()

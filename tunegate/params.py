@@ -27,6 +27,7 @@ from tunegate.release_params import (
     ServeParams,
     monitor_kind_problems,
 )
+from tunegate.tune_params import TuneParams, objective_problems
 from tunegate.typed_config import build
 
 
@@ -472,6 +473,7 @@ class Params:
     release: ReleaseParams = field(default_factory=ReleaseParams)
     serve: ServeParams = field(default_factory=ServeParams)
     monitor: MonitorParams = field(default_factory=MonitorParams)
+    tune: TuneParams = field(default_factory=TuneParams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -517,7 +519,7 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
 
 def kind_problems(p: Params) -> list[str]:
     """Keys that only one task kind reads, set for the other: refused, not silently ignored."""
-    out = monitor_kind_problems(p.monitor, p.base.task)
+    out = monitor_kind_problems(p.monitor, p.base.task) + objective_problems(p.tune, p.base.task)
     if p.base.task == "classification":
         if p.eval.judge.url is not None:
             out.append(
