@@ -25,6 +25,7 @@ from evaluation.policy_calibration import calibration_checks
 from evaluation.policy_classical import classical_checks, prompting_label_checks
 from evaluation.policy_prompting import prompting_checks
 from evaluation.report import render_report
+from evaluation.spread_note import read_spread, spread_note, spread_section
 from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
 from tunegate.errors import TunegateError
 from tunegate.params import Params, load_params
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--judge", type=Path, default=None, help="the judge stage's judge.json (reported)")
+    parser.add_argument(
+        "--spread", type=Path, default=None, help="tune/<study>/spread.json (`tunegate tune --seeds`), noted"
+    )
     args = parser.parse_args(argv)
     configure_logging()
     params = load_params(args.params)
@@ -143,9 +147,25 @@ def main(argv: list[str] | None = None) -> None:
     verdict = judge(evidence, records, params, out_of_scope)
     verdict.notes.extend(judge_notes(args.judge))
     record = gate_record(verdict, evidence, params, args.results)
+    add_spread(record, args.spread, params)
     write_json(args.out, record)
     atomic_write_text(args.report, render_report(record, evidence, records, out_of_scope))
     log.info("%s (baseline: %s)", verdict.summary(), evidence.baseline.kind)
+
+
+def add_spread(record: dict[str, Any], path: Path | None, params: Params) -> None:
+    """The recipe's run-to-run spread beside the margins (evaluation/spread_note.py): notes."""
+    if path is None:
+        return
+    if not path.exists():
+        record["notes"].append(f"no run-to-run spread at {path}: `tunegate tune --seeds K` measures it")
+        return
+    spread, why = read_spread(path, params.train)
+    if spread is None:
+        record["notes"].append(why)
+        return
+    record["spread"] = spread_section(record["checks"], spread, path)
+    record["notes"].append(spread_note(record["spread"]))
 
 
 def judge_notes(path: Path | None) -> list[str]:

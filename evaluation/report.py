@@ -11,6 +11,7 @@ from typing import Any
 from evaluation.calibration_fit import record_scores
 from evaluation.evidence import Evidence
 from evaluation.report_generation import generation_sections
+from evaluation.spread_note import spread_lines
 from tunegate.task import for_kind
 
 EXAMPLES = 8
@@ -75,6 +76,7 @@ def render_report(
         )
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")
+    out += spread_lines(record.get("spread"))
     kinds = {"classification": _classification_sections, "generation": generation_sections}
     out += for_kind(kinds, evidence.task, "report")(evidence, records, out_of_scope, record["policy"])
     out += _probe_section(evidence)

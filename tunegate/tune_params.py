@@ -151,3 +151,11 @@ def objective_problems(tune: TuneParams, kind: str) -> list[str]:
     if tune.objective is not None and tune.objective not in OBJECTIVES[kind]:
         return [f"tune.objective: {tune.objective!r} is not a {kind} metric ({', '.join(OBJECTIVES[kind])})"]
     return []
+
+
+def recipe_hash(train: Any) -> str:
+    """A recipe's identity: the ``train`` section (a dataclass) and nothing else, so the
+    spread measured with ``tunegate tune --seeds`` is read only for the recipe it measured."""
+    from tunegate.artifacts import sha256_bytes
+
+    return sha256_bytes(repr(sorted(dataclasses.asdict(train).items())).encode())[:16]

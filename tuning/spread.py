@@ -14,17 +14,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import sha256_bytes, write_json
+from tunegate.artifacts import write_json
 from tunegate.params import Params
+from tunegate.tune_params import recipe_hash
 from tuning.space import with_recipe
 from tuning.trial import Context, Reporter, run_trial, summary
 
 FIGURES = ("value", "val_loss", "forgetting_kl")
-
-
-def recipe_hash(params: Params) -> str:
-    """The recipe's identity: the train section and nothing else (the seed varies)."""
-    return sha256_bytes(repr(sorted(asdict(params.train).items())).encode())[:16]
 
 
 def seed_spread(params: Params, ctx: Context, seeds: int) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def seed_spread(params: Params, ctx: Context, seeds: int) -> dict[str, Any]:
             "max": max(values),
         }
     return {
-        "recipe_hash": recipe_hash(params),
+        "recipe_hash": recipe_hash(params.train),
         "train": asdict(params.train),
         "objective": ctx.objective,
         "seeds": [r["seed"] for r in runs],
