@@ -93,6 +93,19 @@ def test_tune_study_prunes_resumes_applies_and_reports(tmp_path, prepared_sample
     assert "| 1 | pruned |" in report and "Run-to-run spread (2 seeds" in report
     ET.fromstring((folder / "history.svg").read_text())  # a well-formed SVG
 
+    # The spread reaches the release report: the gate stage reads this spread.json for the
+    # recipe it measured (evidence here is synthetic; tests/evaluation/test_gate.py).
+    from evaluation.gate import add_spread
+    from evaluation.report import render_report
+    from tests.evaluation.test_gate import decide_on, write_results
+
+    _, gate, evidence, records = decide_on(write_results(tmp_path / "results", 0.95))
+    applied = load_params(project / "params.yaml")
+    add_spread(gate, folder / "spread.json", applied)
+    assert gate["spread"]["seeds"] == spread["seeds"]
+    assert gate["spread"]["sd"] == pytest.approx(spread["spread"]["value"]["sd"])
+    assert "## Margins and run-to-run spread" in render_report(gate, evidence, records)
+
 
 @pytest.mark.slow
 def test_tune_two_workers_share_one_study(tmp_path, prepared_sample, tiny_base):
