@@ -1,13 +1,17 @@
 """The recipe search on the tiny model: real Optuna trials that are real train runs, a trial
 the median pruner stops, a resumed budget, --apply, the seed spread and the report; and two
-worker processes on one SQLite storage through the real `tunegate tune` command."""
+worker processes on one SQLite storage through the real `tunegate tune` command. A study killed
+mid-trial (SIGKILL) resumes: the dead worker's stale trial is failed and retried with its recipe."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -123,3 +127,47 @@ def test_tune_two_workers_share_one_study(tmp_path, prepared_sample, tiny_base):
     assert len(done) == 2, record["trials"]
     assert len({t["worker"] for t in done}) == 2  # one trial from each process
     assert "2/2 finished" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tune_study_killed_mid_trial_resumes_with_that_trial_retried(tmp_path, prepared_sample, tiny_base):
+    import optuna
+
+    project = tiny_project(tmp_path, prepared_sample, tiny_base, pruner="none", trials=1)
+    db = tmp_path / "killed.sqlite"
+    url = f"sqlite:///{db}"
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "tunegate.cli", "tune", "--storage", url]
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:  # wait for readiness: trial 0 running, its heartbeat written (a state, not a delay)
+        running = "SELECT COUNT(*) FROM trials JOIN trial_heartbeats USING (trial_id) WHERE state = 'RUNNING'"
+        for _ in range(3000):
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            if db.exists() and sqlite_count(db, running):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("trial 0 never started")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-trial, as a lost machine would
+        proc.wait()
+    # Age the dead worker's heartbeat past the grace period instead of waiting it out.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+
+    again = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = optuna.load_study(study_name="intent-classifier-tune", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == trials[0].params  # the same recipe, retried
+    assert trials[1].system_attrs["failed_trial"] == trials[0].number
+    assert "1/1 finished" in again.stderr
+
+
+def sqlite_count(db: Path, query: str) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return 0
