@@ -76,11 +76,18 @@ def apply_recipe(params_path: Path, recipe: dict[str, Any]) -> Params:
     from io import StringIO
 
     from ruamel.yaml import YAML
+    from ruamel.yaml.representer import RoundTripRepresenter
 
     from tunegate.artifacts import atomic_write_text
 
+    class Representer(RoundTripRepresenter):
+        """The round trip, except that None stays ``null`` (ruamel writes an empty value)."""
+
+    Representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     yaml = YAML()
+    yaml.Representer = Representer
     yaml.preserve_quotes = True
+    yaml.width = 4096  # long flow lists stay on one line
     doc = yaml.load(params_path.read_text(encoding="utf-8"))
     for dotted, value in recipe.items():
         *path, last = dotted.split(".")

@@ -134,6 +134,10 @@ def test_tune_study_killed_mid_trial_resumes_with_that_trial_retried(tmp_path, p
     import optuna
 
     project = tiny_project(tmp_path, prepared_sample, tiny_base, pruner="none", trials=1)
+    quick = (project / "params.yaml").read_text()
+    # The first run's trial cannot finish before it is killed, however fast the machine.
+    slow = TRAIN | {"max_steps": 100_000}
+    write_params(project / "params.yaml", train=slow, tune=TUNE | {"pruner": "none", "trials": 1})
     db = tmp_path / "killed.sqlite"
     url = f"sqlite:///{db}"
     env = os.environ | {"PYTHONPATH": str(ROOT)}
@@ -155,6 +159,7 @@ def test_tune_study_killed_mid_trial_resumes_with_that_trial_retried(tmp_path, p
     # Age the dead worker's heartbeat past the grace period instead of waiting it out.
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+    (project / "params.yaml").write_text(quick)  # the retried trial runs the quick recipe
 
     again = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
