@@ -41,21 +41,48 @@ def study_name(params: Params) -> str:
     return params.tune.study_name or f"{params.release.name}-tune"
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` (and ``postgres://``) through psycopg 3, the driver tunegate
+    installs; SQLAlchemy would otherwise look for psycopg2. Other URLs are kept."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown by its scheme only
+        return url.split(":", 1)[0] + "://..."
+
+
 def open_study(params: Params, url: str) -> Any:
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import ArgumentError, OperationalError
 
     tp = params.tune
+    url = sqlalchemy_url(url)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+        try:
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+        except (ArgumentError, OperationalError, ModuleNotFoundError) as err:
+            from tunegate.errors import ConfigError
+
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"tune.storage {shown(url)}: cannot open the study storage ({first})") from err
     if tp.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=tp.seed, n_startup_trials=tp.startup_trials)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import QUICK_TRAIN, ROOT, write_params
+from tests.postgres import fresh_database
 from tunegate.artifacts import read_json
 from tunegate.params import load_params
+from tuning.study import sqlalchemy_url
 
 TRAIN = QUICK_TRAIN | {"lr": 5e-3, "early_stopping_patience": 0, "max_seq_len": 96}
 TUNE = {
@@ -112,9 +115,15 @@ def test_tune_study_prunes_resumes_applies_and_reports(tmp_path, prepared_sample
 
 
 @pytest.mark.slow
-def test_tune_two_workers_share_one_study(tmp_path, prepared_sample, tiny_base):
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_tune_two_workers_share_one_study(engine, tmp_path, prepared_sample, tiny_base, request):
+    """Two worker processes, one study: on an SQLite file, and on a real PostgreSQL server
+    (the URL a second machine would pass to the same command)."""
     project = tiny_project(tmp_path, prepared_sample, tiny_base, pruner="none")
-    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    else:
+        url = fresh_database(request.getfixturevalue("postgres_server"))
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -127,6 +136,26 @@ def test_tune_two_workers_share_one_study(tmp_path, prepared_sample, tiny_base):
     assert len(done) == 2, record["trials"]
     assert len({t["worker"] for t in done}) == 2  # one trial from each process
     assert "2/2 finished" in proc.stderr
+    if engine == "postgresql":  # the trials are in the server's database, not in a local file
+        import optuna
+
+        stored = optuna.load_study(study_name="intent-classifier-tune", storage=sqlalchemy_url(url)).trials
+        assert sorted(t.state.name for t in stored) == ["COMPLETE", "COMPLETE"]
+        assert not list(project.glob("tune/*.sqlite"))
+
+
+def test_tune_storage_that_is_down_is_a_clear_error(tmp_path):
+    """A PostgreSQL URL nobody answers on: a ConfigError naming the storage, password hidden."""
+    from tunegate.errors import ConfigError
+    from tuning.study import open_study
+
+    params = load_params(write_params(tmp_path / "params.yaml"))
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match=r"tune.storage postgresql\+psycopg://u:\*\*\*@127.0.0.1") as err:
+        open_study(params, f"postgresql://u:secret@127.0.0.1:{port}/nothing")
+    assert "secret" not in str(err.value)
 
 
 @pytest.mark.slow

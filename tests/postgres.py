@@ -1,0 +1,85 @@
+"""A real PostgreSQL server for the tests that need one (a fixture, never a mock).
+
+``TUNEGATE_TEST_DATABASE_URL`` (``postgresql://user:pass@host:port/db``) names a server to
+use. Without it the fixture starts its own from Debian's PostgreSQL binaries
+(``/usr/lib/postgresql/<version>/bin``, or ``initdb`` on PATH) in a temporary data
+directory on a free loopback port, and stops it at the end of the session. ``initdb`` and
+``pg_ctl`` refuse to run as root, so as root they run as the ``postgres`` user
+(``runuser``), in a folder that user owns. ``pg_ctl start -w`` returns once the server
+accepts connections. Each test gets a database of its own (``fresh_database``), so a study
+or a log left by an earlier test is never read by the next.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+URL_ENV = "TUNEGATE_TEST_DATABASE_URL"
+
+
+def _binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a running PostgreSQL server's ``postgres`` database."""
+    if os.environ.get(URL_ENV):
+        yield os.environ[URL_ENV]
+        return
+    bin_dir = _binaries()
+    if bin_dir is None:
+        pytest.fail(f"no PostgreSQL binaries (initdb) on this machine and {URL_ENV} is not set")
+    folder = Path(tempfile.mkdtemp(prefix="tunegate-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    data, port = folder / "data", _free_port()
+    run = lambda cmd: subprocess.run(_as_owner(cmd), capture_output=True, text=True, timeout=120)  # noqa: E731
+    init = run([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
+    assert init.returncode == 0, init.stderr
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = run(
+        [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+    )
+    assert start.returncode == 0, start.stderr + (folder / "log").read_text()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_database(server_url: str) -> str:
+    """Create an empty database on the server; its URL."""
+    import psycopg
+
+    name = f"tunegate_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
