@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.postgres import postgres_server  # noqa: F401 - a real PostgreSQL server (tests/postgres.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 BANKING77 = Path(os.environ.get("TUNEGATE_BANKING77", ROOT.parent / "shared" / "data" / "banking77"))
 
@@ -93,6 +95,7 @@ COPY = [
     "data/sample",
     "data/feedback",
     "registry",
+    "tune/intent-classifier-tune",  # the gate stage reads its spread.json
     ".dvc/config",
     ".dvcignore",
 ]
