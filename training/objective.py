@@ -115,17 +115,47 @@ def body_and_head(model: Any) -> tuple[Any, Any]:
 
 
 class AnswerLossTrainer(Trainer):
-    """transformers.Trainer with a cross-entropy computed on answer positions only."""
+    """transformers.Trainer with a cross-entropy computed on answer positions only.
+
+    Under DistributedDataParallel (torchrun on several processes) the loss must be computed
+    inside DDP's forward: DDP arms its gradient all-reduce there, and a loss computed from
+    the unwrapped model would leave every process training on its own shard. The answer
+    loss is therefore run as the wrapped module's forward for that one call."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        body, head = body_and_head(model)
-        hidden = body(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).last_hidden_state
-        targets = inputs["labels"][:, 1:]
-        keep = targets != IGNORE
-        logits = head(hidden[:, :-1][keep]).float()
-        total = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
-        count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
-        loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+        inner = getattr(model, "module", None)
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel) and inner is not None:
+            inner.forward = lambda **kw: answer_loss(inner, num_items_in_batch, **kw)
+            try:
+                loss, logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                     labels=inputs["labels"])  # fmt: skip
+            finally:
+                del inner.forward  # back to the class's forward
+        else:
+            loss, logits = answer_loss(model, num_items_in_batch, **inputs)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # The count is every process's answer tokens and DDP averages the gradients, so
+            # each process's share is scaled back up (as Trainer.compute_loss does).
+            loss = loss * self.accelerator.num_processes
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    def train(self, *args, **kwargs):
+        # evaluate() before train() marks the model as prepared by Accelerate (for
+        # inference), and a prepared model is never wrapped in DDP afterwards: clear the mark
+        # so several processes train as one. One process is left exactly as it was.
+        if self.args.world_size > 1:
+            self.model._is_accelerate_prepared = False
+        return super().train(*args, **kwargs)
+
+
+def answer_loss(model: Any, num_items_in_batch: Any, input_ids, attention_mask, labels, **_) -> tuple:
+    """(mean cross-entropy over answer tokens, their logits): the LM head applied to the
+    answer positions' hidden states only."""
+    body, head = body_and_head(model)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    logits = head(hidden[:, :-1][keep]).float()
+    total = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1), logits

@@ -183,12 +183,16 @@ class TrainRecipe:
         ]
 
     def _config(self) -> Any:
+        import torch
         from transformers import TrainingArguments
 
         p = self.p
         strategy = "steps" if p.eval_every else "epoch"
         return TrainingArguments(
             output_dir=str(self.work),
+            # Without a GPU: the CPU, and under torchrun (WORLD_SIZE > 1) Accelerate's
+            # multi-CPU DDP over gloo; without use_cpu each process would train on its own.
+            use_cpu=not torch.cuda.is_available(),
             learning_rate=p.lr,
             num_train_epochs=p.epochs,
             max_steps=p.max_steps or -1,
@@ -225,6 +229,7 @@ class TrainRecipe:
         from peft import get_peft_model
         from transformers import EarlyStoppingCallback
 
+        from training.distributed import LastStepDigest, several_processes
         from training.live import LiveCallback
         from training.objective import AnswerLossTrainer, PadToLongest
 
@@ -232,6 +237,9 @@ class TrainRecipe:
         if self.p.method == "lora":
             model = get_peft_model(model, lora_config(self.p.lora))
         callbacks = [LiveCallback(live)] if live is not None else []
+        self.last_step = LastStepDigest() if several_processes() else None
+        if self.last_step is not None:
+            callbacks.append(self.last_step)
         if self.p.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
         return AnswerLossTrainer(
@@ -280,6 +288,8 @@ class TrainRecipe:
         )
 
     def save(self, out: Path, result: TrainResult) -> dict[str, Any]:
+        from training.distributed import distribution
+
         with atomic_dir(out) as tmp:
             self.trainer.model.save_pretrained(tmp, safe_serialization=True)
             if self.p.method == "full":
@@ -305,6 +315,7 @@ class TrainRecipe:
                 "prompt_template": self.template.template_id,
                 "params": {"seed": self.params.base.seed, "train": asdict(self.p)},
                 "metrics": asdict(result),
+                "distributed": distribution(self.trainer),
                 "files": files,
                 "tree_sha256": tree_hash(files),
                 "environment": environment(),
@@ -364,16 +375,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
 
+    from training.distributed import log_rank
+
     params = load_checked_params(args.params, args.base)
     recipe = TrainRecipe(params, args.data, args.base, args.checkpoints)
     recipe.setup()
-    # Under `accelerate launch` every process trains; only rank 0 logs and writes the candidate.
+    # Under torchrun or `accelerate launch` every process trains (DDP); only rank 0 logs
+    # metrics and writes the candidate.
     main_process = int(os.environ.get("RANK", "0")) == 0
     with live_or_none(args.metrics, main_process) as live:
         result = recipe.train(live)
         if live is not None:
             for key in SUMMARY:
                 live.summary[key] = round(getattr(result, key), 4)
+    log_rank(recipe.trainer, recipe.last_step)
     if not main_process:
         return
     card = recipe.save(args.out, result)
