@@ -123,8 +123,8 @@ class AnswerLossTrainer(Trainer):
     loss is therefore run as the wrapped module's forward for that one call."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inner = getattr(model, "module", None)
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel) and inner is not None:
+        inner = wrapped_module(model)
+        if inner is not None:
             inner.forward = lambda **kw: answer_loss(inner, num_items_in_batch, **kw)
             try:
                 loss, logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
@@ -146,6 +146,14 @@ class AnswerLossTrainer(Trainer):
         if self.args.world_size > 1:
             self.model._is_accelerate_prepared = False
         return super().train(*args, **kwargs)
+
+
+def wrapped_module(model: Any) -> Any:
+    """The module inside DistributedDataParallel, whose forward the loss must run as; None
+    for a model on one process. (FSDP is not supported by the train stage: see README.)"""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.module
+    return None
 
 
 def answer_loss(model: Any, num_items_in_batch: Any, input_ids, attention_mask, labels, **_) -> tuple:
