@@ -21,6 +21,7 @@ from monitoring.estimate import estimated_accuracy, reliability_note
 from monitoring.generation_drift import correction as generation_correction
 from monitoring.generation_drift import fields, judge_generation, live_quality, live_rating
 from monitoring.window import GenerationWindow, Window, read_generation_window, read_window
+from serving.logstore import named
 from tunegate import monitor_reference
 from tunegate.artifacts import write_json
 from tunegate.errors import DataError
@@ -107,7 +108,7 @@ def locate_calibration(window: Window, project: Path, params: Any) -> tuple[Any,
 
 
 def main_report(
-    log: Path,
+    log: str | Path,
     reference_setting: str,
     out_dir: Path,
     params: Any,
@@ -122,7 +123,8 @@ def main_report(
     if not window.texts:
         span = f"the last {hours:g} h" if hours is not None else "the log"
         raise DataError(
-            f"no answered /{'generate' if generation else 'classify'} requests with text in {span} of {log} "
+            f"no answered /{'generate' if generation else 'classify'} requests with text in {span} "
+            f"of {named(log)} "
             f"({window.skipped} rows skipped as corrupt or empty): nothing to compare"
         )
     ref_path, recorded = locate_reference(reference_setting, window, project, params)
@@ -163,7 +165,7 @@ def main_report(
             window.version, window.versions,
         ),
         reference=ReferenceSummary(reference.source, reference.sha256, len(reference), reference.model_id),
-        log=str(log),
+        log=named(log),
         html=[html.name],
     )  # fmt: skip
     if snapshot is not None:

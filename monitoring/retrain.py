@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from serving.logstore import named
 from serving.requestlog import RequestLog
 from tunegate.artifacts import atomic_write_text, jsonl_text, read_json, read_jsonl
 from tunegate.errors import DataError
@@ -59,7 +60,7 @@ def reports(reports_dir: Path) -> list[dict[str, Any]]:
     return [read_json(p) for p in sorted(reports_dir.glob("2*.json"))]
 
 
-def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> dict[str, Any]:
+def export_feedback(log: str | Path, folder: Path, oos_label: str | None = None) -> dict[str, Any]:
     """Merge the log's feedback-labelled /classify requests into ``folder/feedback.jsonl``.
 
     Each row records where it came from (``source``: the request id, the release that
@@ -74,7 +75,7 @@ def export_feedback(log: Path, folder: Path, oos_label: str | None = None) -> di
         if oos_label is not None and label == oos_label:
             continue
         source = {"kind": "feedback", "request_id": request_id, "version": version, "answered": answered,
-                  "feedback_time": given, "log": str(log)}  # fmt: skip
+                  "feedback_time": given, "log": named(log)}  # fmt: skip
         exported[request_id] = {"id": request_id, "time": time, "text": clean_text(text), "label": label,
                                 "source": source}  # fmt: skip
     return merge_export(folder / "feedback.jsonl", exported, "label") | {"out_of_scope": out_of_scope}
@@ -97,7 +98,7 @@ def merge_export(path: Path, exported: dict[str, dict[str, Any]], taught: str) -
     }
 
 
-def export_references(log: Path, folder: Path) -> dict[str, Any]:
+def export_references(log: str | Path, folder: Path) -> dict[str, Any]:
     """Merge the log's /generate requests that callers sent a reference answer for into
     ``folder/feedback.jsonl`` as chat records (the request's last user turn, the reference
     answer as the assistant's), each with its ``source`` and scrubbed again, keyed by
@@ -107,7 +108,7 @@ def export_references(log: Path, folder: Path) -> dict[str, Any]:
     for found in RequestLog.reader(log).with_references():
         source = {
             "kind": "feedback", "request_id": found["request_id"], "version": found["version"],
-            "answered": found["output"], "feedback_time": found["feedback_time"], "log": str(log),
+            "answered": found["output"], "feedback_time": found["feedback_time"], "log": named(log),
         }  # fmt: skip
         turns = [
             {"role": "user", "content": clean_text(found["input"])},
@@ -154,7 +155,7 @@ def trigger(
     reports_dir: Path,
     why: str,
     causes: list[str],
-    log: Path,
+    log: str | Path,
     feedback_dir: Path,
     oos_label: str | None = None,
     task: str = "classification",

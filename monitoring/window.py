@@ -87,7 +87,7 @@ class GenerationWindow:
 
 
 def read_generation_window(
-    log: Path, hours: float | None = None, last: int | None = None
+    log: str | Path, hours: float | None = None, last: int | None = None
 ) -> GenerationWindow:
     """The /generate requests of a window of the request log."""
     rows = RequestLog.reader(log).generated(hours, last)
@@ -109,7 +109,7 @@ def read_generation_window(
     )
 
 
-def read_window(log: Path, hours: float | None = None, last: int | None = None) -> Window:
+def read_window(log: str | Path, hours: float | None = None, last: int | None = None) -> Window:
     """The /classify requests of a window of the request log."""
     rows = RequestLog.reader(log).classified(hours, last)
     good = [r for r in rows if isinstance(r["input"], str) and r["input"].strip()]

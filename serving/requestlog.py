@@ -1,4 +1,4 @@
-"""The request log: one SQLite row per request, personal data scrubbed before it is written.
+"""The request log: one row per request, personal data scrubbed before it is written.
 
 Every admitted request is on the record: its row is opened (``status`` 0) when the
 service takes it (`begin`) and completed (`finish`) with the outcome (200, a 4xx, a 5xx, 499 for a client
@@ -7,10 +7,12 @@ closed as ``LOST`` (a 5xx the canary judge counts) when the service starts again
 Each row names the process that wrote it (``instance``), so a replica closes only what
 a dead process on its own host left behind.
 
-SQLite in WAL mode takes concurrent readers (the canary judge, the drift monitor) while
-the service writes. Inputs and outputs pass through `tunegate.pii.clean_text`, the
-scrubber training data goes through; caller ids and client addresses are kept only as
-keyed hashes (`caller_key`), with a per-deployment secret (`tunegate.secrets`).
+The log is a database (serving/logstore.py): an SQLite file in WAL mode by default (it
+takes concurrent readers, the canary judge and the drift monitor, while the service
+writes), or a PostgreSQL database several replicas share. Inputs and outputs pass through
+`tunegate.pii.clean_text`, the scrubber training data goes through; caller ids and client
+addresses are kept only as keyed hashes (`caller_key`), with a per-deployment secret
+(`tunegate.secrets`).
 """
 
 from __future__ import annotations
@@ -19,57 +21,27 @@ import hashlib
 import hmac
 import os
 import socket
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from serving.logstore import (
+    columns_of,
+    database_url,
+    engine_for,
+    migrate,
+    requests,
+    sqlite_path,
+    unreachable,
+)
 from tunegate.errors import DataError, TunegateError
 from tunegate.pii import clean_text
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    caller TEXT,
-    endpoint TEXT NOT NULL,
-    stage TEXT,
-    version TEXT,
-    shadow INTEGER NOT NULL DEFAULT 0,
-    input TEXT,
-    output TEXT,
-    label TEXT,
-    valid INTEGER,
-    latency_ms REAL,
-    status INTEGER NOT NULL,
-    error TEXT,
-    confidence REAL,
-    feedback TEXT,
-    feedback_time TEXT,
-    pinned INTEGER NOT NULL DEFAULT 0,
-    client TEXT,
-    instance TEXT,
-    abstained INTEGER,
-    rating REAL
-);
-CREATE INDEX IF NOT EXISTS requests_time ON requests (time);
-CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
-"""
-
-ANSWER = "request_id = ? AND shadow = 0"  # the answer the caller got, not a shadow copy
-ADDED_COLUMNS = (
-    ("confidence", "REAL"),
-    ("feedback", "TEXT"),
-    ("feedback_time", "TEXT"),
-    ("pinned", "INTEGER NOT NULL DEFAULT 0"),
-    ("client", "TEXT"),
-    ("instance", "TEXT"),
-    ("abstained", "INTEGER"),
-    ("rating", "REAL"),
-)
 FEEDBACK_COLUMNS = ("feedback", "rating")
 """What a caller can attach to an answer: ``feedback`` (/classify: the true label;
 /generate: a reference answer, scrubbed like every text) and ``rating`` (/generate: a score
@@ -146,33 +118,40 @@ def _row(entry: Entry) -> dict[str, Any]:
     return row
 
 
-class RequestLog:
-    """The service's request log (SQLite in WAL mode): the service writes it, the drift
-    monitor and retraining read it through the read-only ``reader`` below."""
+def _answer(request_id: str) -> Any:
+    """The answer the caller got, not a shadow copy."""
+    return and_(requests.c.request_id == request_id, requests.c.shadow == 0)
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+class RequestLog:
+    """The service's request log: the service writes it, the drift monitor and retraining
+    read it through the read-only ``reader`` below. ``where``: a database URL or a path to
+    an SQLite file (serving/logstore.py)."""
+
+    def __init__(self, where: str | Path, project: Path | None = None):
+        self.url = database_url(where, project)
+        path = sqlite_path(self.url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.instance = this_instance()
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a service crash; no fsync per row
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(requests)")}
-        for name, kind in ADDED_COLUMNS:  # logs written by an older version gain the new columns
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+        self._lock = threading.Lock()  # one writer at a time in this process
+        self._engine = engine_for(self.url)
+        self._run(lambda: migrate(self._engine))
+
+    def _run(self, work: Any) -> Any:
+        try:
+            return work()
+        except DBAPIError as err:
+            raise unreachable(self.url, err) from err
 
     def _insert(self, entry: Entry) -> int:
         row = _row(entry) | {"instance": self.instance}
-        cols = ", ".join(row)
-        with self._lock:
-            cur = self._db.execute(
-                f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
-            )
-            return int(cur.lastrowid or 0)
+
+        def insert() -> int:
+            with self._lock, self._engine.begin() as conn:
+                return int(conn.execute(requests.insert().values(**row)).inserted_primary_key[0])
+
+        return self._run(insert)
 
     def write(self, entry: Entry) -> None:
         """One finished row (shadow copies, requests refused before they were taken)."""
@@ -187,93 +166,107 @@ class RequestLog:
         """Complete an opened row with the request's outcome."""
         row = _row(entry)
         fields = ("status", "output", "label", "valid", "latency_ms", "error", "confidence", "abstained")
-        with self._lock:
-            self._db.execute(
-                f"UPDATE requests SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
-                [row[k] for k in fields] + [row_id],
-            )
+
+        def finish() -> None:
+            with self._lock, self._engine.begin() as conn:
+                done = {k: row[k] for k in fields}
+                conn.execute(update(requests).where(requests.c.id == row_id).values(done))
+
+        self._run(finish)
 
     def close_lost(self) -> int:
         """Mark rows left open by dead processes of this host as lost; returns how many."""
         host = socket.gethostname()
-        with self._lock:
-            found = self._db.execute(
-                "SELECT DISTINCT instance FROM requests WHERE status = ? AND shadow = 0", (OPEN,)
-            ).fetchall()
-            dead = []
-            for (instance,) in found:
-                name, _, pid = (instance or ":").rpartition(":")
-                if instance is None or (name == host and pid.isdigit() and not _alive(int(pid))):
-                    dead.append(instance)
-            lost = 0
-            for instance in dead:
-                cur = self._db.execute(
-                    "UPDATE requests SET status = ?, error = ? WHERE status = ? AND instance IS ?",
-                    (LOST, LOST_ERROR, OPEN, instance),
-                )
-                lost += cur.rowcount
-        return lost
+
+        def close() -> int:
+            with self._lock, self._engine.begin() as conn:
+                is_open = and_(requests.c.status == OPEN, requests.c.shadow == 0)
+                found = conn.execute(select(requests.c.instance).distinct().where(is_open)).scalars()
+                dead = []
+                for instance in found:
+                    name, _, pid = (instance or ":").rpartition(":")
+                    if instance is None or (name == host and pid.isdigit() and not _alive(int(pid))):
+                        dead.append(instance)
+                lost = 0
+                for instance in dead:
+                    col = requests.c.instance
+                    same = col.is_(None) if instance is None else col == instance
+                    lost_row = {"status": LOST, "error": LOST_ERROR}
+                    still_open = and_(requests.c.status == OPEN, same)
+                    cur = conn.execute(update(requests).where(still_open).values(lost_row))
+                    lost += cur.rowcount
+                return lost
+
+        return self._run(close)
 
     def feedback(
         self, request_id: str, value: str | float, column: str = "feedback"
     ) -> dict[str, Any] | None:
         """Attach a caller's feedback (the true label, a reference answer, or a ``rating``) to
         an answered request, once: the same value again is a no-op, another raises
-        FeedbackConflict. Returns the row, or None if the request is unknown."""
+        FeedbackConflict. Returns the row, or None if the request is unknown. The write is
+        one conditional UPDATE (only where the column is still empty), so two replicas
+        taking feedback for the same request at once cannot both win."""
         if column not in FEEDBACK_COLUMNS:
             raise ValueError(f"feedback goes to one of {FEEDBACK_COLUMNS}, not {column!r}")
         if isinstance(value, str):
             value = clean_text(value)
         now = datetime.now(UTC).isoformat(timespec="microseconds")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    f"SELECT request_id, version, label, {column} FROM requests WHERE {ANSWER}",
-                    (request_id,),
-                ).fetchone()
-                if row is not None and row[3] is None:
-                    given = "feedback_time = ?, " if column == "feedback" else ""
-                    self._db.execute(
-                        f"UPDATE requests SET {given}{column} = ? WHERE {ANSWER}",
-                        ([now] if given else []) + [value, request_id],
-                    )
-            finally:
-                self._db.execute("COMMIT")
+        target = requests.c[column]
+        values = {column: value} | ({"feedback_time": now} if column == "feedback" else {})
+
+        def attach() -> Any:
+            with self._lock, self._engine.begin() as conn:
+                conn.execute(update(requests).where(_answer(request_id), target.is_(None)).values(values))
+                return conn.execute(
+                    select(requests.c.request_id, requests.c.version, requests.c.label, target)
+                    .where(_answer(request_id))
+                    .limit(1)
+                ).first()
+
+        row = self._run(attach)
         if row is None:
             return None
-        if row[3] is not None and row[3] != value:
+        if row[3] != value:
             what = "feedback" if column == "feedback" else "a rating"
             raise FeedbackConflict(f"request {request_id} already has {what} {row[3]!r}")
         return {"request_id": row[0], "version": row[1], "label": row[2], column: value}
 
     def answered(self, request_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT version, endpoint, status FROM requests WHERE {ANSWER}", (request_id,)
-            ).fetchone()
+        def read() -> Any:
+            with self._engine.connect() as conn:
+                query = select(requests.c.version, requests.c.endpoint, requests.c.status)
+                return conn.execute(query.where(_answer(request_id)).limit(1)).first()
+
+        row = self._run(read)
         return None if row is None else {"version": row[0], "endpoint": row[1], "status": row[2]}
 
     def rows(self, since: datetime | None = None, minutes: float | None = None) -> list[dict[str, Any]]:
         """Finished rows (open ones are still being answered), oldest first."""
         if minutes is not None:
             since = datetime.now(UTC) - timedelta(minutes=minutes)
-        query, args = f"SELECT * FROM requests WHERE status != {OPEN}", []
+        query = select(requests).where(requests.c.status != OPEN)
         if since is not None:
-            query, args = query + " AND time >= ?", [since.isoformat(timespec="microseconds")]
-        with self._lock:
-            cur = self._db.execute(query + " ORDER BY id", args)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            query = query.where(requests.c.time >= since.isoformat(timespec="microseconds"))
+
+        def read() -> list[dict[str, Any]]:
+            with self._engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query.order_by(requests.c.id))]
+
+        return self._run(read)
+
+    def count(self) -> int:
+        """Rows in the log (every status)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(requests)).scalar() or 0)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to release per log: engines are pooled per URL for the process."""
 
     @classmethod
-    def reader(cls, path: str | Path) -> LogReader:
+    def reader(cls, where: str | Path, project: Path | None = None) -> LogReader:
         """The log opened read-only (a monitor never migrates or writes a service's log)."""
-        return LogReader(Path(path))
+        return LogReader(database_url(where, project))
 
 
 CLASSIFIED = "endpoint = 'classify' AND shadow = 0 AND status = 200"
@@ -284,23 +277,27 @@ GENERATED = "endpoint = 'generate' AND shadow = 0 AND status = 200"
 
 @dataclass(frozen=True)
 class LogReader:
-    path: Path
+    url: str
 
     def _select(
-        self, columns: tuple[str, ...], where: str, tail: str, args: list[Any]
+        self, columns: tuple[str, ...], where: str, tail: str, args: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            raise DataError(
-                f"request log {self.path} does not exist; serve some traffic first (`tunegate serve`)"
-            )
+        path = sqlite_path(self.url)
+        if path is not None and not path.exists():
+            raise DataError(f"request log {path} does not exist; serve some traffic first (`tunegate serve`)")
+        engine = engine_for(self.url, readonly=True)
         try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
-                have = {r[1] for r in db.execute("PRAGMA table_info(requests)")}
-                # Logs from before a column existed read it as NULL.
-                picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
-                found = db.execute(f"SELECT {picked} FROM requests WHERE {where} {tail}", args).fetchall()
-        except sqlite3.DatabaseError as err:
-            raise DataError(f"{self.path} is not a tunegate request log: {err}") from err
+            have = columns_of(engine)
+            if not have:
+                raise DataError(f"{path or self.url} holds no request log; serve some traffic first")
+            # Logs from before a column existed read it as NULL.
+            picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
+            with engine.connect() as conn:
+                found = conn.execute(text(f"SELECT {picked} FROM requests WHERE {where} {tail}"), args).all()
+        except DBAPIError as err:
+            if path is not None:
+                raise DataError(f"{path} is not a tunegate request log: {err.orig}") from err
+            raise unreachable(self.url, err) from err
         return [dict(zip(columns, row, strict=True)) for row in found]
 
     def _answers(
@@ -308,13 +305,14 @@ class LogReader:
     ) -> list[dict[str, Any]]:
         """Rows matching `where`, oldest first: all, those of the last ``hours``, and at most
         the ``last`` newest."""
-        args: list[Any] = []
+        args: dict[str, Any] = {}
         if hours is not None:
-            where += " AND time >= ?"
-            args.append((datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="microseconds"))
-        tail = "ORDER BY id DESC" + (" LIMIT ?" if last is not None else "")
-        rows = self._select(columns, where, tail, args + ([last] if last is not None else []))
-        return rows[::-1]
+            where += " AND time >= :since"
+            args["since"] = (datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="microseconds")
+        tail = "ORDER BY id DESC"
+        if last is not None:
+            tail, args["last"] = tail + " LIMIT :last", last
+        return self._select(columns, where, tail, args)[::-1]
 
     def classified(self, hours: float | None = None, last: int | None = None) -> list[dict[str, Any]]:
         """The answered /classify requests (see `_answers`)."""
@@ -331,10 +329,10 @@ class LogReader:
         """The answered /generate requests that have a caller's reference answer, oldest first."""
         columns = ("request_id", "time", "input", "feedback", "version", "output", "feedback_time")
         where = GENERATED + " AND feedback IS NOT NULL AND input IS NOT NULL"
-        return self._select(columns, where, "ORDER BY id", [])
+        return self._select(columns, where, "ORDER BY id", {})
 
     def with_feedback(self) -> list[dict[str, Any]]:
         """The answered /classify requests that have a caller's true label, oldest first."""
         columns = ("request_id", "time", "input", "feedback", "version", "label", "feedback_time")
         where = CLASSIFIED + " AND feedback IS NOT NULL AND input IS NOT NULL"
-        return self._select(columns, where, "ORDER BY id", [])
+        return self._select(columns, where, "ORDER BY id", {})

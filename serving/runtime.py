@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from serving.api import ApiError
+from serving.logstore import local_dir
 from serving.requestlog import RequestLog
 from serving.routing import route
 from serving.status import write_status
@@ -93,7 +94,7 @@ class Runtime:
         self.project = project
         self.params = params
         self.registry = Registry.from_params(project, params)
-        self.log = RequestLog(project / params.serve.request_log)
+        self.log = RequestLog(params.serve.request_log, project)
         self.secret = log_secret(project)
         self.engine = engine
         self.live: dict[str, Live] = {}
@@ -241,7 +242,7 @@ class Runtime:
 
     def write_status(self) -> None:
         """Where `tunegate status` reads what this service serves."""
-        write_status(self.project / Path(self.params.serve.request_log).parent, self.describe())
+        write_status(local_dir(self.params.serve.request_log, self.project), self.describe())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""

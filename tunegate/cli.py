@@ -158,12 +158,13 @@ def status(
 ) -> None:
     """Which release each stage holds, its traffic share, gate verdict, when and by whom, and
     what the running service (if any) serves for it: `serving`, or `degraded: why`."""
+    from serving.logstore import local_dir
     from serving.status import serving_states
     from tunegate.params import load_params
 
     try:
         rows = _registry(params_path).status()
-        states = serving_states(Path(load_params(params_path).serve.request_log).parent)
+        states = serving_states(local_dir(load_params(params_path).serve.request_log, Path.cwd()))
     except TunegateError as err:
         fail(err)
     for row in rows:
@@ -272,7 +273,7 @@ def rollout_step(
     try:
         params = load_params(params_path)
         registry = _registry(params_path)
-        log = RequestLog(Path(params.serve.request_log))
+        log = RequestLog(params.serve.request_log, Path.cwd())
         decision = step(registry, log, params.release, params.gate.alpha, apply=not dry_run)
     except TunegateError as err:
         fail(err)
@@ -325,7 +326,9 @@ def drift(
         None, "--window", help="How far back, e.g. 24h or 90m (default: the whole log)."
     ),
     last: int | None = typer.Option(None, "--last", help="Only the last N requests."),
-    log_path: Path | None = typer.Option(None, "--log", help="Request log (default: serve.request_log)."),
+    log_path: str | None = typer.Option(
+        None, "--log", help="Request log: an SQLite file or a database URL (default: serve.request_log)."
+    ),
     reference: str | None = typer.Option(
         None, "--reference", help="A monitoring reference file (default: monitor.reference)."
     ),
@@ -342,7 +345,7 @@ def drift(
         params = load_params(params_path)
         m = params.monitor
         hours = _hours(window) if window else None
-        log = log_path or Path(params.serve.request_log)
+        log = log_path or params.serve.request_log
         record, html = main_report(log, reference or m.reference, Path(m.reports_dir), params, hours, last)
     except TunegateError as err:
         fail(err)

@@ -1,18 +1,55 @@
+"""The request log on both engines: an SQLite file, and a real PostgreSQL server (the
+store replicas share; tests/postgres.py starts one)."""
+
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from serving.requestlog import LOST, OPEN, SCHEMA, Entry, FeedbackConflict, RequestLog, caller_key
+from serving.logstore import SCHEMA_VERSION
+from serving.requestlog import LOST, OPEN, Entry, FeedbackConflict, RequestLog, caller_key
 from serving.routing import caller_point, route
+from tests.postgres import fresh_database
 from tunegate.deployment import log_secret
+from tunegate.errors import DataError
 
 SECRET = b"test-secret"
+V1_TABLE = """
+CREATE TABLE requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    caller TEXT,
+    endpoint TEXT NOT NULL,
+    stage TEXT,
+    version TEXT,
+    shadow INTEGER NOT NULL DEFAULT 0,
+    input TEXT,
+    output TEXT,
+    label TEXT,
+    valid INTEGER,
+    latency_ms REAL,
+    status INTEGER NOT NULL,
+    error TEXT{more}
+);
+CREATE INDEX requests_time ON requests (time);
+"""
+"""The table as the first release wrote it (``more``: columns a later release had added)."""
+ENGINES = ["sqlite", "postgresql"]
 
 
-def test_rows_are_scrubbed_and_read_back_in_order(tmp_path):
-    log = RequestLog(tmp_path / "logs/requests.sqlite")
+def where(engine: str, tmp_path, request) -> str:
+    """A new, empty log on the engine: an SQLite file, or a database on the PostgreSQL server."""
+    if engine == "sqlite":
+        return str(tmp_path / "logs/requests.sqlite")
+    return fresh_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rows_are_scrubbed_and_read_back_in_order(engine, tmp_path, request):
+    log = RequestLog(where(engine, tmp_path, request))
     log.write(
         Entry(
             "a",
@@ -50,11 +87,11 @@ def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp
     import sqlite3
 
     old = tmp_path / "old.sqlite"
-    before = SCHEMA.replace(",\n    confidence REAL,\n    feedback TEXT,\n    feedback_time TEXT", "")
-    assert "feedback" not in before
     with sqlite3.connect(old) as db:  # a log from before confidence and feedback existed
-        db.executescript(before)
+        db.executescript(V1_TABLE.format(more=""))
     log = RequestLog(old)
+    with sqlite3.connect(old) as db:
+        assert db.execute("SELECT version FROM tunegate_schema").fetchall() == [(SCHEMA_VERSION,)]
     log.write(Entry("a", "classify", 200, version="v1", label="card_arrival", confidence=0.9))
     log.write(Entry("a", "classify", 200, version="v2", label="card_lost", shadow=True))
     assert log.answered("a") == {"version": "v1", "endpoint": "classify", "status": 200}
@@ -69,16 +106,19 @@ def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp
     assert rows[0]["confidence"] == 0.9
 
 
-def test_a_request_is_on_the_record_from_admission_and_a_crash_leaves_it_marked_lost(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_request_is_on_the_record_from_admission_and_a_crash_leaves_it_marked_lost(
+    engine, tmp_path, request
+):
     """A row is opened when the service takes a request and completed at the end; a process
     killed in between leaves the row open, and the next start marks it lost (a 5xx)."""
-    path = tmp_path / "requests.sqlite"
+    path = where(engine, tmp_path, request)
     code = (
         "import os, sys; from serving.requestlog import Entry, RequestLog; "
         "log = RequestLog(sys.argv[1]); log.begin(Entry('crashed', 'classify', 0, version='v1')); "
         "os.kill(os.getpid(), 9)"
     )
-    died = subprocess.run([sys.executable, "-c", code, str(path)], env=os.environ | {"PYTHONPATH": "."})
+    died = subprocess.run([sys.executable, "-c", code, path], env=os.environ | {"PYTHONPATH": "."})
     assert died.returncode == -9
     log = RequestLog(path)
     entry = Entry("live", "classify", 0, version="v1")
@@ -111,7 +151,7 @@ def test_generation_feedback_keeps_a_scrubbed_reference_and_a_rating_once_each(t
 
     old = tmp_path / "old.sqlite"
     with sqlite3.connect(old) as db:  # a log from before ratings existed
-        db.executescript(SCHEMA.replace(",\n    rating REAL", ""))
+        db.executescript(V1_TABLE.format(more=", confidence REAL, feedback TEXT, feedback_time TEXT"))
     log = RequestLog(old)
     log.write(Entry("g", "generate", 200, version="v1", input="card gone", output='{"intent": "lost_card"}'))
     ticket = '{"intent": "lost_card", "summary": "Mail me at ann@example.com"}'
@@ -125,3 +165,84 @@ def test_generation_feedback_keeps_a_scrubbed_reference_and_a_rating_once_each(t
         log.feedback("g", "x", "label")  # only the feedback columns can be written
     (got,) = RequestLog.reader(old).generated()
     assert got["rating"] == 0.75 and got["feedback"] == row["feedback"] and got["output"].startswith("{")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_feedback_from_two_replicas_at_once_lets_exactly_one_label_win(engine, tmp_path, request):
+    """Two writers (as two replicas would) give different labels to one answer at the same
+    moment: one is kept, the other gets FeedbackConflict naming it; never both, never none."""
+    url = where(engine, tmp_path, request)
+    RequestLog(url).write(Entry("r", "classify", 200, version="v1", label="card_arrival"))
+    barrier, results = threading.Barrier(2), {}
+
+    def give(label: str) -> None:
+        log = RequestLog(url)
+        barrier.wait()
+        try:
+            results[label] = log.feedback("r", label)["feedback"]
+        except FeedbackConflict as err:
+            results[label] = err
+
+    threads = [threading.Thread(target=give, args=(x,)) for x in ("card_lost", "top_up")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    won = [label for label, got in results.items() if got == label]
+    lost = [got for got in results.values() if isinstance(got, FeedbackConflict)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert f"already has feedback '{won[0]}'" in str(lost[0])
+    assert [r["feedback"] for r in RequestLog(url).rows()] == won
+
+
+def test_postgres_log_is_shared_and_read_only_for_readers(tmp_path, postgres_server):
+    """Two writers on one PostgreSQL log (two replicas), one reader: the reader sees both
+    writers' answers and cannot write; the schema version is recorded once."""
+    import psycopg
+
+    url = fresh_database(postgres_server)
+    first, second = RequestLog(url), RequestLog(url)
+    first.write(Entry("a", "classify", 200, version="v1", input="where is my card", label="card_arrival"))
+    second.write(Entry("b", "classify", 200, version="v2", input="top up failed", label="top_up_failed"))
+    got = RequestLog.reader(url).classified()
+    assert [r["label"] for r in got] == ["card_arrival", "top_up_failed"]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT name, version FROM tunegate_schema").fetchall() == [
+            ("requests", SCHEMA_VERSION)
+        ]
+    from sqlalchemy.exc import DBAPIError
+
+    from serving.logstore import database_url, engine_for
+
+    with (
+        pytest.raises(DBAPIError, match="read-only transaction"),
+        engine_for(database_url(url), True).connect() as c,
+    ):
+        c.exec_driver_sql("DELETE FROM requests")
+
+
+def test_a_log_written_by_a_newer_tunegate_is_refused_unchanged(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "requests.sqlite"
+    RequestLog(path).write(Entry("a", "classify", 200))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE tunegate_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(DataError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
+        RequestLog(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM tunegate_schema").fetchone() == (SCHEMA_VERSION + 1,)
+
+
+def test_postgres_log_that_is_down_is_a_clear_error_without_the_password(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://svc:hunter2@127.0.0.1:{port}/log"
+    with pytest.raises(DataError, match=r"request log postgresql\+psycopg://svc:\*\*\*@127.0.0.1") as err:
+        RequestLog(url)
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(DataError, match="svc:\\*\\*\\*"):
+        RequestLog.reader(url).classified()
