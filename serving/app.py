@@ -44,7 +44,7 @@ from serving.auth import admin_auth, feedback_auth, public_auth
 from serving.generate_api import generation_feedback
 from serving.generate_api import router as generate_router
 from serving.recording import LoggedStream, admit, headers, recorded, shadow
-from serving.requestlog import FeedbackConflict
+from serving.requestlog import OPEN, FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, complete, until_disconnect
 from serving.runtime import of_request as runtime
 from tunegate.errors import RegistryError, TunegateError
@@ -219,6 +219,10 @@ async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
     and retraining into training data."""
     rt = runtime(request)
     answered = await asyncio.to_thread(rt.log.answered, body.request_id)
+    if (answered is None or answered["status"] == OPEN) and rt.writer.pending:
+        # the answer's row (or its completion) may still be on its way to the log
+        await asyncio.to_thread(rt.writer.flush, 5.0)
+        answered = await asyncio.to_thread(rt.log.answered, body.request_id)
     if answered is None or answered["endpoint"] not in ("classify", "generate") or answered["status"] != 200:
         raise ApiError(404, f"no answered /classify or /generate request {body.request_id!r}", "not_found")
     version = answered["version"]

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from serving.api import ApiError, error_body
 from serving.auth import public_auth
+from serving.logwriter import LogUnavailable
 from serving.requestlog import OPEN, Entry, caller_key
 from serving.runtime import Live, Runtime, Slot, complete
 from tunegate.prompt import answer_confidence
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 def admit(request: Request, rt: Runtime, model: str, user: str | None, endpoint: str) -> tuple[Live, Entry]:
     """Authorise, route, and describe the request for the log (not yet written)."""
     privileged = public_auth(request, rt)
+    try:
+        rt.writer.room()  # a request that could not be logged is not served
+    except LogUnavailable as err:
+        raise ApiError(503, str(err), "service_unavailable") from err
     caller = user or request.headers.get("x-caller-id")
     if caller is not None and len(caller) > 256:
         raise ApiError(400, "the caller id (user or X-Caller-Id) is longer than 256 characters")
@@ -81,7 +86,7 @@ def outcome(entry: Entry, err: BaseException) -> ApiError | None:
 async def recorded(rt: Runtime, entry: Entry) -> AsyncIterator[Entry]:
     """The request's row: opened now, completed with the outcome however the block ends."""
     started = time.perf_counter()
-    row = rt.log.begin(entry)
+    row = rt.writer.begin(entry)
     try:
         yield entry
         entry.status = 200
@@ -92,7 +97,7 @@ async def recorded(rt: Runtime, entry: Entry) -> AsyncIterator[Entry]:
         raise
     finally:
         entry.latency_ms = (time.perf_counter() - started) * 1000
-        rt.log.finish(row, entry)
+        rt.writer.finish(row, entry)
 
 
 class LoggedStream(StreamingResponse):
@@ -104,13 +109,13 @@ class LoggedStream(StreamingResponse):
     def start(cls, rt: Runtime, live: Live, entry: Entry, chunks: Callable[[], AsyncIterator[str]]):
         slot = Slot(rt)
         started = time.perf_counter()
-        row = rt.log.begin(entry)
+        row = rt.writer.begin(entry)
         try:
             slot.__enter__()  # 429 before any byte is sent
         except ApiError as err:
             outcome(entry, err)
             entry.latency_ms = (time.perf_counter() - started) * 1000
-            rt.log.finish(row, entry)
+            rt.writer.finish(row, entry)
             raise
         stream = cls(
             _guarded(entry, chunks()), media_type="text/event-stream", headers=headers(live, entry.request_id)
@@ -132,7 +137,7 @@ class LoggedStream(StreamingResponse):
                 self.entry.status, self.entry.error = 499, "client disconnected"
             self.slot.__exit__()
             self.entry.latency_ms = (time.perf_counter() - self.started) * 1000
-            self.rt.log.finish(self.row, self.entry)
+            self.rt.writer.finish(self.row, self.entry)
 
 
 def hung_up(err: BaseException) -> bool:
@@ -183,7 +188,8 @@ def shadow(
             except Exception as err:  # a shadow's failure never reaches the caller
                 entry.status, entry.error = 500, f"{type(err).__name__}: {err}"
             entry.input, entry.latency_ms = prompt, (time.perf_counter() - started) * 1000
-            rt.log.write(entry)
+            with contextlib.suppress(LogUnavailable):  # a shadow copy is never worth a refusal
+                rt.writer.write(entry)
 
         task = asyncio.ensure_future(run())
         rt.shadows.add(task)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from serving.logstore import (
@@ -118,6 +118,20 @@ def _row(entry: Entry) -> dict[str, Any]:
     return row
 
 
+def row_of(entry: Entry, instance: str) -> dict[str, Any]:
+    """The row to insert for an entry: scrubbed, booleans as 0/1, the writing process named."""
+    return _row(entry) | {"instance": instance}
+
+
+FINISHED = ("status", "output", "label", "valid", "latency_ms", "error", "confidence", "abstained")
+"""What `finish` writes into an opened row."""
+
+
+def finished_fields(entry: Entry) -> dict[str, Any]:
+    row = _row(entry)
+    return {k: row[k] for k in FINISHED}
+
+
 def _answer(request_id: str) -> Any:
     """The answer the caller got, not a shadow copy."""
     return and_(requests.c.request_id == request_id, requests.c.shadow == 0)
@@ -145,7 +159,7 @@ class RequestLog:
             raise unreachable(self.url, err) from err
 
     def _insert(self, entry: Entry) -> int:
-        row = _row(entry) | {"instance": self.instance}
+        row = row_of(entry, self.instance)
 
         def insert() -> int:
             with self._lock, self._engine.begin() as conn:
@@ -164,15 +178,35 @@ class RequestLog:
 
     def finish(self, row_id: int, entry: Entry) -> None:
         """Complete an opened row with the request's outcome."""
-        row = _row(entry)
-        fields = ("status", "output", "label", "valid", "latency_ms", "error", "confidence", "abstained")
+        done = finished_fields(entry)
 
         def finish() -> None:
             with self._lock, self._engine.begin() as conn:
-                done = {k: row[k] for k in fields}
                 conn.execute(update(requests).where(requests.c.id == row_id).values(done))
 
         self._run(finish)
+
+    def apply(self, ops: list[tuple[str, dict[str, Any]]]) -> None:
+        """A batch from the service's writer (serving/logwriter.py), in one transaction:
+        ``("insert", row)`` rows first, then ``("finish", {"key": request_id, ...})``
+        completions of the caller's answer rows (a finish never precedes its insert in the
+        writer's queue, so applying the inserts first keeps every finish after its row)."""
+        inserts = [row for kind, row in ops if kind == "insert"]
+        finishes = [row for kind, row in ops if kind == "finish"]
+        stmt = (
+            update(requests)
+            .where(requests.c.request_id == bindparam("key"), requests.c.shadow == 0)
+            .values({k: bindparam(k) for k in FINISHED})
+        )
+
+        def apply() -> None:
+            with self._lock, self._engine.begin() as conn:
+                if inserts:
+                    conn.execute(requests.insert(), inserts)
+                if finishes:
+                    conn.execute(stmt, finishes)  # executemany
+
+        self._run(apply)
 
     def close_lost(self) -> int:
         """Mark rows left open by dead processes of this host as lost; returns how many."""

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from serving.api import ApiError
 from serving.logstore import local_dir
+from serving.logwriter import LogWriter
 from serving.requestlog import RequestLog
 from serving.routing import route
 from serving.status import write_status
@@ -94,7 +95,10 @@ class Runtime:
         self.project = project
         self.params = params
         self.registry = Registry.from_params(project, params)
-        self.log = RequestLog(params.serve.request_log, project)
+        self.log = RequestLog(params.serve.request_log, project)  # reads, feedback, the judge
+        self.writer = LogWriter(  # every request's row, off the event loop (serving/logwriter.py)
+            self.log, local_dir(params.serve.request_log, project), max_pending=params.serve.log_queue
+        )
         self.secret = log_secret(project)
         self.engine = engine
         self.live: dict[str, Live] = {}
@@ -113,6 +117,9 @@ class Runtime:
 
     async def start(self) -> None:
         await self.engine.start()
+        replayed = await asyncio.to_thread(self.writer.start)
+        if replayed:
+            log.warning("request log: %d spooled row(s) from an earlier process written", replayed)
         lost = await asyncio.to_thread(self.log.close_lost)
         if lost:
             log.warning("request log: %d request(s) left open by a dead process marked lost", lost)
@@ -123,6 +130,7 @@ class Runtime:
     def stop(self) -> None:
         for task in self.background:
             task.cancel()
+        self.writer.close(self.params.serve.log_drain_seconds)
         self.log.close()
         shutil.rmtree(self.adapters, ignore_errors=True)
 
@@ -248,9 +256,11 @@ class Runtime:
         """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""
         routed = [s for s in self.weights if self.weights[s] > 0]
         serving = [s for s in routed if s in self.live]
-        ok = self.ready and (not routed or bool(serving))
+        health = self.writer.health()
+        ok = self.ready and (not routed or bool(serving)) and health["state"] == "ok"
         degraded = {s: x.reason for s, x in self.states.items() if x.state == "degraded"}
-        return ok, {"ready": ok, "stages": {s: x.state for s, x in self.states.items()}, "degraded": degraded}
+        stages = {s: x.state for s, x in self.states.items()}
+        return ok, {"ready": ok, "stages": stages, "degraded": degraded, "log": health}
 
     async def warm_up(self, live: Live) -> None:
         """One label-constrained answer from a release before it takes traffic: the first

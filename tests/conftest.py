@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.postgres import postgres_server  # noqa: F401 - a real PostgreSQL server (tests/postgres.py)
+from tests.postgres import postgres_server, private_postgres  # noqa: F401 - real PostgreSQL (tests/postgres.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 BANKING77 = Path(os.environ.get("TUNEGATE_BANKING77", ROOT.parent / "shared" / "data" / "banking77"))

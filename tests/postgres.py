@@ -47,32 +47,66 @@ def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class PostgresServer:
+    """A private PostgreSQL server in a temporary folder: ``start``, ``stop`` (a test may
+    stop it mid-traffic and start it again on the same port and data), ``close``."""
+
+    def __init__(self) -> None:
+        self.bin_dir = _binaries()
+        if self.bin_dir is None:
+            pytest.fail(f"no PostgreSQL binaries (initdb) on this machine and {URL_ENV} is not set")
+        self.folder = Path(tempfile.mkdtemp(prefix="tunegate-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.data, self.port = self.folder / "data", _free_port()
+        init = self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        assert init.returncode == 0, init.stderr
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = _as_owner([str(self.bin_dir / tool), *args])
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        """Start and wait until it accepts connections (pg_ctl -w)."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "log")
+        done = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        assert done.returncode == 0, done.stderr + (self.folder / "log").read_text()
+
+    def stop(self) -> None:
+        """Stop now (fast shutdown: open connections are cut), and wait until it is down."""
+        done = self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        assert done.returncode == 0, done.stderr
+
+    def close(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of a running PostgreSQL server's ``postgres`` database."""
     if os.environ.get(URL_ENV):
         yield os.environ[URL_ENV]
         return
-    bin_dir = _binaries()
-    if bin_dir is None:
-        pytest.fail(f"no PostgreSQL binaries (initdb) on this machine and {URL_ENV} is not set")
-    folder = Path(tempfile.mkdtemp(prefix="tunegate-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", _free_port()
-    run = lambda cmd: subprocess.run(_as_owner(cmd), capture_output=True, text=True, timeout=120)  # noqa: E731
-    init = run([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-    assert init.returncode == 0, init.stderr
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    start = run(
-        [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-    )
-    assert start.returncode == 0, start.stderr + (folder / "log").read_text()
+    server = PostgresServer()
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
-        shutil.rmtree(folder, ignore_errors=True)
+        server.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own, started, that the test may stop and start again."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def fresh_database(server_url: str) -> str:

@@ -91,6 +91,14 @@ class ServeParams:
     """Largest adapter rank the engine serves; LoRA kernels pad every adapter to it, so
     keep it at the rank the releases use (train.lora.r)."""
     request_log: str = "logs/requests.sqlite"
+    """The request log: an SQLite file (relative to the project) or a database URL
+    (``postgresql://user:pass@host/db``, the store several replicas share)."""
+    log_queue: int = 10_000
+    """Rows the service keeps in memory while the log's database is slow or down; past
+    it, new requests get 503 (serving/logwriter.py)."""
+    log_drain_seconds: float = 10.0
+    """At shutdown, how long queued rows may take to reach the database before the rest
+    are spooled to a local file (replayed at the next start)."""
     require_api_key: bool = False
     """When true, public endpoints and /metrics need `Authorization: Bearer $TUNEGATE_API_KEY`."""
     public_metrics: bool = False
@@ -124,9 +132,11 @@ class ServeParams:
             if stage not in ("staging", "canary", "production"):
                 out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")
         positive = ("max_concurrency", "max_tokens", "max_model_len", "kv_cache_gib", "max_lora_rank")
-        for name in (*positive, "max_body_bytes"):
+        for name in (*positive, "max_body_bytes", "log_queue"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
+        if self.log_drain_seconds < 0:
+            out.append(f"serve.log_drain_seconds: {self.log_drain_seconds} must be >= 0")
         if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:
             out.append(f"serve.abstain_below: {self.abstain_below} is outside [0, 1] (or use auto, or null)")
         if self.expected_oos_share is not None and not 0 < self.expected_oos_share < 1:

@@ -487,10 +487,18 @@ def tampered(served, version: str):
         backup.rename(folder)
 
 
-def classify_rows(served: dict, request_id: str) -> list[dict]:
-    with sqlite3.connect(served["project"] / "logs/requests.sqlite") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,))]
+def classify_rows(served: dict, request_id: str, timeout: float = 30) -> list[dict]:
+    """The request's completed rows; waits for the log writer to have written them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(served["project"] / "logs/requests.sqlite") as conn:
+            conn.row_factory = sqlite3.Row
+            query = "SELECT * FROM requests WHERE request_id = ? AND status != 0"
+            rows = [dict(r) for r in conn.execute(query, (request_id,))]
+        if rows:
+            return rows
+        assert time.monotonic() < deadline, f"no completed row for request {request_id}"
+        time.sleep(0.05)
 
 
 def test_classify_abstains_as_each_release_was_judged(served):

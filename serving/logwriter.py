@@ -1,0 +1,174 @@
+"""The service's side of the request log: rows written off the event loop, in batches, and
+none lost without being counted.
+
+The service hands each row to a ``LogWriter`` (``begin``, ``finish``, ``write``: a
+queue append, never a database call) and one flusher thread applies them in order, many
+in one transaction (serving/requestlog.py ``apply``). What happens when the database
+cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
+
+- the flusher keeps the rows, in order, and retries with a growing pause (0.1 s to 5 s);
+  ``/readyz`` turns false (``log: failing``) so a load balancer sends traffic elsewhere;
+- the queue is bounded (``serve.log_queue``): once it is full, a new request is refused
+  with 503 before it is served, so no request is answered without its row;
+- at shutdown, rows the database has not taken within ``serve.log_drain_seconds`` go to
+  a local spool (``<logs>/spool-<instance>.jsonl``, fsynced), counted in the log line; the
+  next start of any process on that folder replays every spool file into the database
+  before it serves, then deletes it.
+
+A batch whose commit succeeded but whose acknowledgement was lost would be applied twice
+on retry; the window is one network round trip, and a duplicate row is visible (same
+``request_id``), not a lost one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of
+from tunegate.errors import TunegateError
+
+log = logging.getLogger(__name__)
+
+
+class LogUnavailable(TunegateError):
+    """The request log cannot take another row now (its queue is full)."""
+
+
+class LogWriter:
+    def __init__(self, log: RequestLog, spool_dir: Path, max_pending: int = 10_000, batch: int = 500):
+        self.log, self.spool_dir = log, spool_dir
+        self.max_pending, self.batch = max_pending, batch
+        self.failing: str | None = None
+        self.written = self.spooled = 0
+        self._ops: deque[tuple[str, dict[str, Any]]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
+
+    def start(self) -> int:
+        """Replay spools left by earlier processes (rows the database never took), then
+        start flushing; returns how many spooled rows were replayed."""
+        replayed = self.replay_spools()
+        self._thread.start()
+        return replayed
+
+    # -- what the service calls (never blocks on the database) ------------------------
+
+    def begin(self, entry: Entry) -> str:
+        """The row of a request the service has taken; `finish` completes it by its key."""
+        entry.status = OPEN
+        self._put("insert", row_of(entry, self.log.instance))
+        return entry.request_id
+
+    def finish(self, key: str, entry: Entry) -> None:
+        self._put("finish", {"key": key, **finished_fields(entry)})
+
+    def write(self, entry: Entry) -> None:
+        """One finished row (shadow copies, requests refused before they were taken)."""
+        self._put("insert", row_of(entry, self.log.instance))
+
+    def room(self) -> None:
+        """Raise LogUnavailable when a new request's rows could not be queued."""
+        if len(self._ops) >= self.max_pending:
+            raise LogUnavailable(
+                f"the request log is not taking rows ({self.failing or 'writer behind'}); "
+                f"{len(self._ops)} rows wait"
+            )
+
+    def _put(self, kind: str, row: dict[str, Any]) -> None:
+        with self._cond:
+            if kind == "insert" and len(self._ops) >= self.max_pending:
+                raise LogUnavailable(f"the request log queue is full ({self.max_pending} rows wait)")
+            self._ops.append((kind, row))  # a finish is always taken: its row is already queued
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        return len(self._ops)
+
+    def health(self) -> dict[str, Any]:
+        """For /readyz: ok, or failing with why; rows waiting, written, spooled."""
+        state = "failing" if self.failing else ("full" if self.pending >= self.max_pending else "ok")
+        out = {"state": state, "pending": self.pending, "written": self.written, "spooled": self.spooled}
+        return out | ({"error": self.failing} if self.failing else {})
+
+    # -- the flusher ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pause = 0.1
+        while True:
+            with self._cond:
+                while not self._ops and not self._stopping:
+                    self._cond.wait()
+                if not self._ops:
+                    return
+                batch = [self._ops[i] for i in range(min(self.batch, len(self._ops)))]
+            try:
+                self.log.apply(batch)
+            except TunegateError as err:
+                if self.failing is None:
+                    log.error("request log: %s; %d rows kept, retrying", err, self.pending)
+                self.failing = str(err)
+                with self._cond:
+                    if self._stopping:
+                        return
+                    self._cond.wait(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            with self._cond:
+                for _ in batch:
+                    self._ops.popleft()
+            self.written += len(batch)
+            if self.failing is not None:
+                log.warning("request log: writing again; %d rows waited", len(batch))
+            self.failing, pause = None, 0.1
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued row is in the database (or ``timeout``); True if it is."""
+        deadline = time.monotonic() + timeout
+        while self._ops and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._ops
+
+    def close(self, drain_seconds: float = 10.0) -> int:
+        """Drain the queue into the database for up to ``drain_seconds``; spool the rest.
+        Returns the rows spooled."""
+        self.flush(drain_seconds)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=drain_seconds + 5) if self._thread.is_alive() else None
+        with self._cond:
+            left = list(self._ops)
+            self._ops.clear()
+        if left:
+            self.spool(left)
+        return len(left)
+
+    def spool(self, ops: list[tuple[str, dict[str, Any]]]) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spool_dir / f"spool-{self.log.instance.replace(':', '-')}.jsonl"
+        with open(path, "a", encoding="utf-8") as f:
+            for kind, row in ops:
+                f.write(json.dumps({"op": kind, "row": row}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.spooled += len(ops)
+        log.warning("request log: %d rows the database did not take are spooled in %s", len(ops), path)
+
+    def replay_spools(self) -> int:
+        replayed = 0
+        for path in sorted(self.spool_dir.glob("spool-*.jsonl")):
+            ops = [(r["op"], r["row"]) for r in map(json.loads, path.read_text().splitlines()) if r]
+            self.log.apply(ops)  # raises when the database is down: the spool stays for next time
+            path.unlink()
+            replayed += len(ops)
+            log.info("request log: %d spooled rows from %s written", len(ops), path.name)
+        return replayed
