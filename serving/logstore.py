@@ -43,9 +43,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from tunegate.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the table of the first release; 2: confidence, feedback, pinning, client, instance,
-abstention and rating (``ADDED``)."""
+abstention and rating (``ADDED``); 3: the ``instances`` table (each writing process's
+heartbeat, so any replica can tell a dead one's open rows)."""
 ADDED = {
     2: (
         ("confidence", "REAL"),
@@ -93,6 +94,13 @@ requests = Table(
 )
 Index("requests_time", requests.c.time)
 Index("requests_request_id", requests.c.request_id)
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance", Text, primary_key=True),
+    Column("seen", Text, nullable=False),
+)
+"""One row per process that writes the log (``host:pid``) and when it last said it was alive."""
 schema = Table(
     "tunegate_schema",
     metadata,
@@ -212,6 +220,16 @@ def migrate(engine: Engine) -> int:
         elif found < SCHEMA_VERSION:
             conn.execute(schema.update().where(schema.c.name == "requests").values(version=SCHEMA_VERSION))
     return SCHEMA_VERSION
+
+
+def upsert_seen(conn: Any, instance: str, seen: str) -> None:
+    """This process's heartbeat: insert its ``instances`` row or move its time."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(instances).values(instance=instance, seen=seen)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["instance"], set_={"seen": seen}))
 
 
 def columns_of(engine: Engine) -> set[str]:

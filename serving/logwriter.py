@@ -10,6 +10,11 @@ cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
   ``/readyz`` turns false (``log: failing``) so a load balancer sends traffic elsewhere;
 - the queue is bounded (``serve.log_queue``): once it is full, a new request is refused
   with 503 before it is served, so no request is answered without its row;
+- every ``heartbeat_seconds`` (a sixth of ``serve.lost_after_seconds``) the flusher
+  records that this process is alive; any replica closes the open rows of a process
+  silent for longer than ``serve.lost_after_seconds`` as lost (a replica that died
+  on another host is noticed too), and the heartbeat notices a database that went down
+  while no request came;
 - at shutdown, rows the database has not taken within ``serve.log_drain_seconds`` go to
   a local spool (``<logs>/spool-<instance>.jsonl``, fsynced), counted in the log line; the
   next start of any process on that folder replays every spool file into the database
@@ -42,9 +47,17 @@ class LogUnavailable(TunegateError):
 
 
 class LogWriter:
-    def __init__(self, log: RequestLog, spool_dir: Path, max_pending: int = 10_000, batch: int = 500):
+    def __init__(
+        self,
+        log: RequestLog,
+        spool_dir: Path,
+        max_pending: int = 10_000,
+        batch: int = 500,
+        heartbeat_seconds: float = 10.0,
+    ):
         self.log, self.spool_dir = log, spool_dir
-        self.max_pending, self.batch = max_pending, batch
+        self.max_pending, self.batch, self.heartbeat_seconds = max_pending, batch, heartbeat_seconds
+        self._beat_at = 0.0
         self.failing: str | None = None
         self.written = self.spooled = 0
         self._ops: deque[tuple[str, dict[str, Any]]] = deque()
@@ -105,13 +118,17 @@ class LogWriter:
         pause = 0.1
         while True:
             with self._cond:
-                while not self._ops and not self._stopping:
-                    self._cond.wait()
-                if not self._ops:
+                while not self._ops and not self._stopping and not self._beat_due():
+                    self._cond.wait(max(0.01, self._beat_at + self.heartbeat_seconds - time.monotonic()))
+                if not self._ops and self._stopping:
                     return
                 batch = [self._ops[i] for i in range(min(self.batch, len(self._ops)))]
             try:
-                self.log.apply(batch)
+                if self._beat_due():  # alive, for the other replicas (and a check of the database)
+                    self.log.heartbeat()
+                    self._beat_at = time.monotonic()
+                if batch:
+                    self.log.apply(batch)
             except TunegateError as err:
                 if self.failing is None:
                     log.error("request log: %s; %d rows kept, retrying", err, self.pending)
@@ -126,9 +143,12 @@ class LogWriter:
                 for _ in batch:
                     self._ops.popleft()
             self.written += len(batch)
-            if self.failing is not None:
+            if self.failing is not None and batch:
                 log.warning("request log: writing again; %d rows waited", len(batch))
             self.failing, pause = None, 0.1
+
+    def _beat_due(self) -> bool:
+        return time.monotonic() - self._beat_at >= self.heartbeat_seconds
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued row is in the database (or ``timeout``); True if it is."""

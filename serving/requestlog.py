@@ -34,10 +34,12 @@ from serving.logstore import (
     columns_of,
     database_url,
     engine_for,
+    instances,
     migrate,
     requests,
     sqlite_path,
     unreachable,
+    upsert_seen,
 )
 from tunegate.errors import DataError, TunegateError
 from tunegate.pii import clean_text
@@ -104,6 +106,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _dead(instance: str | None, host: str, me: str, cutoff: str | None, last_sign: str | None) -> bool:
+    """Whether the process that opened rows is gone (see `RequestLog.close_lost`)."""
+    if instance is None:
+        return True
+    if instance == me:
+        return False
+    name, _, pid = instance.rpartition(":")
+    if name == host and pid.isdigit() and not _alive(int(pid)):
+        return True
+    return cutoff is not None and last_sign is not None and last_sign < cutoff
 
 
 def _row(entry: Entry) -> dict[str, Any]:
@@ -208,27 +222,47 @@ class RequestLog:
 
         self._run(apply)
 
-    def close_lost(self) -> int:
-        """Mark rows left open by dead processes of this host as lost; returns how many."""
+    def heartbeat(self, now: datetime | None = None) -> None:
+        """Say this process is alive (the writer does it every few seconds)."""
+        seen = (now or datetime.now(UTC)).isoformat(timespec="microseconds")
+
+        def beat() -> None:
+            with self._lock, self._engine.begin() as conn:
+                upsert_seen(conn, self.instance, seen)
+
+        self._run(beat)
+
+    def close_lost(self, lost_after: float | None = None, now: datetime | None = None) -> int:
+        """Mark rows left open by dead processes as lost; returns how many. Dead: a process
+        of this host that no longer runs, or (with ``lost_after`` seconds) any process,
+        on any host, whose heartbeat is older than that; a process that never sent one is
+        judged by its open row's own time."""
         host = socket.gethostname()
+        cutoff = None
+        if lost_after is not None:
+            cutoff = ((now or datetime.now(UTC)) - timedelta(seconds=lost_after)).isoformat(
+                timespec="microseconds"
+            )
 
         def close() -> int:
             with self._lock, self._engine.begin() as conn:
                 is_open = and_(requests.c.status == OPEN, requests.c.shadow == 0)
-                found = conn.execute(select(requests.c.instance).distinct().where(is_open)).scalars()
-                dead = []
-                for instance in found:
-                    name, _, pid = (instance or ":").rpartition(":")
-                    if instance is None or (name == host and pid.isdigit() and not _alive(int(pid))):
-                        dead.append(instance)
+                found = conn.execute(
+                    select(requests.c.instance, func.max(requests.c.time), instances.c.seen)
+                    .select_from(requests.outerjoin(instances, requests.c.instance == instances.c.instance))
+                    .where(is_open)
+                    .group_by(requests.c.instance, instances.c.seen)
+                ).all()
+                dead = [
+                    i for i, newest, seen in found if _dead(i, host, self.instance, cutoff, seen or newest)
+                ]
                 lost = 0
                 for instance in dead:
                     col = requests.c.instance
                     same = col.is_(None) if instance is None else col == instance
                     lost_row = {"status": LOST, "error": LOST_ERROR}
                     still_open = and_(requests.c.status == OPEN, same)
-                    cur = conn.execute(update(requests).where(still_open).values(lost_row))
-                    lost += cur.rowcount
+                    lost += conn.execute(update(requests).where(still_open).values(lost_row)).rowcount
                 return lost
 
         return self._run(close)

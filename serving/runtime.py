@@ -97,7 +97,10 @@ class Runtime:
         self.registry = Registry.from_params(project, params)
         self.log = RequestLog(params.serve.request_log, project)  # reads, feedback, the judge
         self.writer = LogWriter(  # every request's row, off the event loop (serving/logwriter.py)
-            self.log, local_dir(params.serve.request_log, project), max_pending=params.serve.log_queue
+            self.log,
+            local_dir(params.serve.request_log, project),
+            max_pending=params.serve.log_queue,
+            heartbeat_seconds=max(0.5, params.serve.lost_after_seconds / 6),
         )
         self.secret = log_secret(project)
         self.engine = engine
@@ -120,7 +123,7 @@ class Runtime:
         replayed = await asyncio.to_thread(self.writer.start)
         if replayed:
             log.warning("request log: %d spooled row(s) from an earlier process written", replayed)
-        lost = await asyncio.to_thread(self.log.close_lost)
+        lost = await asyncio.to_thread(self.log.close_lost, self.params.serve.lost_after_seconds)
         if lost:
             log.warning("request log: %d request(s) left open by a dead process marked lost", lost)
         await self.reload()
@@ -154,6 +157,9 @@ class Runtime:
                     alpha = self.params.gate.alpha
                     decision = await asyncio.to_thread(step, self.registry, self.log, release, alpha)
                     log.info("rollout judge: %s %s", decision.action, "; ".join(decision.reasons))
+                lost = await asyncio.to_thread(self.log.close_lost, serve.lost_after_seconds)
+                if lost:
+                    log.warning("request log: %d request(s) of a silent replica marked lost", lost)
                 if await asyncio.to_thread(self.snapshot) != self.seen:
                     await self.reload()
             except TunegateError as err:  # keep serving what is loaded; say why the change was not taken

@@ -274,6 +274,7 @@ def rollout_step(
         params = load_params(params_path)
         registry = _registry(params_path)
         log = RequestLog(params.serve.request_log, Path.cwd())
+        log.close_lost(params.serve.lost_after_seconds)  # a dead replica's open rows count as lost
         decision = step(registry, log, params.release, params.gate.alpha, apply=not dry_run)
     except TunegateError as err:
         fail(err)

@@ -96,6 +96,9 @@ class ServeParams:
     log_queue: int = 10_000
     """Rows the service keeps in memory while the log's database is slow or down; past
     it, new requests get 503 (serving/logwriter.py)."""
+    lost_after_seconds: float = 60.0
+    """A process that wrote the log and has not said it is alive for this long is dead: any
+    replica (or `tunegate rollout step`) closes its open rows as lost."""
     log_drain_seconds: float = 10.0
     """At shutdown, how long queued rows may take to reach the database before the rest
     are spooled to a local file (replayed at the next start)."""
@@ -135,6 +138,8 @@ class ServeParams:
         for name in (*positive, "max_body_bytes", "log_queue"):
             if getattr(self, name) < 1:
                 out.append(f"serve.{name}: {getattr(self, name)} must be >= 1")
+        if self.lost_after_seconds <= 0:
+            out.append(f"serve.lost_after_seconds: {self.lost_after_seconds} must be > 0")
         if self.log_drain_seconds < 0:
             out.append(f"serve.log_drain_seconds: {self.log_drain_seconds} must be >= 0")
         if isinstance(self.abstain_below, float) and not 0 <= self.abstain_below <= 1:

@@ -90,3 +90,25 @@ def test_logwriter_full_queue_refuses_new_requests_and_spools_at_shutdown(tmp_pa
     assert [r["request_id"] for r in rows] == [f"r{i:04d}" for i in range(10)]
     assert {r["status"] for r in rows} == {200} and LOST not in {r["status"] for r in rows}
     again.close()
+
+
+def test_logwriter_heartbeat_marks_this_process_alive_and_notices_a_database_gone(tmp_path, private_postgres):
+    import psycopg
+
+    url = fresh_database(private_postgres.url)
+    writer = LogWriter(RequestLog(url), tmp_path / "spool", heartbeat_seconds=0.2)
+    writer.start()
+
+    def seen() -> list:
+        with psycopg.connect(url) as conn:
+            query = "SELECT seen FROM instances WHERE instance = %s"
+            return conn.execute(query, (writer.log.instance,)).fetchall()
+
+    wait_for(lambda: len(seen()) == 1)
+    first = seen()[0][0]
+    wait_for(lambda: seen()[0][0] > first)  # beats again, with no traffic at all
+    private_postgres.stop()
+    wait_for(lambda: writer.health()["state"] == "failing")  # noticed without a request
+    private_postgres.start()
+    wait_for(lambda: writer.health()["state"] == "ok")
+    writer.close()

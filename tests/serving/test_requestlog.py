@@ -246,3 +246,28 @@ def test_postgres_log_that_is_down_is_a_clear_error_without_the_password(tmp_pat
     assert "hunter2" not in str(err.value)
     with pytest.raises(DataError, match="svc:\\*\\*\\*"):
         RequestLog.reader(url).classified()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_silent_replica_has_its_open_rows_closed_by_another_after_the_timeout(engine, tmp_path, request):
+    """Replicas on different hosts: the one still beating closes the open rows of the one that
+    went silent, once its heartbeat is older than lost_after, and not before; a process that
+    never sent a heartbeat is judged by its open row's time."""
+    from datetime import UTC, datetime, timedelta
+
+    url = where(engine, tmp_path, request)
+    t0 = datetime.now(UTC)
+    other, mine, old = RequestLog(url), RequestLog(url), RequestLog(url)
+    other.instance, old.instance = "replica-b:4242", "replica-c:77"  # processes on other hosts
+    other.heartbeat(now=t0)
+    mine.heartbeat(now=t0)
+    other.begin(Entry("theirs", "classify", 0, version="v1"))
+    old.begin(Entry("legacy", "classify", 0, version="v1", time=t0.isoformat()))
+    mine.begin(Entry("mine", "classify", 0, version="v1"))
+    assert mine.close_lost(60, now=t0 + timedelta(seconds=30)) == 0  # all within the timeout
+    other.heartbeat(now=t0 + timedelta(seconds=50))  # replica b is still alive at +50 s
+    assert mine.close_lost(60, now=t0 + timedelta(seconds=61)) == 1  # replica c: silent, never beat
+    assert mine.close_lost(60, now=t0 + timedelta(seconds=111)) == 1  # replica b: silent since +50 s
+    lost = {r["request_id"]: r for r in mine.rows()}
+    assert set(lost) == {"theirs", "legacy"} and {r["status"] for r in lost.values()} == {LOST}
+    assert mine.close_lost(60, now=t0 + timedelta(hours=1)) == 0  # this process's own row stays open
