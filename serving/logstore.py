@@ -46,7 +46,8 @@ from tunegate.errors import ConfigError, DataError
 SCHEMA_VERSION = 3
 """1: the table of the first release; 2: confidence, feedback, pinning, client, instance,
 abstention and rating (``ADDED``); 3: the ``instances`` table (each writing process's
-heartbeat, so any replica can tell a dead one's open rows)."""
+heartbeat, so any replica can tell a dead one's open rows) and the ``deployment`` table
+(a fingerprint of the secret that keys caller hashes, which every replica must share)."""
 ADDED = {
     2: (
         ("confidence", "REAL"),
@@ -101,6 +102,13 @@ instances = Table(
     Column("seen", Text, nullable=False),
 )
 """One row per process that writes the log (``host:pid``) and when it last said it was alive."""
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Facts every process writing the log must agree on (``secret_fingerprint``)."""
 schema = Table(
     "tunegate_schema",
     metadata,

@@ -33,15 +33,18 @@ from sqlalchemy.exc import DBAPIError
 from serving.logstore import (
     columns_of,
     database_url,
+    deployment,
     engine_for,
     instances,
     migrate,
+    named,
     requests,
     sqlite_path,
     unreachable,
     upsert_seen,
 )
-from tunegate.errors import DataError, TunegateError
+from tunegate.deployment import ENV as SECRET_ENV
+from tunegate.errors import ConfigError, DataError, TunegateError
 from tunegate.pii import clean_text
 
 FEEDBACK_COLUMNS = ("feedback", "rating")
@@ -266,6 +269,28 @@ class RequestLog:
                 return lost
 
         return self._run(close)
+
+    def check_secret(self, secret: bytes) -> str:
+        """Record the fingerprint of the secret that keys caller hashes, or check it against
+        the one recorded: replicas with different secrets would hash one caller two ways, and
+        per-caller caps and stickiness would not hold across them. Returns the fingerprint."""
+        mine = hmac.new(secret, b"tunegate request log secret", hashlib.sha256).hexdigest()[:16]
+
+        def check() -> str | None:
+            with self._lock, self._engine.begin() as conn:
+                where = deployment.c.name == "secret_fingerprint"
+                found = conn.execute(select(deployment.c.value).where(where)).scalar()
+                if found is None:
+                    conn.execute(deployment.insert().values(name="secret_fingerprint", value=mine))
+                return found
+
+        found = self._run(check)
+        if found is not None and found != mine:
+            raise ConfigError(
+                f"this process's {SECRET_ENV} (fingerprint {mine}) differs from the one the request log "
+                f"{named(self.url)} was written with ({found}): set the same {SECRET_ENV} on every replica"
+            )
+        return mine
 
     def feedback(
         self, request_id: str, value: str | float, column: str = "feedback"

@@ -103,6 +103,7 @@ class Runtime:
             heartbeat_seconds=max(0.5, params.serve.lost_after_seconds / 6),
         )
         self.secret = log_secret(project)
+        self.log.check_secret(self.secret)  # every replica of one log keys caller hashes alike
         self.engine = engine
         self.live: dict[str, Live] = {}
         self.states: dict[str, StageState] = {}

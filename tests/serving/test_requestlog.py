@@ -271,3 +271,17 @@ def test_a_silent_replica_has_its_open_rows_closed_by_another_after_the_timeout(
     lost = {r["request_id"]: r for r in mine.rows()}
     assert set(lost) == {"theirs", "legacy"} and {r["status"] for r in lost.values()} == {LOST}
     assert mine.close_lost(60, now=t0 + timedelta(hours=1)) == 0  # this process's own row stays open
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_replicas_with_different_log_secrets_are_refused(engine, tmp_path, request):
+    """The first process records its secret's fingerprint; one with another secret is
+    refused with a message naming the variable, never the secret; the same secret passes."""
+    from tunegate.errors import ConfigError
+
+    url = where(engine, tmp_path, request)
+    first = RequestLog(url).check_secret(b"shared-by-replicas")
+    assert RequestLog(url).check_secret(b"shared-by-replicas") == first
+    with pytest.raises(ConfigError, match=r"TUNEGATE_LOG_SECRET .* differs") as err:
+        RequestLog(url).check_secret(b"another-secret")
+    assert "another-secret" not in str(err.value) and "shared-by-replicas" not in str(err.value)
