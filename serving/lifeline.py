@@ -21,6 +21,8 @@ import time
 POLL_SECONDS = 0.25
 SERVER_PID = "TUNEGATE_SERVER_PID"  # set by `tunegate serve` before it becomes the server
 ENGINE_PARENT_PID = "TUNEGATE_ENGINE_PARENT_PID"  # set by the worker before vLLM starts its engine
+INTERNAL = (SERVER_PID, ENGINE_PARENT_PID)
+"""Variables the service sets for its own processes: never part of a deployment's config."""
 
 
 def die_with_parent(expected: int | None = None) -> None:

@@ -20,6 +20,7 @@ or migrated when a writer opens the log:
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,16 @@ schema = Table(
     Column("name", Text, primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+
+REQUEST_LOG_ENV = "TUNEGATE_REQUEST_LOG"
+
+
+def configured(setting: str) -> str:
+    """The log to use: ``TUNEGATE_REQUEST_LOG`` when set, else ``serve.request_log``. A
+    database URL carries a password, which belongs in a secret (the environment of a
+    replica), not in a params file that git keeps."""
+    return os.environ.get(REQUEST_LOG_ENV) or setting
 
 
 def database_url(where: str | Path, project: Path | None = None) -> str:

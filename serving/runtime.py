@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from serving.api import ApiError
-from serving.logstore import local_dir
+from serving.logstore import configured, local_dir
 from serving.logwriter import LogWriter
 from serving.requestlog import RequestLog
 from serving.routing import route
@@ -95,10 +95,11 @@ class Runtime:
         self.project = project
         self.params = params
         self.registry = Registry.from_params(project, params)
-        self.log = RequestLog(params.serve.request_log, project)  # reads, feedback, the judge
+        self.log_location = configured(params.serve.request_log)
+        self.log = RequestLog(self.log_location, project)  # reads, feedback, the judge
         self.writer = LogWriter(  # every request's row, off the event loop (serving/logwriter.py)
             self.log,
-            local_dir(params.serve.request_log, project),
+            local_dir(self.log_location, project),
             max_pending=params.serve.log_queue,
             heartbeat_seconds=max(0.5, params.serve.lost_after_seconds / 6),
         )
@@ -257,7 +258,7 @@ class Runtime:
 
     def write_status(self) -> None:
         """Where `tunegate status` reads what this service serves."""
-        write_status(local_dir(self.params.serve.request_log, self.project), self.describe())
+        write_status(local_dir(self.log_location, self.project), self.describe())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""

@@ -158,13 +158,13 @@ def status(
 ) -> None:
     """Which release each stage holds, its traffic share, gate verdict, when and by whom, and
     what the running service (if any) serves for it: `serving`, or `degraded: why`."""
-    from serving.logstore import local_dir
+    from serving.logstore import configured, local_dir
     from serving.status import serving_states
     from tunegate.params import load_params
 
     try:
         rows = _registry(params_path).status()
-        states = serving_states(local_dir(load_params(params_path).serve.request_log, Path.cwd()))
+        states = serving_states(local_dir(configured(load_params(params_path).serve.request_log), Path.cwd()))
     except TunegateError as err:
         fail(err)
     for row in rows:
@@ -266,6 +266,7 @@ def rollout_step(
     params_path: Path = PARAMS_OPTION,
 ) -> None:
     """Compare canary with production over the window; advance, promote or roll back."""
+    from serving.logstore import configured
     from serving.requestlog import RequestLog
     from serving.rollout import step
     from tunegate.params import load_params
@@ -273,7 +274,7 @@ def rollout_step(
     try:
         params = load_params(params_path)
         registry = _registry(params_path)
-        log = RequestLog(params.serve.request_log, Path.cwd())
+        log = RequestLog(configured(params.serve.request_log), Path.cwd())
         log.close_lost(params.serve.lost_after_seconds)  # a dead replica's open rows count as lost
         decision = step(registry, log, params.release, params.gate.alpha, apply=not dry_run)
     except TunegateError as err:
@@ -340,13 +341,14 @@ def drift(
     no drift, 3: drift, 4: window too small to judge, 2: error."""
     from monitoring.drift_report import main_report
     from monitoring.retrain import due, reports, trigger
+    from serving.logstore import configured
     from tunegate.params import load_params
 
     try:
         params = load_params(params_path)
         m = params.monitor
         hours = _hours(window) if window else None
-        log = log_path or params.serve.request_log
+        log = log_path or configured(params.serve.request_log)
         record, html = main_report(log, reference or m.reference, Path(m.reports_dir), params, hours, last)
     except TunegateError as err:
         fail(err)

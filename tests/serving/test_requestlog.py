@@ -285,3 +285,20 @@ def test_replicas_with_different_log_secrets_are_refused(engine, tmp_path, reque
     with pytest.raises(ConfigError, match=r"TUNEGATE_LOG_SECRET .* differs") as err:
         RequestLog(url).check_secret(b"another-secret")
     assert "another-secret" not in str(err.value) and "shared-by-replicas" not in str(err.value)
+
+
+def test_the_request_log_url_comes_from_the_environment_when_set(monkeypatch, tmp_path):
+    """A database URL carries a password: replicas take it from TUNEGATE_REQUEST_LOG (a
+    secret), not from the committed params file; unset, serve.request_log holds."""
+    from serving.logstore import configured, database_url, local_dir
+
+    monkeypatch.delenv("TUNEGATE_REQUEST_LOG", raising=False)
+    assert configured("logs/requests.sqlite") == "logs/requests.sqlite"
+    assert (
+        database_url("logs/requests.sqlite", tmp_path)
+        == f"sqlite:///{tmp_path.resolve()}/logs/requests.sqlite"
+    )
+    monkeypatch.setenv("TUNEGATE_REQUEST_LOG", "postgresql://svc:pw@db:5432/log")
+    assert configured("logs/requests.sqlite") == "postgresql://svc:pw@db:5432/log"
+    assert database_url(configured("x")) == "postgresql+psycopg://svc:pw@db:5432/log"
+    assert local_dir(configured("x"), tmp_path) == tmp_path / "logs"  # status files stay local
