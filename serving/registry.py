@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving import registry_remote as remote
 from serving.releases import STAGES, Assignment, Release, actor, counter, git, json_message, quiet_gto
 from tunegate.artifacts import write_json
 from tunegate.errors import RegistryError
@@ -38,7 +39,7 @@ class Registry:
     @classmethod
     def from_params(cls, repo: str | Path, params: Any) -> Registry:
         r = params.release
-        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight, r.pipeline)
+        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight, r.pipeline, r.remote)
 
     def __init__(
         self,
@@ -47,8 +48,11 @@ class Registry:
         lock_timeout_s: float = 10.0,
         canary_weight: int = 10,
         pipeline: str = "dvc.yaml",
+        remote: str | None = None,
     ):
         self.repo = Path(repo).resolve()
+        self.remote = remote  # a git remote the registry follows (serving/registry_remote.py)
+        self._pending: list[Any] | None = None  # file writes held until the remote took the tags
         self.name = name
         self.lock_timeout_s = lock_timeout_s
         self.canary_weight = canary_weight
@@ -182,11 +186,22 @@ class Registry:
                 f.truncate()
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def sync(self) -> None:
+        """With a remote: take its registry (tags) and point production.json at its production."""
+        if self.remote is not None:
+            with self.lock():
+                remote.sync(self)
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        """An action under the lock: fetched first, its new tags pushed all together after,
+        its files written only then; on any failure its new tags are deleted again."""
+        return remote.transaction(self)
+
     def register(self, info: dict[str, Any], ref: str = "HEAD") -> str:
         """Register a packaged model at `ref`; returns its version. Idempotent per adapter."""
         import gto.api
 
-        with self.lock():
+        with self._transaction():
             for release in self.releases().values():
                 if release.tree_sha256 == info["tree_sha256"]:
                     return release.version
@@ -223,7 +238,7 @@ class Registry:
             raise RegistryError("--weight applies to the canary stage only")
         if weight is not None and not 0 < weight < 100:
             raise RegistryError(f"--weight {weight} is outside (0, 100) percent")
-        with self.lock():
+        with self._transaction():
             release = self.release(version)
             stages = self.stages()
             if not force:
@@ -268,7 +283,7 @@ class Registry:
         self, to: str | None = None, stage: str = "production", reason: str = ""
     ) -> Assignment | None:
         """Production: back to the previous production release (or `to`). Canary: withdraw it."""
-        with self.lock():
+        with self._transaction():
             stages = self.stages()
             current = stages.get(stage)
             if stage == "canary":
@@ -319,6 +334,9 @@ class Registry:
         return to
 
     def write_production_pointer(self, release: Release) -> None:
+        if self._pending is not None:  # inside an action: once its tags are published
+            self._pending.append(lambda: self.write_production_pointer(release))
+            return
         write_json(
             self.dir / "production.json",
             {
@@ -373,6 +391,9 @@ class Registry:
         forced: bool,
         extra: dict | None = None,
     ) -> None:
+        if self._pending is not None:  # inside an action: once its tags are published
+            self._pending.append(lambda: self._audit(action, version, stage, reason, forced, extra))
+            return
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "actor": actor()[0],

@@ -168,7 +168,9 @@ class Runtime:
                 log.error("registry change not applied: %s", err)
 
     def snapshot(self) -> tuple:
-        """What the registry says should be live: (stage, version, weight) per stage."""
+        """What the registry says should be live: (stage, version, weight) per stage (after
+        fetching it, when it follows a remote)."""
+        self.registry.sync()
         return tuple(
             (s, a.version if a else None, a.weight if a else 0) for s, a in self.registry.stages().items()
         )

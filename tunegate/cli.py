@@ -73,7 +73,9 @@ def _registry(params_path: Path):
     from serving.registry import Registry
     from tunegate.params import load_params
 
-    return Registry.from_params(Path("."), load_params(params_path))
+    registry = Registry.from_params(Path("."), load_params(params_path))
+    registry.sync()  # with release.remote: what every machine sees, not this clone's last fetch
+    return registry
 
 
 PARAMS_OPTION = typer.Option(

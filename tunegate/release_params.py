@@ -25,6 +25,11 @@ class ReleaseParams:
     """Canary weights the rollout judge advances through before promoting to production."""
     lock_timeout_s: float = 10.0
     """How long a registry action waits for another one to finish before failing."""
+    remote: str | None = None
+    """A git remote (name, e.g. ``origin``, or URL) the registry follows: every action
+    fetches its tags first and pushes after, and the service fetches every
+    serve.watch_seconds, so several machines and replicas share one registry
+    (serving/registry_remote.py). null: this clone's tags only."""
     judge_window_minutes: int = 60
     """The canary judge reads this much of the request log."""
     judge_every_minutes: float = 0
