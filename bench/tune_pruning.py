@@ -9,10 +9,11 @@ different histories once a trial is pruned (a pruned trial has no value), so the
 studies may also propose different recipes after the first prune: that is part of what
 pruning does, and the result says how the best recipes compare.
 
-    .venv/bin/python bench/tune_pruning.py --trials 8 --max-train-rows 240 --epochs-max 2
+    .venv/bin/python bench/tune_pruning.py --trials 6 --max-train-rows 160 --epochs-max 2 --eval-every 20
 
 ``--max-train-rows`` and ``--epochs-max`` shrink each trial so that both studies fit an
-afternoon on 2 cores; the result records them.
+hour on 2 cores; ``--eval-every`` makes the shorter trials still report their validation
+loss to the pruner more than once. The result records all three.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from tunegate.artifacts import environment, write_json  # noqa: E402
 
 
 def study_params(
-    params: Path, out: Path, pruner: str, trials: int, rows: int | None, epochs: int | None
+    params: Path,
+    out: Path,
+    pruner: str,
+    trials: int,
+    rows: int | None,
+    epochs: int | None,
+    eval_every: int | None = None,
 ) -> Path:
     raw = yaml.safe_load(params.read_text())
     tune = raw.setdefault("tune", {})
@@ -42,6 +49,8 @@ def study_params(
     tune["storage"] = f"sqlite:///{out.parent / f'study-{pruner}.sqlite'}"
     if rows:
         raw.setdefault("train", {})["max_train_rows"] = rows
+    if eval_every:
+        raw.setdefault("train", {})["eval_every"] = eval_every
     if epochs and "train.epochs" in tune.get("space", {}):
         low = tune["space"]["train.epochs"]["int"][0]
         tune["space"]["train.epochs"] = {"int": [low, max(low, epochs)]}
@@ -87,6 +96,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--max-train-rows", type=int, default=None)
     ap.add_argument("--epochs-max", type=int, default=None)
+    ap.add_argument("--eval-every", type=int, default=None, help="train.eval_every for both studies")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/tune_pruning.json")
     args = ap.parse_args()
     pruner = yaml.safe_load(args.params.read_text()).get("tune", {}).get("pruner", "median")
@@ -96,7 +106,7 @@ def main() -> None:
         studies = {}
         for name in (pruner, "none"):
             path = study_params(args.params, Path(tmp) / f"params-{name}.yaml", name, args.trials,
-                                args.max_train_rows, args.epochs_max)  # fmt: skip
+                                args.max_train_rows, args.epochs_max, args.eval_every)  # fmt: skip
             studies[name] = run_study(path)[1]
             for folder in (
                 ROOT / "tune" / f"bench-pruning-{name}",
@@ -112,6 +122,7 @@ def main() -> None:
         "trials": args.trials,
         "max_train_rows": args.max_train_rows,
         "epochs_max": args.epochs_max,
+        "eval_every": args.eval_every,
         "pruner": pruner,
         "studies": studies,
         "steps_saved": without["steps"] - with_p["steps"],
