@@ -9,7 +9,7 @@ different histories once a trial is pruned (a pruned trial has no value), so the
 studies may also propose different recipes after the first prune: that is part of what
 pruning does, and the result says how the best recipes compare.
 
-    .venv/bin/python bench/tune_pruning.py --trials 6 --max-train-rows 160 --epochs-max 2 --eval-every 20
+    .venv/bin/python bench/tune_pruning.py --trials 6 --max-train-rows 96 --epochs-max 2 --eval-every 10
 
 ``--max-train-rows`` and ``--epochs-max`` shrink each trial so that both studies fit an
 hour on 2 cores; ``--eval-every`` makes the shorter trials still report their validation
