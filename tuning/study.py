@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.logstore import database_url as sqlalchemy_url  # postgresql:// through psycopg 3
+from serving.logstore import shown
 from tunegate.params import Params
 from tunegate.tune_params import objective_of
 from tuning.space import current, suggest, with_recipe
@@ -39,25 +41,6 @@ def storage_url(params: Params, project: Path) -> str:
 
 def study_name(params: Params) -> str:
     return params.tune.study_name or f"{params.release.name}-tune"
-
-
-def sqlalchemy_url(url: str) -> str:
-    """``postgresql://`` (and ``postgres://``) through psycopg 3, the driver tunegate
-    installs; SQLAlchemy would otherwise look for psycopg2. Other URLs are kept."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown by its scheme only
-        return url.split(":", 1)[0] + "://..."
 
 
 def open_study(params: Params, url: str) -> Any:
