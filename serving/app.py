@@ -219,9 +219,10 @@ async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
     and retraining into training data."""
     rt = runtime(request)
     answered = await asyncio.to_thread(rt.log.answered, body.request_id)
-    if (answered is None or answered["status"] == OPEN) and rt.writer.pending:
-        # the answer's row (or its completion) may still be on its way to the log
-        await asyncio.to_thread(rt.writer.flush, 5.0)
+    # The answer's row (or its completion) may still be on its way to the log: wait for this
+    # request's rows only (an unknown id returns at once, whatever else is queued).
+    unfinished = answered is None or answered["status"] == OPEN
+    if unfinished and await asyncio.to_thread(rt.writer.flush_request, body.request_id, 5.0):
         answered = await asyncio.to_thread(rt.log.answered, body.request_id)
     if answered is None or answered["endpoint"] not in ("classify", "generate") or answered["status"] != 200:
         raise ApiError(404, f"no answered /classify or /generate request {body.request_id!r}", "not_found")

@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,11 @@ from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of
 from tunegate.errors import TunegateError
 
 log = logging.getLogger(__name__)
+
+
+def _request_of(kind: str, row: dict[str, Any]) -> str:
+    """The request an op belongs to (an insert's row, or the key a finish completes)."""
+    return row["request_id"] if kind == "insert" else row["key"]
 
 
 class LogUnavailable(TunegateError):
@@ -61,6 +66,7 @@ class LogWriter:
         self.failing: str | None = None
         self.written = self.spooled = 0
         self._ops: deque[tuple[str, dict[str, Any]]] = deque()
+        self._queued: Counter[str] = Counter()  # request id -> its ops not yet written
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
@@ -100,6 +106,7 @@ class LogWriter:
             if kind == "insert" and len(self._ops) >= self.max_pending:
                 raise LogUnavailable(f"the request log queue is full ({self.max_pending} rows wait)")
             self._ops.append((kind, row))  # a finish is always taken: its row is already queued
+            self._queued[_request_of(kind, row)] += 1
             self._cond.notify()
 
     @property
@@ -141,7 +148,12 @@ class LogWriter:
                 continue
             with self._cond:
                 for _ in batch:
-                    self._ops.popleft()
+                    kind, row = self._ops.popleft()
+                    rid = _request_of(kind, row)
+                    self._queued[rid] -= 1
+                    if not self._queued[rid]:
+                        del self._queued[rid]
+                self._cond.notify_all()  # for `flush` and `flush_request`
             self.written += len(batch)
             if self.failing is not None and batch:
                 log.warning("request log: writing again; %d rows waited", len(batch))
@@ -152,10 +164,15 @@ class LogWriter:
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued row is in the database (or ``timeout``); True if it is."""
-        deadline = time.monotonic() + timeout
-        while self._ops and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._ops
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._ops, timeout)
+
+    def flush_request(self, request_id: str, timeout: float) -> bool:
+        """Wait until this request's queued rows are in the database (or ``timeout``); True
+        if they are. Returns at once for a request with nothing queued (an unknown id costs
+        a caller nothing, however full the queue)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queued.get(request_id), timeout)
 
     def close(self, drain_seconds: float = 10.0) -> int:
         """Drain the queue into the database for up to ``drain_seconds``; spool the rest.
@@ -168,6 +185,7 @@ class LogWriter:
         with self._cond:
             left = list(self._ops)
             self._ops.clear()
+            self._queued.clear()
         if left:
             self.spool(left)
         return len(left)

@@ -112,3 +112,19 @@ def test_logwriter_heartbeat_marks_this_process_alive_and_notices_a_database_gon
     private_postgres.start()
     wait_for(lambda: writer.health()["state"] == "ok")
     writer.close()
+
+
+def test_logwriter_waits_for_one_requests_rows_not_the_whole_queue(tmp_path):
+    """What /feedback waits for: an id with nothing queued answers at once, however many
+    rows of other requests wait; a queued one waits until its own rows are written."""
+    log = RequestLog(tmp_path / "requests.sqlite")
+    writer = LogWriter(log, tmp_path / "spool")
+    traffic(writer, 0, 300)  # queued, and no flusher yet: the queue is stuck
+    started = time.monotonic()
+    assert writer.flush_request("never-sent", 5.0)
+    assert time.monotonic() - started < 1.0
+    assert not writer.flush_request("r0007", 0.2)  # its rows wait behind a stuck queue
+    writer.start()
+    assert writer.flush_request("r0007", 30)
+    assert log.answered("r0007")["status"] == 200
+    assert writer.flush(30) and writer.close() == 0
