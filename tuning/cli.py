@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -79,7 +80,7 @@ def run(params_path, trials, workers, storage, search, apply, seeds, report, wor
         if workers > 1 and not worker:
             Search(params, ctx).seed_default(study)
             threads = max(1, (os.cpu_count() or 1) // workers)
-            spawn(params_path, budget, url, workers, threads)
+            spawn(params_path, budget, url, workers, threads, study)
         else:
             threads = int(os.environ.get("TUNEGATE_TUNE_THREADS", 0)) if worker else 0
             Search(worker_params(params, threads), ctx).optimize(study, budget)
@@ -124,12 +125,22 @@ def worker_params(params: Params, threads: int) -> Params:
     return with_recipe(params, {"train.threads": threads})
 
 
-def spawn(params_path: Path, budget: int, url: str, workers: int, threads: int) -> None:
-    """Start ``workers`` worker processes on the same study and wait for all of them."""
+def spawn(params_path: Path, budget: int, url: str, workers: int, threads: int, study) -> None:
+    """Start ``workers`` worker processes on the same study and wait for all of them.
+
+    The first worker takes the queued default trial (trial 0) before the others start:
+    on SQLite, which has no ``SELECT ... FOR UPDATE``, two workers starting together can
+    both pop the one waiting trial, and the second to finish it fails ("Cannot tell a
+    COMPLETE trial"). PostgreSQL locks the row; a worker on another machine is safe there."""
+    from optuna.trial import TrialState
+
     cmd = [sys.executable, "-m", "tunegate.cli", "tune", "--params", str(params_path),
            "--trials", str(budget), "--storage", url, "--worker"]  # fmt: skip
     env = os.environ | {"TUNEGATE_TUNE_THREADS": str(threads)}
-    procs = [subprocess.Popen(cmd, env=env) for _ in range(workers)]
+    procs = [subprocess.Popen(cmd, env=env)]
+    while procs[0].poll() is None and study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        time.sleep(0.2)  # polling the study for the first worker's pop, not a fixed wait
+    procs += [subprocess.Popen(cmd, env=env) for _ in range(workers - 1)]
     codes = [p.wait() for p in procs]
     log.info("%d workers on %s finished with exit codes %s", workers, socket.gethostname(), codes)
     if any(codes):
