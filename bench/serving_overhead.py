@@ -152,15 +152,12 @@ def scratch_project(tmp: Path, base: Path, candidate: Path, gate: Path, env: dic
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "bench"], cwd=project, check=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving.package",
-        "--candidate",
-        str(candidate.resolve()),
-        "--gate",
-        str(gate.resolve()),
-    ]
+    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml", "--candidate",
+           str(candidate.resolve()), "--gate", str(gate.resolve())]  # fmt: skip
+    results = gate.resolve().parent / "results"  # what the package stage packages beside the adapter
+    for flag, name in (("--reference", "monitor_reference.json"), ("--calibration", "calibration.json")):
+        if (results / name).exists():
+            cmd += [flag, str(results / name)]
     subprocess.run([*cmd, "--out", "registry/candidate.json"], cwd=project, env=env, check=True)
     version = read_json(project / "registry/candidate.json")["version"]
     for stage in ("staging", "canary", "production"):
