@@ -29,6 +29,7 @@ from tests.postgres import fresh_database
 from tests.serving.test_service import (
     AUTH,
     BIN,
+    FEEDBACK,
     build_project,
     free_port,
     get,
@@ -206,6 +207,21 @@ def test_replica_promotion_through_one_reaches_the_other_within_the_watch_period
     assert on_a == on_b and v3 in on_a and a["versions"][1] not in on_a
     on_remote = set(git(replicas["remote"], "tag", "--list", moves).split())
     assert on_remote == set(git(b["project"], "tag", "--list", moves).split()) != tags_before
+
+
+def test_replica_takes_feedback_on_an_answer_the_other_gave(replicas):
+    a, b, database = replicas["a"], replicas["b"], replicas["database"]
+    r = post(f"{b['url']}/classify", json={"text": "my card has not arrived yet", "user": "fb"})
+    assert r.status_code == 200, r.text
+    rid, answered = r.headers["x-request-id"], r.json()["label"]
+    wait_until(lambda: finished(database, [rid]) == 1, "B's row")
+    other = next(x for x in a["labels"] if x != answered)
+    key = {"Authorization": f"Bearer {FEEDBACK}"}
+    ok = post(f"{a['url']}/feedback", json={"request_id": rid, "label": other}, headers=key)
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == {"request_id": rid, "answered": answered, "feedback": other}
+    again = post(f"{b['url']}/feedback", json={"request_id": rid, "label": answered}, headers=key)
+    assert again.status_code == 409  # B sees what A wrote: one answer, one feedback
 
 
 def test_replica_killed_mid_traffic_loses_no_row_of_the_other_and_its_open_rows_close_as_lost(replicas):
