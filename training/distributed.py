@@ -18,6 +18,30 @@ from transformers import TrainerCallback
 log = logging.getLogger("training.train")
 
 
+UNSUPPORTED = {
+    "ACCELERATE_USE_FSDP": "FSDP",
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+}
+"""Launchers the train stage refuses (the variables ``accelerate launch`` sets for them)."""
+
+
+def check_launcher(env: dict[str, str] | None = None) -> None:
+    """Refuse a sharded launch before anything loads. The stage saves the candidate on rank
+    0 alone, and FSDP's (or DeepSpeed ZeRO-3's) full-state-dict gather is a collective
+    every rank must join: rank 0 would wait for the others forever. Only DDP is supported
+    (torchrun, or ``accelerate launch`` with deploy/accelerate/ddp-gpu.yaml)."""
+    from tunegate.errors import ConfigError
+
+    env = os.environ if env is None else env
+    for var, name in UNSUPPORTED.items():
+        if env.get(var, "").lower() in ("1", "true", "yes"):
+            raise ConfigError(
+                f"{name} launch ({var}={env[var]}): the train stage supports DDP only (torchrun, or "
+                f"`accelerate launch --config_file deploy/accelerate/ddp-gpu.yaml`); with {name} rank 0's "
+                "save would wait forever for the other ranks' weights"
+            )
+
+
 def distribution(trainer: Any) -> dict[str, Any]:
     """The card's ``distributed`` entry: processes, backend, the batch each took and the
     batch one optimizer step saw (``effective_batch`` = per-device batch x gradient

@@ -375,8 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
 
-    from training.distributed import log_rank
+    from training.distributed import check_launcher, log_rank
 
+    check_launcher()
     params = load_checked_params(args.params, args.base)
     recipe = TrainRecipe(params, args.data, args.base, args.checkpoints)
     recipe.setup()

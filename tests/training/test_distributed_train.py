@@ -80,3 +80,17 @@ def test_distributed_train_two_ranks_match_one_process(tmp_path, prepared_sample
     ddp_loss, one_loss = card["metrics"]["best_val_loss"], single["metrics"]["best_val_loss"]
     assert abs(ddp_loss - one_loss) <= TOLERANCE * one_loss, (ddp_loss, one_loss)
     assert card["metrics"]["best_val_loss"] < card["metrics"]["first_val_loss"]  # it learned
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_distributed_sharded_launch_is_refused_before_anything_loads(var, tmp_path):
+    """An FSDP or DeepSpeed launch (the variable `accelerate launch` sets for it) is a clear
+    error, not a run whose rank-0-only save would wait forever for the other ranks."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), var: "true"}
+    cmd = [sys.executable, "-m", "training.train", "--params", str(ROOT / "params.yaml"), "--data",
+           str(tmp_path), "--base", str(tmp_path), "--out", str(tmp_path / "c"), "--metrics",
+           str(tmp_path / "m"), "--checkpoints", str(tmp_path / "k")]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "supports DDP only" in done.stderr and var in done.stderr
+    assert not (tmp_path / "c").exists()
