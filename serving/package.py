@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunegate import calibration, monitor_reference
+from tunegate import calibration, model_card, monitor_reference
 from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash, verified_card, write_json
 from tunegate.calibration import Calibration
 from tunegate.errors import ArtifactError, RegistryError
@@ -85,6 +85,8 @@ def save_to_store(
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
+        # The Hugging Face card, now with the gate's results (tunegate/model_card.py).
+        (dest / "README.md").write_text(model_card.render(card, gate), encoding="utf-8")
         for name, path in (extras or {}).items():
             shutil.copy2(path, dest / name)
     verified_card(dest)

@@ -36,6 +36,7 @@ from typing import Any
 
 from training.examples import build_examples, capped, casing_copies, same_share
 from training.lora import load_checked_params, lora_config
+from tunegate import model_card
 from tunegate.artifacts import (
     atomic_dir,
     environment,
@@ -295,7 +296,7 @@ class TrainRecipe:
             if self.p.method == "full":
                 self.tokenizer.save_pretrained(tmp)  # a whole model: loadable on its own
             else:
-                (tmp / "README.md").unlink(missing_ok=True)  # PEFT's template card; card.json is ours
+                (tmp / "README.md").unlink(missing_ok=True)  # PEFT's template card, replaced below
                 canonical_adapter_config(tmp / "adapter_config.json")
             self.template.save(tmp)
             if self.task.kind != "classification":
@@ -308,7 +309,7 @@ class TrainRecipe:
                 "method": self.p.method,
                 "model_id": f"{self.p.method}:{tree_hash(files)[:12]}",
                 "run_id": self.run_id,
-                "base_model": {k: self.base_card[k] for k in BASE_CARD_KEYS},
+                "base_model": {k: self.base_card[k] for k in BASE_CARD_KEYS} | {"hub_id": self.hub_id()},
                 "license": self.base_card["license"],
                 "data": {"files": self.manifest["files"], "inputs": self.manifest["inputs"]},
                 "labels": list(self.labels),
@@ -321,7 +322,15 @@ class TrainRecipe:
                 "environment": environment(),
             }
             write_json(tmp / "card.json", card)
+            # The Hugging Face card (PEFT writes a template; this one says what tunegate knows).
+            # Not among the hashed files: it is derived from card.json, and the package stage
+            # writes it again with the gate's results.
+            (tmp / "README.md").write_text(model_card.render(card), encoding="utf-8")
         return card
+
+    def hub_id(self) -> str | None:
+        """The base's Hub id: a Hub source's own, else the declared base_model.hub_id."""
+        return self.base_card.get("provenance", {}).get("hub_id") or self.params.base_model.hub_id
 
     def cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)

@@ -55,16 +55,24 @@ def gate(
         False, "--check", help="Exit 0 when the candidate is approved, 1 when rejected (for CI)."
     ),
     path: Path | None = typer.Option(None, "--gate-file", help="The gate stage's record (dvc.yaml's)."),
+    format_: str = typer.Option(
+        "text", "--format", help="text (one line) or markdown (a pull-request comment: checks, regressions)."
+    ),
 ) -> None:
     """Show the release verdict from eval/gate.json (written by `dvc repro`)."""
+    from evaluation.comment import comment_for
     from evaluation.gate import check as read_verdict
+    from tunegate.errors import ConfigError
     from tunegate.layout import layout
 
+    gate_file = path or layout().gate_record
     try:
-        approved, reason = read_verdict(path or layout().gate_record)
+        if format_ not in ("text", "markdown"):
+            raise ConfigError(f"--format {format_!r}: use text or markdown")
+        approved, reason = read_verdict(gate_file)
+        typer.echo(comment_for(gate_file) if format_ == "markdown" else reason, nl=format_ == "text")
     except TunegateError as err:
         fail(err)
-    typer.echo(reason)
     if check and not approved:
         raise typer.Exit(1)
 

@@ -143,6 +143,10 @@ class BaseModelParams:
     """Declared license, used when the source carries no license metadata."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Precision of the saved weights (float32 on CPU; bfloat16 on a GPU)."""
+    hub_id: str | None = None
+    """The Hugging Face Hub id the base corresponds to, for the model card's ``base_model``
+    (tunegate/model_card.py) when the source is a package or a folder; a Hub source is its
+    own id. null: the card names no Hub base."""
 
 
 LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -170,6 +170,35 @@ def test_gate_check_exit_codes(tmp_path):
     assert missing.exit_code == 2 and "run `dvc repro`" in missing.output
 
 
+def test_gate_markdown_comment_keeps_the_check_exit_codes(tmp_path):
+    """`tunegate gate --format markdown`: one pull-request comment (verdict, failed checks
+    first, every check, the report's regressions); --check still exits 1 on a rejection."""
+    runner = CliRunner()
+    _, record, _, _ = decide_on(write_results(tmp_path / "r", 0.5))
+    write_json(tmp_path / "gate.json", record)
+    (tmp_path / "report.md").write_text(
+        "# Release report\n\n## Largest regressions\n\n- holdout: card_arrival -0.40 (n=10)\n"
+        "\n## Parity\n\nx\n"
+    )
+    result = runner.invoke(
+        app, ["gate", "--check", "--format", "markdown", "--gate-file", str(tmp_path / "gate.json")]
+    )
+    assert result.exit_code == 1, result.output
+    text = result.output
+    assert text.startswith("## tunegate release gate: REJECTED")
+    failed = [c for c in record["checks"] if not c["passed"]]
+    assert failed and text.index("### Failed checks") < text.index(f"| **FAIL** | {failed[0]['name']} |")
+    assert f"All {len(record['checks'])} checks" in text
+    assert "### Largest regressions" in text and "card_arrival -0.40 (n=10)" in text
+    assert "## Parity" not in text  # only the regressions section of the report
+    missing = runner.invoke(
+        app, ["gate", "--check", "--format", "markdown", "--gate-file", str(tmp_path / "nope.json")]
+    )
+    assert missing.exit_code == 2 and "run `dvc repro`" in missing.output
+    bad = runner.invoke(app, ["gate", "--format", "html", "--gate-file", str(tmp_path / "gate.json")])
+    assert bad.exit_code == 2 and "use text or markdown" in bad.output
+
+
 def fake_model(folder, base_tree: str):
     folder.mkdir(parents=True)
     (folder / "adapter_model.safetensors").write_bytes(b"weights")

@@ -35,7 +35,14 @@ def make_candidate(folder: Path, payload: bytes = b"weights") -> dict:
 
 def gate_record(card: dict, verdict: str) -> dict:
     checks = [
-        {"name": "holdout.accuracy", "passed": verdict == "approved"},
+        {
+            "name": "holdout.accuracy",
+            "metric": "accuracy",
+            "value": 0.9,
+            "ci": [0.85, 0.94],
+            "threshold": ">= 0.8",
+            "passed": verdict == "approved",
+        },
         {"name": "license", "passed": True},
     ]
     return {
@@ -86,6 +93,14 @@ def test_an_approved_candidate_is_stored_and_registered_once(project, tmp_path):
     assert (stored / "adapter_model.safetensors").read_bytes() == b"weights" and (
         stored / "gate.json"
     ).exists()
+    from huggingface_hub import ModelCard
+
+    hf = ModelCard.load(stored / "README.md").data  # the Hub card, now with the gate's results
+    assert hf.model_name == card["model_id"] and "gate-approved" in hf.tags
+    (result,) = hf.eval_results  # holdout.accuracy; the license check is not a result
+    assert (result.dataset_type, result.metric_type) == ("tunegate/holdout", "accuracy")
+    assert result.metric_value == 0.9
+    assert (result.metric_args["ci_low"], result.metric_args["ci_high"]) == (0.85, 0.94)
     tags = subprocess.run(["git", "tag", "-n1"], cwd=project, capture_output=True, text=True).stdout
     assert "intent-classifier@v0.0.1" in tags and card["tree_sha256"] in tags
     again = run_package(project, home, tmp_path / "cand", tmp_path / "gate.json")  # e.g. dvc repro -f

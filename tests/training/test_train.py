@@ -55,6 +55,7 @@ def run_train(tmp_path: Path, prepared: Path, base: Path, **train) -> Path:
 def test_lora_writes_exactly_the_adapter_template_and_card(tmp_path, prepared_sample, tiny_base):
     out = run_train(tmp_path, prepared_sample, tiny_base)
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",
         "card.json",
@@ -62,6 +63,11 @@ def test_lora_writes_exactly_the_adapter_template_and_card(tmp_path, prepared_sa
     ]
     card = read_json(out / "card.json")
     verify_hashes(out, card["files"])
+    assert "README.md" not in card["files"]  # derived from card.json, rewritten at packaging
+    from huggingface_hub import ModelCard
+
+    hf = ModelCard.load(out / "README.md").data  # our card, not PEFT's template
+    assert hf.library_name == "peft" and hf.model_name == card["model_id"] and not hf.eval_results
     assert card["base_model"]["tree_sha256"] == read_json(tiny_base / "card.json")["tree_sha256"]
     assert card["data"]["files"] == read_json(prepared_sample / "manifest.json")["files"]
     assert card["labels"] == read_json(prepared_sample / "labels.json")

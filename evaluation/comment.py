@@ -1,0 +1,72 @@
+"""The gate's verdict as one markdown comment for a pull request (`tunegate gate --format
+markdown`, what CML's ``cml comment create`` or ``gh pr comment --body-file`` posts).
+
+Built from the gate record (verdict, checks with their intervals and thresholds) and the
+release report the same gate stage wrote beside it (its "Largest regressions" section,
+with example messages), so the comment says nothing the gate did not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from evaluation.report import _cell, _ci, _num
+
+SECTION = "## Largest regressions"
+
+
+def regressions(report: str) -> list[str]:
+    """The report's "Largest regressions" section, one heading level down; [] if absent."""
+    match = re.search(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", report, re.S | re.M)
+    if match is None:
+        return []
+    return ["### Largest regressions", *match.group(1).rstrip().splitlines()]
+
+
+def _rows(checks: list[dict[str, Any]]) -> list[str]:
+    out = ["| | check | metric | value | 95% CI | threshold |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        mark = "pass" if c["passed"] else "**FAIL**"
+        out.append(
+            f"| {mark} | {c['name']} | {_cell(str(c.get('metric', '')))} | {_num(c.get('value'))} | "
+            f"{_ci(c.get('ci'))} | {_cell(str(c.get('threshold', '')))} |"
+        )
+    return out
+
+
+def pr_comment(record: dict[str, Any], report: str | None, report_path: str = "eval/report.md") -> str:
+    approved = record["verdict"] == "approved"
+    cand, base = record["candidate"], record["baseline"]
+    against = "production" if base.get("kind") == "production" else "the base model (first release)"
+    checks = record.get("checks", [])
+    failed = [c for c in checks if not c["passed"]]
+    out = [
+        f"## tunegate release gate: {'APPROVED' if approved else 'REJECTED'}",
+        "",
+        f"**{record['summary']}**: candidate `{cand['model_id']}` against {against} "
+        f"`{base.get('model_id')}`.",
+        "",
+    ]
+    if failed:
+        out += ["### Failed checks", "", *_rows(failed), ""]
+    out += [f"<details><summary>All {len(checks)} checks</summary>", "", *_rows(checks), "", "</details>", ""]
+    if report is None:
+        out += ["(no release report beside the gate record: `dvc repro gate` writes it)", ""]
+    else:
+        out += [*regressions(report), ""]
+    out.append(f"Full report: `{report_path}` (written by `dvc repro`).")
+    return "\n".join(out) + "\n"
+
+
+def comment_for(gate_file: Path) -> str:
+    """The comment for a gate record on disk (its report.md beside it, if there)."""
+    from tunegate.artifacts import read_json
+    from tunegate.errors import TunegateError
+
+    if not gate_file.exists():
+        raise TunegateError(f"{gate_file} is missing; run `dvc repro` to evaluate and gate the candidate")
+    report = gate_file.with_name("report.md")
+    text = report.read_text(encoding="utf-8") if report.exists() else None
+    return pr_comment(read_json(gate_file), text, report.as_posix())
