@@ -141,7 +141,7 @@ async def generate(request: Request, body: Sampling, prompt: str | None, endpoin
         with Slot(rt):
             out = await until_disconnect(request, complete(rt, live, prompt, sampling, entry.request_id))
         choice = out.outputs[0]
-        entry.output = choice.text
+        entry.output, entry.tokens = choice.text, len(choice.token_ids)
     usage = {
         "prompt_tokens": len(out.prompt_token_ids),
         "completion_tokens": len(choice.token_ids),
@@ -158,7 +158,7 @@ async def _chunks(rt: Runtime, live: Live, prompt, sampling, entry, body, shape)
     async for out in rt.engine.generate(prompt, sampling, entry.request_id, live.lora):
         choice = out.outputs[0]
         delta, sent = choice.text[len(sent) :], choice.text
-        entry.output = sent
+        entry.output, entry.tokens = sent, len(choice.token_ids)
         chunk = shape(
             entry.request_id, body.model, live.version, delta, choice.finish_reason, None, chunk=True
         )
@@ -198,6 +198,7 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
         choice = out.outputs[0]
         label = label_of(live, choice.text)
         entry.output, entry.label, entry.valid = choice.text, label, label is not None
+        entry.tokens = len(choice.token_ids)
         entry.confidence = answer_confidence(choice.logprobs)  # raw, as the monitoring reference has it
         confidence, entry.abstained = live.calibration.answer(entry.confidence, label is not None)
     answer = ClassifyResponse(
@@ -240,6 +241,8 @@ async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
     except FeedbackConflict as err:
         raise ApiError(409, str(err), "conflict") from err
     assert row is not None
+    if answered["endpoint"] == "classify" and row["new"]:  # a repeat is counted once
+        rt.metrics.labelled(version, row["label"], body.label)
     if answered["endpoint"] == "generate":
         key = "rating" if column == "rating" else "reference"
         return JSONResponse({"request_id": body.request_id, "version": version, key: row[column]})

@@ -58,7 +58,7 @@ async def generate_answer(request: Request, body: GenerateRequest) -> Any:
         problem = answer.problem
         if choice.finish_reason == "length":  # the cause first: a JSON answer cut short is not JSON
             problem = f"cut off at {sampling.max_tokens} tokens" + (f" ({problem})" if problem else "")
-        entry.output, entry.valid = choice.text, not problem
+        entry.output, entry.valid, entry.tokens = choice.text, not problem, len(choice.token_ids)
     payload = GenerateResponse(
         output=answer.parsed if task.json_answers else choice.text,
         valid=not problem,

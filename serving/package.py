@@ -85,8 +85,12 @@ def save_to_store(
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
-        # The Hugging Face card, now with the gate's results (tunegate/model_card.py).
-        (dest / "README.md").write_text(model_card.render(card, gate), encoding="utf-8")
+        # The Hugging Face card, now with the gate's results (tunegate/model_card.py), unless
+        # the adapter's own README.md is one of its hashed files (made by another tool).
+        if "README.md" in card["files"]:
+            log.warning("%s: README.md is one of the adapter's hashed files; no model card written", tag)
+        else:
+            (dest / "README.md").write_text(model_card.render(card, gate), encoding="utf-8")
         for name, path in (extras or {}).items():
             shutil.copy2(path, dest / name)
     verified_card(dest)

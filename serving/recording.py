@@ -97,7 +97,7 @@ async def recorded(rt: Runtime, entry: Entry) -> AsyncIterator[Entry]:
         raise
     finally:
         entry.latency_ms = (time.perf_counter() - started) * 1000
-        rt.writer.finish(row, entry)
+        rt.finish(row, entry)
 
 
 class LoggedStream(StreamingResponse):
@@ -115,7 +115,7 @@ class LoggedStream(StreamingResponse):
         except ApiError as err:
             outcome(entry, err)
             entry.latency_ms = (time.perf_counter() - started) * 1000
-            rt.writer.finish(row, entry)
+            rt.finish(row, entry)
             raise
         stream = cls(
             _guarded(entry, chunks()), media_type="text/event-stream", headers=headers(live, entry.request_id)
@@ -137,7 +137,7 @@ class LoggedStream(StreamingResponse):
                 self.entry.status, self.entry.error = 499, "client disconnected"
             self.slot.__exit__()
             self.entry.latency_ms = (time.perf_counter() - self.started) * 1000
-            self.rt.writer.finish(self.row, self.entry)
+            self.rt.finish(self.row, self.entry)
 
 
 def hung_up(err: BaseException) -> bool:

@@ -89,6 +89,8 @@ class Entry:
     client: str | None = None
     """Keyed hash of the network peer's address."""
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+    tokens: int | None = None
+    """Completion tokens generated (for serving/metrics.py; not a column of the log)."""
 
 
 def caller_key(value: str | None, secret: bytes) -> str | None:
@@ -127,6 +129,7 @@ def _dead(instance: str | None, host: str, me: str, cutoff: str | None, last_sig
 
 def _row(entry: Entry) -> dict[str, Any]:
     row = asdict(entry)
+    del row["tokens"]
     for key in ("input", "output"):
         if row[key] is not None:
             row[key] = clean_text(row[key])
@@ -299,7 +302,8 @@ class RequestLog:
     ) -> dict[str, Any] | None:
         """Attach a caller's feedback (the true label, a reference answer, or a ``rating``) to
         an answered request, once: the same value again is a no-op, another raises
-        FeedbackConflict. Returns the row, or None if the request is unknown. The write is
+        FeedbackConflict. Returns the row (``new``: this call set it), or None if the
+        request is unknown. The write is
         one conditional UPDATE (only where the column is still empty), so two replicas
         taking feedback for the same request at once cannot both win."""
         if column not in FEEDBACK_COLUMNS:
@@ -312,20 +316,22 @@ class RequestLog:
 
         def attach() -> Any:
             with self._lock, self._engine.begin() as conn:
-                conn.execute(update(requests).where(_answer(request_id), target.is_(None)).values(values))
-                return conn.execute(
+                done = update(requests).where(_answer(request_id), target.is_(None)).values(values)
+                new = conn.execute(done).rowcount > 0
+                found = conn.execute(
                     select(requests.c.request_id, requests.c.version, requests.c.label, target)
                     .where(_answer(request_id))
                     .limit(1)
                 ).first()
+                return found, new
 
-        row = self._run(attach)
+        row, new = self._run(attach)
         if row is None:
             return None
         if row[3] != value:
             what = "feedback" if column == "feedback" else "a rating"
             raise FeedbackConflict(f"request {request_id} already has {what} {row[3]!r}")
-        return {"request_id": row[0], "version": row[1], "label": row[2], column: value}
+        return {"request_id": row[0], "version": row[1], "label": row[2], column: value, "new": new}
 
     def answered(self, request_id: str) -> dict[str, Any] | None:
         def read() -> Any:

@@ -18,12 +18,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from serving.api import ApiError
 from serving.logstore import configured, local_dir
 from serving.logwriter import LogWriter
-from serving.requestlog import RequestLog
+from serving.requestlog import Entry, RequestLog
 from serving.routing import route
 from serving.status import write_status
 from tunegate.artifacts import read_json, verified_card
@@ -34,6 +34,9 @@ from tunegate.inference import classify_sampling, generate_sampling
 from tunegate.layout import layout
 from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
+
+if TYPE_CHECKING:
+    from serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,12 @@ class Runtime:
         self.loaded: dict[str, Live] = {}  # content hash -> a verified, loaded, warmed-up adapter
         self.templates: dict[str, PromptTemplate] = {}  # version -> its prompt (labels, task, schema)
         self._reload_lock = asyncio.Lock()
+        self.metrics: Metrics | None = None  # made in start(), in the serving worker
 
     async def start(self) -> None:
+        from serving.metrics import process_metrics
+
+        self.metrics = process_metrics()  # here, in the worker: see serving/metrics.py
         await self.engine.start()
         replayed = await asyncio.to_thread(self.writer.start)
         if replayed:
@@ -131,6 +138,12 @@ class Runtime:
         await self.reload()
         self.ready = True
         self.background = [asyncio.ensure_future(self.watch())]
+
+    def finish(self, row: str, entry: Entry) -> None:
+        """A request's outcome: its log row completed, and counted in the metrics."""
+        self.writer.finish(row, entry)
+        if self.metrics is not None:
+            self.metrics.finished(entry)
 
     def stop(self) -> None:
         for task in self.background:
@@ -236,6 +249,8 @@ class Runtime:
                 live[stage] = replace(ready, stage=stage)
                 states[stage] = StageState(stage, held.version, "serving")
             self.live, self.states, self.weights, self.seen = live, states, weights, seen
+            if self.metrics is not None:
+                self.metrics.weights(weights, live)
             log.info("live: %s; weights %s", {s: x.version for s, x in live.items()}, weights)
             await asyncio.to_thread(self.write_status)
             return self.describe()

@@ -78,6 +78,7 @@ def make_tiny_adapter(
                 param.normal_(0.0, spread)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
+    (folder / "README.md").unlink(missing_ok=True)  # PEFT's template card: the train stage writes its own
     PromptTemplate(labels=labels).save(folder)
     files = file_hashes(folder)
     base_card = read_json(base / "card.json")
@@ -111,6 +112,7 @@ def make_tiny_generation_adapter(base: Path, folder: Path, schema: dict | None, 
     )
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
+    (folder / "README.md").unlink(missing_ok=True)  # PEFT's template card: the train stage writes its own
     PromptTemplate(system="File the ticket as JSON.", task="generation", output_schema=schema).save(folder)
     write_task(folder, Task("generation", schema, json_answers=schema is not None))
     files = file_hashes(folder)

@@ -96,8 +96,8 @@ def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp
     log.write(Entry("a", "classify", 200, version="v2", label="card_lost", shadow=True))
     assert log.answered("a") == {"version": "v1", "endpoint": "classify", "status": 200}
     row = {"request_id": "a", "version": "v1", "label": "card_arrival", "feedback": "card_lost"}
-    assert log.feedback("a", "card_lost") == row
-    assert log.feedback("a", "card_lost") == row  # the same label again: a no-op
+    assert log.feedback("a", "card_lost") == row | {"new": True}
+    assert log.feedback("a", "card_lost") == row | {"new": False}  # the same label again: a no-op
     with pytest.raises(FeedbackConflict, match="already has feedback 'card_lost'"):
         log.feedback("a", "card_arrival")  # one label per request: the first stands
     assert log.feedback("missing", "x") is None

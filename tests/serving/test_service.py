@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -258,6 +259,72 @@ def test_classify_answers_inside_the_label_set(served):
     assert (
         post(f"{url}/feedback", json={"request_id": "nope", "label": other}, headers=key).status_code == 404
     )
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    """The service's real /metrics (BentoML's endpoint), parsed: (sample name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = get(f"{url}/metrics")
+    assert r.status_code == 200, r.text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def summed(samples: dict[tuple, float], name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)
+
+
+def test_prometheus_metrics_count_each_releases_requests_tokens_and_feedback(served):
+    url = served["url"]
+    before = scrape(url)
+    answered: Counter[tuple[str, str]] = Counter()
+    tokens: Counter[str] = Counter()
+    for i in range(12):
+        body = {"model": "tunegate", "prompt": "Hello there", "max_tokens": 3, "user": f"metrics-{i}"}
+        r = post(f"{url}/v1/completions", json=body)
+        while r.status_code == 429:  # another test's traffic may hold the slots
+            r = post(f"{url}/v1/completions", json=body)
+        assert r.status_code == 200, r.text
+        release = (r.headers["x-tunegate-stage"], r.headers["x-tunegate-version"])
+        answered[release] += 1
+        tokens[release[1]] += r.json()["usage"]["completion_tokens"]
+    mid = scrape(url)  # before /classify, whose answer generates tokens too
+    c = post(f"{url}/classify", json={"text": "my card has not arrived", "user": "metrics-fb"})
+    assert c.status_code == 200, c.text
+    key = {"Authorization": f"Bearer {FEEDBACK}"}
+    for _ in range(2):  # the same label twice: counted once
+        fb = post(
+            f"{url}/feedback",
+            json={"request_id": c.headers["x-request-id"], "label": c.json()["label"] or served["labels"][0]},
+            headers=key,
+        )
+        assert fb.status_code == 200, fb.text
+    after = scrape(url)
+
+    for (stage, version), n in answered.items():
+        release = {"stage": stage, "version": version}
+        done = {"endpoint": "completions", "status": "200", **release}
+        assert (
+            summed(after, "tunegate_requests_total", **done)
+            - summed(before, "tunegate_requests_total", **done)
+            == n
+        )
+        count = "tunegate_request_duration_seconds_count"
+        where = {"endpoint": "completions", **release}
+        assert summed(after, count, **where) - summed(before, count, **where) == n
+    for version, n in tokens.items():
+        grown = summed(mid, "tunegate_generated_tokens_total", version=version)
+        assert grown - summed(before, "tunegate_generated_tokens_total", version=version) == n
+    fb_version = c.headers["x-tunegate-version"]
+    fed = summed(after, "tunegate_feedback_total", version=fb_version)
+    assert fed - summed(before, "tunegate_feedback_total", version=fb_version) == 1
+    weights = {ls: v for (n, ls), v in after.items() if n == "tunegate_traffic_weight_percent" and v > 0}
+    assert sum(weights.values()) == 100  # the routed stages' shares
+    assert {dict(ls)["version"] for ls in weights} >= {v for _, v in answered}
 
 
 def test_canary_gets_its_share_and_callers_are_sticky(served):
