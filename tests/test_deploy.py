@@ -5,6 +5,7 @@ service every environment variable its code reads, secrets by reference only."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 
 import kubernetes_validate
@@ -89,3 +90,49 @@ def test_deploy_canary_judge_runs_rollout_step_on_the_shared_log():
         v["persistentVolumeClaim"]["claimName"]
         for v in one("Deployment")["spec"]["template"]["spec"]["volumes"]
     }
+
+
+MONITORING = ROOT / "deploy"
+
+
+def monitoring_queries() -> list[str]:
+    """Every PromQL expression of the Grafana dashboard, the alert rules and the Argo
+    Rollouts AnalysisTemplate (tests/serving/test_service.py checks them against a
+    running service's /metrics)."""
+    dashboard = json.loads((MONITORING / "grafana/tunegate-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    rules = yaml.safe_load((MONITORING / "prometheus/rules.yaml").read_text())
+    exprs += [r["expr"] for group in rules["groups"] for r in group["rules"]]
+    analysis = yaml.safe_load((MONITORING / "prometheus/analysis-template.yaml").read_text())
+    exprs += [m["provider"]["prometheus"]["query"] for m in analysis["spec"]["metrics"]]
+    return exprs
+
+
+def test_deploy_monitoring_files_parse_and_name_what_they_watch():
+    dashboard = json.loads((MONITORING / "grafana/tunegate-dashboard.json").read_text())
+    assert dashboard["uid"] and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for watched in (
+        "error rate",
+        "p95 latency",
+        "429",
+        "tokens",
+        "invalid",
+        "abstained",
+        "accuracy",
+        "weights",
+    ):
+        assert watched in titles, watched
+    rules = yaml.safe_load((MONITORING / "prometheus/rules.yaml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert (
+        "TunegateCanaryErrorRate" in alerts and 'stage="canary"' in alerts["TunegateCanaryErrorRate"]["expr"]
+    )
+    assert all(r.get("for") and r["labels"].get("severity") for r in alerts.values())
+    analysis = yaml.safe_load((MONITORING / "prometheus/analysis-template.yaml").read_text())
+    assert (analysis["apiVersion"], analysis["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    (metric,) = analysis["spec"]["metrics"]
+    assert "result[0]" in metric["successCondition"] and metric["failureLimit"] >= 1
+    for expr in monitoring_queries():  # balanced, and each names a tunegate or BentoML metric
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}")
+        assert re.search(r"\b(tunegate|bentoml)_[a-z_]+", expr), expr

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -325,6 +326,30 @@ def test_prometheus_metrics_count_each_releases_requests_tokens_and_feedback(ser
     weights = {ls: v for (n, ls), v in after.items() if n == "tunegate_traffic_weight_percent" and v > 0}
     assert sum(weights.values()) == 100  # the routed stages' shares
     assert {dict(ls)["version"] for ls in weights} >= {v for _, v in answered}
+
+
+def test_prometheus_dashboard_and_alerts_query_only_metrics_the_service_exposes(served):
+    """deploy/grafana and deploy/prometheus query the real /metrics: every metric name in
+    their expressions is a sample of a running service after one answered and labelled
+    request."""
+    from tests.test_deploy import monitoring_queries
+
+    url = served["url"]
+    c = post(f"{url}/classify", json={"text": "where is my new card", "user": "metrics-dash"})
+    assert c.status_code == 200, c.text
+    label = c.json()["label"] or served["labels"][0]
+    key = {"Authorization": f"Bearer {FEEDBACK}"}
+    assert (
+        post(
+            f"{url}/feedback", json={"request_id": c.headers["x-request-id"], "label": label}, headers=key
+        ).status_code
+        == 200
+    )
+    exposed = {name for name, _ in scrape(url)}
+    queried = {
+        m for expr in monitoring_queries() for m in re.findall(r"\b(?:tunegate|bentoml)_[a-z_]+\b", expr)
+    }
+    assert queried and queried <= exposed, sorted(queried - exposed)
 
 
 def test_canary_gets_its_share_and_callers_are_sticky(served):
