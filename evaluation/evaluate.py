@@ -83,12 +83,21 @@ def predict_all(
                 out[(key, suite_name)] = preds
         return out
     engine = HFEngine(engine_kind, batch_size)
-    return {
-        (ref.key, suite.name): engine.classify(
-            ref, tpl, suite.rows, confident is None or ref.key in confident
-        )
-        for ref, tpl, suite in jobs
-    }
+    # The same weights (tree hash, base included), prompt and rows give the same greedy
+    # answers: a production model identical to the candidate (re-evaluated after its
+    # promotion) is asked once, with confidences if either needs them.
+    same: dict[tuple, list[tuple[str, str]]] = {}
+    asked: dict[tuple, tuple[ModelRef, PromptTemplate, Suite]] = {}
+    for ref, tpl, suite in jobs:
+        key = (ref.tree_sha256, ref.base_dir.resolve(), ref.adapter_dir is None, tpl, suite.name)
+        same.setdefault(key, []).append((ref.key, suite.name))
+        asked.setdefault(key, (ref, tpl, suite))
+    out = {}
+    for key, (ref, tpl, suite) in asked.items():
+        needs = confident is None or any(k in confident for k, _ in same[key])
+        preds = engine.classify(ref, tpl, suite.rows, needs)
+        out |= {who: preds for who in same[key]}
+    return out
 
 
 def agreement(a: list[Prediction], b: list[Prediction]) -> tuple[float, list[dict[str, Any]]]:

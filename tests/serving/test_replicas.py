@@ -192,7 +192,9 @@ def test_replica_promotion_through_one_reaches_the_other_within_the_watch_period
     seen = wait_until(
         lambda: set(git(b["project"], "tag", "--list", moves).split()) != tags_before, "B's fetch"
     )
-    assert seen <= WATCH + 3.0, f"B saw the promotion after {seen:.1f} s (watch period {WATCH} s)"
+    # One watch period, plus slack for a tick delayed on a busy 2-core machine (measured
+    # here about 1 s; a CI run beside other work took longer).
+    assert seen <= WATCH + 10.0, f"B saw the promotion after {seen:.1f} s (watch period {WATCH} s)"
 
     def b_canary() -> str | None:
         pinned = {"model": "tunegate:canary", "prompt": "Hi", "max_tokens": 1}
@@ -211,9 +213,13 @@ def test_replica_promotion_through_one_reaches_the_other_within_the_watch_period
 
 def test_replica_takes_feedback_on_an_answer_the_other_gave(replicas):
     a, b, database = replicas["a"], replicas["b"], replicas["database"]
-    r = post(f"{b['url']}/classify", json={"text": "my card has not arrived yet", "user": "fb"})
-    assert r.status_code == 200, r.text
+    for i in range(100):  # a caller of production (v1 never abstains; v3, the canary by now, always does)
+        r = post(f"{b['url']}/classify", json={"text": "my card has not arrived yet", "user": f"fb-{i}"})
+        assert r.status_code == 200, r.text
+        if r.headers["x-tunegate-stage"] == "production":
+            break
     rid, answered = r.headers["x-request-id"], r.json()["label"]
+    assert answered is not None
     wait_until(lambda: finished(database, [rid]) == 1, "B's row")
     other = next(x for x in a["labels"] if x != answered)
     key = {"Authorization": f"Bearer {FEEDBACK}"}
