@@ -34,6 +34,16 @@ def bento_tag(name: str, card: dict[str, Any]) -> str:
     return f"{name}:{card['tree_sha256'][:20]}"
 
 
+def write_model_card(folder: Path, card: dict[str, Any], gate: dict[str, Any], tag: str) -> None:
+    """The Hugging Face card with the gate's results (tunegate/model_card.py), also into an
+    entry packaged before cards existed; not when the adapter's own README.md is one of its
+    hashed files (made by another tool)."""
+    if "README.md" in card["files"]:
+        log.warning("%s: README.md is one of the adapter's hashed files; no model card written", tag)
+        return
+    (folder / "README.md").write_text(model_card.render(card, gate), encoding="utf-8")
+
+
 def save_to_store(
     candidate: Path,
     gate_file: Path,
@@ -68,6 +78,7 @@ def save_to_store(
                 f"with other settings?); delete it to package the new one: bentoml models delete {tag}"
             )
         verified_card(existing.path)
+        write_model_card(Path(existing.path), card, read_json(Path(existing.path) / "gate.json"), tag)
         return Path(existing.path)
     metadata = {
         "tree_sha256": card["tree_sha256"],
@@ -85,12 +96,7 @@ def save_to_store(
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
-        # The Hugging Face card, now with the gate's results (tunegate/model_card.py), unless
-        # the adapter's own README.md is one of its hashed files (made by another tool).
-        if "README.md" in card["files"]:
-            log.warning("%s: README.md is one of the adapter's hashed files; no model card written", tag)
-        else:
-            (dest / "README.md").write_text(model_card.render(card, gate), encoding="utf-8")
+        write_model_card(dest, card, gate, tag)
         for name, path in (extras or {}).items():
             shutil.copy2(path, dest / name)
     verified_card(dest)
