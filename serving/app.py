@@ -241,7 +241,7 @@ async def feedback(request: Request, body: FeedbackRequest) -> JSONResponse:
     except FeedbackConflict as err:
         raise ApiError(409, str(err), "conflict") from err
     assert row is not None
-    if answered["endpoint"] == "classify" and row["new"]:  # a repeat is counted once
+    if rt.metrics is not None and answered["endpoint"] == "classify" and row["new"]:  # a repeat counts once
         rt.metrics.labelled(version, row["label"], body.label)
     if answered["endpoint"] == "generate":
         key = "rating" if column == "rating" else "reference"

@@ -17,7 +17,11 @@ from tunegate.params import Params, ServeParams
 def stub(**serve) -> SimpleNamespace:
     params = Params(serve=ServeParams(**({"require_api_key": True} | serve)))
     return SimpleNamespace(
-        ready=True, params=params, model_names=lambda privileged: ["tunegate"], readiness=lambda: (True, {})
+        ready=True,
+        params=params,
+        model_names=lambda privileged: ["tunegate"],
+        readiness=lambda: (True, {}),
+        metrics=None,  # a Runtime's, before it starts (serving/metrics.py)
     )
 
 
