@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import subprocess
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from serving.logstore import engine_for, migrate, requests  # noqa: E402
 from serving.logwriter import LogWriter  # noqa: E402
 from serving.requestlog import OPEN, Entry, RequestLog, row_of  # noqa: E402
+from tests.postgres import fresh_database, server_url  # noqa: E402
 from tunegate.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
 
 MESSAGE = "my card payment to the supermarket was declined twice today??"
@@ -136,7 +136,7 @@ def serving_part(logs: dict[str, str], args: argparse.Namespace, tmp: Path) -> d
         finally:
             so.stop(proc)  # SIGTERM: the writer drains before the process exits
         written = RequestLog(url).count() - before
-        answered = figures["requests"] + 4  # the load's warm-up requests are logged too
+        answered = figures["requests"] + so.WARM_UP  # the load's warm-up requests are logged too
         assert written == answered, f"{engine}: {written} rows for {answered} answered requests"
         figures["rows_written"] = written
         figures["rows_per_s"] = round(figures["requests"] / figures["seconds"], 2)
@@ -203,11 +203,13 @@ def drift_run(url: str, reference: Path, params: Path) -> dict:
         "--params",
         str(params),
     ]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    output = proc.stdout.read() if proc.stdout else ""
+    with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: a full pipe would block the child
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        output = out.read()
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 3):  # 0: no drift, 3: drift; anything else is a failure
         raise SystemExit(f"tunegate drift exited {code}:\n{output[-3000:]}")
@@ -225,7 +227,7 @@ def drift_part(logs: dict[str, str], args: argparse.Namespace, tmp: Path) -> dic
     fill(warm, args.data, 1000)
     out: dict[str, dict] = {"warm_up": drift_run(warm, args.reference, params)}  # caches the reference
     for engine, url in logs.items():
-        url = f"sqlite:///{tmp / 'drift.sqlite'}" if engine == "sqlite" else new_database(url)
+        url = f"sqlite:///{tmp / 'drift.sqlite'}" if engine == "sqlite" else fresh_database(url)
         print(f"filling the {engine} log with {args.drift_rows} rows ...", flush=True)
         result = {"rows": args.drift_rows, "fill_seconds": round(fill(url, args.data, args.drift_rows), 1)}
         result |= drift_run(url, args.reference, params)
@@ -236,28 +238,6 @@ def drift_part(logs: dict[str, str], args: argparse.Namespace, tmp: Path) -> dic
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-def new_database(server_url: str) -> str:
-    from tests.postgres import fresh_database
-
-    return fresh_database(server_url)
-
-
-@contextlib.contextmanager
-def postgres(given: str | None) -> Iterator[str]:
-    """A PostgreSQL server's URL: the given one, or a private server started here."""
-    if given is not None:
-        yield given
-        return
-    from tests.postgres import PostgresServer
-
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 def table(results: dict) -> str:
@@ -309,17 +289,17 @@ def main() -> None:
     results: dict[str, dict] = {}
     with (
         tempfile.TemporaryDirectory(prefix="tunegate-logbench-") as name,
-        postgres(args.database_url) as server,
+        server_url(args.database_url) as server,
     ):
         tmp = Path(name)
-        logs = {"sqlite": f"sqlite:///{tmp / 'requests.sqlite'}", "postgresql": new_database(server)}
+        logs = {"sqlite": f"sqlite:///{tmp / 'requests.sqlite'}", "postgresql": fresh_database(server)}
         if "writer" in args.parts:
             results["writer"] = {
                 e: writer_part(url, args.requests, tmp / f"spool-{e}") for e, url in logs.items()
             }
             print(results["writer"], flush=True)
         if "serving" in args.parts:
-            served = {"sqlite": f"sqlite:///{tmp / 'served.sqlite'}", "postgresql": new_database(server)}
+            served = {"sqlite": f"sqlite:///{tmp / 'served.sqlite'}", "postgresql": fresh_database(server)}
             results["serving"] = serving_part(served, args, tmp)
         if "drift" in args.parts:
             results["drift"] = drift_part({"sqlite": "", "postgresql": server}, args, tmp)

@@ -42,6 +42,8 @@ from tunegate.artifacts import environment, read_json, read_jsonl, write_json  #
 from tunegate.prompt import PromptTemplate  # noqa: E402
 
 BIN = Path(sys.executable).parent
+WARM_UP = 4
+"""Requests sent before the timed load (logged by the service like any other)."""
 
 
 def free_port() -> int:
@@ -102,7 +104,7 @@ async def load(url: str, model: str, bodies: list[list[dict]], concurrency: int,
             latencies.append(time.perf_counter() - t)
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-        for messages in bodies[:4]:  # warm-up, not timed
+        for messages in bodies[:WARM_UP]:  # warm-up, not timed
             await client.post(
                 "/v1/chat/completions", json={"model": model, "messages": messages, "max_tokens": max_tokens}
             )

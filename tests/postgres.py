@@ -12,6 +12,7 @@ or a log left by an earlier test is never read by the next.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -84,11 +85,12 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The URL of a running PostgreSQL server's ``postgres`` database."""
-    if os.environ.get(URL_ENV):
-        yield os.environ[URL_ENV]
+@contextlib.contextmanager
+def server_url(given: str | None = None) -> Iterator[str]:
+    """A running server's URL: the one given, or a private server started here and
+    stopped on exit (also what bench/requestlog_throughput.py uses)."""
+    if given:
+        yield given
         return
     server = PostgresServer()
     server.start()
@@ -96,6 +98,13 @@ def postgres_server() -> Iterator[str]:
         yield server.url
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a running PostgreSQL server's ``postgres`` database."""
+    with server_url(os.environ.get(URL_ENV)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from tests.serving.test_service import (
     build_project,
     free_port,
     get,
+    launch,
     post,
     sh,
     stop,
@@ -90,14 +91,9 @@ def replicas(tiny_base, prepared_sample, postgres_server, tmp_path_factory):
     procs = {}
     try:
         for name, info in (("a", a), ("b", b)):  # both start at once, as a rollout's pods do
-            info["log_file"] = info["root"] / "service.log"
-            with open(info["log_file"], "w") as out:
-                procs[name] = subprocess.Popen(
-                    [str(BIN / "tunegate"), "serve"], cwd=info["project"], env=env, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
+            procs[name] = launch(info)
         for name, info in (("a", a), ("b", b)):
-            wait_ready(procs[name], info["url"], info["log_file"])
+            wait_ready(procs[name], info["url"], info["root"] / "service.log")
         yield {"a": a, "b": b, "procs": procs, "database": database, "remote": remote}
     finally:
         for proc in procs.values():
@@ -261,7 +257,8 @@ def test_replica_killed_mid_traffic_loses_no_row_of_the_other_and_its_open_rows_
     proc_b.wait(30)
     for t in slow:
         t.join(130)
-    time.sleep(1.0)  # A keeps serving after B died (a wait for more traffic, not for readiness)
+    after_kill = len(answered_by_a)
+    wait_until(lambda: len(answered_by_a) >= after_kill + 5, "A answering after B died")
     stop_a.set()
     steady.join(130)
     assert len(answered_by_a) > 0

@@ -87,19 +87,25 @@ def served(tiny_base, prepared_sample, tmp_path_factory):
         yield info
 
 
-@contextlib.contextmanager
-def running(info: dict):
-    """`tunegate serve` on a built project, ready (/readyz) on entry, stopped on exit."""
+def launch(info: dict) -> subprocess.Popen:
+    """`tunegate serve` on a built project, in its own process group, logging to
+    ``<root>/service.log``; not yet ready (see `wait_ready`)."""
     with open(info["root"] / "service.log", "w") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [str(BIN / "tunegate"), "serve"], cwd=info["project"], env=info["env"], stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        try:
-            wait_ready(proc, info["url"], info["root"] / "service.log")
-            yield proc
-        finally:
-            stop(proc)
+
+
+@contextlib.contextmanager
+def running(info: dict):
+    """`tunegate serve` on a built project, ready (/readyz) on entry, stopped on exit."""
+    proc = launch(info)
+    try:
+        wait_ready(proc, info["url"], info["root"] / "service.log")
+        yield proc
+    finally:
+        stop(proc)
 
 
 def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dict) -> dict:
@@ -286,9 +292,11 @@ def test_prometheus_metrics_count_each_releases_requests_tokens_and_feedback(ser
     tokens: Counter[str] = Counter()
     for i in range(12):
         body = {"model": "tunegate", "prompt": "Hello there", "max_tokens": 3, "user": f"metrics-{i}"}
-        r = post(f"{url}/v1/completions", json=body)
-        while r.status_code == 429:  # another test's traffic may hold the slots
+        for _ in range(200):  # another test's traffic may hold the slots
             r = post(f"{url}/v1/completions", json=body)
+            if r.status_code != 429:
+                break
+            time.sleep(0.05)
         assert r.status_code == 200, r.text
         release = (r.headers["x-tunegate-stage"], r.headers["x-tunegate-version"])
         answered[release] += 1
