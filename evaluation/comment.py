@@ -8,21 +8,17 @@ with example messages), so the comment says nothing the gate did not.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from evaluation.report import _cell, _ci, _num
-
-SECTION = "## Largest regressions"
+from tunegate.markdown import REGRESSIONS, section
 
 
 def regressions(report: str) -> list[str]:
     """The report's "Largest regressions" section, one heading level down; [] if absent."""
-    match = re.search(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", report, re.S | re.M)
-    if match is None:
-        return []
-    return ["### Largest regressions", *match.group(1).rstrip().splitlines()]
+    lines = section(report, REGRESSIONS)
+    return [f"### {REGRESSIONS}", "", *lines] if lines else []
 
 
 def _rows(checks: list[dict[str, Any]]) -> list[str]:

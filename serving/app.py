@@ -47,6 +47,7 @@ from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import OPEN, FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, complete, until_disconnect
 from serving.runtime import of_request as runtime
+from serving.ui import router as ui_router
 from tunegate.errors import RegistryError, TunegateError
 from tunegate.inference import classify_sampling
 from tunegate.prompt import answer_confidence
@@ -61,6 +62,7 @@ def build_app(rt: Runtime | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(generate_router)
     app.include_router(admin)
+    app.include_router(ui_router)  # the dashboard: /ui (serving/ui.py)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:

@@ -27,6 +27,8 @@ from tunegate.params import load_params
 from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
+REPORT = "report.md"
+"""The release report's name in a store entry (eval/report.md when packaged)."""
 
 
 def bento_tag(name: str, card: dict[str, Any]) -> str:
@@ -51,13 +53,16 @@ def save_to_store(
     card: dict[str, Any],
     gate: dict[str, Any],
     extras: dict[str, Path] | None = None,
+    report: Path | None = None,
 ) -> Path:
     """Copy the candidate into the BentoML model store (once per adapter); returns its folder.
 
     `extras` (store file name -> file: the monitoring reference, the calibration) are copied
     beside it, each with its sha256 in the model's metadata (``<stem>_sha256``). An existing
     entry for the same adapter with other extras is an error: its calibration decides
-    what the service answers, so it is not silently kept or replaced."""
+    what the service answers, so it is not silently kept or replaced. The release report
+    (`report`, eval/report.md) is copied beside it as ``report.md`` for the dashboard, like
+    the model card outside the hashed files (a document, not what is served)."""
     import bentoml
 
     hashes = {f"{Path(name).stem}_sha256": sha256_file(path) for name, path in (extras or {}).items()}
@@ -79,6 +84,7 @@ def save_to_store(
             )
         verified_card(existing.path)
         write_model_card(Path(existing.path), card, read_json(Path(existing.path) / "gate.json"), tag)
+        copy_report(report, Path(existing.path))
         return Path(existing.path)
     metadata = {
         "tree_sha256": card["tree_sha256"],
@@ -97,10 +103,18 @@ def save_to_store(
             shutil.copy2(candidate / rel, dest / rel)
         shutil.copy2(gate_file, dest / "gate.json")
         write_model_card(dest, card, gate, tag)
+        copy_report(report, dest)
         for name, path in (extras or {}).items():
             shutil.copy2(path, dest / name)
     verified_card(dest)
     return dest
+
+
+def copy_report(report: Path | None, dest: Path) -> None:
+    if report is not None and report.exists():
+        shutil.copy2(report, dest / REPORT)
+    elif report is not None:
+        log.warning("no release report at %s: the dashboard will show no regressions", report)
 
 
 def resolve(tag: str, tree_sha256: str) -> Path:
@@ -247,6 +261,7 @@ def package(
     repo: Path,
     reference: Path | None = None,
     calibration_file: Path | None = None,
+    report: Path | None = None,
 ) -> dict[str, Any]:
     params = load_params(params_path)
     gate = read_json(gate_file)
@@ -281,7 +296,8 @@ def package(
         return record
     tag = bento_tag(params.release.name, card)
     extras = {monitor_reference.FILE: reference, calibration.FILE: calibration_file}
-    save_to_store(candidate, gate_file, tag, card, gate, {k: v for k, v in extras.items() if v is not None})
+    extras = {k: v for k, v in extras.items() if v is not None}
+    save_to_store(candidate, gate_file, tag, card, gate, extras, report)
     record |= {"packaged": True, "bento_tag": tag, "version": None}
     try:
         from serving.registry import Registry
@@ -304,9 +320,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repo", type=Path, default=Path("."), help="the git repository GTO registers in")
     parser.add_argument("--reference", type=Path, default=None, help="the monitoring reference to package")
     parser.add_argument("--calibration", type=Path, default=None, help="the calibration the gate judged")
+    parser.add_argument("--report", type=Path, default=None, help="the release report (for the dashboard)")
     args = parser.parse_args(argv)
     configure_logging()
-    package(args.params, args.candidate, args.gate, args.out, args.repo, args.reference, args.calibration)
+    files = (args.candidate, args.gate, args.out, args.repo, args.reference, args.calibration, args.report)
+    package(args.params, *files)
 
 
 if __name__ == "__main__":

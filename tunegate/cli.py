@@ -332,6 +332,29 @@ def replay(
     typer.echo(json.dumps(summary))
 
 
+ui_app = typer.Typer(help="The release dashboard (served at /ui by `tunegate serve`).", no_args_is_help=True)
+app.add_typer(ui_app, name="ui")
+
+
+@ui_app.command("build")
+def ui_build(
+    out: Path = typer.Option(..., "--out", help="Folder to write the static site into (replaced)."),
+    params_path: Path = PARAMS_OPTION,
+) -> None:
+    """Write the dashboard's pages as a static site (opens from file:// or any web server)."""
+    from serving.ui import build_site
+    from tunegate.params import load_params
+
+    try:
+        site = build_site(Path.cwd(), load_params(params_path), out)
+    except TunegateError as err:
+        fail(err)
+    for note in site["notes"]:
+        typer.echo(f"note: {note}")
+    pages = sum(1 for k in site if k.startswith("api/"))
+    typer.echo(f"wrote {out}/index.html ({pages} views); open it in a browser")
+
+
 @app.command()
 def drift(
     window: str | None = typer.Option(

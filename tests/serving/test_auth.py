@@ -188,3 +188,23 @@ def test_feedback_takes_the_declared_out_of_scope_label(tmp_path, monkeypatch):
             assert r.status_code == 400 and "data.oos_label declares none" in r.json()["error"]["message"]
     assert [row["feedback"] for row in log.rows() if row["request_id"] in ("q1", "q2")] == ["oos", None]
     log.close()
+
+
+def test_the_dashboard_pages_are_open_and_its_data_needs_the_key_when_the_api_does(client, tmp_path):
+    """The page files carry no data and no secret; the JSON views and the Evidently pages are
+    read like the API: with the key when serve.require_api_key is on."""
+    rt = client.app.api.state.runtime
+    rt.project = tmp_path
+    (tmp_path / "reports/drift").mkdir(parents=True)
+    (tmp_path / "reports/drift/2026-12-06T10:00:00.html").write_text("<html>Evidently</html>")
+    for path in ("/ui/", "/ui/app.js", "/ui/style.css", "/ui/site.js"):
+        assert client.get(path).status_code == 200, path
+    assert "admin-token" not in client.get("/ui/app.js").text
+    for path in ("/ui/api/drift.json", "/ui/reports/2026-12-06T10:00:00.html"):
+        assert client.get(path).status_code == 401, path
+    key = {"Authorization": "Bearer public-key"}
+    assert client.get("/ui/api/drift.json", headers=key).json()["reports"] == []
+    assert "Evidently" in client.get("/ui/reports/2026-12-06T10:00:00.html", headers=key).text
+    for bad in ("../../params.yaml", "..%2F..%2Fparams.yaml", "secret.txt", "app.py"):
+        assert client.get(f"/ui/reports/{bad}", headers=key).status_code == 404, bad
+    assert client.get("/ui/nothing.js").status_code == 404

@@ -33,6 +33,9 @@ from tunegate.artifacts import read_json, sha256_file, write_json
 from tunegate.calibration import Calibration
 
 pytestmark = pytest.mark.slow
+SERVE = {"max_model_len": 512, "max_tokens": 480, "kv_cache_gib": 1, "max_concurrency": 2}
+SERVE["shadow"] = ["staging"]
+"""The shared service's settings (the `served` fixture, tests/serving/conftest.py)."""
 BIN = Path(sys.executable).parent
 ADMIN = "admin-secret"
 FEEDBACK = "feedback-secret"
@@ -70,21 +73,6 @@ def free_port() -> int:
 
 def sh(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def served(tiny_base, prepared_sample, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    serve = {
-        "max_model_len": 512,
-        "max_tokens": 480,
-        "kv_cache_gib": 1,
-        "max_concurrency": 2,
-        "shadow": ["staging"],
-    }
-    info = build_project(root, tiny_base, prepared_sample, serve)
-    with running(info):
-        yield info
 
 
 def launch(info: dict) -> subprocess.Popen:
@@ -136,12 +124,12 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     assert sh(["git", "init", "-q"], project, env).returncode == 0
     labels = tuple(read_json(prepared_sample / "labels.json"))
-    versions, trees = [], {}
+    versions, trees, first = [], {}, None
     for n in (1, 2, 3):  # three approved releases, one commit each
         adapter = make_tiny_adapter(project / "models/base", root / f"adapter{n}", labels, seed=n)
         card = read_json(adapter / "card.json")
-        checks = [{"name": "holdout.accuracy", "passed": True}]
-        gate = {"verdict": "approved", "candidate": card, "baseline": {"kind": "base"}, "checks": checks}
+        gate = gate_record(n, card, first)
+        first = first or card
         cmd = [
             sys.executable,
             "-m",
@@ -152,6 +140,8 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
             str(adapter),
         ]
         cmd += ["--gate", str(root / f"gate{n}.json"), "--out", "registry/candidate.json"]
+        (root / f"report{n}.md").write_text(REPORT)
+        cmd += ["--report", str(root / f"report{n}.md")]
         if n in CALIBRATIONS:  # v2 is packaged without one, as releases before calibration were
             calibration.write(root / f"calibration{n}.json", CALIBRATIONS[n])
             gate["calibration_sha256"] = sha256_file(root / f"calibration{n}.json")
@@ -175,6 +165,46 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
     return {
         "url": f"http://127.0.0.1:{port}", "project": project, "env": env, "versions": versions,
         "labels": labels, "root": root, "trees": trees, "port": port,
+    }  # fmt: skip
+
+
+REPORT = """# Release report
+
+## Largest regressions
+
+Messages the baseline got right and the candidate got wrong:
+
+| suite | message | gold | candidate |
+|---|---|---|---|
+| holdout | my new card has still not arrived | card_arrival | lost_or_stolen_card |
+
+## Provenance
+"""
+"""What the packaged release report says under its regressions (the dashboard shows it)."""
+
+
+def gate_record(n: int, card: dict, first: dict | None) -> dict:
+    """A gate record for release `n` as the gate stage writes one (the adapters are random, so
+    the figures are made up): v1 judged against the base model, later ones against v1 with a
+    paired A/B check."""
+    acc = 0.80 + 0.03 * n
+    checks = [
+        {"name": "holdout.accuracy", "metric": "accuracy", "value": acc, "ci": [acc - 0.05, acc + 0.04],
+         "threshold": ">= 0.8", "passed": True},
+        {"name": "shifted.drop", "metric": "accuracy drop", "value": 0.02, "ci": [-0.01, 0.05],
+         "threshold": "<= 0.1", "passed": True},
+    ]  # fmt: skip
+    baseline = {"kind": "base", "model_id": card["base_model"]["model_id"]}
+    if first is not None:
+        baseline = {"kind": "production", "model_id": first["model_id"], "tree_sha256": first["tree_sha256"]}
+        checks.append(
+            {"name": "holdout.ab_vs_production", "metric": "accuracy delta", "value": 0.03,
+             "ci": [-0.01, 0.07], "threshold": ">= -0.02", "passed": True, "test": "McNemar"}
+        )  # fmt: skip
+    passed = len(checks)
+    return {
+        "verdict": "approved", "candidate": card, "baseline": baseline, "checks": checks,
+        "summary": f"approved: {passed} of {passed} checks passed",
     }  # fmt: skip
 
 
