@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ HTML_NAME = re.compile(r"^[\w.:+-]+\.html$")
 def releases_view(registry: Any) -> dict[str, Any]:
     """Each stage's release, traffic share, verdict and assignment, every registered release,
     and the audit trail (newest first; forced promotions marked)."""
-    newest = sorted(registry.releases().values(), key=lambda r: r.registered_at, reverse=True)
+    newest = sorted(registry.releases().values(), key=_registration, reverse=True)
     trail = []
     for e in reversed(registry.events()):
         info = json_message(e["message"])
@@ -59,6 +60,11 @@ def releases_view(registry: Any) -> dict[str, Any]:
         "audit": trail,
         "source": f"registry: GTO tags of {registry.name} in {registry.repo.name}",
     }
+
+
+def _registration(r: Any) -> tuple[str, list[int]]:
+    """When a release was registered; within one second, by its version's numbers."""
+    return r.registered_at, [int(n) for n in re.findall(r"\d+", r.version)]
 
 
 def release_view(registry: Any, version: str) -> dict[str, Any]:
@@ -172,7 +178,7 @@ def _report(raw: dict[str, Any], name: str) -> dict[str, Any]:
     ]
     html = [Path(h).name for h in raw.get("html", []) if HTML_NAME.match(Path(h).name)]
     return {
-        "time": str(raw["time"]),
+        "time": iso_time(str(raw["time"])),
         "file": name,
         "status": raw["status"],
         "drifted": list(raw.get("drifted", [])),
@@ -184,6 +190,19 @@ def _report(raw: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
+def iso_time(text: str) -> str:
+    """A report's time (``20261206T114419996534Z``, as `tunegate drift` names its files) or a
+    trigger's (ISO 8601) as ISO 8601 in UTC, which a browser's ``Date.parse`` reads; else as is."""
+    for parse in (lambda t: datetime.strptime(t, "%Y%m%dT%H%M%S%fZ"), datetime.fromisoformat):
+        try:
+            when = parse(text)
+        except ValueError:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat(timespec="seconds")
+    return text
+
+
 def _triggers(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -192,6 +211,7 @@ def _triggers(path: Path, notes: list[str]) -> list[dict[str, Any]]:
         try:
             t = json.loads(line)
             out.append({k: t.get(k) for k in ("time", "why", "reports", "exit_code", "verdict")})
+            out[-1]["time"] = iso_time(str(t.get("time")))
         except (json.JSONDecodeError, AttributeError):
             notes.append(f"{path.name} line {n} skipped: not JSON")
     return out

@@ -84,7 +84,8 @@
     g.append(svg("line", { x1: 8, x2: W - 8, y1: 22, y2: 22, stroke: "#ccd" }));
     if (t !== null) {
       g.append(svg("line", { x1: x(t), x2: x(t), y1: 4, y2: 30, stroke: "#555", "stroke-dasharray": "3,2", class: "threshold" }));
-      g.append(svg("text", { x: x(t) + 3, y: 10 }, String(check.threshold)));
+      const right = x(t) > W / 2;  // the label on the side with room
+      g.append(svg("text", { x: right ? x(t) - 3 : x(t) + 3, y: 10, "text-anchor": right ? "end" : "start" }, String(check.threshold)));
     }
     if (ci) g.append(svg("line", { x1: x(ci[0]), x2: x(ci[1]), y1: 22, y2: 22, stroke: colour, "stroke-width": 3, class: "ci" }));
     g.append(svg("circle", { cx: x(v), cy: 22, r: 4, fill: colour, class: "value" }));
@@ -118,7 +119,8 @@
       const colour = p.drifted === true ? "#b01c1c" : p.drifted === false ? "#1f7a33" : "#999";
       g.append(svg("circle", { cx: x(Date.parse(p.time)), cy: y(p.score), r: 4, fill: colour, class: p.drifted ? "point drifted" : "point" }, svg("title", {}, `${p.time}: ${num(p.score)} (threshold ${num(p.threshold)})`)));
     }
-    g.append(svg("text", { x: L, y: H - 6 }, points[0].time.slice(0, 19)), svg("text", { x: W - R - 110, y: H - 6 }, last.time.slice(0, 19)));
+    const shown = (t) => t.slice(0, 19).replace("T", " ");
+    g.append(svg("text", { x: L, y: H - 6 }, shown(points[0].time)), svg("text", { x: W - R, y: H - 6, "text-anchor": "end" }, shown(last.time)));
     return g;
   }
 
@@ -180,7 +182,7 @@
   }
 
   function blocksOf(blocks) {
-    return blocks.map((b) => (b.header && b.header.length ? [b.text ? el("p", {}, b.text) : null, table(b.header, b.rows)] : el("p", {}, b.text)));
+    return blocks.flatMap((b) => (b.header && b.header.length ? [b.text ? el("p", {}, b.text) : null, table(b.header, b.rows)] : [el("p", {}, b.text)])).filter(Boolean);
   }
 
   async function releasePage(version) {
@@ -262,8 +264,8 @@
     out.push(table(["time", "status", "drifted", "requests", "release", "report", "retraining"], v.reports.map((r) => [r.time, badge(r.status), r.drifted.join(", "),
       num(r.requests), r.version || "—", el("td", {}, r.html.map((h) => link("reports/" + encodeURIComponent(h), "Evidently"))), r.retraining ? (r.retraining.fires ? "fires" : "quiet") : "—"]),
       (i) => ({ class: "report", "data-status": v.reports[i].status })));
-    out.push(el("h2", {}, "Signals over time"));
-    for (const [name, points] of Object.entries(v.signals)) out.push(el("div", { class: "signal" }, el("h3", {}, name), timeline(name, points, v.triggers)));
+    out.push(el("h2", {}, "Signals over time"), el("p", {}, "Each report's score against its threshold (dashed); red: drifted, grey: not judged; orange lines: retraining triggers."));
+    out.push(el("div", { class: "signals" }, Object.entries(v.signals).map(([name, points]) => el("div", { class: "signal" }, el("h3", {}, name), timeline(name, points, v.triggers)))));
     out.push(el("h2", {}, "Retraining triggers"), v.triggers.length ? table(["time", "why", "exit", "verdict"], v.triggers.map((t) => [t.time, t.why, num(t.exit_code), t.verdict || "—"])) : el("p", {}, "none"));
     page.replaceChildren(...out);
   }

@@ -172,10 +172,13 @@ def test_browser_drift_page_draws_a_time_line_per_signal_after_two_reports(
     assert statuses == ["no_drift", "drift"]
     embedding = page.locator('svg.timeline[data-signal="embedding"]')
     assert embedding.locator("circle").count() == 2 and embedding.locator("circle.drifted").count() == 1
+    first, second = (float(c.get_attribute("cx")) for c in embedding.locator("circle").all())
+    assert first < second  # in time order, one report after the other
     assert page.locator("svg.timeline").count() >= 8  # one per signal
     href = page.locator("tr.report a").first.get_attribute("href")
-    evidently = get(f"{served['url']}/ui/{href}")
-    assert evidently.status_code == 200 and "evidently" in evidently.text.lower()
+    evidently = get(f"{served['url']}/ui/{href}")  # the report's Evidently page, as written
+    written = served["project"] / "reports/drift" / Path(href).name
+    assert evidently.status_code == 200 and evidently.content == written.read_bytes()
     shoot(page, shots, "drift")
 
 
