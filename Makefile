@@ -23,7 +23,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run run-generation demo test test-fast lint format lock bench bento clean-venv
+.PHONY: setup run run-generation demo screenshots test test-fast lint format lock bench bento clean-venv
 
 setup: $(STAMP)
 
@@ -57,6 +57,10 @@ run-generation: setup
 # The whole loop (pipeline, staged rollout, serving, drift, retraining) in a scratch clone.
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+# The README's dashboard pictures (docs/img/ui-*.png), from the demo's scratch clone.
+screenshots: setup
+	$(BIN)/python scripts/ui_screenshots.py
 
 test: setup
 	$(BIN)/python -m pytest -q
