@@ -151,7 +151,11 @@ def _canary_snapshot(project: Path, params: Any, registry: Any) -> dict[str, Any
     if path is not None and not path.exists():
         view = dashboard.canary_view(registry, None, params)
         return view | {"note": f"no request log at {path}: nothing served yet"}
-    log_ = RequestLog(url, project)
+    try:
+        log_ = RequestLog(url, project)
+    except TunegateError as err:  # a database that is down: the page says so
+        note = f"the request log could not be read: {err}"
+        return dashboard.canary_view(registry, None, params) | {"note": note}
     try:
         return dashboard.canary_view(registry, log_, params)
     finally:

@@ -80,6 +80,7 @@ QUICK_EVAL = {
     "perturbation_rows": 24,
     "parity_rows": 8,
     "reference_rows": 50,
+    "few_shot": 2,  # the prompting reference's prompts are the longest the scorer reads
 }
 
 COPY = [
