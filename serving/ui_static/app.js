@@ -72,7 +72,7 @@
 
   function intervalChart(check) {
     const v = check.value, ci = Array.isArray(check.ci) ? check.ci : null, t = thresholdOf(check.threshold);
-    if (typeof v !== "number") return "—";
+    if (typeof v !== "number" || (!ci && t === null)) return "—"; // nothing to draw it against
     const xs = [v, ...(ci || []), ...(t === null ? [] : [t])].filter((x) => typeof x === "number");
     let lo = Math.min(...xs), hi = Math.max(...xs);
     const pad = (hi - lo) * 0.15 || Math.abs(hi) * 0.1 || 0.05;
