@@ -5,8 +5,12 @@ a real browser (test_serve_browser.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from serving import dashboard
+from tests.conftest import ROOT
 from tests.serving.test_registry import reg, registered, repo  # noqa: F401 (fixtures)
 from tunegate.markdown import REGRESSIONS, blocks, section
 
@@ -30,10 +34,20 @@ def test_releases_view_lists_stages_and_the_audit_trail_with_forced_and_judge_mo
     assert not any(e["judge"] for e in view["audit"][1:])
 
 
-def test_a_release_missing_from_the_store_is_a_note_not_a_broken_page(reg, repo, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "empty-store"))
+def test_a_release_missing_from_the_store_is_a_note_not_a_broken_page(reg, repo, tmp_path):  # noqa: F811
+    """In a child process: BentoML reads BENTOML_HOME once per process, and later tests in this
+    one use their own store."""
     v1 = registered(reg, repo, 1)
-    view = dashboard.release_view(reg, v1)
+    code = (
+        "import json, sys; from serving import dashboard; from serving.registry import Registry; "
+        "print(json.dumps(dashboard.release_view(Registry(sys.argv[1], 'intent-classifier'), sys.argv[2])))"
+    )
+    env = os.environ | {"BENTOML_HOME": str(tmp_path / "empty-store"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(repo), v1], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
     assert view["gate"] is None and view["regressions"] == []
     assert "is not in this machine's model store" in view["notes"][0]
 
