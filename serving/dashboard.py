@@ -37,9 +37,21 @@ def releases_view(registry: Any) -> dict[str, Any]:
     """Each stage's release, traffic share, verdict and assignment, every registered release,
     and the audit trail (newest first; forced promotions marked)."""
     newest = sorted(registry.releases().values(), key=_registration, reverse=True)
+    return {
+        "artifact": registry.name,
+        "stages": registry.status(),
+        "releases": [{k: getattr(r, k) for k in LISTED} for r in newest],
+        "audit": audit_trail(registry),
+        "source": f"registry: GTO tags of {registry.name} in {registry.repo.name}",
+    }
+
+
+def audit_trail(registry: Any) -> list[dict[str, Any]]:
+    """Every stage assignment and unassignment, newest first, forced and judge moves marked."""
     trail = []
     for e in reversed(registry.events()):
         info = json_message(e["message"])
+        reason = str(info.get("reason", ""))
         trail.append(
             {
                 "time": str(e["timestamp"]),
@@ -48,18 +60,12 @@ def releases_view(registry: Any) -> dict[str, Any]:
                 "version": e["version"],
                 "by": e["author"],
                 "weight": info.get("weight"),
-                "reason": info.get("reason", ""),
+                "reason": reason,
                 "forced": bool(info.get("forced", False)),
-                "judge": str(info.get("reason", "")).startswith(JUDGE),
+                "judge": reason.startswith(JUDGE),
             }
         )
-    return {
-        "artifact": registry.name,
-        "stages": registry.status(),
-        "releases": [{k: getattr(r, k) for k in LISTED} for r in newest],
-        "audit": trail,
-        "source": f"registry: GTO tags of {registry.name} in {registry.repo.name}",
-    }
+    return trail
 
 
 def _registration(r: Any) -> tuple[str, list[int]]:
@@ -69,7 +75,8 @@ def _registration(r: Any) -> tuple[str, list[int]]:
 
 def release_view(registry: Any, version: str) -> dict[str, Any]:
     """One release: its gate record's checks and baseline, its worst regressions and its card."""
-    release = registry.release(version)
+    releases = registry.releases()  # one read of the registry's history for the whole view
+    release = releases.get(version) or registry.release(version)  # the latter names what is known
     out: dict[str, Any] = {
         "version": version,
         "model_id": release.model_id,
@@ -84,7 +91,7 @@ def release_view(registry: Any, version: str) -> dict[str, Any]:
     except TunegateError as err:
         return out | {"gate": None, "card": None, "regressions": [], "notes": [str(err)]}
     gate, card = read_json(folder / "gate.json"), read_json(folder / "card.json")
-    by_tree = {r.tree_sha256: r.version for r in registry.releases().values()}
+    by_tree = {r.tree_sha256: r.version for r in releases.values()}
     baseline = dict(gate.get("baseline") or {})
     baseline["version"] = by_tree.get(baseline.get("tree_sha256"))
     out["gate"] = {
@@ -138,7 +145,7 @@ def canary_view(registry: Any, log: Any, params: Any) -> dict[str, Any]:
             "steps": list(params.release.canary_steps),
             "alpha": params.gate.alpha,
         },
-        "history": [e for e in releases_view(registry)["audit"] if e["judge"]],
+        "history": [e for e in audit_trail(registry) if e["judge"]],
         "source": "request log, judged as `tunegate rollout step --dry-run` does; history: registry",
     }
     if log is None:
@@ -156,7 +163,7 @@ def drift_view(reports_dir: Path) -> dict[str, Any]:
     for path in sorted(reports_dir.glob("2*.json")):
         try:
             reports.append(_report(read_json(path), path.name))
-        except (TunegateError, KeyError, TypeError, ValueError) as err:
+        except (TunegateError, KeyError, TypeError, ValueError, AttributeError) as err:  # any shape
             notes.append(f"{path.name} skipped: not a drift report ({err})")
     lines: dict[str, list[dict[str, Any]]] = {}
     for r in reports:

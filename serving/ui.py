@@ -18,7 +18,6 @@ JSON views (`serving/dashboard.py`) by relative URL:
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from serving.auth import public_auth
 from serving.runtime import of_request as runtime
 from tunegate.errors import RegistryError, TunegateError
 
-log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("ui_static")
 FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 router = APIRouter(include_in_schema=False)

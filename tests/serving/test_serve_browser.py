@@ -10,6 +10,7 @@ temporary folder).
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_browser_promotion_needs_the_token_and_moves_the_canary_share(served, pa
         page.fill("#token-input", ADMIN)
         page.click("#token-form button")
         assert page.inner_text("#token-state") == "admin token held in this tab"
-        page.wait_for_selector("#promote")
+        page.wait_for_selector("text=(token held in this tab)")  # the panel re-rendered with the token
         promote_v2_to(50)
         assert page.wait_for_selector("#admin-result .message.ok").inner_text() == f"{v2} is in canary"
         assert page.inner_text('td.traffic[data-stage="canary"]') == "50%"
@@ -128,6 +129,19 @@ def test_browser_promotion_needs_the_token_and_moves_the_canary_share(served, pa
         assert r.status_code == 200, r.text
 
 
+def wait_logged(url: str, requests: int, within: float = 60) -> None:
+    """Until the judged window holds `requests` routed requests: the service answers before its
+    log writer has written the rows (serving/logwriter.py), so the page could be read too early."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        metrics = (get(f"{url}/ui/api/canary.json").json().get("decision") or {}).get("metrics", {})
+        seen = sum((metrics.get(side) or {}).get("requests", 0) for side in ("canary", "production"))
+        if seen >= requests:
+            return
+        time.sleep(0.2)  # polling the log's state, not waiting blindly
+    pytest.fail(f"the log did not hold {requests} routed requests within {within:.0f} s")
+
+
 def test_browser_canary_page_compares_live_traffic_with_production(served, page, shots):
     url, (v1, v2, _) = served["url"], served["versions"]
     answered = {v1: 0, v2: 0}
@@ -135,6 +149,7 @@ def test_browser_canary_page_compares_live_traffic_with_production(served, page,
         r = post(f"{url}/classify", json={"text": f"where is my card, order {n}", "user": f"canary-{n}"})
         assert r.status_code == 200, r.text
         answered[r.headers["x-tunegate-version"]] += 1
+    wait_logged(url, sum(answered.values()))
     page.goto(f"{url}/ui/#/canary")
     page.wait_for_selector("#canary-state")
     assert page.inner_text("#canary-state").startswith(f"{v2} at 20% since")
