@@ -42,18 +42,24 @@ def load_model(base_dir: Path, adapter_dir: Path | None = None, merge: bool = Fa
     return model, tokenizer
 
 
-def json_constraint(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
-    """A factory of transformers logits processors that hold greedy decoding to `schema` (any
-    JSON object when None) as vLLM's structured outputs do: xgrammar, the backend vLLM uses
-    for ``json=``, compiled the same way (any whitespace, the model's vocabulary size)."""
+def json_grammar(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
+    """The xgrammar grammar vLLM's structured outputs compile for ``json=`` (any whitespace,
+    the model's vocabulary size): `schema`, or any JSON object when None."""
     import json
 
     import xgrammar as xgr
-    from xgrammar.contrib.hf import LogitsProcessor
 
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
     spec = json.dumps(schema) if schema is not None else '{"type": "object"}'
-    grammar = xgr.GrammarCompiler(info).compile_json_schema(spec, any_whitespace=True)
+    return xgr.GrammarCompiler(info).compile_json_schema(spec, any_whitespace=True)
+
+
+def json_constraint(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
+    """A factory of transformers logits processors that hold greedy decoding to `schema` (any
+    JSON object when None) as vLLM's structured outputs do (``json_grammar``)."""
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    grammar = json_grammar(tokenizer, vocab_size, schema)
     return lambda: [LogitsProcessor(grammar)]  # one per generate() call: it keeps matcher state
 
 

@@ -100,15 +100,20 @@ class HFEngine:
         json_answers: bool = False,
     ) -> list[str]:
         """Greedy answers to chat prompts (every turn before the answer), held to `schema` (or
-        to a JSON object, with `json_answers`) as the served engine holds them: the
-        transformers (+ PEFT) reference the served engine's generation answers are compared with."""
-        from evaluation.hf_predict import json_constraint
+        to a JSON object, with `json_answers`) as the served engine holds them. The reference
+        (PEFT, transformers ``generate``) is what the served engine's answers are compared with;
+        the scorer decodes merged weights with ``evaluation.chat_decode`` (the same picks, faster)."""
+        from evaluation.chat_decode import greedy_chat
+        from evaluation.hf_predict import json_constraint, json_grammar
 
         model, tok = self._model(ref)
         rendered = [tok.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in prompts]
         constrained = schema is not None or json_answers
+        if self.kind == "scorer":
+            grammar = json_grammar(tok, model.config.vocab_size, schema) if constrained else None
+            return greedy_chat(model, tok, rendered, max_new_tokens, self.batch_size, grammar)
         processors = json_constraint(tok, model.config.vocab_size, schema) if constrained else None
-        return generate_text(model, tok, rendered, max_new_tokens, min(self.batch_size, 16), processors)
+        return generate_text(model, tok, rendered, max_new_tokens, self.batch_size, processors)
 
 
 def vllm_classify(
