@@ -19,17 +19,19 @@ compared with the baseline's (agreement). Writes ``bench/results/eval_throughput
 Usage: ``python bench/eval_throughput.py [--rows 168] [--vllm]``
 
 ``--generation`` times the generation kind instead (``bench/results/eval_throughput_generation.json``):
-the same hold-out records of ``data/prepared-generation`` answered greedily by
+the same hold-out records of ``data/prepared-generation`` answered greedily, each path held to
+the task's JSON Schema by the same xgrammar grammar, by
 
 - ``plain_peft_generate``: the baseline, transformers ``generate`` on the PEFT model (adapter
-  not merged), batches of 16, held to the same schema by xgrammar as a logits processor
-  (``HFEngine.chat``, the parity reference);
-- ``merged_generate``: the same loop on merged weights (``eval.engine: scorer``);
-- ``vllm_lora``: the evaluate stage's path and the service's, vLLM with the adapter per
-  request and the answer constrained to the task's JSON Schema (structured outputs), with
-  ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` as the evaluate stage runs it;
-- ``vllm_lora_one_core_reserved``: the same with vLLM's CPU default (one core kept for its
-  scheduler: on 2 cores the model gets one).
+  not merged) in batches of 16 (its fastest batch here: larger ones pad more), the grammar as
+  a logits processor (``HFEngine.chat`` with ``reference``, the parity reference);
+- ``plain_peft_generate_same_batch``: the same loop at the evaluation path's batch;
+- ``merged_generate``: the ``generate`` loop on merged weights, batches of 16 (the merge's share);
+- ``chat_decode``: the evaluation path of ``eval.engine: scorer`` (``evaluation/chat_decode.py``:
+  merged weights, the shared prompt prefix once, continuous batching, grouped heads read in
+  place), batches of ``--batch-size`` (64, as ``params-generation.yaml``);
+- ``vllm_lora``: the served engine, vLLM with the adapter per request and structured outputs,
+  ``VLLM_CPU_NUM_OF_RESERVED_CPU=0`` as the evaluate stage runs it.
 
 Answers/s and generated tokens/s (the base tokenizer's count of the answers), engine
 start-up apart, and exact agreement of each path's answers with the baseline's.
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true", help="also time vLLM (adapter and merged)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--generation", action="store_true", help="time the generation kind instead")
+    parser.add_argument("--batch-size", type=int, default=64, help="generation: the evaluation path's batch")
     args = parser.parse_args()
     if args.generation:
         return generation(args)
@@ -141,12 +144,12 @@ def main() -> None:
 
 def generation(args: argparse.Namespace) -> None:
     """The generation kind's paths (see the module docstring)."""
-    import os
-
     from transformers import AutoTokenizer
 
     from evaluation.generation import prompt_turns
+    from evaluation.hf_predict import json_constraint
     from evaluation.predictors import HFEngine, vllm_generate
+    from tunegate.generate import generate_text
     from tunegate.task import read_task
 
     data = args.data if args.data != Path("data/prepared") else Path("data/prepared-generation")
@@ -171,28 +174,29 @@ def generation(args: argparse.Namespace) -> None:
         }  # fmt: skip
         print(name, json.dumps(results[name]), flush=True)
 
-    for name, kind in (("plain_peft_generate", "reference"), ("merged_generate", "scorer")):
-        hf = HFEngine(kind, 16)
+    schema, as_json = task.output_schema, task.json_answers
+    paths = (
+        ("plain_peft_generate", "reference", 16),
+        ("plain_peft_generate_same_batch", "reference", args.batch_size),
+        ("chat_decode", "scorer", args.batch_size),
+    )
+    for name, kind, batch in paths:
+        hf = HFEngine(kind, batch)
         _, load = timed(hf.chat, ref, prompts[:2], 4)  # loads the model, warms up
-        texts, secs = timed(hf.chat, ref, prompts, 160, task.output_schema, task.json_answers)
+        texts, secs = timed(hf.chat, ref, prompts, 160, schema, as_json)
         record(name, texts, secs, load)
         del hf
-    for name, reserved in (("vllm_lora_one_core_reserved", "1"), ("vllm_lora", "0")):
-        saved = os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU")
-        if reserved is not None:
-            os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = reserved
-        try:
-            out, timings = vllm_generate(
-                [(ref, "rows", prompts)],
-                max_tokens=160,
-                schema=task.output_schema,
-                json_answers=task.json_answers,
-            )
-        finally:
-            os.environ.pop("VLLM_CPU_NUM_OF_RESERVED_CPU", None)
-            if saved is not None:
-                os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = saved
-        record(name, out["rows"], timings["seconds"]["rows"], timings["startup_seconds"])
+    model, mtok = load_model(args.base, cand, merge=True)
+    rendered = [mtok.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in prompts]
+    constrained = schema is not None or as_json
+    processors = json_constraint(mtok, model.config.vocab_size, schema) if constrained else None
+    texts, secs = timed(generate_text, model, mtok, rendered, 160, 16, processors)
+    record("merged_generate", texts, secs, 0.0)
+    del model
+    out, timings = vllm_generate(
+        [(ref, "rows", prompts)], max_tokens=160, schema=schema, json_answers=as_json
+    )
+    record("vllm_lora", out["rows"], timings["seconds"]["rows"], timings["startup_seconds"])
     base = answers["plain_peft_generate"]
     for name, res in results.items():
         res["agreement_with_baseline"] = round(
@@ -204,6 +208,7 @@ def generation(args: argparse.Namespace) -> None:
     out_path = args.out or Path("bench/results/eval_throughput_generation.json")
     write_json(out_path, {
         "benchmark": "eval_throughput_generation", "rows": len(rows), "max_new_tokens": 160,
+        "batch_size": args.batch_size,
         "baseline": "plain_peft_generate", "target": "the evaluation path >= 2x the baseline (tokens/s)",
         "results": results, "environment": environment(),
     })  # fmt: skip
