@@ -1,7 +1,8 @@
 """The generation kind's DVC pipeline (generation/dvc.yaml), run for real in a fresh copy of
 the project on the tiny model: base (a local safetensors folder), prepare (chat records with
-the ticket schema), a few training steps, evaluate (vLLM with structured outputs, the
-prompting reference, parity against transformers + PEFT, the probe), gate and package."""
+the ticket schema), a few training steps, evaluate (evaluation/chat_decode.py under the schema,
+the prompting reference, parity of vLLM and the scorer against transformers + PEFT, the probe),
+gate and package."""
 
 from __future__ import annotations
 
@@ -118,9 +119,9 @@ def test_generation_pipeline_gates_on_per_item_scores_with_the_task_recorded(gen
     assert not next(c for c in gate["checks"] if c["name"] == "holdout.field_f1")["passed"]
     holdout = [json.loads(x) for x in (p / "eval/generation/results/holdout.jsonl").read_text().splitlines()]
     assert holdout and all(set(r["scores"]) == {"candidate", "baseline", "prompting"} for r in holdout)
-    # vLLM decodes under the ticket schema: what it writes parses (unless the token cap cut it)
+    # The suites are decoded by the scorer (evaluation/chat_decode.py), parity asks vLLM too
     evidence = read_json(p / "eval/generation/results/evidence.json")
-    assert evidence["task"] == "generation" and evidence["engine"] == "vllm"
+    assert evidence["task"] == "generation" and evidence["engine"] == "scorer"
     assert evidence["parity"]["rows"] == 6 and evidence["prompting"]["few_shot"] == 1
     report = (p / "eval/generation/report.md").read_text()
     assert (
