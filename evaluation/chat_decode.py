@@ -17,9 +17,9 @@ grammar allows), only the order in which the arithmetic adds up:
    of its batch is done, and runs its last steps for a few rows. Admitted rows' keys and
    values are joined to the running batch's, the shorter side left-padded; the padding is
    masked (an additive mask passed ready-made, so transformers does not rebuild one per step).
-4. **Grouped heads read in place.** With a mask, transformers' sdpa attention copies each
-   key/value head once per query head sharing it, the whole cache per layer and pass; here
-   SDPA is given the grouped heads (``enable_gqa``), the same arithmetic without the copy.
+4. **Grouped heads read in place** (``evaluation.attention``): with a mask, transformers'
+   sdpa attention copies each key/value head once per query head sharing it, the whole cache
+   per layer and pass; here SDPA is given the grouped heads, without the copy.
 
 Answers are held to the same xgrammar grammar as the reference (``json_constraint``): one
 matcher per row fills the row's token mask before each pick. torch and xgrammar are imported
@@ -32,6 +32,7 @@ import copy
 from collections import deque
 from typing import Any
 
+from evaluation.attention import grouped_heads_in_place
 from evaluation.scorer import common_prefix
 
 
@@ -66,57 +67,9 @@ def greedy_chat(
     decoder = _Decoder(model, prefix.past_key_values if shared else None, shared, grammar, batch_size)
     decoder.limit, decoder.stops = max_new_tokens, _stop_ids(model, tokenizer)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    restore = _with_gqa_sdpa(model)
-    try:
-        with torch.inference_mode():
-            decoder.run([(i, ids[i]) for i in order])
-    finally:
-        if restore is not None:
-            model.set_attn_implementation(restore)
+    with torch.inference_mode(), grouped_heads_in_place(model):
+        decoder.run([(i, ids[i]) for i in order])
     return [tokenizer.decode(decoder.answers[i], skip_special_tokens=True) for i in range(len(ids))]
-
-
-GQA_SDPA = "tunegate_sdpa_gqa"
-"""transformers' sdpa attention, except that grouped key/value heads are passed to SDPA as
-they are (``enable_gqa``) where transformers copies them once per query head whenever a
-mask is given (every pass here): with three query heads per key head that copy of the whole
-cache, per layer and pass, cost more than the attention itself."""
-
-
-def _sdpa_gqa(
-    module: Any,
-    query: Any,
-    key: Any,
-    value: Any,
-    attention_mask: Any,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kwargs: Any,
-) -> tuple[Any, None]:
-    import torch
-
-    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, scale=scaling,
-        is_causal=bool(causal and attention_mask is None and query.shape[2] > 1),
-        enable_gqa=query.shape[1] != key.shape[1],
-    )  # fmt: skip
-    return out.transpose(1, 2).contiguous(), None
-
-
-def _with_gqa_sdpa(model: Any) -> str | None:
-    """Switch a model that runs transformers' sdpa to ``GQA_SDPA``; returns what to restore."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    previous = getattr(model.config, "_attn_implementation", None)
-    if previous != "sdpa":
-        return None
-    AttentionInterface.register(GQA_SDPA, _sdpa_gqa)
-    AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)
-    model.set_attn_implementation(GQA_SDPA)
-    return previous
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -28,6 +28,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from evaluation.attention import grouped_heads_in_place
 from evaluation.hf_predict import Prediction, label_constraint
 from evaluation.labels import LabelConstraint
 from tunegate.prompt import PromptTemplate
@@ -67,16 +68,17 @@ def score(
         prefix_cache = model(torch.tensor([encoded[0][:shared]]), use_cache=True).past_key_values
     order = sorted(range(len(rows)), key=lambda i: len(encoded[i]))  # similar lengths, less padding
     results: dict[int, Prediction] = {}
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        tails = [encoded[i][shared:] for i in idx]
-        for j, (answer, label, logp) in enumerate(
-            decode_batch(model, constraint, prefix_cache, tails, shared, pad, with_confidence)
-        ):
-            confidence = math.exp(logp) if logp is not None else None
-            results[idx[j]] = Prediction(
-                rows[idx[j]]["id"], label, label or tokenizer.decode(answer), confidence
-            )
+    with grouped_heads_in_place(model):  # padded batches: the cache is not copied per head
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            tails = [encoded[i][shared:] for i in idx]
+            for j, (answer, label, logp) in enumerate(
+                decode_batch(model, constraint, prefix_cache, tails, shared, pad, with_confidence)
+            ):
+                confidence = math.exp(logp) if logp is not None else None
+                results[idx[j]] = Prediction(
+                    rows[idx[j]]["id"], label, label or tokenizer.decode(answer), confidence
+                )
     return [results[i] for i in range(len(rows))]
 
 
