@@ -58,14 +58,15 @@ def greedy_chat(
     with torch.inference_mode():
         prefix = model(input_ids=torch.tensor([ids[0][: max(shared, 1)]]), use_cache=True, logits_to_keep=1)
     if any(type(layer) is not DynamicLayer for layer in prefix.past_key_values.layers):
-        from xgrammar.contrib.hf import LogitsProcessor
-
+        from evaluation.hf_predict import grammar_processors
         from tunegate.generate import generate_text
 
-        processors = (lambda: [LogitsProcessor(grammar)]) if grammar is not None else None
+        processors = grammar_processors(grammar) if grammar is not None else None
         return generate_text(model, tokenizer, prompts, max_new_tokens, batch_size, processors)
-    decoder = _Decoder(model, prefix.past_key_values if shared else None, shared, grammar, batch_size)
-    decoder.limit, decoder.stops = max_new_tokens, _stop_ids(model, tokenizer)
+    cached = prefix.past_key_values if shared else None
+    decoder = _Decoder(
+        model, cached, shared, grammar, batch_size, max_new_tokens, _stop_ids(model, tokenizer)
+    )
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     with torch.inference_mode(), grouped_heads_in_place(model):
         decoder.run([(i, ids[i]) for i in order])
@@ -84,11 +85,12 @@ class _Decoder:
     """The running batch: its rows, their keys and values (one cache), the additive mask over
     the cache's positions (``bias``), each row's next position and the last pass's logits."""
 
-    limit: int
-    stops: set[int]
-
-    def __init__(self, model: Any, prefix: Any, shared: int, grammar: Any | None, batch_size: int):
+    def __init__(
+        self, model: Any, prefix: Any, shared: int, grammar: Any | None, batch_size: int,
+        limit: int, stops: set[int],
+    ) -> None:  # fmt: skip
         self.model, self.prefix, self.shared, self.size = model, prefix, shared, batch_size
+        self.limit, self.stops = limit, stops  # the token cap per answer; the end tokens
         self.masker = _Masker(grammar, batch_size) if grammar is not None else None
         self.rows: list[int] = []
         self.cache: Any = None

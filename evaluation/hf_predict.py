@@ -54,13 +54,18 @@ def json_grammar(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None)
     return xgr.GrammarCompiler(info).compile_json_schema(spec, any_whitespace=True)
 
 
+def grammar_processors(grammar: Any) -> Any:
+    """A factory of transformers logits processors holding ``generate`` to a compiled xgrammar
+    grammar: a new one per ``generate`` call, as it keeps matcher state."""
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    return lambda: [LogitsProcessor(grammar)]
+
+
 def json_constraint(tokenizer: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
     """A factory of transformers logits processors that hold greedy decoding to `schema` (any
     JSON object when None) as vLLM's structured outputs do (``json_grammar``)."""
-    from xgrammar.contrib.hf import LogitsProcessor
-
-    grammar = json_grammar(tokenizer, vocab_size, schema)
-    return lambda: [LogitsProcessor(grammar)]  # one per generate() call: it keeps matcher state
+    return grammar_processors(json_grammar(tokenizer, vocab_size, schema))
 
 
 def label_constraint(tokenizer: Any, labels: tuple[str, ...]) -> LabelConstraint:

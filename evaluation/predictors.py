@@ -63,6 +63,7 @@ class HFEngine:
     def __init__(self, kind: Literal["scorer", "reference"], batch_size: int = 32):
         self.kind, self.batch_size = kind, batch_size
         self._loaded: tuple[str, Any, Any] | None = None
+        self._grammars: dict[tuple[str, int, str], Any] = {}
 
     def _model(self, ref: ModelRef) -> tuple[Any, Any]:
         import torch
@@ -104,16 +105,28 @@ class HFEngine:
         (PEFT, transformers ``generate``) is what the served engine's answers are compared with;
         the scorer decodes merged weights with ``evaluation.chat_decode`` (the same picks, faster)."""
         from evaluation.chat_decode import greedy_chat
-        from evaluation.hf_predict import json_constraint, json_grammar
+        from evaluation.hf_predict import grammar_processors
 
         model, tok = self._model(ref)
         rendered = [tok.apply_chat_template(t, add_generation_prompt=True, tokenize=False) for t in prompts]
         constrained = schema is not None or json_answers
+        grammar = self._grammar(tok, model.config.vocab_size, schema) if constrained else None
         if self.kind == "scorer":
-            grammar = json_grammar(tok, model.config.vocab_size, schema) if constrained else None
             return greedy_chat(model, tok, rendered, max_new_tokens, self.batch_size, grammar)
-        processors = json_constraint(tok, model.config.vocab_size, schema) if constrained else None
+        processors = grammar_processors(grammar) if grammar is not None else None
         return generate_text(model, tok, rendered, max_new_tokens, self.batch_size, processors)
+
+    def _grammar(self, tok: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
+        """The schema's compiled grammar, once per tokenizer and schema (a second of compiling,
+        where evaluate asks once per model and suite)."""
+        import json
+
+        from evaluation.hf_predict import json_grammar
+
+        key = (tok.name_or_path, vocab_size, json.dumps(schema, sort_keys=True))
+        if key not in self._grammars:
+            self._grammars[key] = json_grammar(tok, vocab_size, schema)
+        return self._grammars[key]
 
 
 def vllm_classify(

@@ -4,7 +4,7 @@ transformers ``generate`` picks, on a real (tiny, random) model, constrained or 
 import pytest
 
 from evaluation.chat_decode import greedy_chat
-from evaluation.hf_predict import json_grammar, load_model
+from evaluation.hf_predict import grammar_processors, json_grammar, load_model
 from tests.conftest import ROOT
 from tunegate.artifacts import read_json, read_jsonl
 from tunegate.generate import generate_text
@@ -23,9 +23,7 @@ def chats(tiny_base):
 
 
 def reference(model, tok, prompts, max_new_tokens, grammar=None):
-    from xgrammar.contrib.hf import LogitsProcessor
-
-    processors = (lambda: [LogitsProcessor(grammar)]) if grammar is not None else None
+    processors = grammar_processors(grammar) if grammar is not None else None
     return generate_text(model, tok, prompts, max_new_tokens, batch_size=4, processors=processors)
 
 
