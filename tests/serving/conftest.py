@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="package")
 def served(tiny_base, prepared_sample, tmp_path_factory):
-    from tests.serving.test_service import SERVE, build_project, running
+    from tests.serving.service_project import SERVE, build_project, running
 
     root = tmp_path_factory.mktemp("served")
     info = build_project(root, tiny_base, prepared_sample, SERVE)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.serving.test_service import ADMIN, BIN, build_project, running
+from tests.serving.service_project import ADMIN, BIN, build_project, running
 
 pytestmark = pytest.mark.slow
 

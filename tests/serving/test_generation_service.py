@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import ROOT, write_params
-from tests.serving.test_service import ADMIN, BIN, FEEDBACK, free_port, post, running, sh
+from tests.serving.service_project import ADMIN, BIN, FEEDBACK, free_port, post, running, sh
 from tests.tiny import make_tiny_generation_adapter
 from tunegate.artifacts import read_json, write_json
 from tunegate.release_params import GENERATION_MONITOR

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 
 from serving.requestlog import LOST, LOST_ERROR
 from tests.postgres import fresh_database
-from tests.serving.test_service import (
+from tests.serving.service_project import (
     AUTH,
     FEEDBACK,
     build_project,

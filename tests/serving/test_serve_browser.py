@@ -19,7 +19,7 @@ from monitoring.descriptors import vocabulary
 from monitoring.drift_report import main_report
 from tests.browser import launched
 from tests.monitoring.test_drift import held_out, log_of, write_reference
-from tests.serving.test_service import ADMIN, BIN, get, post
+from tests.serving.service_project import ADMIN, BIN, get, post
 from tunegate.artifacts import read_jsonl
 from tunegate.params import load_params
 
