@@ -32,9 +32,12 @@ default recipe: about an hour on 2 CPU cores; inject-generation two or three, ab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +178,19 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
+@contextlib.contextmanager
+def workdir(keep: Path | None, kind: str) -> Iterator[Path]:
+    """`keep`/<kind> (made empty first), or a temporary folder removed afterwards."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"tunegate-gate-power-{kind}-") as tmp:
+            yield Path(tmp)
+        return
+    folder = keep.resolve() / kind
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    yield folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parts = ["sim", "continuous", "inject", "inject-generation", "all"]
@@ -199,6 +215,13 @@ def main() -> None:
         help="use this candidate (models/candidate, or models/candidate-generation for inject-generation) "
         "with its pipeline's gate record as the reference",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the injected candidates' models and evaluation records in this folder "
+        "(default: a temporary folder, removed)",
+    )
     args = parser.parse_args()
 
     previous = read_json(RESULTS / "gate_power.json") if (RESULTS / "gate_power.json").exists() else {}
@@ -209,16 +232,18 @@ def main() -> None:
     reuse = args.reuse_reference.resolve() if args.reuse_reference else None
     inj = inj_generation = None
     if args.part in ("inject", "all"):
-        with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-") as tmp:
+        with workdir(args.keep, "classification") as tmp:
             overrides = {"perturbation_rows": 60, "parity_rows": 16}
-            inj = injected(KINDS["classification"], Path(tmp), tuple(args.cases), steps=args.steps,
+            inj = injected(KINDS["classification"], tmp, tuple(args.cases), steps=args.steps,
                            reuse=reuse, eval_overrides=overrides)  # fmt: skip
     if args.part in ("inject-generation", "all"):
-        with tempfile.TemporaryDirectory(prefix="tunegate-gate-power-gen-") as tmp:
-            # parity on 16 records (the pipeline checks 32): each costs two reference generations
+        with workdir(args.keep, "generation") as tmp:
+            # parity on 16 records (the pipeline checks 32): each costs two reference generations;
+            # no few-shot prompting reference (at gate.vs_prompting: report it decides nothing)
             reuse_gen = reuse if args.part == "inject-generation" else None
-            inj_generation = injected(KINDS["generation"], Path(tmp), tuple(args.cases), steps=args.steps,
-                                      reuse=reuse_gen, eval_overrides={"parity_rows": 16})  # fmt: skip
+            overrides = {"parity_rows": 16, "few_shot": 0}
+            inj_generation = injected(KINDS["generation"], tmp, tuple(args.cases), steps=args.steps,
+                                      reuse=reuse_gen, eval_overrides=overrides)  # fmt: skip
     result = {
         "benchmark": "gate_power",
         "alpha": args.alpha,

@@ -107,14 +107,31 @@ def answer_all(
         )  # fmt: skip
     else:
         hf = HFEngine(engine, ev.batch_size)  # scorer: merged weights; reference: PEFT
-        schema, as_json = task.output_schema, task.json_answers
-        answers = {
-            name: hf.chat(ref, prompts, ev.max_new_tokens, schema, as_json) for ref, name, prompts in jobs
-        }
+        answers = {}
+        for ref, parts, prompts in merged_jobs(jobs):
+            texts = hf.chat(ref, prompts, ev.max_new_tokens, task.output_schema, task.json_answers)
+            start = 0
+            for name, n in parts:
+                answers[name], start = texts[start : start + n], start + n
         timings = {}
     timings["total_seconds"] = round(time.perf_counter() - t0, 2)
     timings["answers"] = sum(len(p) for _, _, p in jobs)
     return answers, timings
+
+
+def merged_jobs(
+    jobs: list[tuple[ModelRef, str, list[list[dict[str, str]]]]],
+) -> list[tuple[ModelRef, list[tuple[str, int]], list[list[dict[str, str]]]]]:
+    """The jobs merged per model and prompt shape (a job name's part before ``|``: candidate,
+    baseline, prompting), a model's groups adjacent: one engine call per group, so each model
+    loads once and the decoder's batch stays full, while few-shot prompts keep their long
+    shared prefix apart from zero-shot ones. Each group: (model, [(job name, prompts)], prompts)."""
+    groups: dict[tuple[str, str], tuple[ModelRef, list[tuple[str, int]], list[list[dict[str, str]]]]] = {}
+    for ref, name, prompts in jobs:
+        group = groups.setdefault((ref.key, name.split("|", 1)[0]), (ref, [], []))
+        group[1].append((name, len(prompts)))
+        group[2].extend(prompts)
+    return sorted(groups.values(), key=lambda g: g[0].key)  # stable: first-seen order within a model
 
 
 def exact_agreement(a: list[str], b: list[str], ids: list[str]) -> tuple[float, list[dict[str, Any]]]:

@@ -132,3 +132,35 @@ def test_generation_evidence_outcomes_need_the_primary_score():
 
     with pytest.raises(DataError, match="no 'field_f1' score"):
         ev.outcomes(recs, "field_f1")
+
+
+def test_generation_jobs_merge_per_model_and_prompt_shape_and_split_back_in_order():
+    """evaluate's jobs (model, "who|suite", prompts) become one engine call per model and prompt
+    shape; the answers of a merged call are cut back into the jobs in their order and sizes."""
+    from evaluation.generation import merged_jobs
+    from evaluation.predictors import ModelRef
+
+    cand = ModelRef("candidate", Path("b"), Path("a"), "lora:c", "t1")
+    base = ModelRef("base", Path("b"), None, "base", "t0")
+    turn = lambda text: [{"role": "user", "content": text}]  # noqa: E731
+    jobs = [
+        (cand, "candidate|holdout", [turn("h1"), turn("h2")]),
+        (cand, "candidate|shifted", [turn("s1")]),
+        (base, "baseline|holdout", [turn("h1"), turn("h2")]),
+        (base, "prompting|holdout", [turn("few h1"), turn("few h2")]),
+        (base, "baseline|shifted", [turn("s1")]),
+        (base, "prompting|shifted", [turn("few s1")]),
+    ]
+    groups = merged_jobs(jobs)
+    shapes = [(ref.role, [name for name, _ in parts]) for ref, parts, _ in groups]
+    assert shapes == [
+        ("base", ["baseline|holdout", "baseline|shifted"]),
+        ("base", ["prompting|holdout", "prompting|shifted"]),
+        ("candidate", ["candidate|holdout", "candidate|shifted"]),
+    ]
+    for _, parts, prompts in groups:  # every job's prompts, in order, sized as declared
+        start = 0
+        for name, n in parts:
+            assert prompts[start : start + n] == next(p for _, j, p in jobs if j == name)
+            start += n
+        assert start == len(prompts)
