@@ -178,6 +178,17 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
+def merged(previous: list[dict], new: list[dict] | None) -> list[dict]:
+    """The injected rows of this run, and the previous run's rows of the candidates not run
+    again (``--cases``), in the kind's case order."""
+    if new is None:
+        return previous
+    ran = {r["candidate"] for r in new}
+    rows = [r for r in previous if r["candidate"] not in ran] + new
+    order = {c[0]: i for kind in KINDS.values() for i, c in enumerate(kind.cases)}
+    return sorted(rows, key=lambda r: order.get(r["candidate"], len(order)))
+
+
 @contextlib.contextmanager
 def workdir(keep: Path | None, kind: str) -> Iterator[Path]:
     """`keep`/<kind> (made empty first), or a temporary folder removed afterwards."""
@@ -251,11 +262,9 @@ def main() -> None:
         "simulation_continuous": continuous
         if continuous is not None
         else previous.get("simulation_continuous", []),
-        "injected": inj if inj is not None else previous.get("injected", []),
+        "injected": merged(previous.get("injected", []), inj),
         "train_steps": args.steps if inj is not None else previous.get("train_steps"),
-        "injected_generation": inj_generation
-        if inj_generation is not None
-        else previous.get("injected_generation", []),
+        "injected_generation": merged(previous.get("injected_generation", []), inj_generation),
         "environment": environment(),
     }
     write_json(RESULTS / "gate_power.json", result)

@@ -60,6 +60,7 @@ GENERATION = Kind(
     (
         ("reference", 42, "clean", "approved (first release, vs base)"),
         ("sibling_seed", 7, "clean", "approved against the reference as production"),
+        ("sibling_seed_13", 13, "clean", "approved against the reference as production"),
         ("swapped_30pct", 42, "swapped_30pct", "rejected: field F1 A/B vs production"),
     ),
 )  # fmt: skip

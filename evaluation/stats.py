@@ -138,20 +138,34 @@ def paired_scores(
     alpha: float = 0.05,
 ) -> PairedResult:
     """Mean score delta of continuous per-item scores (token F1, ROUGE-L, a judge's score):
-    a paired bootstrap interval of the mean difference and a one-sided Wilcoxon signed-rank
-    p-value (scipy) of the differences against the margin."""
+    a paired bootstrap interval of the mean difference and a one-sided p-value (scipy).
+
+    Without a margin the null is "the two models are interchangeable": a Wilcoxon
+    signed-rank test (zeros split). With a margin the null is about the mean (is the mean
+    difference beyond -margin, or above +margin for superiority?), and ranks cannot answer
+    it: where most items tie (the two models wrote the same answer, delta 0), shifting the
+    differences by the margin turns every tie into a win, and the signed-rank test of the
+    shifted differences says p = 1 for a mean drop many times the margin. So a margin gets
+    the one-sample t-test of the differences against it (the mean over 100+ items is close to
+    normal; the bootstrap interval beside it is about the same mean)."""
     d = np.asarray(cand, float) - np.asarray(base, float)
     if len(d) == 0:
         raise ValueError("no paired items")
     idx = np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))
     lo, hi = np.percentile(d[idx].mean(axis=1), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    shifted = d - margin if question == "superiority" else d + margin
-    if not np.any(shifted):
-        p = 1.0  # no difference at all: neither better nor worse
+    side = "greater" if question == "superiority" else "less"
+    bound = margin if question == "superiority" else -margin
+    if margin:
+        test = "one-sample t-test of the mean delta against the margin, one-sided; paired bootstrap interval"
+        if np.ptp(d) == 0:  # no spread: the mean is what it is
+            better = d[0] > bound if side == "greater" else d[0] < bound
+            p = 0.0 if better else 1.0
+        else:
+            p = float(sps.ttest_1samp(d, bound, alternative=side).pvalue)
     else:
-        side = "greater" if question == "superiority" else "less"
-        p = float(sps.wilcoxon(shifted, zero_method="zsplit", alternative=side).pvalue)
-    test = "wilcoxon signed-rank, one-sided; paired bootstrap interval"
+        test = "wilcoxon signed-rank, one-sided; paired bootstrap interval"
+        # no difference at all: neither better nor worse
+        p = float(sps.wilcoxon(d, zero_method="zsplit", alternative=side).pvalue) if np.any(d) else 1.0
     detail = {"n": len(d), "resamples": resamples, "margin": margin}
     return PairedResult(float(d.mean()), float(lo), float(hi), p, test, detail)
 

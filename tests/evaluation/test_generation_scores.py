@@ -164,3 +164,28 @@ def test_generation_jobs_merge_per_model_and_prompt_shape_and_split_back_in_orde
             assert prompts[start : start + n] == next(p for _, j, p in jobs if j == name)
             start += n
         assert start == len(prompts)
+
+
+def test_generation_margin_is_tested_on_the_mean_where_most_answers_tie():
+    """Per-item field F1 of two generation models mostly ties (the same answer, delta 0). A
+    non-inferiority margin asks about the mean: a candidate 8 points worse on average must be
+    significantly worse than a 1-point margin, whatever the ties. The signed-rank test of the
+    shifted differences cannot see it (every tie becomes a win): that is why a margin gets the
+    t-test (scipy's value), while margin 0 keeps Wilcoxon."""
+    rng = np.random.default_rng(3)
+    n = 205
+    base = rng.uniform(0.5, 1.0, n)
+    cand = base.copy()
+    hit = rng.choice(n, 30, replace=False)  # 15% of items broken, the rest identical answers
+    cand[hit] = np.clip(base[hit] - 0.55, 0, 1)
+    d = cand - base
+    assert (d == 0).mean() > 0.8 and d.mean() < -0.07
+    assert sps.wilcoxon(d + 0.01, zero_method="zsplit", alternative="less").pvalue > 0.99  # the trap
+    r = paired_test(cand, base, question="no_regression", margin=0.01)
+    assert r.test.startswith("one-sample t-test")
+    assert r.p_value == pytest.approx(sps.ttest_1samp(d, -0.01, alternative="less").pvalue)
+    assert r.p_value < 1e-5
+    assert paired_test(cand, base, question="no_regression", margin=0.2).p_value > 0.99  # inside the margin
+    assert paired_test(cand, base, question="no_regression").test.startswith("wilcoxon")
+    same = paired_test(base, base, question="no_regression", margin=0.01)
+    assert same.p_value == 1.0 and same.delta == 0.0  # no spread at all: not worse than the margin
