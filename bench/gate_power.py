@@ -211,25 +211,42 @@ def markdown(
 
 def merged(previous: list[dict], new: list[dict] | None) -> list[dict]:
     """The injected rows of this run, and the previous run's rows of the candidates not run
-    again (``--cases``), in the kind's case order."""
+    again (``--cases``) that were judged against this run's reference (the same model as
+    production), in the kind's case order. Rows against another reference (another recipe,
+    or not recorded) are dropped, not mixed into the table."""
     if new is None:
         return previous
     ran = {r["candidate"] for r in new}
-    rows = [r for r in previous if r["candidate"] not in ran] + new
+    reference = next((r.get("model_id") for r in new if r["candidate"] == "reference"), None)
+    kept = [
+        r for r in previous
+        if r["candidate"] not in ran and reference is not None and r.get("baseline_model_id") == reference
+    ]  # fmt: skip
+    for r in previous:
+        if r["candidate"] not in ran and r not in kept and r["candidate"] != "reference":
+            print(f"dropped the previous {r['candidate']} row: judged against another reference", flush=True)
     order = {c[0]: i for kind in KINDS.values() for i, c in enumerate(kind.cases)}
-    return sorted(rows, key=lambda r: order.get(r["candidate"], len(order)))
+    return sorted(kept + new, key=lambda r: order.get(r["candidate"], len(order)))
+
+
+KEEP_MARK = ".tunegate-gate-power"
 
 
 @contextlib.contextmanager
 def workdir(keep: Path | None, kind: str) -> Iterator[Path]:
-    """`keep`/<kind> (made empty first), or a temporary folder removed afterwards."""
+    """`keep`/<kind>, emptied first when an earlier --keep made it (its mark), refused when it
+    holds anything else; or a temporary folder removed afterwards."""
     if keep is None:
         with tempfile.TemporaryDirectory(prefix=f"tunegate-gate-power-{kind}-") as tmp:
             yield Path(tmp)
         return
     folder = keep.resolve() / kind
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / KEEP_MARK).exists():
+            raise SystemExit(f"--keep: {folder} exists and was not made by --keep; choose an empty folder")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / KEEP_MARK).touch()
     yield folder
 
 

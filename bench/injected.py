@@ -177,6 +177,8 @@ def row(kind: Kind, name: str, train_rows: int, gate: dict, expected: str) -> di
         "verdict": gate["verdict"],
         "expected": expected,
         "failed_checks": [c["name"] for c in gate["checks"] if not c["passed"]],
+        "model_id": gate["candidate"]["model_id"],
+        "baseline_model_id": gate["baseline"].get("model_id"),
         "primary_check": kind.primary,
         "primary_value": checks[kind.primary]["value"],
     }

@@ -117,8 +117,8 @@ class HFEngine:
         return generate_text(model, tok, rendered, max_new_tokens, self.batch_size, processors)
 
     def _grammar(self, tok: Any, vocab_size: int, schema: dict[str, Any] | None) -> Any:
-        """The schema's compiled grammar, once per tokenizer and schema (a second of compiling,
-        where evaluate asks once per model and suite)."""
+        """The schema's compiled grammar, once per tokenizer and schema (about a second of
+        compiling; evaluate asks once per model and prompt shape, parity once more)."""
         import json
 
         from evaluation.hf_predict import json_grammar

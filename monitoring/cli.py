@@ -10,12 +10,8 @@ from pathlib import Path
 
 import typer
 
+from tunegate.command import fail
 from tunegate.errors import ConfigError, TunegateError
-
-
-def fail(err: TunegateError) -> None:
-    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(err.exit_code)
 
 
 def drift(

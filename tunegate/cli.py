@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from tunegate.command import fail
 from tunegate.errors import TunegateError
 from tunegate.stage import configure_logging
 
@@ -23,11 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def fail(err: TunegateError) -> None:
-    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(err.exit_code)
 
 
 @app.callback()

@@ -50,13 +50,13 @@ def tune(
     ),
 ) -> None:
     """Search the fine-tuning recipe with Optuna on validation data (never the gate's suites)."""
+    from tunegate.command import fail
     from tunegate.errors import TunegateError
 
     try:
         run(params_path, trials, workers, storage, search, apply, seeds, report, worker)
     except TunegateError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(err.exit_code) from err
+        fail(err)
 
 
 def run(params_path, trials, workers, storage, search, apply, seeds, report, worker) -> None:
