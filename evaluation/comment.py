@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evaluation.report import _cell, _ci, _num
+from evaluation.outcomes import VERDICT_WORDS
+from evaluation.report import _cell, _ci, _num, mark, outcome
 from tunegate.markdown import REGRESSIONS, section
 
 
@@ -22,24 +23,23 @@ def regressions(report: str) -> list[str]:
 
 
 def _rows(checks: list[dict[str, Any]]) -> list[str]:
-    out = ["| | check | metric | value | 95% CI | threshold |", "|---|---|---|---|---|---|"]
+    out = ["| | check | metric | value | interval | threshold |", "|---|---|---|---|---|---|"]
     for c in checks:
-        mark = "pass" if c["passed"] else "**FAIL**"
         out.append(
-            f"| {mark} | {c['name']} | {_cell(str(c.get('metric', '')))} | {_num(c.get('value'))} | "
+            f"| {mark(c)} | {c['name']} | {_cell(str(c.get('metric', '')))} | {_num(c.get('value'))} | "
             f"{_ci(c.get('ci'))} | {_cell(str(c.get('threshold', '')))} |"
         )
     return out
 
 
 def pr_comment(record: dict[str, Any], report: str | None, report_path: str = "eval/report.md") -> str:
-    approved = record["verdict"] == "approved"
     cand, base = record["candidate"], record["baseline"]
     against = "production" if base.get("kind") == "production" else "the base model (first release)"
     checks = record.get("checks", [])
-    failed = [c for c in checks if not c["passed"]]
+    failed = [c for c in checks if outcome(c) == "failed"]
+    undecided = [c for c in checks if outcome(c) == "undecided"]
     out = [
-        f"## tunegate release gate: {'APPROVED' if approved else 'REJECTED'}",
+        f"## tunegate release gate: {VERDICT_WORDS.get(record['verdict'], record['verdict'])}",
         "",
         f"**{record['summary']}**: candidate `{cand['model_id']}` against {against} "
         f"`{base.get('model_id')}`.",
@@ -47,6 +47,9 @@ def pr_comment(record: dict[str, Any], report: str | None, report_path: str = "e
     ]
     if failed:
         out += ["### Failed checks", "", *_rows(failed), ""]
+    if undecided:
+        out += ["### Not enough evidence", "", *_rows(undecided), ""]
+        out += [f"- {c['name']}: {_cell(c.get('reason', ''), 300)}" for c in undecided] + [""]
     out += [f"<details><summary>All {len(checks)} checks</summary>", "", *_rows(checks), "", "</details>", ""]
     if report is None:
         out += ["(no release report beside the gate record: `dvc repro gate` writes it)", ""]

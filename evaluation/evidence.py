@@ -62,6 +62,8 @@ class SuiteOutcome:
     others: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """The candidate's other per-item scores by name (generation: json_valid, rouge_l, ...),
     for floors on them."""
+    ids: tuple[str, ...] | None = None
+    """Item ids; a perturbation suite's are its source hold-out items' (its variants cluster)."""
 
     @classmethod
     def classified(
@@ -71,10 +73,12 @@ class SuiteOutcome:
         gold: Sequence[str],
         candidate: Sequence[str | None],
         baseline: Sequence[str | None] | None,
+        ids: Sequence[str] | None = None,
     ) -> SuiteOutcome:
         """A classification suite: scores are 1 where the answer is the gold label."""
         base = Scores.of_answers(baseline, gold) if baseline is not None else None
-        return cls(name, kind, tuple(gold), Scores.of_answers(candidate, gold), base)
+        item_ids = tuple(str(i) for i in ids) if ids is not None else None
+        return cls(name, kind, tuple(gold), Scores.of_answers(candidate, gold), base, ids=item_ids)
 
     @property
     def rows(self) -> int:
@@ -213,6 +217,7 @@ class Evidence:
                     [r["gold"] for r in recs],
                     [r["candidate"] for r in recs],
                     [r["baseline"] for r in recs] if self.suites[name].versus_baseline else None,
+                    _ids(recs),
                 )
                 for name, recs in records.items()
             ]
@@ -234,7 +239,13 @@ def scored_outcome(name: str, info: SuiteInfo, recs: list[dict[str, Any]], prima
     base = Scores(values("baseline", primary)) if info.versus_baseline else None
     names = sorted({k for r in recs for k in r["scores"]["candidate"]} - {primary})
     others = {k: values("candidate", k) for k in names}
-    return SuiteOutcome(name, info.kind, None, Scores(values("candidate", primary)), base, primary, others)
+    candidate = Scores(values("candidate", primary))
+    return SuiteOutcome(name, info.kind, None, candidate, base, primary, others, _ids(recs))
+
+
+def _ids(recs: Sequence[dict[str, Any]]) -> tuple[str, ...] | None:
+    """The records' item ids, when every record has one."""
+    return tuple(str(r["id"]) for r in recs) if all("id" in r for r in recs) else None
 
 
 def _plain(value: Any) -> Any:

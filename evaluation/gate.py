@@ -1,7 +1,8 @@
 """The gate stage: evaluation evidence + params.yaml ``gate:`` -> verdict, gate.json, report.md.
 
-The stage records the verdict and exits 0 either way, so ``dvc repro`` keeps the
-metrics of a rejected candidate; ``tunegate gate --check`` is what fails a CI job.
+The stage records the verdict (approved, rejected, or not enough evidence) and exits 0
+whatever it is, so ``dvc repro`` keeps the metrics of a rejected candidate; ``tunegate gate
+--check`` is what fails a CI job, with an exit code per verdict (``EXIT_CODES``).
 
 ``eval/gate.json`` holds every check (name, metric, value, interval, threshold, p-value,
 pass/fail, reason), the verdict, the candidate's and baseline's identities and the
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slices
-from evaluation.policy import Verdict, decide
+from evaluation.outcomes import VerdictOutcome, interval_alpha
+from evaluation.policy import Verdict, decide, finish
 from evaluation.policy_calibration import calibration_checks
 from evaluation.policy_classical import classical_checks, prompting_label_checks
 from evaluation.policy_prompting import prompting_checks
@@ -88,7 +90,7 @@ def classification_families(
         verdict.checks.extend(checks)
         verdict.notes.extend(notes)
     verdict.noted.extend(noted)
-    verdict.approved = all(c.passed for c in verdict.checks)
+    finish(verdict.checks, params.gate)
     return verdict
 
 
@@ -102,7 +104,7 @@ def generation_families(
     checks, notes = prompting_checks(records, gate, gate.primary_metric, params.base.seed)
     verdict.checks.extend(checks)
     verdict.notes.extend(notes)
-    verdict.approved = all(c.passed for c in verdict.checks)
+    finish(verdict.checks, params.gate)
     return verdict
 
 
@@ -110,7 +112,7 @@ def gate_record(verdict: Verdict, evidence: Evidence, params: Params, results: P
     plain = evidence.to_dict()
     calibration = results / "calibration.json"
     return {
-        "verdict": "approved" if verdict.approved else "rejected",
+        "verdict": verdict.outcome,
         "task": evidence.task,
         "summary": verdict.summary(),
         "candidate": plain["candidate"],
@@ -123,6 +125,8 @@ def gate_record(verdict: Verdict, evidence: Evidence, params: Params, results: P
         # The calibration judged here is the one packaged and served (serving/package.py checks).
         "calibration_sha256": sha256_file(calibration) if calibration.exists() else None,
         "policy": {k: v for k, v in vars(params.gate).items()},
+        # each end of every interval is a one-sided (1 - alpha) bound (evaluation/outcomes.py)
+        "interval_level": round(1 - interval_alpha(params.gate.alpha), 4),
         "engine": evidence.engine,
         **verdict.to_dict(),
         "environment": environment(),
@@ -185,14 +189,21 @@ def judge_notes(path: Path | None) -> list[str]:
     ]
 
 
-def check(path: Path) -> tuple[bool, str]:
-    """For `tunegate gate --check`: (approved, one-line reason)."""
+EXIT_CODES: dict[VerdictOutcome, int] = {"approved": 0, "rejected": 1, "not_enough_evidence": 3}
+"""`tunegate gate --check`'s exit code per verdict (2 is an error: tunegate/errors.py)."""
+
+
+def check(path: Path) -> tuple[VerdictOutcome, str]:
+    """For `tunegate gate --check`: (verdict, one-line reason)."""
     if not path.exists():
         raise TunegateError(f"{path} is missing; run `dvc repro` to evaluate and gate the candidate")
     record = read_json(path)
-    return record[
-        "verdict"
-    ] == "approved", f"{record['summary']} (candidate {record['candidate']['model_id']})"
+    verdict = record.get("verdict")
+    if verdict not in EXIT_CODES:
+        raise TunegateError(
+            f"{path}: verdict {verdict!r} is none of {', '.join(EXIT_CODES)}; run `dvc repro`"
+        )
+    return verdict, f"{record['summary']} (candidate {record['candidate']['model_id']})"
 
 
 if __name__ == "__main__":

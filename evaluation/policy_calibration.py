@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from evaluation.calibration_fit import oos_recall, suite_scores
+from evaluation.checks import Check, bounded_check, floor_check
 from evaluation.metrics import Estimate
-from evaluation.policy import Check, ab_check
-from evaluation.stats import adjust, paired_accuracy
+from evaluation.outcomes import Bounded, interval_alpha
+from evaluation.policy import ab_check
+from evaluation.stats import paired_accuracy
 from evaluation.threshold import mixed_precision
 from tunegate.params import GateParams
 
@@ -29,16 +31,20 @@ def _scores(records: Sequence[dict[str, Any]], gate: GateParams, seed: int) -> d
         [r["abstained"] for r in records],
         resamples=gate.bootstrap_resamples,
         seed=seed,
-        alpha=gate.alpha,
+        alpha=interval_alpha(gate.alpha),
     )
 
 
-def _check(name: str, metric: str, est: Estimate, limit: float, floor: bool, why: str) -> Check:
-    ok = math.isfinite(est.value) and (est.value >= limit if floor else est.value <= limit)
-    reason = "" if ok else (why if math.isfinite(est.value) else "metric is not a number")
-    return Check(
-        name, metric, est.value, (est.lo, est.hi), f"{'>=' if floor else '<='} {limit}", ok, reason=reason
-    )
+def _check(
+    name: str, metric: str, est: Estimate, limit: float, floor: bool, why: str, n: int, alpha: float
+) -> Check:
+    """A floor (lower bound at or above it) or a ceiling (upper bound at or under it)."""
+    if floor:
+        check = floor_check(name, metric, est, limit, n, alpha)
+    else:
+        check = bounded_check(name, metric, Bounded(est.value, est.lo, est.hi, limit, "below", alpha), n, why)
+    check.harm = f"{why}: shown beyond the limit"
+    return check
 
 
 def calibration_checks(
@@ -102,13 +108,15 @@ def holdout_checks(
     """ECE, coverage and selective accuracy on the in-scope hold-out; Brier, accuracy at the
     threshold and the shifted suite's ECE as notes."""
     s = _scores(holdout, gate, seed)
+    n, a = len(holdout), gate.alpha
+    answered = sum(not r["abstained"] for r in holdout)
     checks = [
         _check("holdout.ece", "expected calibration error", s["ece"], gate.max_ece, False,
-               "confidence is miscalibrated"),
+               "confidence is miscalibrated", n, a),
         _check("holdout.coverage", "share answered", s["coverage"], gate.min_coverage, True,
-               "abstains on too many in-scope messages"),
+               "abstains on too many in-scope messages", n, a),
         _check("holdout.selective_accuracy", "accuracy of answered messages", s["selective_accuracy"],
-               gate.min_selective_accuracy, True, "answers it gives are too often wrong"),
+               gate.min_selective_accuracy, True, "answers it gives are too often wrong", answered, a),
     ]  # fmt: skip
     a, b = s["brier"], s["answered_accuracy"]
     notes = [
@@ -147,11 +155,13 @@ def out_of_scope_checks(
         [x["abstained"] for x in out_of_scope],
         resamples=gate.bootstrap_resamples,
         seed=seed,
-        alpha=gate.alpha,
+        alpha=interval_alpha(gate.alpha),
     )
-    found = _check("holdout_oos.recall", metric, r, gate.min_oos_recall, True, why)
+    found = _check(
+        "holdout_oos.recall", metric, r, gate.min_oos_recall, True, why, len(out_of_scope), gate.alpha
+    )
     if "threshold_search" in evidence and not evidence.get("val_oos_rows"):
-        found.passed = False
+        found.passed, found.p_harm = False, None
         found.reason = NO_VAL_OOS
         return [], [found], []
     return [found], [], []
@@ -169,7 +179,9 @@ def mix_notes(
         return []
     if not out_of_scope:
         return [f"serve.expected_oos_share {share:g}: no out-of-scope hold-out rows to measure it at"]
-    est = mixed_precision_ci(holdout, out_of_scope, share, gate.bootstrap_resamples, seed, gate.alpha)
+    est = mixed_precision_ci(
+        holdout, out_of_scope, share, gate.bootstrap_resamples, seed, interval_alpha(gate.alpha)
+    )
     return [
         f"precision of answered requests at {share:g} out-of-scope traffic (serve.expected_oos_share) "
         f"{est.value:.4f} [{est.lo:.4f}, {est.hi:.4f}]"
@@ -213,14 +225,14 @@ def abstention_ab(
 ) -> tuple[list[Check], list[str]]:
     """Candidate vs the production release, each at its own threshold, on the same items:
     answered-and-right on the in-scope hold-out, abstained on the out-of-scope hold-out
-    (paired McNemar-type tests, Holm within the two)."""
+    (paired non-inferiority checks, each at its margin in gate.margins: answered_accuracy,
+    oos_recall)."""
     if evidence.get("baseline") is None or not holdout or "baseline_abstained" not in holdout[0]:
         return [], ["abstention is not compared with the baseline: it is the base model (a first release) "
                     "or a release packaged without a calibration"]  # fmt: skip
-    margin = gate.margin
-    threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
     pairs = {
         "holdout.answered_accuracy_ab_vs_production": (
+            "answered_accuracy",
             "answered-and-right share delta",
             [not r["abstained"] and r["candidate"] == r["gold"] for r in holdout],
             [not r["baseline_abstained"] and r["baseline"] == r["gold"] for r in holdout],
@@ -228,17 +240,18 @@ def abstention_ab(
     }
     if out_of_scope and "baseline_abstained" in out_of_scope[0]:
         pairs["holdout_oos.recall_ab_vs_production"] = (
+            "oos_recall",
             "out-of-scope recall delta",
             [r["abstained"] for r in out_of_scope],
             [r["baseline_abstained"] for r in out_of_scope],
         )
     found = []
-    for name, (metric, ours, theirs) in pairs.items():
-        result = paired_accuracy(ours, theirs, question="no_regression", margin=margin, alpha=gate.alpha)
-        found.append(ab_check(name, metric, "no_regression", result, threshold))
-    for c, pa in zip(found, adjust([c.p_value for c in found], gate.correction), strict=True):
-        c.p_adjusted, c.passed = pa, pa >= gate.alpha
-        c.reason = (
-            "" if c.passed else f"significantly worse than production at its own threshold (p={pa:.3g})"
+    for name, (key, metric, ours, theirs) in pairs.items():
+        margin = gate.margin_for(key, name.split(".")[0])
+        result = paired_accuracy(ours, theirs, question="non_inferiority", margin=margin, alpha=gate.alpha)
+        found.append(
+            ab_check(
+                name, metric, "non_inferiority", result, margin, gate.alpha, "production at its own threshold"
+            )
         )
     return found, []

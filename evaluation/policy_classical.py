@@ -9,9 +9,10 @@ accuracy delta's interval. ``gate.vs_classical`` decides what it does:
 
 - ``report`` (default): each suite's delta, interval and p-value go into the report's
   notes; nothing is blocked;
-- ``non_inferior``: each suite is a check, failing when the candidate is significantly
-  worse than the reference by more than ``gate.margin`` (Holm across the suites, a family
-  of its own, apart from the A/B against the baseline).
+- ``non_inferior``: each suite is a non-inferiority check like the A/B against production:
+  passed when the lower bound of the accuracy delta is above -margin (``gate.margins``),
+  failed when the candidate is shown worse by more than the margin, else not enough
+  evidence.
 """
 
 from __future__ import annotations
@@ -53,19 +54,20 @@ def label_reference_checks(
             PROMPTING: "no prompting reference was evaluated (eval.few_shot is 0)",
         }
         return [], [missing.get(who, f"no {label} in the evidence")]
-    margin = gate.margin
-    threshold = f"not significantly < -{margin}" if margin else "not significantly < 0"
     found: list[Check] = []
     for name, recs in judged.items():
         cand = [r["candidate"] == r["gold"] for r in recs]
         ref = [r[who] == r["gold"] for r in recs]
-        result = paired_accuracy(cand, ref, question="no_regression", margin=margin, alpha=gate.alpha)
-        found.append(ab_check(f"{name}.ab_vs_{who}", "accuracy delta", "no_regression", result, threshold))
+        margin = gate.margin_for("accuracy", name)
+        result = paired_accuracy(cand, ref, question="non_inferiority", margin=margin, alpha=gate.alpha)
+        found.append(
+            ab_check(f"{name}.ab_vs_{who}", "accuracy delta", "non_inferiority", result, margin, gate.alpha,
+                     f"the {label}")
+        )  # fmt: skip
     return reference_family(
         found,
         gate,
         judged=setting == "non_inferior",
-        who="the classical reference" if who == "classical" else "the few-shot base model",
         label=label,
         metric="accuracy",
         key=f"vs_{who}",

@@ -10,6 +10,7 @@ from typing import Any
 
 from evaluation.calibration_fit import record_scores
 from evaluation.evidence import Evidence
+from evaluation.outcomes import VERDICT_WORDS, interval_level
 from evaluation.report_generation import generation_sections
 from evaluation.spread_note import spread_lines
 from tunegate.task import for_kind
@@ -34,6 +35,17 @@ def _cell(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def outcome(check: dict[str, Any]) -> str:
+    """A check's outcome from its record (records written before three outcomes: pass or fail)."""
+    if "outcome" in check:
+        return check["outcome"]
+    return "passed" if check["passed"] else "failed"
+
+
+def mark(check: dict[str, Any]) -> str:
+    return {"passed": "pass", "failed": "**FAIL**", "undecided": "*not enough evidence*"}[outcome(check)]
+
+
 def _accuracy(rows: list[dict[str, Any]], who: str) -> float:
     return sum(r[who] == r["gold"] for r in rows) / len(rows) if rows else math.nan
 
@@ -44,11 +56,11 @@ def render_report(
     records: dict[str, list[dict]],
     out_of_scope: list[dict] | None = None,
 ) -> str:
-    approved = record["verdict"] == "approved"
     cand, base = record["candidate"], record["baseline"]
     kind = "production model" if base["kind"] == "production" else "base model, zero-shot (first release)"
+    alpha = record["policy"]["alpha"]
     out = [
-        f"# Release report: {'APPROVED' if approved else 'REJECTED'}",
+        f"# Release report: {VERDICT_WORDS[record['verdict']]}",
         "",
         f"**{record['summary']}**",
         "",
@@ -59,20 +71,27 @@ def render_report(
         "",
         "## Checks",
         "",
-        "| | check | metric | value | 95% CI | threshold | p (adjusted) | reason |",
-        "|---|---|---|---|---|---|---|---|",
+        f"A check passes when its interval shows it, fails when harm is shown, and otherwise has "
+        f"not enough evidence: each end of the {interval_level(alpha)} is a one-sided "
+        f"{100 * (1 - alpha):g}% bound; p is the claim's (adjusted), harm p the harm test's "
+        f"({record['policy']['correction']} over every harm test).",
+        "",
+        f"| | check | metric | value | {interval_level(alpha)} | threshold | p (adjusted) | harm p | items "
+        "| reason |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in record["checks"]:
         p = f"{c['p_value']:.3g} ({c['p_adjusted']:.3g})" if c.get("p_adjusted") is not None else ""
-        mark = "pass" if c["passed"] else "**FAIL**"
+        harm = f"{c['p_harm_adjusted']:.3g}" if c.get("p_harm_adjusted") is not None else ""
+        items = "" if c.get("items") is None else str(c["items"])
         out.append(
-            f"| {mark} | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
-            f"{_cell(c['threshold'])} | {p} | {_cell(c['reason'])} |"
+            f"| {mark(c)} | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
+            f"{_cell(c['threshold'])} | {p} | {harm} | {items} | {_cell(c['reason'])} |"
         )
     for c in record.get("noted", []):
         out.append(
             f"| noted | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
-            f"{_cell(c['threshold'])} | | {_cell(c['reason'])} |"
+            f"{_cell(c['threshold'])} | | | | {_cell(c['reason'])} |"
         )
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")

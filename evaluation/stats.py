@@ -1,14 +1,18 @@
-"""Paired A/B statistics for the gate: McNemar, paired bootstrap, multiple-testing control.
+"""Paired A/B statistics for the gate: McNemar, Agresti-Min, Student's t, the paired bootstrap.
 
-Every comparison is candidate minus baseline on the same items. The gate asks one of
-two questions of a difference ``delta`` (see evaluation/policy.py):
+Every comparison is candidate minus baseline on the same items, with a bound ``b``: the
+margin for superiority (0: better than the base model), minus the margin for
+non-inferiority (not worse than production by more than the margin). Each result carries
+both one-sided p-values, so the gate reads three outcomes (evaluation/outcomes.py):
 
-- superiority: is delta > margin? One-sided test; passes when p < alpha.
-- no regression: is delta < -margin? One-sided test for harm; the check fails when
-  p < alpha. An equivalent candidate is then rejected with probability at most alpha.
+- ``p_value``: of the claim (delta > b); shown when it is under alpha, which for
+  non-inferiority is the same as the interval's lower bound lying above -margin;
+- ``p_harm``: of harm (delta < b); the check fails only when harm is shown.
 
-McNemar comes from statsmodels (exact binomial when there are few discordant pairs),
-the normal tail from scipy, and Holm / Benjamini-Hochberg from statsmodels.
+The interval ``[lo, hi]`` is the two-sided 1 - 2 alpha one: each end is a one-sided
+(1 - alpha) bound, the bound the decision reads. McNemar comes from statsmodels (exact
+binomial when there are few discordant pairs), the normal and t tails from scipy, Holm /
+Benjamini-Hochberg from statsmodels.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 EXACT_BELOW = 25  # discordant pairs below which McNemar uses the exact binomial test
+Question = Literal["superiority", "non_inferiority"]
+
+
+def _bound(question: Question, margin: float) -> float:
+    """The value of delta the claim is about: +margin (superiority) or -margin."""
+    return margin if question == "superiority" else -margin
 
 
 @dataclass(frozen=True)
@@ -31,10 +41,13 @@ class PairedResult:
     """candidate minus baseline"""
     lo: float
     hi: float
+    """one-sided (1 - alpha) lower and upper bounds of delta"""
     p_value: float
-    """one-sided p-value for the question asked (superiority or harm)"""
+    """one-sided p-value of the claim: delta above the bound (better; not worse by the margin)"""
     test: str
     detail: dict
+    p_harm: float = 1.0
+    """one-sided p-value of harm: delta below the bound"""
 
 
 def mcnemar_table(a_correct: np.ndarray, b_correct: np.ndarray) -> np.ndarray:
@@ -43,19 +56,29 @@ def mcnemar_table(a_correct: np.ndarray, b_correct: np.ndarray) -> np.ndarray:
     return np.array([[np.sum(a & b), np.sum(~a & b)], [np.sum(a & ~b), np.sum(~a & ~b)]])
 
 
+def agresti_min(only_cand: int, only_base: int, n: int) -> tuple[float, float]:
+    """(delta, se) of a paired difference of proportions with 0.5 added to each cell of the
+    2x2 table (Agresti and Min, 2005): sound with few or no discordant pairs, where the plain
+    Wald interval has no width and would show anything."""
+    b, c, m = only_cand + 0.5, only_base + 0.5, n + 2
+    delta = (b - c) / m
+    return delta, float(np.sqrt(max((b + c) / m - delta**2, 0.0) / m))
+
+
 def paired_accuracy(
     cand_correct: Sequence[bool],
     base_correct: Sequence[bool],
     *,
-    question: Literal["superiority", "no_regression"],
+    question: Question,
     margin: float = 0.0,
     alpha: float = 0.05,
 ) -> PairedResult:
-    """Accuracy delta with a paired (Wald) interval and a one-sided McNemar-type p-value.
+    """Accuracy delta with its Agresti-Min bounds and both one-sided p-values.
 
-    With margin 0 the p-value is McNemar's (exact binomial on the discordant pairs when
-    they are few, else the chi-square approximation), halved for one side. With a
-    margin, the discordant-pair normal approximation tests delta against +/-margin.
+    Superiority without a margin gets McNemar's test (exact binomial on the discordant pairs
+    when they are few, else the continuity-corrected chi-square), one side each. Otherwise
+    (non-inferiority, or a margin) the Agresti-Min z statistic against the bound, whose
+    p-value is under alpha exactly when the lower bound clears it.
     """
     c, b = np.asarray(cand_correct, bool), np.asarray(base_correct, bool)
     n = len(c)
@@ -65,24 +88,20 @@ def paired_accuracy(
     only_cand, only_base = int(table[1, 0]), int(table[0, 1])
     discordant = only_cand + only_base
     delta = (only_cand - only_base) / n
-    se = np.sqrt(max(discordant - (only_cand - only_base) ** 2 / n, 0.0)) / n
-    z = sps.norm.ppf(1 - alpha / 2)
-    lo, hi = delta - z * se, delta + z * se
-    favourable = delta > 0 if question == "superiority" else delta < 0
-    if margin == 0.0:
+    adjusted, se = agresti_min(only_cand, only_base, n)
+    z = sps.norm.ppf(1 - alpha)
+    lo, hi = adjusted - z * se, adjusted + z * se
+    bound = _bound(question, margin)
+    if question == "superiority" and margin == 0.0:
         exact = discordant < EXACT_BELOW
         res = mcnemar(table, exact=exact, correction=not exact)
-        two_sided = float(res.pvalue) if discordant else 1.0
-        p = two_sided / 2 if favourable else 1 - two_sided / 2
+        half = (float(res.pvalue) if discordant else 1.0) / 2
+        p, harm = (half, 1 - half) if delta > 0 else (1 - half, half) if delta < 0 else (1.0, 1.0)
         test = f"mcnemar ({'exact binomial' if exact else 'chi-square, continuity-corrected'}), one-sided"
     else:
-        shifted = delta - margin if question == "superiority" else delta + margin
-        if se == 0:
-            p = 0.0 if (shifted > 0 if question == "superiority" else shifted < 0) else 1.0
-        else:
-            zs = shifted / se
-            p = float(sps.norm.sf(zs)) if question == "superiority" else float(sps.norm.cdf(zs))
-        test = "paired difference in proportions (Wald), one-sided with margin"
+        zs = (adjusted - bound) / se
+        p, harm = float(sps.norm.sf(zs)), float(sps.norm.cdf(zs))
+        test = "paired difference in proportions (Agresti-Min), one-sided against the margin"
     detail = {
         "n": n,
         "only_candidate_right": only_cand,
@@ -90,15 +109,17 @@ def paired_accuracy(
         "both_right": int(table[0, 0]),
         "both_wrong": int(table[1, 1]),
         "margin": margin,
+        "disagreement": discordant / n,
     }
-    return PairedResult(float(delta), float(lo), float(hi), float(min(max(p, 0.0), 1.0)), test, detail)
+    clip = lambda x: float(min(max(x, 0.0), 1.0))  # noqa: E731
+    return PairedResult(float(delta), float(lo), float(hi), clip(p), test, detail, clip(harm))
 
 
 def paired_bootstrap(
     statistic: Callable[[np.ndarray], float],
     n: int,
     *,
-    question: Literal["superiority", "no_regression"],
+    question: Question,
     margin: float = 0.0,
     resamples: int = 1000,
     seed: int = 0,
@@ -106,85 +127,79 @@ def paired_bootstrap(
 ) -> PairedResult:
     """Paired bootstrap of a delta statistic(indices) -> candidate metric minus baseline metric.
 
-    The same resampled items score both models. The one-sided p-value is the share of
-    resampled deltas on the wrong side of the margin (with the +1 correction).
+    The same resampled items score both models. Each one-sided p-value is the share of
+    resampled deltas on the wrong side of the bound (with the +1 correction); the bounds are
+    the alpha and 1 - alpha percentiles.
     """
     idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     delta = statistic(np.arange(n))
     draws = np.array([statistic(i) for i in idx])
-    lo, hi = np.nanpercentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    if question == "superiority":
-        p = (1 + np.sum(draws <= margin)) / (1 + resamples)
-    else:
-        p = (1 + np.sum(draws >= -margin)) / (1 + resamples)
-    return PairedResult(
-        float(delta),
-        float(lo),
-        float(hi),
-        float(p),
-        "paired bootstrap, one-sided",
-        {"n": n, "resamples": resamples, "margin": margin},
-    )
+    lo, hi = np.nanpercentile(draws, [100 * alpha, 100 * (1 - alpha)])
+    bound = _bound(question, margin)
+    p = (1 + np.sum(draws <= bound)) / (1 + resamples)
+    harm = (1 + np.sum(draws >= bound)) / (1 + resamples)
+    detail = {"n": n, "resamples": resamples, "margin": margin}
+    return PairedResult(float(delta), float(lo), float(hi), float(p), "paired bootstrap, one-sided", detail,
+                        float(harm))  # fmt: skip
 
 
 def paired_scores(
     cand: Sequence[float],
     base: Sequence[float],
     *,
-    question: Literal["superiority", "no_regression"],
+    question: Question,
     margin: float = 0.0,
-    resamples: int = 1000,
-    seed: int = 0,
     alpha: float = 0.05,
 ) -> PairedResult:
-    """Mean score delta of continuous per-item scores (token F1, ROUGE-L, a judge's score):
-    a paired bootstrap interval of the mean difference and a one-sided p-value (scipy).
+    """Mean score delta of continuous per-item scores (token F1, ROUGE-L, a judge's score).
 
-    Without a margin the null is "the two models are interchangeable": a Wilcoxon
-    signed-rank test (zeros split). With a margin the null is about the mean (is the mean
-    difference beyond -margin, or above +margin for superiority?), and ranks cannot answer
-    it: where most items tie (the two models wrote the same answer, delta 0), shifting the
-    differences by the margin turns every tie into a win, and the signed-rank test of the
-    shifted differences says p = 1 for a mean drop many times the margin. So a margin gets
-    the one-sample t-test of the differences against it (the mean over 100+ items is close to
-    normal; the bootstrap interval beside it is about the same mean)."""
+    The bounds are Student's t bounds of the mean difference. Superiority without a margin
+    asks whether the two models are interchangeable: Wilcoxon's signed-rank test (zeros
+    split), one side each. Anything with a bound other than 0 is a question about the
+    mean, which ranks cannot answer: where most items tie (two models wrote the same answer),
+    shifting the differences by a margin turns every tie into a win and the signed-rank test
+    says p = 1 for a mean drop many times the margin. So non-inferiority gets the one-sample
+    t-test of the differences against -margin, whose p-value is under alpha exactly when the
+    lower t bound clears it (the mean over 100+ items is close to normal)."""
     d = np.asarray(cand, float) - np.asarray(base, float)
-    if len(d) == 0:
+    n = len(d)
+    if n == 0:
         raise ValueError("no paired items")
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))
-    lo, hi = np.percentile(d[idx].mean(axis=1), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    side = "greater" if question == "superiority" else "less"
-    bound = margin if question == "superiority" else -margin
-    if margin:
-        test = "one-sample t-test of the mean delta against the margin, one-sided; paired bootstrap interval"
-        if np.ptp(d) == 0:  # no spread: the mean is what it is
-            better = d[0] > bound if side == "greater" else d[0] < bound
-            p = 0.0 if better else 1.0
-        else:
-            p = float(sps.ttest_1samp(d, bound, alternative=side).pvalue)
+    mean = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    half = float(sps.t.ppf(1 - alpha, max(n - 1, 1)) * se)
+    bound = _bound(question, margin)
+    if question == "superiority" and margin == 0.0:
+        test = "wilcoxon signed-rank, one-sided; Student's t bounds"
+        if np.any(d):
+            p = float(sps.wilcoxon(d, zero_method="zsplit", alternative="greater").pvalue)
+            harm = float(sps.wilcoxon(d, zero_method="zsplit", alternative="less").pvalue)
+        else:  # no difference at all: neither better nor worse
+            p = harm = 1.0
     else:
-        test = "wilcoxon signed-rank, one-sided; paired bootstrap interval"
-        # no difference at all: neither better nor worse
-        p = float(sps.wilcoxon(d, zero_method="zsplit", alternative=side).pvalue) if np.any(d) else 1.0
-    detail = {"n": len(d), "resamples": resamples, "margin": margin}
-    return PairedResult(float(d.mean()), float(lo), float(hi), p, test, detail)
+        test = "one-sample t-test of the mean delta against the margin, one-sided; Student's t bounds"
+        if se == 0:  # no spread: the mean is what it is
+            p, harm = float(not mean > bound), float(not mean < bound)
+        else:
+            p = float(sps.ttest_1samp(d, bound, alternative="greater").pvalue)
+            harm = float(sps.ttest_1samp(d, bound, alternative="less").pvalue)
+    detail = {"n": n, "margin": margin, "sd": float(d.std(ddof=1)) if n > 1 else 0.0}
+    return PairedResult(mean, mean - half, mean + half, p, test, detail, harm)
 
 
 def paired_test(
     cand: Sequence[float],
     base: Sequence[float],
     *,
-    question: Literal["superiority", "no_regression"],
+    question: Question,
     margin: float = 0.0,
-    resamples: int = 1000,
-    seed: int = 0,
     alpha: float = 0.05,
 ) -> PairedResult:
-    """The paired test for the scores at hand: McNemar for 0/1 scores, else Wilcoxon."""
+    """The paired test for the scores at hand: 0/1 scores as proportions, others as means."""
     c, b = np.asarray(cand, float), np.asarray(base, float)
     if np.isin(c, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
         return paired_accuracy(c == 1.0, b == 1.0, question=question, margin=margin, alpha=alpha)
-    return paired_scores(c, b, question=question, margin=margin, resamples=resamples, seed=seed, alpha=alpha)
+    return paired_scores(c, b, question=question, margin=margin, alpha=alpha)
 
 
 def adjust(p_values: Sequence[float], method: Literal["holm", "fdr_bh", "none"] = "holm") -> list[float]:

@@ -48,7 +48,9 @@ def params(path: Path = typer.Option(Path("params.yaml"), "--params", help="para
 @app.command()
 def gate(
     check: bool = typer.Option(
-        False, "--check", help="Exit 0 when the candidate is approved, 1 when rejected (for CI)."
+        False,
+        "--check",
+        help="Exit 0 when the candidate is approved, 1 when rejected, 3 when there is not enough evidence.",
     ),
     path: Path | None = typer.Option(None, "--gate-file", help="The gate stage's record (dvc.yaml's)."),
     format_: str = typer.Option(
@@ -57,6 +59,7 @@ def gate(
 ) -> None:
     """Show the release verdict from eval/gate.json (written by `dvc repro`)."""
     from evaluation.comment import comment_for
+    from evaluation.gate import EXIT_CODES
     from evaluation.gate import check as read_verdict
     from tunegate.errors import ConfigError
     from tunegate.layout import layout
@@ -65,12 +68,12 @@ def gate(
     try:
         if format_ not in ("text", "markdown"):
             raise ConfigError(f"--format {format_!r}: use text or markdown")
-        approved, reason = read_verdict(gate_file)
+        verdict, reason = read_verdict(gate_file)
         typer.echo(comment_for(gate_file) if format_ == "markdown" else reason, nl=format_ == "text")
     except TunegateError as err:
         fail(err)
-    if check and not approved:
-        raise typer.Exit(1)
+    if check and EXIT_CODES[verdict]:
+        raise typer.Exit(EXIT_CODES[verdict])
 
 
 def _registry(params_path: Path):

@@ -20,6 +20,9 @@ SUITES = ("holdout", "shifted")
 
 
 def _level(gate: dict[str, Any]) -> float:
+    """The intervals' confidence level: the record's own, else (records before three outcomes) 1 - alpha."""
+    if "interval_level" in gate:
+        return float(gate["interval_level"])
     alpha = (gate.get("policy") or {}).get("alpha", 0.05)
     return round(1 - float(alpha), 4)
 
@@ -36,7 +39,11 @@ def eval_results(card: dict[str, Any], gate: dict[str, Any], task: str) -> list[
         if suite not in SUITES or not isinstance(check.get("value"), (int, float)):
             continue
         ci = check.get("ci")
-        args = {"threshold": check.get("threshold"), "passed": bool(check.get("passed"))}
+        args = {
+            "threshold": check.get("threshold"),
+            "passed": bool(check.get("passed")),
+            "outcome": check.get("outcome", "passed" if check.get("passed") else "failed"),
+        }
         if ci:
             args |= {"ci_low": ci[0], "ci_high": ci[1], "ci_level": _level(gate)}
         digest = data.get(f"{suite}.jsonl")
@@ -95,12 +102,14 @@ def _body(card: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
         baseline = gate.get("baseline", {}).get("model_id")
         verdict = gate.get("summary", gate.get("verdict"))
         lines += [f"**Release gate: {verdict}** (baseline `{baseline}`).", ""]
-        lines += ["| check | metric | value | interval | threshold | passed |", "|---|---|---|---|---|---|"]
+        lines += ["| check | metric | value | interval | threshold | outcome |", "|---|---|---|---|---|---|"]
         for c in gate.get("checks", []):
             ci = c.get("ci")
             shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             value = f"{c['value']:.3f}" if isinstance(c.get("value"), float) else str(c.get("value"))
-            cells = [c["name"], c.get("metric"), value, shown, c.get("threshold"), c["passed"]]
+            outcome = c.get("outcome", "passed" if c["passed"] else "failed")
+            outcome = outcome.replace("undecided", "not enough evidence")
+            cells = [c["name"], c.get("metric"), value, shown, c.get("threshold"), outcome]
             lines.append("| " + " | ".join(str(x) for x in cells) + " |")
         lines.append("")
     lines += ["## Training", ""]

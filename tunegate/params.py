@@ -346,8 +346,29 @@ class EvalParams:
         return out
 
 
+DEFAULT_MARGINS = {
+    "accuracy": 0.03,
+    "macro_f1": 0.03,
+    "answered_accuracy": 0.03,
+    "oos_recall": 0.05,
+    "field_f1": 0.03,
+    "token_f1": 0.03,
+    "rouge_l": 0.03,
+    "chrf": 0.03,
+    "exact_match": 0.05,
+}
+"""How much worse than production a release may be shown to be at most, per metric: 3 points
+of accuracy or of a mean score, 5 of the noisier exact match and out-of-scope recall. At a
+10% disagreement rate, 3 points need about 690 paired items for power 0.8 at alpha 0.05
+(`tunegate plan`)."""
+
+
 @dataclass(frozen=True)
 class GateParams:
+    """The gate's policy. Every check with an interval has three outcomes (evaluation/outcomes.py):
+    passed when its one-sided (1 - alpha) bound is on the good side of the limit, failed when
+    harm is shown (Holm over the harm tests), else not enough evidence."""
+
     alpha: float = 0.05
     """Significance level of every statistical check (after correction)."""
     correction: Literal["holm", "fdr_bh", "none"] = "holm"
@@ -365,13 +386,14 @@ class GateParams:
     """Largest accuracy drop from hold-out to any perturbation suite."""
     suite_max_drops: dict[str, float] = field(default_factory=dict)
     """Per-suite drop limits overriding the two above, e.g. {perturb_truncation: 0.35}."""
-    margin: float = 0.0
-    """Non-inferiority margin versus the production model: an A/B check fails when the
-    candidate is significantly worse than production by more than this. 0 gives the
-    declared false-rejection rate (alpha) for an equivalent candidate and the most power
-    against a real drop; bench/gate_power.py reports the trade-off for other margins."""
+    margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
+    """Non-inferiority margin per metric against the production model: an A/B check passes
+    only when the one-sided (1 - alpha) lower bound of candidate minus production is above
+    -margin (the candidate is shown to be worse by less than the margin). A metric not named
+    here takes DEFAULT_MARGINS' value. A margin of 0 can never be shown for a candidate equal
+    to production; `tunegate plan` gives the items each margin needs."""
     suite_margins: dict[str, float] = field(default_factory=dict)
-    """Per-suite margins overriding `margin`, e.g. {shifted: 0.02}."""
+    """Per-suite margins overriding `margins`, e.g. {shifted: 0.05}."""
     first_release: Literal["superiority", "non_inferiority"] = "superiority"
     """Against the base model (no production model yet), the candidate must be significantly better."""
     max_forgetting_drop: float = 0.1
@@ -422,6 +444,12 @@ class GateParams:
     same training split) on every suite: report it, or block a candidate significantly
     worse than it (by more than `margin`)."""
 
+    def margin_for(self, metric: str, suite: str) -> float:
+        """The non-inferiority margin of `metric` on `suite`: suite_margins, margins, the default."""
+        if suite in self.suite_margins:
+            return self.suite_margins[suite]
+        return self.margins.get(metric, DEFAULT_MARGINS.get(metric, 0.0))
+
     def problems(self) -> list[str]:
         out = []
         if not 0 < self.alpha < 0.5:
@@ -433,7 +461,6 @@ class GateParams:
             "max_invalid_rate",
             "max_shifted_drop",
             "max_perturbation_drop",
-            "margin",
             "max_forgetting_drop",
             "min_parity",
             "max_slice_drop",
@@ -455,6 +482,9 @@ class GateParams:
         for suite, m in self.suite_margins.items():
             if not 0 <= m <= 1:
                 out.append(f"gate.suite_margins.{suite}: {m} is outside [0, 1]")
+        for metric, m in self.margins.items():
+            if not 0 <= m < 1:
+                out.append(f"gate.margins.{metric}: {m} is outside [0, 1)")
         if self.min_slice_rows < 1:
             out.append(f"gate.min_slice_rows: {self.min_slice_rows} must be >= 1")
         if not 0.5 <= self.threshold_confidence < 1:

@@ -5,7 +5,7 @@ family), reported or judged by `gate.vs_prompting`."""
 from __future__ import annotations
 
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import norm
 
 from evaluation.evaluate import few_shot_rows
 from evaluation.policy_classical import prompting_label_checks
@@ -45,17 +45,19 @@ def records(cand: list[bool], ref: list[bool]) -> list[dict]:
     ]
 
 
-def test_classification_prompting_checks_are_mcnemar_against_an_exact_binomial():
-    # 30 items: the candidate alone right on 3, the prompt alone right on 9 (discordant 12 < 25: exact)
+def test_classification_prompting_checks_are_non_inferior_by_agresti_min():
+    # 30 items: the candidate alone right on 3, the prompt alone right on 9
     cand = [True] * 15 + [True] * 3 + [False] * 9 + [False] * 3
     ref = [True] * 15 + [False] * 3 + [True] * 9 + [False] * 3
     gate = GateParams(vs_prompting="non_inferior")
     checks, notes = prompting_label_checks({"holdout": records(cand, ref)}, gate)
     (check,) = checks
     assert check.name == "holdout.ab_vs_prompting" and not notes
-    p = binomtest(3, 12, 0.5).pvalue / 2  # one-sided: the candidate is worse
-    assert check.p_value == pytest.approx(p) and check.value == pytest.approx((3 - 9) / 30)
-    assert check.passed is bool(p >= 0.05)
+    d = (3.5 - 9.5) / 32  # 0.5 added to each cell (Agresti-Min)
+    se = ((13 / 32 - d**2) / 32) ** 0.5
+    assert check.ci[0] == pytest.approx(d - norm.ppf(0.95) * se) and check.value == pytest.approx((3 - 9) / 30)
+    assert check.p_harm == pytest.approx(norm.cdf((d + 0.03) / se))
+    assert not check.passed  # a lower bound far under -0.03: not shown non-inferior on 30 items
     reported, notes = prompting_label_checks({"holdout": records(cand, ref)}, GateParams())
     assert reported == [] and notes[0].startswith(
         "vs prompting (base model, few-shot), holdout: accuracy delta"

@@ -19,35 +19,59 @@ def test_table_layout():
 def test_exact_mcnemar_matches_the_binomial_by_hand():
     # 12 discordant pairs, 10 favour the baseline: two-sided exact p = 2 * P(X <= 2 | 12, 0.5)
     c, b = outcomes(80, 10, 2, 8)
-    r = paired_accuracy(c, b, question="no_regression")
+    r = paired_accuracy(c, b, question="superiority")
     by_hand = 2 * (1 + 12 + 66) / 4096
-    assert r.p_value == pytest.approx(by_hand / 2)
+    assert r.p_harm == pytest.approx(by_hand / 2)  # shown worse than the baseline
+    assert r.p_value == pytest.approx(1 - by_hand / 2)  # not shown better
     assert r.delta == pytest.approx(-8 / 100)
     assert "exact" in r.test
 
 
 def test_chi_square_mcnemar_matches_hand_value():
     c, b = outcomes(400, 30, 15, 55)
-    r = paired_accuracy(c, b, question="no_regression")
+    r = paired_accuracy(c, b, question="superiority")
     stat = (abs(30 - 15) - 1) ** 2 / 45
-    assert r.p_value == pytest.approx(sps.chi2.sf(stat, 1) / 2)
+    assert r.p_harm == pytest.approx(sps.chi2.sf(stat, 1) / 2)
     assert r.lo < r.delta < r.hi
+
+
+def test_agresti_min_bounds_match_the_formula_by_hand():
+    """0.5 added to each cell: b = 15.5, c = 30.5, n = 502; the one-sided 95% bounds."""
+    c, b = outcomes(400, 30, 15, 55)
+    r = paired_accuracy(c, b, question="non_inferiority", margin=0.03, alpha=0.05)
+    d = (15.5 - 30.5) / 502
+    se = np.sqrt(((15.5 + 30.5) / 502 - d**2) / 502)
+    z = sps.norm.ppf(0.95)
+    assert (r.lo, r.hi) == pytest.approx((d - z * se, d + z * se))
+    # the claim's p is under alpha exactly when the lower bound clears -margin
+    assert r.p_value == pytest.approx(sps.norm.sf((d + 0.03) / se))
+    assert (r.p_value < 0.05) == (r.lo > -0.03)
+    assert r.p_harm == pytest.approx(1 - r.p_value)
+
+
+def test_non_inferior_identical_models_have_width_without_discordant_pairs():
+    """No discordant pair: the plain Wald interval would have no width and show anything;
+    Agresti-Min still needs items. 168 identical answers clear a 3-point margin, 20 do not."""
+    same = np.array([True] * 150 + [False] * 18)
+    big = paired_accuracy(same, same, question="non_inferiority", margin=0.03)
+    assert big.lo < 0 < big.hi and big.lo > -0.03
+    small = paired_accuracy(same[:20], same[:20], question="non_inferiority", margin=0.03)
+    assert small.lo < -0.03
 
 
 def test_superiority_of_a_clearly_better_candidate():
     c, b = outcomes(50, 2, 40, 8)
     r = paired_accuracy(c, b, question="superiority")
-    assert r.delta > 0 and r.p_value < 1e-6
-    harm = paired_accuracy(c, b, question="no_regression")
-    assert harm.p_value > 0.99
+    assert r.delta > 0 and r.p_value < 1e-6 and r.p_harm > 0.99
 
 
 def test_margin_shifts_the_question():
     c, b = outcomes(400, 30, 20, 50)  # delta = -0.02
-    strict = paired_accuracy(c, b, question="no_regression", margin=0.0)
-    lenient = paired_accuracy(c, b, question="no_regression", margin=0.05)
-    assert lenient.p_value > strict.p_value
-    assert lenient.p_value > 0.9  # a 2-point drop is well inside a 5-point margin
+    strict = paired_accuracy(c, b, question="non_inferiority", margin=0.0)
+    lenient = paired_accuracy(c, b, question="non_inferiority", margin=0.05)
+    assert lenient.p_value < strict.p_value and lenient.p_harm > strict.p_harm
+    assert lenient.p_value < 0.05  # a 2-point drop is shown inside a 5-point margin
+    assert strict.p_value > 0.5  # ... and not inside none
 
 
 def test_paired_bootstrap_on_a_known_shift():
@@ -60,7 +84,7 @@ def test_paired_bootstrap_on_a_known_shift():
 
     r = paired_bootstrap(stat, 500, question="superiority", resamples=300, seed=1)
     assert r.delta == pytest.approx(0.1)
-    assert r.p_value == pytest.approx(1 / 301)
+    assert r.p_value == pytest.approx(1 / 301) and r.p_harm == pytest.approx(1.0)
 
 
 def test_holm_and_bh_against_hand_values():
@@ -72,7 +96,7 @@ def test_holm_and_bh_against_hand_values():
     assert adjust(p, "none") == p
 
 
-def test_continuous_scores_get_wilcoxon_and_a_bootstrap_interval_binary_ones_mcnemar():
+def test_continuous_scores_get_wilcoxon_or_the_t_test_and_t_bounds_binary_ones_mcnemar():
     """A generative task's per-item scores (token F1 here) are compared with a paired test
     of their own; 0/1 scores keep McNemar. Same items, candidate minus baseline."""
     from evaluation.stats import paired_scores, paired_test
@@ -83,8 +107,12 @@ def test_continuous_scores_get_wilcoxon_and_a_bootstrap_interval_binary_ones_mcn
     r = paired_test(better, base, question="superiority")
     assert r.test.startswith("wilcoxon") and r.p_value < 0.001 and 0 < r.lo < r.delta < r.hi
     worse = np.clip(base - rng.normal(0.08, 0.05, 200), 0, 1)
-    assert paired_scores(worse, base, question="no_regression", margin=0.02).p_value < 0.001
-    assert paired_scores(worse, base, question="no_regression", margin=0.2).p_value > 0.5
+    assert paired_scores(worse, base, question="non_inferiority", margin=0.02).p_harm < 0.001
+    shown = paired_scores(worse, base, question="non_inferiority", margin=0.2)
+    assert shown.p_value < 0.001 and shown.lo > -0.2
+    d = worse - base
+    t_lo = d.mean() - sps.t.ppf(0.95, 199) * d.std(ddof=1) / np.sqrt(200)
+    assert shown.lo == pytest.approx(t_lo)
     assert paired_scores(base, base, question="superiority").p_value == 1.0
     right, other = (rng.random(200) < 0.8).astype(float), (rng.random(200) < 0.7).astype(float)
     assert paired_test(right, other, question="superiority").test.startswith("mcnemar")

@@ -48,8 +48,8 @@ def test_model_card_header_has_the_fields_the_hub_reads(tmp_path):
     assert set(results) == {("tunegate/holdout", "accuracy"), ("tunegate/shifted", "drop")}  # not the probe
     hold = results[("tunegate/holdout", "accuracy")]
     assert hold.metric_value == 0.9 and hold.dataset_revision == f"sha256:{'a' * 64}"
-    assert hold.metric_args == {"threshold": ">= 0.8", "passed": True, "ci_low": 0.85, "ci_high": 0.94,
-                                "ci_level": 0.95}  # fmt: skip
+    assert hold.metric_args == {"threshold": ">= 0.8", "passed": True, "outcome": "passed", "ci_low": 0.85,
+                                "ci_high": 0.94, "ci_level": 0.95}  # fmt: skip
     assert results[("tunegate/shifted", "drop")].metric_args["passed"] is False
     assert "**Release gate: rejected: 1 of 3 checks failed**" in path.read_text()
 
