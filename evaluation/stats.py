@@ -204,6 +204,6 @@ def paired_test(
 
 def adjust(p_values: Sequence[float], method: Literal["holm", "fdr_bh", "none"] = "holm") -> list[float]:
     """Adjusted p-values controlling the family-wise error (Holm) or the FDR (Benjamini-Hochberg)."""
-    if not p_values or method == "none":
+    if len(p_values) < 2 or method == "none":  # one test needs no adjustment
         return list(p_values)
     return [float(x) for x in multipletests(list(p_values), method=method)[1]]

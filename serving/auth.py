@@ -2,7 +2,9 @@
 
 - ``TUNEGATE_ADMIN_TOKEN``: everything: admin actions, pinning a stage (``tunegate:canary``),
   feedback, /metrics.
-- ``TUNEGATE_API_KEY``: the public API and /metrics, when ``serve.require_api_key`` is on.
+- ``TUNEGATE_API_KEY``: the public API and /metrics, when ``serve.require_api_key`` is on;
+  several keys comma-separated, one per client: the key a request holds is who it is for
+  the canary judge (`identity`), which no request body or header can choose.
 - ``TUNEGATE_FEEDBACK_KEY``: ``POST /feedback`` (its labels become training data, so it is
   never anonymous).
 
@@ -34,6 +36,35 @@ def holds(given: str | None, env: str) -> bool:
     )
 
 
+def api_keys() -> list[str]:
+    return [k.strip() for k in os.environ.get(API_KEY, "").split(",") if k.strip()]
+
+
+def matching_key(given: str | None) -> str | None:
+    """The API key `given` is, compared in constant time with each; None when it is none."""
+    if not given:
+        return None
+    found = None
+    for key in api_keys():  # no early exit: the time does not tell which key matched
+        if hmac.compare_digest(given.encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass")):
+            found = key
+    return found
+
+
+def identity(request: Request, rt, privileged: bool) -> str | None:
+    """Who the request is for the canary judge: the API key it holds when serve.require_api_key
+    is on, else the client address (serving/clients.py); never a caller-asserted id."""
+    from serving.clients import client_address
+
+    if privileged:
+        return "admin"
+    if rt.params.serve.require_api_key:
+        key = matching_key(bearer(request.headers))
+        return "key:" + key if key else None
+    address = client_address(request, rt.params.serve.trusted_proxies)
+    return "address:" + address if address else None
+
+
 def unauthorized(what: str) -> ApiError:
     return ApiError(
         401, f"missing or wrong bearer token ({what})", "unauthorized", {"WWW-Authenticate": "Bearer"}
@@ -53,9 +84,9 @@ def public_auth(request: Request, rt) -> bool:
     if holds(given, ADMIN):
         return True
     if rt.params.serve.require_api_key:
-        if not os.environ.get(API_KEY):
+        if not api_keys():
             raise ApiError(503, f"serve.require_api_key is on but {API_KEY} is not set", "unavailable")
-        if not holds(given, API_KEY):
+        if matching_key(given) is None:
             raise unauthorized("the API key")
     return False
 
@@ -72,4 +103,4 @@ def metrics_allowed(headers, require_api_key: bool, public_metrics: bool) -> boo
     if public_metrics or not require_api_key:
         return True
     given = bearer(headers)
-    return holds(given, API_KEY) or holds(given, ADMIN)
+    return matching_key(given) is not None or holds(given, ADMIN)

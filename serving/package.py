@@ -24,6 +24,7 @@ from tunegate.artifacts import read_json, refuse_pickle, sha256_file, tree_hash,
 from tunegate.calibration import Calibration
 from tunegate.errors import ArtifactError, RegistryError
 from tunegate.params import load_params
+from tunegate.release_params import UNDECIDED
 from tunegate.stage import configure_logging
 
 log = logging.getLogger(__name__)
@@ -234,10 +235,10 @@ def verify_registration(record: dict[str, Any]) -> dict[str, Any]:
     judged = gate.get("candidate", {}).get("tree_sha256")
     if judged != record["tree_sha256"]:
         raise ArtifactError(f"{record['bento_tag']}: its gate record judged another adapter ({judged})")
-    if gate.get("verdict") != "approved":
+    if gate.get("verdict") not in ("approved", UNDECIDED):
         raise ArtifactError(
             f"{record['bento_tag']}: the gate did not approve it ({gate.get('verdict')}); only approved "
-            "candidates are registered"
+            "candidates (and, with release.admit_undecided, ones with not enough evidence) are registered"
         )
     return {
         "bento_tag": record["bento_tag"],
@@ -245,6 +246,20 @@ def verify_registration(record: dict[str, Any]) -> dict[str, Any]:
         "model_id": card["model_id"],
         "verdict": gate["verdict"],
     }
+
+
+def not_packaged(gate: dict[str, Any]) -> str:
+    """Why the package stage stopped, in the gate's words."""
+    if gate["verdict"] == UNDECIDED:
+        open_ = [c["name"] for c in gate["checks"] if c.get("outcome") == "undecided"]
+        return (
+            f"not enough evidence ({', '.join(open_)}); see eval/report.md for the items that would settle "
+            "each, or declare release.admit_undecided to release it to canary only"
+        )
+    failed = [
+        c["name"] for c in gate["checks"] if c.get("outcome", "failed" if not c["passed"] else "") == "failed"
+    ]
+    return f"rejected by the gate ({', '.join(failed)}); see eval/report.md"
 
 
 def bentoml_home() -> str:
@@ -285,12 +300,9 @@ def package(
         "model_id": card["model_id"],
         "tree_sha256": card["tree_sha256"],
     }
-    if gate["verdict"] != "approved":
-        failed = [c["name"] for c in gate["checks"] if not c["passed"]]
-        record |= {
-            "packaged": False,
-            "reason": f"rejected by the gate ({', '.join(failed)}); see eval/report.md",
-        }
+    admitted = gate["verdict"] == UNDECIDED and params.release.admit_undecided
+    if gate["verdict"] != "approved" and not admitted:
+        record |= {"packaged": False, "reason": not_packaged(gate)}
         write_json(out, record)
         log.warning("not packaged: %s", record["reason"])
         return record

@@ -22,7 +22,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from serving.api import ApiError, error_body
-from serving.auth import public_auth
+from serving.auth import identity, public_auth
 from serving.logwriter import LogUnavailable
 from serving.requestlog import OPEN, Entry, caller_key
 from serving.runtime import Live, Runtime, Slot, complete
@@ -55,10 +55,12 @@ def admit(request: Request, rt: Runtime, model: str, user: str | None, endpoint:
     else:
         known = ", ".join(rt.model_names(privileged)) or "nothing yet"
         raise ApiError(404, f"unknown model {model!r}; this service serves {known}", "model_not_found")
-    peer = request.client.host if request.client else None
+    # `caller` (self-asserted) keeps a caller on its release; `client` (its API key, else its
+    # address) is who the request is to the canary judge.
+    who = identity(request, rt, privileged)
     entry = Entry(
         uuid.uuid4().hex, endpoint, OPEN, caller=caller_key(caller, rt.secret), stage=live.stage,
-        version=live.version, pinned=pinned, client=caller_key(peer, rt.secret),
+        version=live.version, pinned=pinned, client=caller_key(who, rt.secret),
     )  # fmt: skip
     return live, entry
 

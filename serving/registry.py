@@ -33,13 +33,14 @@ from serving.releases import STAGES, Assignment, Release, actor, counter, git, j
 from tunegate.artifacts import write_json
 from tunegate.errors import RegistryError
 from tunegate.layout import layout
+from tunegate.release_params import UNDECIDED
 
 
 class Registry:
     @classmethod
     def from_params(cls, repo: str | Path, params: Any) -> Registry:
         r = params.release
-        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight, r.pipeline, r.remote)
+        return cls(repo, r.name, r.lock_timeout_s, r.canary_weight, r.pipeline, r.remote, r.admit_undecided)
 
     def __init__(
         self,
@@ -49,8 +50,10 @@ class Registry:
         canary_weight: int = 10,
         pipeline: str = "dvc.yaml",
         remote: str | None = None,
+        admit_undecided: bool = False,
     ):
         self.repo = Path(repo).resolve()
+        self.admit_undecided = admit_undecided  # release.admit_undecided: see _check_evidence
         self.remote = remote  # a git remote the registry follows (serving/registry_remote.py)
         self._pending: list[Any] | None = None  # file writes held until the remote took the tags
         self.name = name
@@ -227,9 +230,17 @@ class Registry:
         return next(r.version for r in self.releases().values() if r.commit == commit)
 
     def promote(
-        self, version: str, stage: str, weight: int | None = None, force: bool = False, reason: str = ""
+        self,
+        version: str,
+        stage: str,
+        weight: int | None = None,
+        force: bool = False,
+        reason: str = "",
+        online: bool = False,
     ) -> Assignment:
-        """Move `version` into `stage` (staging -> canary -> production), or change the canary weight."""
+        """Move `version` into `stage` (staging -> canary -> production), or change the canary weight.
+        `online`: the promotion rests on the canary judge's evidence from live traffic (the only
+        way a release the gate found not enough evidence for reaches production)."""
         if stage not in STAGES:
             raise RegistryError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
         if force and not reason.strip():
@@ -241,6 +252,7 @@ class Registry:
         with self._transaction():
             release = self.release(version)
             stages = self.stages()
+            self._check_evidence(release, stage, online)
             if not force:
                 self._check_order(release, stage, stages)
             info: dict[str, Any] = {"reason": reason, "forced": force}
@@ -254,15 +266,36 @@ class Registry:
                 if canary is not None and canary.version == version:
                     self._unassign("canary", version, f"promoted to production: {reason}".strip(": "))
                 self.write_production_pointer(release)
-            self._audit("promote", version, stage, reason, force, extra={"weight": info.get("weight")})
+            extra = {"weight": info.get("weight"), "verdict": release.verdict}
+            extra["evidence"] = "online (canary judge)" if online else "offline (release gate)"
+            self._audit("promote", version, stage, reason, force, extra=extra)
             assignment = self.stages()[stage]
             assert assignment is not None
             return assignment
 
-    def _check_order(self, release: Release, stage: str, stages: dict[str, Assignment | None]) -> None:
-        if release.verdict != "approved":
+    def _check_evidence(self, release: Release, stage: str, online: bool) -> None:
+        """A release the gate found not enough evidence for: staging and canary only where
+        release.admit_undecided declares it, production only on the canary judge's online
+        evidence. No --force reaches production without evidence: offline evidence that could
+        not tell is not made into a decision by an operator's flag."""
+        if release.verdict != UNDECIDED:
+            return
+        if not self.admit_undecided:
             raise RegistryError(
-                f"{release.version} was {release.verdict} by the gate; only approved releases are promoted "
+                f"{release.version}: the gate had not enough evidence for it, and release.admit_undecided is "
+                "false: evaluate on more items (eval/report.md says how many) or declare admit_undecided"
+            )
+        if stage == "production" and not online:
+            raise RegistryError(
+                f"{release.version}: the gate had not enough evidence for it; it reaches production only on "
+                "the canary judge's online evidence (`tunegate rollout step`), not by promote or --force"
+            )
+
+    def _check_order(self, release: Release, stage: str, stages: dict[str, Assignment | None]) -> None:
+        if release.verdict not in ("approved", UNDECIDED):
+            raise RegistryError(
+                f"{release.version} was {release.verdict} by the gate; only approved releases (and, with "
+                "release.admit_undecided, ones it had not enough evidence for) are promoted "
                 "(override with --force --reason TEXT, which is recorded)"
             )
         held_now = stages[stage]

@@ -3,9 +3,13 @@
 Over a window of the log (since the canary's current weight was set, at most
 ``release.judge_window_minutes``), canary traffic is compared with production traffic.
 Only routed public requests count (not shadow copies, not requests pinned to a stage,
-which need the admin token anyway), and every caller (user id, else client address)
-counts for at most ``release.judge_max_per_caller`` requests, so one caller, however
-many or slow its requests, cannot decide the verdict:
+which need the admin token anyway), and every caller counts for at most
+``release.judge_max_per_caller`` requests, so one caller, however many or slow its
+requests, cannot decide the verdict. A caller is who the request is by evidence no request
+can choose: its API key when ``serve.require_api_key`` is on, else its client address
+(through ``serve.trusted_proxies``); the ``user`` / ``X-Caller-Id`` a caller asserts keeps it
+on one release and counts for nothing here. The minimum the judge waits for counts answered
+requests only: a 499, a 429 or a 5xx carries no answer (a 5xx still counts as an error):
 
 - error rate (5xx): a one-sided two-proportion test (statsmodels) of
   H0: canary - production <= ``judge_max_error_increase``; rejected at ``gate.alpha`` means
@@ -44,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tunegate.params import ReleaseParams
+from tunegate.release_params import UNDECIDED
 from tunegate.text_metrics import agreement as answer_agreement
 
 
@@ -73,9 +78,8 @@ def p95(values: list[float], weights: list[float] | None = None) -> float | None
 
 
 def caller_unit(row: dict[str, Any]) -> str:
-    """Whose request it is: the caller id, else the client address (both keyed hashes)."""
-    if row.get("caller"):
-        return "caller:" + row["caller"]
+    """Whose request it is: its API key or client address (serving/auth.py ``identity``, a keyed
+    hash in the log), never the caller id the request asserts."""
     return "client:" + (row.get("client") or "unknown")
 
 
@@ -113,6 +117,8 @@ class Traffic:
     """Successful task answers: /classify, or /generate for a generation release."""
     invalid: float
     abstained: float
+    answered: float = 0.0
+    """Requests answered (status 200): what the minimum the judge waits for counts."""
 
 
 TASK_ENDPOINTS = ("classify", "generate")
@@ -134,6 +140,7 @@ def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> Traffic
         callers=len({caller_unit(r) for r, _ in judged}),
         weight=sum(w for _, w in judged),
         errors=sum(w for r, w in judged if r["status"] >= 500),
+        answered=sum(w for r, w in judged if r["status"] == 200),
         latency=latency,
         classify=sum(w for _, w in classify),
         invalid=sum(w for r, w in classify if not r["valid"]),
@@ -180,10 +187,11 @@ MIN_LATENCY_WEIGHT = 10
 
 
 def _wait(c: Traffic, release: ReleaseParams) -> str | None:
-    if c.weight < release.judge_min_requests:
+    if c.answered < release.judge_min_requests:
         return (
-            f"{c.weight:.0f} weighted canary requests from {c.callers} caller(s) "
-            f"(at most {release.judge_max_per_caller} count per caller), need {release.judge_min_requests}"
+            f"{c.answered:.0f} weighted answered canary requests from {c.callers} caller(s) "
+            f"(at most {release.judge_max_per_caller} count per caller; 499, 429 and 5xx carry no "
+            f"answer), need {release.judge_min_requests}"
         )
     return None
 
@@ -237,16 +245,18 @@ def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams,
 
     c = summarize(rows, canary, release.judge_max_per_caller)
     metrics: dict[str, Any] = {"canary": asdict(c), "production": None}
-    if (why := _wait(c, release)) is not None:
-        return Decision("wait", [why], None, metrics)
     failed, passed = [], []
     limit = release.judge_max_error_increase
     n, k = round(c.weight), min(round(c.errors), round(c.weight))
-    pvalue = float(binomtest(k, n, limit, alternative="greater").pvalue)
+    pvalue = float(binomtest(k, n, limit, alternative="greater").pvalue) if n else 1.0
     metrics["error_test_p"] = pvalue
     rate = f"{c.errors:.0f}/{c.weight:.0f}"
     line = f"error rate {rate} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
     (failed if pvalue < alpha else passed).append(line)
+    if (why := _wait(c, release)) is not None:  # harm shown early rolls back; nothing else is decided
+        return (
+            Decision("rollback", failed, None, metrics) if failed else Decision("wait", [why], None, metrics)
+        )
     _invalid(c, release, metrics, failed, passed)
     if failed:
         return Decision("rollback", failed, None, metrics)
@@ -268,8 +278,6 @@ def judge(
     cap = release.judge_max_per_caller
     c, p = summarize(rows, canary, cap), summarize(rows, production, cap)
     metrics: dict[str, Any] = {"canary": asdict(c), "production": asdict(p)}
-    if (why := _wait(c, release)) is not None:
-        return Decision("wait", [why], weight, metrics)
     failed, passed = [], []
     if p.weight > 0:
         with np.errstate(divide="ignore", invalid="ignore"):  # zero errors on a side are fine here
@@ -286,6 +294,12 @@ def judge(
             f"(excess over {release.judge_max_error_increase:.0%}: p={pvalue:.3g})"
         )
         (failed if pvalue < alpha else passed).append(line)
+    if (why := _wait(c, release)) is not None:  # harm shown early rolls back; nothing else is decided
+        return (
+            Decision("rollback", failed, None, metrics)
+            if failed
+            else Decision("wait", [why], weight, metrics)
+        )
     ratios = {}
     for endpoint, mine in c.latency.items():
         theirs = p.latency.get(endpoint)
@@ -333,13 +347,19 @@ def step(registry: Any, log: Any, release: ReleaseParams, alpha: float, apply: b
         decision = judge_alone(rows, canary.version, release, alpha)
     else:
         decision = judge(rows, canary.version, production.version, canary.weight, release, alpha)
+    if decision.action == "promote" and registry.release(canary.version).verdict == UNDECIDED:
+        held = (
+            "the gate had not enough evidence for this release, and these checks are fixed-alpha tests "
+            "repeated at every look, not evidence valid at any look: it stays in canary"
+        )
+        decision = Decision("wait", [*decision.reasons, held], canary.weight, decision.metrics)
     if not apply or decision.action == "wait":
         return decision
     reason = "rollout judge: " + "; ".join(decision.reasons)
     if decision.action == "advance":
-        registry.promote(canary.version, "canary", weight=decision.weight, reason=reason)
+        registry.promote(canary.version, "canary", weight=decision.weight, reason=reason, online=True)
     elif decision.action == "promote":
-        registry.promote(canary.version, "production", reason=reason)
+        registry.promote(canary.version, "production", reason=reason, online=True)
     elif decision.action == "rollback":
         registry.rollback(stage="canary", reason=reason)
     return decision

@@ -24,7 +24,7 @@ from serving.api import ApiError
 from serving.logstore import configured, local_dir
 from serving.logwriter import LogWriter
 from serving.requestlog import Entry, RequestLog
-from serving.routing import route
+from serving.routing import route, routing_salt
 from serving.status import write_status
 from tunegate.artifacts import read_json, verified_card
 from tunegate.calibration import Calibration
@@ -107,6 +107,7 @@ class Runtime:
             heartbeat_seconds=max(0.5, params.serve.lost_after_seconds / 6),
         )
         self.secret = log_secret(project)
+        self.salt = routing_salt(self.secret)  # secret: no client computes which ids reach the canary
         self.log.check_secret(self.secret)  # every replica of one log keys caller hashes alike
         self.engine = engine
         self.live: dict[str, Live] = {}
@@ -310,7 +311,7 @@ class Runtime:
         weights = self.weights
         if "canary" in weights and "canary" not in self.live and "production" in weights:
             weights = {"production": 100}
-        stage = route(caller, weights)
+        stage = route(caller, weights, self.salt)
         if stage not in self.live:
             state = self.states.get(stage)
             why = state.reason if state else "not loaded"

@@ -5,10 +5,15 @@ them with the pipeline's sections into ``Params``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
 from tunegate.catalogues import DESCRIPTORS, GENERATION_SIGNALS, LIVE_SIGNALS, MODEL_SIGNALS
+
+UNDECIDED = "not_enough_evidence"
+"""The gate's verdict when its suites could not tell (evaluation/outcomes.py): what the
+package stage, the registry and the canary judge read from a gate record."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class ReleaseParams:
     fetches its tags first and pushes after, and the service fetches every
     serve.watch_seconds, so several machines and replicas share one registry
     (serving/registry_remote.py). null: this clone's tags only."""
+    admit_undecided: bool = False
+    """A candidate the gate had not enough evidence for (neither shown fit nor shown harmful) is
+    packaged and registered, and may go to staging and canary, every step audited with its
+    verdict; production it reaches only on the canary judge's online evidence, never by
+    `promote` or --force. false: only approved candidates are packaged."""
     judge_window_minutes: int = 60
     """The canary judge reads this much of the request log."""
     judge_every_minutes: float = 0
@@ -108,7 +118,13 @@ class ServeParams:
     """At shutdown, how long queued rows may take to reach the database before the rest
     are spooled to a local file (replayed at the next start)."""
     require_api_key: bool = False
-    """When true, public endpoints and /metrics need `Authorization: Bearer $TUNEGATE_API_KEY`."""
+    """When true, public endpoints and /metrics need `Authorization: Bearer KEY` with one of the
+    comma-separated keys in $TUNEGATE_API_KEY. Each key is then the caller the canary judge
+    counts (give each client its own key: one shared key is one caller)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of the proxies in front of the service: a request from one
+    of them is the client's named in X-Forwarded-For (the right-most address no trusted proxy
+    holds). Without require_api_key, that address is the caller the canary judge counts."""
     public_metrics: bool = False
     """Leave /metrics open even when require_api_key is on (e.g. for a scraper without the key)."""
     max_body_bytes: int = 1_048_576
@@ -136,6 +152,11 @@ class ServeParams:
         out = []
         if not 0 < self.port < 65536:
             out.append(f"serve.port: {self.port} is not a TCP port")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                out.append(f"serve.trusted_proxies: {proxy!r} is not an address or a CIDR network")
         for stage in self.shadow:
             if stage not in ("staging", "canary", "production"):
                 out.append(f"serve.shadow: {stage!r} is not a stage (staging, canary, production)")

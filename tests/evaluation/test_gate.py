@@ -158,14 +158,18 @@ def test_evidence_of_another_schema_is_refused_and_the_same_schema_is_re_judged(
 
 def test_gate_check_exit_codes(tmp_path):
     runner = CliRunner()
-    for cand_right, code, word in ((0.95, 0, "approved"), (0.5, 1, "rejected")):
-        _, record, _, _ = decide_on(write_results(tmp_path / f"r{cand_right}", cand_right))
+    cases = ((0.95, 200, 0, "approved"), (0.5, 200, 1, "rejected"), (0.95, 60, 3, "not enough evidence"))
+    for cand_right, n, code, word in cases:
+        _, record, evidence, records = decide_on(write_results(tmp_path / f"r{code}", cand_right, n=n))
+        report = render_report(record, evidence, records)
+        cand_right = code
         write_json(tmp_path / f"gate{cand_right}.json", record)
         result = runner.invoke(
             app, ["gate", "--check", "--gate-file", str(tmp_path / f"gate{cand_right}.json")]
         )
         assert result.exit_code == code, result.output
         assert result.output.startswith(word) and len(result.output.strip().splitlines()) == 1
+        assert report.startswith(f"# Release report: {word.upper()}\n")
     missing = runner.invoke(app, ["gate", "--check", "--gate-file", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "run `dvc repro`" in missing.output
 

@@ -55,7 +55,9 @@ def test_classification_prompting_checks_are_non_inferior_by_agresti_min():
     assert check.name == "holdout.ab_vs_prompting" and not notes
     d = (3.5 - 9.5) / 32  # 0.5 added to each cell (Agresti-Min)
     se = ((13 / 32 - d**2) / 32) ** 0.5
-    assert check.ci[0] == pytest.approx(d - norm.ppf(0.95) * se) and check.value == pytest.approx((3 - 9) / 30)
+    assert check.ci[0] == pytest.approx(d - norm.ppf(0.95) * se) and check.value == pytest.approx(
+        (3 - 9) / 30
+    )
     assert check.p_harm == pytest.approx(norm.cdf((d + 0.03) / se))
     assert not check.passed  # a lower bound far under -0.03: not shown non-inferior on 30 items
     reported, notes = prompting_label_checks({"holdout": records(cand, ref)}, GateParams())

@@ -187,3 +187,25 @@ def test_the_actor_is_the_acting_user_not_the_machines_git_identity(tmp_path, mo
     assert name == getpass.getuser() and "Whoever" not in name and email != "git@example.com"
     monkeypatch.setenv("TUNEGATE_ACTOR", "release-bot")
     assert actor()[0] == "release-bot"
+
+
+def test_evidence_not_enough_evidence_reaches_canary_but_never_production_on_offline_evidence(repo):
+    """A release the gate could not decide: refused everywhere unless release.admit_undecided;
+    with it, staging and canary (audited with the verdict), and production only on the canary
+    judge's online evidence: neither `promote` nor --force gets it there."""
+    closed = Registry(repo, "intent-classifier", lock_timeout_s=0.5)
+    v = registered(closed, repo, 7, verdict="not_enough_evidence")
+    with pytest.raises(RegistryError, match="admit_undecided is false"):
+        closed.promote(v, "staging")
+    reg = Registry(repo, "intent-classifier", lock_timeout_s=0.5, admit_undecided=True)
+    reg.promote(v, "staging")
+    reg.promote(v, "canary", weight=10)
+    assert reg.stages()["canary"].version == v
+    entry = reg.audit()[-1]
+    assert entry["verdict"] == "not_enough_evidence" and entry["evidence"] == "offline (release gate)"
+    for force in (False, True):
+        with pytest.raises(RegistryError, match="only on the canary judge's online evidence"):
+            reg.promote(v, "production", force=force, reason="on-call says it is fine")
+    assert reg.stages()["production"] is None
+    reg.promote(v, "production", reason="rollout judge: ...", online=True)
+    assert reg.stages()["production"].version == v and reg.audit()[-1]["evidence"] == "online (canary judge)"

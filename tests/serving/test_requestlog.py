@@ -69,18 +69,36 @@ def test_rows_are_scrubbed_and_read_back_in_order(engine, tmp_path, request):
     assert log.rows(minutes=1) == rows and log.rows(minutes=-1) == []
 
 
+SALT = "a-deployment-secret-salt"
+
+
 def test_routing_is_sticky_monotonic_and_weighted():
     callers = [f"c{i}" for i in range(2000)]
-    at10 = {c for c in callers if route(c, {"production": 90, "canary": 10}) == "canary"}
-    at25 = {c for c in callers if route(c, {"production": 75, "canary": 25}) == "canary"}
+    at10 = {c for c in callers if route(c, {"production": 90, "canary": 10}, SALT) == "canary"}
+    at25 = {c for c in callers if route(c, {"production": 75, "canary": 25}, SALT) == "canary"}
     assert at10 < at25  # raising the weight only moves production callers to the canary
     assert 0.08 < len(at10) / len(callers) < 0.12 and 0.22 < len(at25) / len(callers) < 0.28
     assert all(
-        route("c1", {"production": 90, "canary": 10}) == route("c1", {"production": 90, "canary": 10})
+        route("c1", {"production": 90, "canary": 10}, SALT)
+        == route("c1", {"production": 90, "canary": 10}, SALT)
         for _ in range(5)
     )
-    assert route("anyone", {"production": 100}) == "production"
-    assert 0 <= caller_point("x") < 100
+    assert route("anyone", {"production": 100}, SALT) == "production"
+    assert 0 <= caller_point("x", SALT) < 100
+
+
+def test_evidence_the_routing_salt_is_the_deployments_secret_not_the_constant():
+    """A client that knows the code cannot compute which ids reach the canary: the salt is a
+    keyed hash of the deployment's secret. With the old public constant, 16 of 16 guesses hit."""
+    from serving.routing import routing_salt
+
+    salt = routing_salt(b"\x01" * 32)
+    assert salt not in ("tunegate", "") and salt == routing_salt(b"\x01" * 32)  # same for every replica
+    assert routing_salt(b"\x02" * 32) != salt
+    callers = [f"user-{i}" for i in range(400)]
+    guessed = {c for c in callers if caller_point(c, "tunegate") < 10}
+    real = {c for c in callers if caller_point(c, salt) < 10}
+    assert len(guessed & real) < len(real) / 2  # a guess is about as good as chance (10% overlap)
 
 
 def test_feedback_attaches_to_the_answered_row_and_old_logs_gain_the_columns(tmp_path):

@@ -18,7 +18,8 @@ def rows(
     version, n, errors=0, latency=20.0, invalid=0, shadow=False, endpoint="classify", label="card_arrival",
     caller=None, pinned=False, abstained=0,
 ):  # fmt: skip
-    """n requests; by default each from a caller of its own (as many callers send traffic)."""
+    """n requests; by default each from a caller (client address or API key) of its own, as many
+    callers send traffic; `caller` makes them one. Each asserts a user id of its own."""
     out = []
     for i in range(n):
         status = 500 if i < errors else 200
@@ -29,7 +30,7 @@ def rows(
                 "request_id": rid, "version": version, "shadow": int(shadow), "pinned": int(pinned),
                 "endpoint": endpoint, "status": status, "latency_ms": latency, "valid": valid,
                 "label": label if valid else None, "output": label,
-                "caller": caller if caller is not None else f"caller-{rid}", "client": "loopback",
+                "caller": f"asserted-{rid}", "client": caller if caller is not None else f"client-{rid}",
                 "abstained": int(i >= n - abstained),
             }
         )  # fmt: skip
@@ -170,7 +171,7 @@ def test_step_promotes_a_healthy_first_release(tmp_path, monkeypatch):
     reg.promote(v1, "canary", weight=10)
     for r in rows(v1, 60):
         log.write(Entry(r["request_id"], "classify", 200, version=v1, label=r["label"], valid=True,
-                        latency_ms=20.0, caller=r["caller"]))  # fmt: skip
+                        latency_ms=20.0, caller=r["caller"], client=r["client"]))  # fmt: skip
     decision = step(reg, log, RELEASE, 0.05)
     assert decision.action == "promote" and reg.stages()["production"].version == v1
     assert reg.stages()["canary"] is None and "no production yet" in reg.audit()[-1]["reason"]
@@ -192,7 +193,7 @@ def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
             version = v2 if r["version"] == "v2" else v1
             entry = Entry(r["request_id"], "classify", r["status"], stage="x", version=version,
                           label=r["label"], valid=bool(r["valid"]), latency_ms=r["latency_ms"],
-                          caller=r["caller"])  # fmt: skip
+                          caller=r["caller"], client=r["client"])  # fmt: skip
             log.write(entry)
 
     serve(rows("v2", 60, latency=21.0), rows("v1", 300))
@@ -233,3 +234,39 @@ def test_generation_shadow_agreement_is_graded_by_field_and_token_f1():
     low, high = agreement_interval(scores + [0.0], 0.05)
     assert low < sum(scores) / 41 < high < 1.0
     assert agreement_interval([1.0] * 19 + [0.0], 0.05)[0] == pytest.approx(0.7639, abs=1e-3)  # Wilson
+
+
+def test_evidence_24_user_ids_from_one_address_count_as_one_caller():
+    """One client address asserting 24 distinct `user` ids: the judge counts one caller, whose
+    requests weigh at most judge_max_per_caller, not 24 callers and 24 requests."""
+    one = rows("v2", 24, caller="one-address")
+    for i, r in enumerate(one):
+        r["caller"] = f"asserted-user-{i}"  # what the client claims: 24 people
+    d = judge(one + rows("v1", 200), "v2", "v1", 10, RELEASE, 0.05)
+    canary = d.metrics["canary"]
+    assert d.action == "wait" and canary["callers"] == 1 and canary["answered"] == pytest.approx(5)
+
+
+def test_evidence_requests_without_an_answer_add_nothing_to_the_minimum():
+    """Dropped streams (499), refusals (429) and 5xx carry no answer: 60 of them plus 40 answers
+    are 40 toward the 50 the judge waits for. A canary failing shown harm rolls back early."""
+    hung_up = rows("v2", 30)
+    for r in hung_up:
+        r["status"] = 499
+    refused = rows("v2", 30)
+    for r in refused:
+        r["status"] = 429
+    d = judge(hung_up + refused + rows("v2", 40) + rows("v1", 300), "v2", "v1", 10, RELEASE, 0.05)
+    assert d.action == "wait" and "40 weighted answered canary requests" in d.reasons[0]
+    broken = judge(rows("v2", 30, errors=30) + rows("v1", 300), "v2", "v1", 10, RELEASE, 0.05)
+    assert broken.action == "rollback" and "error rate 30/30" in broken.reasons[0]
+
+
+def test_evidence_the_client_is_read_through_trusted_proxies_only():
+    from serving.clients import forwarded_client
+
+    assert forwarded_client("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"  # no proxy trusted: the peer
+    assert forwarded_client("203.0.113.9", "1.2.3.4", ("10.0.0.0/8",)) == "203.0.113.9"  # not a proxy
+    # the proxy appended the address it saw; what the client wrote to the left is not believed
+    assert forwarded_client("10.0.0.2", "6.6.6.6, 198.51.100.7", ("10.0.0.0/8",)) == "198.51.100.7"
+    assert forwarded_client("10.0.0.2", "198.51.100.7, 10.0.0.3", ("10.0.0.0/8",)) == "198.51.100.7"
