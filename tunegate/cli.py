@@ -76,6 +76,63 @@ def gate(
         raise typer.Exit(EXIT_CODES[verdict])
 
 
+@app.command()
+def plan(
+    params_path: Path = typer.Option(
+        Path("params.yaml"), "--params", help="params.yaml (gate.margins, alpha)."
+    ),
+    disagreement: float | None = typer.Option(
+        None,
+        "--disagreement",
+        help="Share of items two releases answer differently (default: the last gate's).",
+    ),
+    items: int | None = typer.Option(None, "--items", help="Plan for a hold-out of this many items instead."),
+) -> None:
+    """What the suites can show before evaluating: per suite compared with production, the
+    margin, the smallest margin its items detect at power 0.8 and the items that would show it."""
+    from evaluation.plan import DEFAULT_DISAGREEMENT, observed_disagreement
+    from evaluation.plan import plan as plan_rows
+    from tunegate.artifacts import read_json
+    from tunegate.errors import ArtifactError, ConfigError
+    from tunegate.layout import layout
+    from tunegate.params import load_params
+
+    try:
+        params = load_params(params_path)
+        gate_file = layout(Path("."), params.release.pipeline).gate_record if items is None else None
+        record = read_json(gate_file) if gate_file is not None and gate_file.exists() else {}
+        if items is not None:
+            sizes = {"holdout": items}
+        elif record:
+            found = Path(record.get("results", "eval/results")) / "evidence.json"
+            if not found.exists():
+                raise ArtifactError(f"{found} is missing: run `dvc repro`, or plan a size with --items N")
+            evidence = read_json(found)
+            sizes = {k: v["rows"] for k, v in evidence["suites"].items() if v["versus_baseline"]}
+        else:
+            raise ArtifactError("no gate record yet: run `dvc repro` first, or plan a size with --items N")
+        if disagreement is not None and not 0 < disagreement <= 1:
+            raise ConfigError(f"--disagreement {disagreement} is outside (0, 1]")
+        seen = observed_disagreement(record)
+        rate = disagreement or seen or DEFAULT_DISAGREEMENT
+        source = (
+            "given" if disagreement else "the last gate's" if seen else "assumed: no release to compare yet"
+        )
+        metric = params.gate.primary_metric if record.get("task") == "generation" else "accuracy"
+        margins = {s: params.gate.margin_for(metric, s) for s in sizes}
+        rows = plan_rows(sizes, metric, margins, rate, params.gate.alpha)
+    except TunegateError as err:
+        fail(err)
+    typer.echo(f"disagreement rate {rate:.3f} ({source}); alpha {params.gate.alpha}, power 0.8")
+    typer.echo(f"{'suite':<12} {'items':>6} {'margin':>7} {'detects':>8} {'needed':>7}  enough?")
+    for r in rows:
+        needed = "-" if r.needed is None else str(r.needed)
+        typer.echo(
+            f"{r.suite:<12} {r.items:>6} {r.margin:>7.3f} {r.detectable:>8.3f} {needed:>7}  "
+            f"{'yes' if r.enough else 'no: not enough evidence is likely'}"
+        )
+
+
 def _registry(params_path: Path):
     from serving.registry import Registry
     from tunegate.params import load_params
