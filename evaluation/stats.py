@@ -1,4 +1,4 @@
-"""Paired A/B statistics for the gate: McNemar, Agresti-Min, Student's t, the paired bootstrap.
+"""Paired A/B statistics for the gate: McNemar, Tango's score, Student's t, the paired bootstrap.
 
 Every comparison is candidate minus baseline on the same items, with a bound ``b``: the
 margin for superiority (0: better than the base model), minus the margin for
@@ -56,13 +56,37 @@ def mcnemar_table(a_correct: np.ndarray, b_correct: np.ndarray) -> np.ndarray:
     return np.array([[np.sum(a & b), np.sum(~a & b)], [np.sum(a & ~b), np.sum(~a & ~b)]])
 
 
-def agresti_min(only_cand: int, only_base: int, n: int) -> tuple[float, float]:
-    """(delta, se) of a paired difference of proportions with 0.5 added to each cell of the
-    2x2 table (Agresti and Min, 2005): sound with few or no discordant pairs, where the plain
-    Wald interval has no width and would show anything."""
-    b, c, m = only_cand + 0.5, only_base + 0.5, n + 2
-    delta = (b - c) / m
-    return delta, float(np.sqrt(max((b + c) / m - delta**2, 0.0) / m))
+def tango(only_cand: int, only_base: int, n: int, delta0: float) -> float:
+    """Tango's score statistic (1998) for H0: delta = delta0, a paired difference of proportions
+    (candidate minus baseline), with the cell probability estimated under H0 by maximum
+    likelihood: sound with few or no discordant pairs, where a Wald interval has no width."""
+    a = 2 * n
+    b = -only_cand - only_base + (2 * n - only_cand + only_base) * delta0
+    c = -only_base * delta0 * (1 - delta0)
+    p21 = (np.sqrt(max(b * b - 4 * a * c, 0.0)) - b) / (2 * a)
+    var = n * (2 * p21 + delta0 * (1 - delta0))
+    diff = only_cand - only_base - n * delta0
+    if var <= 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return float(diff / np.sqrt(var))
+
+
+def tango_bounds(only_cand: int, only_base: int, n: int, alpha: float) -> tuple[float, float]:
+    """The one-sided (1 - alpha) lower and upper bounds: where Tango's statistic is +/- z."""
+    from scipy.optimize import brentq
+
+    z, est, eps = sps.norm.ppf(1 - alpha), (only_cand - only_base) / n, 1e-9
+    lo = (
+        -1.0
+        if est <= -1 + eps
+        else brentq(lambda d: tango(only_cand, only_base, n, d) - z, -1 + eps, est - eps / 10)
+    )
+    hi = (
+        1.0
+        if est >= 1 - eps
+        else brentq(lambda d: tango(only_cand, only_base, n, d) + z, est + eps / 10, 1 - eps)
+    )
+    return float(lo), float(hi)
 
 
 def paired_accuracy(
@@ -73,12 +97,12 @@ def paired_accuracy(
     margin: float = 0.0,
     alpha: float = 0.05,
 ) -> PairedResult:
-    """Accuracy delta with its Agresti-Min bounds and both one-sided p-values.
+    """Accuracy delta with Tango's score bounds and both one-sided p-values.
 
     Superiority without a margin gets McNemar's test (exact binomial on the discordant pairs
     when they are few, else the continuity-corrected chi-square), one side each. Otherwise
-    (non-inferiority, or a margin) the Agresti-Min z statistic against the bound, whose
-    p-value is under alpha exactly when the lower bound clears it.
+    (non-inferiority, or a margin) Tango's score test against the bound, whose p-value is
+    under alpha exactly when the lower bound clears it.
     """
     c, b = np.asarray(cand_correct, bool), np.asarray(base_correct, bool)
     n = len(c)
@@ -88,9 +112,7 @@ def paired_accuracy(
     only_cand, only_base = int(table[1, 0]), int(table[0, 1])
     discordant = only_cand + only_base
     delta = (only_cand - only_base) / n
-    adjusted, se = agresti_min(only_cand, only_base, n)
-    z = sps.norm.ppf(1 - alpha)
-    lo, hi = adjusted - z * se, adjusted + z * se
+    lo, hi = tango_bounds(only_cand, only_base, n, alpha)
     bound = _bound(question, margin)
     if question == "superiority" and margin == 0.0:
         exact = discordant < EXACT_BELOW
@@ -99,9 +121,9 @@ def paired_accuracy(
         p, harm = (half, 1 - half) if delta > 0 else (1 - half, half) if delta < 0 else (1.0, 1.0)
         test = f"mcnemar ({'exact binomial' if exact else 'chi-square, continuity-corrected'}), one-sided"
     else:
-        zs = (adjusted - bound) / se
+        zs = tango(only_cand, only_base, n, bound)
         p, harm = float(sps.norm.sf(zs)), float(sps.norm.cdf(zs))
-        test = "paired difference in proportions (Agresti-Min), one-sided against the margin"
+        test = "paired difference in proportions (Tango's score test), one-sided against the margin"
     detail = {
         "n": n,
         "only_candidate_right": only_cand,

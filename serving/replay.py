@@ -46,6 +46,13 @@ def read_rows(file: Path, text_column: str, limit: int | None) -> list[dict[str,
     return [r for r in rows if isinstance(r.get(text_column), str) and r[text_column].strip()][:limit]
 
 
+def simulated_address(caller: int) -> str:
+    """The address replay gives simulated caller `caller` (198.18.0.0/15, the benchmarking range):
+    sent as X-Forwarded-For, which a service believes only from a proxy it trusts
+    (serve.trusted_proxies), so replayed traffic counts as many callers only where declared."""
+    return f"198.18.{caller // 256 % 256}.{caller % 256}"
+
+
 def send(
     url: str,
     texts: list[str],
@@ -73,7 +80,12 @@ def send(
         for i, text in enumerate(texts):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
             try:
-                r = client.post(f"/{endpoint}", json={"text": text, "user": f"replay-{i % callers}"})
+                caller = i % callers
+                r = client.post(
+                    f"/{endpoint}",
+                    json={"text": text, "user": f"replay-{caller}"},
+                    headers={"X-Forwarded-For": simulated_address(caller)},
+                )
             except httpx.HTTPError as err:
                 raise TunegateError(f"cannot reach {url}: {err}") from err
             statuses[r.status_code] += 1

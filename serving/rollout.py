@@ -9,44 +9,32 @@ requests, cannot decide the verdict. A caller is who the request is by evidence 
 can choose: its API key when ``serve.require_api_key`` is on, else its client address
 (through ``serve.trusted_proxies``); the ``user`` / ``X-Caller-Id`` a caller asserts keeps it
 on one release and counts for nothing here. The minimum the judge waits for counts answered
-requests only: a 499, a 429 or a 5xx carries no answer (a 5xx still counts as an error):
+requests only: a 499, a 429 or a 5xx carries no answer (a 5xx still counts as an error).
 
-- error rate (5xx): a one-sided two-proportion test (statsmodels) of
-  H0: canary - production <= ``judge_max_error_increase``; rejected at ``gate.alpha`` means
-  the canary is significantly worse and is rolled back;
-- latency, per endpoint (a chat answer and a label are not alike): canary p95 over
-  production p95 at most ``judge_max_p95_ratio``;
-- invalid outputs: the canary's share of /classify answers outside the label set (or of
-  /generate answers that are not JSON within the release's schema) at most
-  ``judge_max_invalid_rate``;
-- abstentions: the canary's share of /classify answers it abstained on must not differ
-  from production's by significantly more than ``judge_max_abstention_change`` either way
-  (far more: it hands answerable messages to people; far less: it answers what it should not);
-- agreement with production on the same requests (shadow copies): at least
-  ``judge_min_agreement``, judged only when there are 20 pairs or more. A /classify pair
-  agrees or not; a /generate pair is graded (by field for JSON answers, token F1 for
-  text: two tickets that differ only in the summary's wording mostly agree).
-
-With fewer than ``judge_min_requests`` canary requests the judge waits. When every check
-passes, the canary advances to the next of ``release.canary_steps``, and after the last
-one it is promoted to production. Every decision is recorded with its reasons.
+Every figure (serving/canary_evidence.py: error rate, the share of slow answers per
+endpoint, invalid outputs, abstentions, shadow agreement, live quality from /feedback) comes
+from a confidence sequence (serving/sequential.py), valid however often the judge looks.
+Any figure that shows harm rolls the canary back at once; once every figure is shown within
+its limit (and the answered minimum is reached) the canary advances to the next of
+``release.canary_steps``, and after the last one it is promoted to production, as online
+evidence. A release the gate had not enough evidence for also needs a quality figure
+(live quality or shadow agreement) shown. Otherwise the judge waits, naming the figures not
+yet decided, and past ``release.judge_max_minutes`` at one step without a decision it rolls
+back with that reason. Every decision is recorded with its reasons.
 
 First release (a canary and no production): the canary answers all traffic, there is
-nothing to compare with, so it is judged on its own health: its error rate must not be
-significantly above ``judge_max_error_increase`` (one-sided exact binomial test, scipy)
-and its invalid-output rate at most ``judge_max_invalid_rate``. Passing promotes it.
+nothing to compare with, so it is judged on its own health: its error rate shown under
+``judge_max_error_increase`` and its invalid-output rate under ``judge_max_invalid_rate``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
-
+from serving.canary_evidence import MIN_LATENCY, TASK_ENDPOINTS, Figure, figures
 from tunegate.params import ReleaseParams
 from tunegate.release_params import UNDECIDED
 from tunegate.text_metrics import agreement as answer_agreement
@@ -121,10 +109,6 @@ class Traffic:
     """Requests answered (status 200): what the minimum the judge waits for counts."""
 
 
-TASK_ENDPOINTS = ("classify", "generate")
-"""Whose answers have a validity (a label of the set; JSON within the release's schema)."""
-
-
 def summarize(rows: list[dict[str, Any]], version: str, cap: int = 5) -> Traffic:
     judged = judged_rows(rows, version, cap)
     ok = [(r, w) for r, w in judged if r["status"] == 200 and r["latency_ms"] is not None]
@@ -169,21 +153,8 @@ def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> list[
     return out
 
 
-def agreement_interval(scores: list[float], alpha: float) -> tuple[float, float]:
-    """Wilson's interval for 0/1 agreement; for graded (generation) agreement, Student's t."""
-    from scipy.stats import t
-    from statsmodels.stats.proportion import proportion_confint
-
-    n, mean = len(scores), sum(scores) / len(scores)
-    if all(s in (0.0, 1.0) for s in scores):
-        low, high = proportion_confint(sum(scores), n, alpha=alpha, method="wilson")
-        return float(low), float(high)
-    half = float(t.ppf(1 - alpha / 2, n - 1) * np.std(scores, ddof=1) / math.sqrt(n))
-    return max(0.0, mean - half), min(1.0, mean + half)
-
-
-MIN_LATENCY_WEIGHT = 10
-"""An endpoint's p95 is compared once each side has this much (weighted) successful traffic."""
+MIN_LATENCY_WEIGHT = MIN_LATENCY
+"""An endpoint's latency is judged once each side has this much (weighted) successful traffic."""
 
 
 def _wait(c: Traffic, release: ReleaseParams) -> str | None:
@@ -196,71 +167,59 @@ def _wait(c: Traffic, release: ReleaseParams) -> str | None:
     return None
 
 
-def _invalid(c: Traffic, release: ReleaseParams, metrics: dict, failed: list, passed: list) -> None:
-    if c.classify:
-        rate = c.invalid / c.classify
-        metrics["invalid_rate"] = rate
-        cap = release.judge_max_invalid_rate
-        line = f"invalid outputs {c.invalid:.0f}/{c.classify:.0f} = {rate:.1%} (limit {cap:.0%})"
-        (failed if rate > cap else passed).append(line)
+def decide(
+    found: list[Figure],
+    waiting: str | None,
+    metrics: dict[str, Any],
+    weight: int | None,
+    release: ReleaseParams,
+    elapsed_minutes: float | None,
+    undecided_offline: bool,
+) -> tuple[str, list[str]]:
+    """(action, reasons) from the figures: harm rolls back at any look; past judge_max_minutes
+    without a decision rolls back; every figure shown advances (a release the gate had not
+    enough evidence for also needs a quality figure shown); anything else waits."""
+    metrics["figures"] = {f.name: f.verdict for f in found}
+    harm = [f.line for f in found if f.verdict == "harm"]
+    if harm:
+        return "rollback", harm
+    shown = all(f.verdict == "shown" for f in found)
+    quality = any(f.quality and f.verdict == "shown" for f in found)
+    if waiting is None and shown and (quality or not undecided_offline):
+        return "advance", [f.line for f in found]
+    if elapsed_minutes is not None and elapsed_minutes > release.judge_max_minutes:
+        return "rollback", [
+            f"no decision after {elapsed_minutes:.0f} minutes "
+            f"(release.judge_max_minutes {release.judge_max_minutes:g})"
+        ]
+    reasons = [waiting] if waiting else []
+    reasons += [f"not enough evidence yet: {f.line}" for f in found if f.verdict == "open"]
+    if waiting is None and shown and undecided_offline:
+        reasons.append(
+            "the gate had not enough evidence for this release: production needs live quality (feedback) or "
+            "shadow agreement shown as well"
+        )
+    return "wait", reasons
 
 
-def _abstention(
-    c: Traffic,
-    p: Traffic,
+def judge_alone(
+    rows: list[dict[str, Any]],
+    canary: str,
     release: ReleaseParams,
     alpha: float,
-    metrics: dict,
-    failed: list,
-    passed: list,
-) -> None:
-    """A canary that abstains far more (it hands customers to people for nothing) or far less
-    (it answers what it should not) than production: two one-sided two-proportion tests of
-    a change beyond ``judge_max_abstention_change``, each at alpha / 2."""
-    from statsmodels.stats.proportion import test_proportions_2indep
-
-    if min(c.classify, p.classify) < MIN_LATENCY_WEIGHT:
-        return
-    limit = release.judge_max_abstention_change
-    pvalues = []
-    for value, side in ((limit, "larger"), (-limit, "smaller")):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            test = test_proportions_2indep(
-                c.abstained, c.classify, p.abstained, p.classify,
-                value=value, compare="diff", alternative=side, method="agresti-caffo",
-            )  # fmt: skip
-        pvalues.append(1.0 if math.isnan(test.pvalue) else float(test.pvalue))
-    ours, theirs = c.abstained / c.classify, p.abstained / p.classify
-    metrics["abstention"] = {"canary": ours, "production": theirs, "p_more": pvalues[0], "p_less": pvalues[1]}
-    line = (
-        f"abstentions {ours:.1%} vs production {theirs:.1%} (change beyond {limit:.0%}: "
-        f"more p={pvalues[0]:.3g}, less p={pvalues[1]:.3g})"
-    )
-    (failed if min(pvalues) < alpha / 2 else passed).append(line)
-
-
-def judge_alone(rows: list[dict[str, Any]], canary: str, release: ReleaseParams, alpha: float) -> Decision:
-    """A first release's canary, with no production to compare with: absolute health."""
-    from scipy.stats import binomtest
-
-    c = summarize(rows, canary, release.judge_max_per_caller)
+    elapsed_minutes: float | None = None,
+    undecided_offline: bool = False,
+) -> Decision:
+    """A first release's canary, with no production to compare with: its own health, its error
+    and invalid rates shown within their limits by confidence sequences."""
+    cap = release.judge_max_per_caller
+    c = summarize(rows, canary, cap)
     metrics: dict[str, Any] = {"canary": asdict(c), "production": None}
-    failed, passed = [], []
-    limit = release.judge_max_error_increase
-    n, k = round(c.weight), min(round(c.errors), round(c.weight))
-    pvalue = float(binomtest(k, n, limit, alternative="greater").pvalue) if n else 1.0
-    metrics["error_test_p"] = pvalue
-    rate = f"{c.errors:.0f}/{c.weight:.0f}"
-    line = f"error rate {rate} (above {limit:.0%}: p={pvalue:.3g}; no production yet)"
-    (failed if pvalue < alpha else passed).append(line)
-    if (why := _wait(c, release)) is not None:  # harm shown early rolls back; nothing else is decided
-        return (
-            Decision("rollback", failed, None, metrics) if failed else Decision("wait", [why], None, metrics)
-        )
-    _invalid(c, release, metrics, failed, passed)
-    if failed:
-        return Decision("rollback", failed, None, metrics)
-    return Decision("promote", passed, None, metrics)
+    found = figures(judged_rows(rows, canary, cap), None, [], {}, release, alpha)
+    action, reasons = decide(
+        found, _wait(c, release), metrics, None, release, elapsed_minutes, undecided_offline
+    )
+    return Decision("promote" if action == "advance" else action, reasons, None, metrics)  # type: ignore[arg-type]
 
 
 def judge(
@@ -270,89 +229,57 @@ def judge(
     weight: int,
     release: ReleaseParams,
     alpha: float,
+    elapsed_minutes: float | None = None,
+    undecided_offline: bool = False,
 ) -> Decision:
-    """Canary vs production on routed public traffic, like with like: latency per endpoint,
-    every caller's weight bounded (release.judge_max_per_caller)."""
-    from statsmodels.stats.proportion import test_proportions_2indep
-
+    """Canary vs production on routed public traffic, like with like (latency per endpoint, every
+    caller's weight bounded), every figure from a confidence sequence valid at any look
+    (serving/canary_evidence.py)."""
     cap = release.judge_max_per_caller
     c, p = summarize(rows, canary, cap), summarize(rows, production, cap)
     metrics: dict[str, Any] = {"canary": asdict(c), "production": asdict(p)}
-    failed, passed = [], []
-    if p.weight > 0:
-        with np.errstate(divide="ignore", invalid="ignore"):  # zero errors on a side are fine here
-            test = test_proportions_2indep(
-                c.errors, c.weight, p.errors, p.weight,
-                value=release.judge_max_error_increase, compare="diff", alternative="larger",
-                method="agresti-caffo",  # pseudo-counts: sound with zero errors on a side
-            )  # fmt: skip
-        pvalue = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
-        metrics["error_test_p"] = pvalue
-        line = (
-            f"error rate {c.errors:.0f}/{c.weight:.0f} "
-            f"vs production {p.errors:.0f}/{p.weight:.0f} "
-            f"(excess over {release.judge_max_error_increase:.0%}: p={pvalue:.3g})"
-        )
-        (failed if pvalue < alpha else passed).append(line)
-    if (why := _wait(c, release)) is not None:  # harm shown early rolls back; nothing else is decided
-        return (
-            Decision("rollback", failed, None, metrics)
-            if failed
-            else Decision("wait", [why], weight, metrics)
-        )
-    ratios = {}
-    for endpoint, mine in c.latency.items():
-        theirs = p.latency.get(endpoint)
-        if theirs is None or min(mine.weight, theirs.weight) < MIN_LATENCY_WEIGHT:
-            continue
-        if mine.p95_ms is None or not theirs.p95_ms:  # an endpoint with traffic has a p95
-            continue
-        ratios[endpoint] = ratio = mine.p95_ms / theirs.p95_ms
-        limit = release.judge_max_p95_ratio
-        line = f"{endpoint} p95 latency {mine.p95_ms:.0f} ms = {ratio:.2f}x production (limit {limit}x)"
-        (failed if ratio > limit else passed).append(line)
-    metrics["p95_ratio"] = ratios
-    _invalid(c, release, metrics, failed, passed)
-    _abstention(c, p, release, alpha, metrics, failed, passed)
+    p95s = {
+        endpoint: theirs.p95_ms
+        for endpoint, theirs in p.latency.items()
+        if theirs.p95_ms
+        and endpoint in c.latency
+        and min(c.latency[endpoint].weight, theirs.weight) >= MIN_LATENCY
+    }
     scores = agreement(rows, canary, production)
-    pairs, agree = len(scores), sum(scores)
-    if pairs >= 20:
-        low, high = agreement_interval(scores, alpha)
-        metrics["agreement"] = {"agree": round(agree, 4), "pairs": pairs, "ci": [low, high]}
-        line = (
-            f"agreement with production {agree:.4g}/{pairs} = {agree / pairs:.1%} "
-            f"(CI {low:.1%}-{high:.1%}; min {release.judge_min_agreement:.0%})"
-        )
-        (failed if agree / pairs < release.judge_min_agreement else passed).append(line)
-    if failed:
-        return Decision("rollback", failed, None, metrics)
+    metrics["agreement"] = {"agree": round(sum(scores), 4), "pairs": len(scores)}
+    found = figures(
+        judged_rows(rows, canary, cap), judged_rows(rows, production, cap), scores, p95s, release, alpha
+    )
+    action, reasons = decide(
+        found, _wait(c, release), metrics, weight, release, elapsed_minutes, undecided_offline
+    )
+    if action != "advance":
+        return Decision(action, reasons, weight if action == "wait" else None, metrics)  # type: ignore[arg-type]
     later = [s for s in release.canary_steps if s > weight]
     if later:
-        return Decision("advance", passed, later[0], metrics)
-    return Decision("promote", passed, None, metrics)
+        return Decision("advance", reasons, later[0], metrics)
+    return Decision("promote", reasons, None, metrics)
 
 
 def step(registry: Any, log: Any, release: ReleaseParams, alpha: float, apply: bool = True) -> Decision:
-    """Judge the canary now and act on the registry (unless `apply` is false)."""
+    """Judge the canary now and act on the registry (unless `apply` is false). The judge's
+    moves are online evidence (`Registry.promote(online=True)`)."""
     stages = registry.stages()
     canary, production = stages["canary"], stages["production"]
     if canary is None:
         return Decision("none", ["no canary in flight"])
-    since = max(
-        datetime.fromisoformat(canary.at).astimezone(UTC),
-        datetime.now(UTC) - timedelta(minutes=release.judge_window_minutes),
-    )
+    assigned = datetime.fromisoformat(canary.at).astimezone(UTC)
+    now = datetime.now(UTC)
+    since = max(assigned, now - timedelta(minutes=release.judge_window_minutes))
+    elapsed = (now - assigned).total_seconds() / 60
+    undecided = registry.release(canary.version).verdict == UNDECIDED
     rows = log.rows(since=since)
     if production is None:
-        decision = judge_alone(rows, canary.version, release, alpha)
+        decision = judge_alone(rows, canary.version, release, alpha, elapsed, undecided)
     else:
-        decision = judge(rows, canary.version, production.version, canary.weight, release, alpha)
-    if decision.action == "promote" and registry.release(canary.version).verdict == UNDECIDED:
-        held = (
-            "the gate had not enough evidence for this release, and these checks are fixed-alpha tests "
-            "repeated at every look, not evidence valid at any look: it stays in canary"
+        decision = judge(
+            rows, canary.version, production.version, canary.weight, release, alpha, elapsed, undecided
         )
-        decision = Decision("wait", [*decision.reasons, held], canary.weight, decision.metrics)
     if not apply or decision.action == "wait":
         return decision
     reason = "rollout judge: " + "; ".join(decision.reasons)

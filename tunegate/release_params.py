@@ -60,7 +60,14 @@ class ReleaseParams:
     the verdict. The judge counts callers' weighted requests against judge_min_requests."""
     judge_max_abstention_change: float = 0.1
     """How far the canary's share of /classify abstentions may differ from production's,
-    either way, before the difference is significant enough to roll it back."""
+    either way: the judge advances once the change is shown within it, and rolls back once it
+    is shown beyond."""
+    judge_max_quality_drop: float = 0.03
+    """How much worse than production the canary's live quality (from /feedback) may be: the
+    judge advances once the drop is shown within it and rolls back once it is shown beyond."""
+    judge_max_minutes: float = 1440.0
+    """How long a canary step may go without a decision: past it, the judge rolls the canary
+    back (no evidence either way after this long is no reason to keep it)."""
 
     def problems(self) -> list[str]:
         out = []
@@ -76,11 +83,14 @@ class ReleaseParams:
             "judge_max_invalid_rate",
             "judge_min_agreement",
             "judge_max_abstention_change",
+            "judge_max_quality_drop",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")
         if self.judge_max_per_caller < 1:
             out.append(f"release.judge_max_per_caller: {self.judge_max_per_caller} must be >= 1")
+        if self.judge_max_minutes <= 0:
+            out.append(f"release.judge_max_minutes: {self.judge_max_minutes} must be > 0")
         if self.lock_timeout_s < 0 or self.judge_min_requests < 1 or self.judge_max_p95_ratio < 1:
             out.append("release: lock_timeout_s >= 0, judge_min_requests >= 1 and judge_max_p95_ratio >= 1")
         return out

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 from scipy.stats import norm
 
+from evaluation.checks import finish
 from evaluation.evaluate import few_shot_rows
 from evaluation.policy_classical import prompting_label_checks
+from evaluation.stats import tango
 from tunegate.params import GateParams
 from tunegate.prompt import PromptTemplate
 
@@ -45,7 +47,7 @@ def records(cand: list[bool], ref: list[bool]) -> list[dict]:
     ]
 
 
-def test_classification_prompting_checks_are_non_inferior_by_agresti_min():
+def test_classification_prompting_checks_are_non_inferior_by_tangos_score():
     # 30 items: the candidate alone right on 3, the prompt alone right on 9
     cand = [True] * 15 + [True] * 3 + [False] * 9 + [False] * 3
     ref = [True] * 15 + [False] * 3 + [True] * 9 + [False] * 3
@@ -53,13 +55,11 @@ def test_classification_prompting_checks_are_non_inferior_by_agresti_min():
     checks, notes = prompting_label_checks({"holdout": records(cand, ref)}, gate)
     (check,) = checks
     assert check.name == "holdout.ab_vs_prompting" and not notes
-    d = (3.5 - 9.5) / 32  # 0.5 added to each cell (Agresti-Min)
-    se = ((13 / 32 - d**2) / 32) ** 0.5
-    assert check.ci[0] == pytest.approx(d - norm.ppf(0.95) * se) and check.value == pytest.approx(
-        (3 - 9) / 30
-    )
-    assert check.p_harm == pytest.approx(norm.cdf((d + 0.03) / se))
-    assert not check.passed  # a lower bound far under -0.03: not shown non-inferior on 30 items
+    assert check.value == pytest.approx((3 - 9) / 30) and check.ci[0] < -0.2 < check.ci[1] < 0
+    assert check.p_harm == pytest.approx(norm.cdf(tango(3, 9, 30, -0.03)))
+    assert check.outcome == "failed"  # not judged yet: a check fails closed until `finish` judges harm
+    finish(checks, gate)
+    assert check.outcome == "undecided"  # worse than prompting, not shown worse by the margin: 30 items
     reported, notes = prompting_label_checks({"holdout": records(cand, ref)}, GateParams())
     assert reported == [] and notes[0].startswith(
         "vs prompting (base model, few-shot), holdout: accuracy delta"

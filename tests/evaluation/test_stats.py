@@ -35,23 +35,33 @@ def test_chi_square_mcnemar_matches_hand_value():
     assert r.lo < r.delta < r.hi
 
 
-def test_agresti_min_bounds_match_the_formula_by_hand():
-    """0.5 added to each cell: b = 15.5, c = 30.5, n = 502; the one-sided 95% bounds."""
+def tango_by_hand(b: int, c: int, n: int, d0: float) -> float:
+    """Tango (1998): (b - c - n d0) / sqrt(n (2 p21 + d0 (1 - d0))), p21 the restricted MLE root
+    of 2n p^2 + B p + C with B = -b - c + (2n - b + c) d0 and C = -c d0 (1 - d0)."""
+    big_b = -b - c + (2 * n - b + c) * d0
+    p21 = (np.sqrt(big_b**2 + 8 * n * c * d0 * (1 - d0)) - big_b) / (4 * n)
+    return (b - c - n * d0) / np.sqrt(n * (2 * p21 + d0 * (1 - d0)))
+
+
+def test_tango_score_bounds_are_where_the_statistic_is_z():
+    """15 items only the candidate got right, 30 only the baseline, of 500: the one-sided 95%
+    bounds are the differences at which Tango's statistic is +z and -z; the margin's p-value is
+    under alpha exactly when the lower bound clears -margin."""
     c, b = outcomes(400, 30, 15, 55)
     r = paired_accuracy(c, b, question="non_inferiority", margin=0.03, alpha=0.05)
-    d = (15.5 - 30.5) / 502
-    se = np.sqrt(((15.5 + 30.5) / 502 - d**2) / 502)
     z = sps.norm.ppf(0.95)
-    assert (r.lo, r.hi) == pytest.approx((d - z * se, d + z * se))
-    # the claim's p is under alpha exactly when the lower bound clears -margin
-    assert r.p_value == pytest.approx(sps.norm.sf((d + 0.03) / se))
-    assert (r.p_value < 0.05) == (r.lo > -0.03)
-    assert r.p_harm == pytest.approx(1 - r.p_value)
+    assert tango_by_hand(15, 30, 500, r.lo) == pytest.approx(z, abs=1e-6)
+    assert tango_by_hand(15, 30, 500, r.hi) == pytest.approx(-z, abs=1e-6)
+    assert r.lo < r.delta < r.hi and r.delta == pytest.approx(-0.03)
+    assert r.p_value == pytest.approx(sps.norm.sf(tango_by_hand(15, 30, 500, -0.03)))
+    assert (r.p_value < 0.05) == (r.lo > -0.03) and r.p_harm == pytest.approx(1 - r.p_value)
+    wider = paired_accuracy(c, b, question="non_inferiority", margin=0.06, alpha=0.05)
+    assert wider.p_value < 0.05 < r.p_value  # a 3-point drop is shown inside 6 points, not inside 3
 
 
 def test_non_inferior_identical_models_have_width_without_discordant_pairs():
     """No discordant pair: the plain Wald interval would have no width and show anything;
-    Agresti-Min still needs items. 168 identical answers clear a 3-point margin, 20 do not."""
+    Tango's still needs items. 168 identical answers clear a 3-point margin, 20 do not."""
     same = np.array([True] * 150 + [False] * 18)
     big = paired_accuracy(same, same, question="non_inferiority", margin=0.03)
     assert big.lo < 0 < big.hi and big.lo > -0.03

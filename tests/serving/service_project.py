@@ -9,6 +9,7 @@ fixture (tests/serving/conftest.py) builds it once for the package and waits on 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -51,8 +52,21 @@ CALIBRATIONS = {
 
 
 def post(*args, **kwargs) -> httpx.Response:
+    """A request as a client of its own for each `user` in the body: the test project trusts
+    loopback as a proxy (serve.trusted_proxies), so the address in X-Forwarded-For, derived from
+    the user id, is the caller the canary judge counts. Without a user: the loopback address."""
     kwargs.setdefault("timeout", TIMEOUT)
+    body = kwargs.get("json")
+    if isinstance(body, dict) and isinstance(body.get("user"), str):
+        headers = dict(kwargs.get("headers") or {})
+        headers.setdefault("X-Forwarded-For", client_address(body["user"]))
+        kwargs["headers"] = headers
     return httpx.post(*args, **kwargs)
+
+
+def client_address(user: str) -> str:
+    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).digest()
+    return f"198.18.{digest[0]}.{digest[1]}"
 
 
 def get(*args, **kwargs) -> httpx.Response:
@@ -107,7 +121,8 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
         "judge_max_per_caller": 2,
         "judge_max_p95_ratio": 3.0,
     }
-    write_params(project / "params.yaml", serve={"port": port, **serve}, release=release)
+    serve = {"port": port, "trusted_proxies": ["127.0.0.1"], **serve}  # post(): one address per user
+    write_params(project / "params.yaml", serve=serve, release=release)
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),
         "TUNEGATE_ACTOR": "test",
