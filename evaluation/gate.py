@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     out_of_scope = load_out_of_scope(args.results, evidence)
     verdict = judge(evidence, records, params, out_of_scope)
     verdict.notes.extend(judge_notes(args.judge))
+    verdict.notes.extend(plan_notes(evidence, records, params))
     record = gate_record(verdict, evidence, params, args.results)
     add_spread(record, args.spread, params)
     write_json(args.out, record)
@@ -170,6 +171,27 @@ def add_spread(record: dict[str, Any], path: Path | None, params: Params) -> Non
         return
     record["spread"] = spread_section(record["checks"], spread, path)
     record["notes"].append(spread_note(record["spread"]))
+
+
+def plan_notes(evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params) -> list[str]:
+    """What the suites compared with the baseline can show against the next production release
+    at the declared margins (`tunegate plan`): a note, so the first release already says it."""
+    from evaluation.plan import DEFAULT_DISAGREEMENT, plan
+
+    metric = params.gate.primary_metric if evidence.task == "generation" else "accuracy"
+    sizes = {n: len(records.get(n, [])) for n, info in evidence.suites.items() if info.versus_baseline}
+    margins = {n: params.gate.margin_for(metric, n) for n in sizes}
+    out = []
+    for row in plan(sizes, metric, margins, DEFAULT_DISAGREEMENT, params.gate.alpha):
+        needed = "no number of items" if row.needed is None else f"about {row.needed} items"
+        verdict = "enough" if row.enough else "not enough: expect not enough evidence against production"
+        out.append(
+            f"plan: {row.suite} has {row.items} items; against a production release that answers "
+            f"{DEFAULT_DISAGREEMENT:.0%} of them differently, they show non-inferiority down to "
+            f"{row.detectable:.3f} at power 0.8, and the {metric} margin {row.margin:g} needs {needed} "
+            f"({verdict}; `tunegate plan`)"
+        )
+    return out
 
 
 def judge_notes(path: Path | None) -> list[str]:

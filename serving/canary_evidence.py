@@ -44,6 +44,8 @@ class Figure:
     line: str
     quality: bool = False
     """Evidence about the answers themselves (agreement, live quality), not only health."""
+    bounds: tuple[float, float] | None = None
+    """The confidence-sequence bounds the verdict read (of the difference, for comparisons)."""
 
 
 def live_score(row: dict[str, Any]) -> float | None:
@@ -192,6 +194,7 @@ def figures(
                 f"agreement with production {s.mean:.1%} [{s.lo:.1%}, {s.hi:.1%}] on {len(shadow_scores)} "
                 f"shadowed requests (min {floor:.0%})",
                 quality=True,
+                bounds=(s.lo, s.hi),
             )
         )
     if "quality" in names:

@@ -248,7 +248,7 @@
       out.push(table(["release", "requests", "callers", "error rate", "p95", "invalid", "abstained"], [
         ["canary", ...traffic(m.canary)], ["production", ...traffic(m.production)]]));
       const ag = m.agreement;
-      out.push(el("p", { id: "agreement" }, ag ? `Agreement on shadow pairs: ${num(ag.agree)}/${ag.pairs} = ${pct(ag.agree, ag.pairs)} (CI ${pct(ag.ci[0], 1)} to ${pct(ag.ci[1], 1)}; minimum ${pct(v.limits.min_agreement, 1)})` : "Agreement on shadow pairs: fewer than 20 pairs, not judged yet."));
+      out.push(el("p", { id: "agreement" }, ag ? `Agreement on shadow pairs: ${num(ag.agree)}/${ag.pairs} = ${pct(ag.agree, ag.pairs)} (confidence sequence ${pct(ag.ci[0], 1)} to ${pct(ag.ci[1], 1)}; minimum ${pct(v.limits.min_agreement, 1)})` : "Agreement on shadow pairs: fewer than 20 pairs, not judged yet."));
     }
     out.push(el("h2", {}, "Limits"), table(["limit", "value"], Object.entries(v.limits || {}).map(([k, x]) => [k, Array.isArray(x) ? x.join(", ") : num(x)])));
     out.push(el("h2", {}, "The judge's decisions"), v.history.length ? table(["time", "action", "stage", "version", "weight", "reason"],

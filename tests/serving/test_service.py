@@ -213,7 +213,9 @@ def test_canary_gets_its_share_and_callers_are_sticky(served):
 def test_one_anonymous_caller_flooding_slow_requests_does_not_change_the_judges_verdict(served):
     """The probe that used to turn the judge's verdict into a rollback: one anonymous client
     sends slow requests pinned to the canary (now refused: pinning needs the admin token),
-    then routed ones, which reach both releases and count as one caller per side."""
+    then routed ones, which reach both releases and count as one caller (its address) per side.
+    On this little traffic the sequential judge has not decided (it waits), and the flood
+    does not decide it either."""
     tg, project, env, url = str(BIN / "tunegate"), served["project"], served["env"], served["url"]
 
     def verdict() -> str:
@@ -222,7 +224,7 @@ def test_one_anonymous_caller_flooding_slow_requests_does_not_change_the_judges_
         return judged.stdout.split()[0]
 
     before = verdict()
-    assert before == "advance", sh([tg, "rollout", "step", "--dry-run"], project, env).stdout
+    assert before in ("wait", "advance"), sh([tg, "rollout", "step", "--dry-run"], project, env).stdout
     slow = {"prompt": "Tell me a long story", "max_tokens": 64}
     for _ in range(30):
         pinned = post(f"{url}/v1/completions", json={"model": "tunegate:canary", **slow})
