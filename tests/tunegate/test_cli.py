@@ -42,6 +42,9 @@ def test_evidence_plan_prints_what_the_hold_out_can_show(tmp_path, monkeypatch):
     assert "not enough evidence is likely" in row
     wide = runner.invoke(app, ["plan", "--params", params, "--items", "1000", "--disagreement", "0.05"])
     assert wide.exit_code == 0 and "yes" in wide.output
-    for bad, why in ((["--items", "10", "--disagreement", "3"], "outside (0, 1]"), ([], "no gate record yet")):
+    for bad, why in (
+        (["--items", "10", "--disagreement", "3"], "outside (0, 1]"),
+        ([], "no gate record yet"),
+    ):
         out = runner.invoke(app, ["plan", "--params", params, *bad])
         assert out.exit_code == 2 and why in out.output, out.output
