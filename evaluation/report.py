@@ -93,6 +93,9 @@ def render_report(
             f"| noted | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
             f"{_cell(c['threshold'])} | | | | {_cell(c['reason'])} |"
         )
+    for c in record["checks"]:
+        if "design effect" in c.get("test", ""):
+            out.append(f"\nNote: {c['name']}: {c['test']}")
     for note in record.get("notes", []):
         out.append(f"\nNote: {note}")
     out += spread_lines(record.get("spread"))

@@ -66,9 +66,9 @@ def main() -> None:
     status = json.loads(sh([tg, "status", "--json"], demo, quiet=True).stdout)
     production = next(s["version"] for s in status if s["stage"] == "production")
     candidate = json.loads((demo / "registry/candidate.json").read_text())
-    newer = candidate.get("version") not in (None, production) and candidate.get("verdict") == "approved"
+    newer = candidate.get("version") not in (None, production) and candidate.get("packaged")
     if not production or not newer:
-        raise SystemExit(f"run `make demo` first: {demo} needs a production release and a newer approved one")
+        raise SystemExit(f"run `make demo` first: {demo} needs a production release and a newer packaged one")
     v1, v2 = production, candidate["version"]
 
     say(f"1. {v2} to staging, then a 50% canary beside production {v1}")

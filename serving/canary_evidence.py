@@ -13,7 +13,8 @@ that are invalid; the abstention rate against production's, within
 ``release.judge_max_abstention_change`` either way; agreement with production on shadowed
 requests (at least ``release.judge_min_agreement``); and live quality from ``/feedback`` (a
 label right or not; a generation answer's rating, else its agreement with the reference
-answer) against production's minus ``release.judge_max_quality_drop``.
+answer) against production's minus ``release.judge_max_quality_drop`` (for a first release,
+with no production, against ``release.judge_min_live_quality``).
 """
 
 from __future__ import annotations
@@ -86,10 +87,8 @@ def planned(canary: Rows, production: Rows | None, pairs: int, p95s: dict[str, f
         names.append("abstention")
     if production is not None and pairs >= MIN_PAIRS:
         names.append("agreement")
-    if (
-        production is not None
-        and min(len(_values(x, live_score)[0]) for x in (canary, production)) >= MIN_PAIRS
-    ):
+    sides = (canary,) if production is None else (canary, production)
+    if min(len(_values(x, live_score)[0]) for x in sides) >= MIN_PAIRS:
         names.append("quality")
     return names
 
@@ -197,7 +196,20 @@ def figures(
                 bounds=(s.lo, s.hi),
             )
         )
-    if "quality" in names:
+    if "quality" in names and production is None:
+        s = _seq(canary, live_score, a, t_star)
+        floor = release.judge_min_live_quality
+        out.append(
+            Figure(
+                "quality",
+                against(s.lo, s.hi, floor, "above"),
+                f"live quality {s.mean:.3f} [{s.lo:.3f}, {s.hi:.3f}] from feedback (floor {floor:g}; "
+                "no production yet)",
+                quality=True,
+                bounds=(s.lo, s.hi),
+            )
+        )
+    elif "quality" in names:
         assert production is not None
         c, p = _seq(canary, live_score, a / 2, t_star), _seq(production, live_score, a / 2, t_star)
         d, lo, hi = difference(c, p)

@@ -65,6 +65,11 @@ class ReleaseParams:
     judge_max_quality_drop: float = 0.03
     """How much worse than production the canary's live quality (from /feedback) may be: the
     judge advances once the drop is shown within it and rolls back once it is shown beyond."""
+    judge_min_live_quality: float = 0.8
+    """A first release (no production to compare with): the live quality from /feedback (label
+    accuracy; a generation answer's rating or agreement with its reference) it must be shown to
+    reach, where feedback arrives. It is the quality figure a release the gate had not enough
+    evidence for needs before it is promoted."""
     judge_max_minutes: float = 1440.0
     """How long a canary step may go without a decision: past it, the judge rolls the canary
     back (no evidence either way after this long is no reason to keep it)."""
@@ -84,6 +89,7 @@ class ReleaseParams:
             "judge_min_agreement",
             "judge_max_abstention_change",
             "judge_max_quality_drop",
+            "judge_min_live_quality",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 out.append(f"release.{name}: {getattr(self, name)} is outside [0, 1]")

@@ -326,3 +326,14 @@ def test_evidence_the_client_is_read_through_trusted_proxies_only():
     # the proxy appended the address it saw; what the client wrote to the left is not believed
     assert forwarded_client("10.0.0.2", "6.6.6.6, 198.51.100.7", ("10.0.0.0/8",)) == "198.51.100.7"
     assert forwarded_client("10.0.0.2", "198.51.100.7, 10.0.0.3", ("10.0.0.0/8",)) == "198.51.100.7"
+
+
+def test_evidence_a_first_release_with_not_enough_offline_evidence_is_promoted_on_live_quality():
+    """No production yet and the gate could not tell: a healthy canary waits until feedback
+    shows its live accuracy over release.judge_min_live_quality (0.8); then it is promoted."""
+    d = judge_alone(rows("v1", CANARY), "v1", RELEASE, 0.05, undecided_offline=True)
+    assert d.action == "wait" and "needs live quality" in d.reasons[-1]
+    d = judge_alone(with_feedback(rows("v1", 3000), 0.90), "v1", RELEASE, 0.05, undecided_offline=True)
+    assert d.action == "promote" and d.metrics["figures"]["quality"] == "shown"
+    d = judge_alone(with_feedback(rows("v1", 3000), 0.60), "v1", RELEASE, 0.05, undecided_offline=True)
+    assert d.action == "rollback" and d.metrics["figures"]["quality"] == "harm"
