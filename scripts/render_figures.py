@@ -24,7 +24,7 @@ import tempfile
 from html import escape, unescape
 from pathlib import Path
 
-GREEN, RED, GREY, INK = "#2e7d32", "#c62828", "#9e9e9e", "#212121"
+GREEN, RED, GREY, INK, AMBER = "#2e7d32", "#c62828", "#9e9e9e", "#212121", "#b26a00"
 ROW, LEFT, BAR, RIGHT = 26, 300, 360, 260
 
 
@@ -57,17 +57,24 @@ def scale(values: list[float]) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1
 
 
+def level(gate: dict) -> str:
+    """The intervals' level: the record's own (one-sided bounds), else 95% (older records)."""
+    return f"{100 * gate.get('interval_level', 0.95):g}% interval"
+
+
 def gate_figure(gate: dict) -> str:
     checks = gate["checks"] + [c | {"noted": True} for c in gate.get("noted", [])]
     body, y0 = [], 56
     body.append(
         f'<text x="12" y="44" fill="{INK}">{escape(gate["summary"])}; '
-        f"baseline: {escape(gate['baseline_kind'])}; bar: value, whisker: 95% CI, tick: threshold</text>"
+        f"baseline: {escape(gate['baseline_kind'])}; bar: value, whisker: {level(gate)}, "
+        "tick: threshold</text>"
     )
     for i, c in enumerate(checks):
         y = y0 + i * ROW
         value = c["value"] if isinstance(c["value"], (int, float)) and math.isfinite(c["value"]) else None
-        colour = GREY if c.get("noted") else GREEN if c["passed"] else RED
+        outcome = "noted" if c.get("noted") else c.get("outcome", "passed" if c["passed"] else "failed")
+        colour = {"noted": GREY, "passed": GREEN, "failed": RED, "undecided": AMBER}[outcome]
         body.append(f'<text x="12" y="{y + 17}" fill="{INK}">{escape(c["name"])}</text>')
         numbers = [v for v in [value, *(c["ci"] or [])] if isinstance(v, (int, float))]
         threshold = _number(c["threshold"])
@@ -92,7 +99,8 @@ def gate_figure(gate: dict) -> str:
                 'stroke-width="2"/>'
             )
         shown = "-" if value is None else f"{value:.3f}"
-        verdict = "noted" if c.get("noted") else "pass" if c["passed"] else "FAIL"  # noted: not judged
+        # noted: not judged; "open": not enough evidence either way
+        verdict = {"noted": "noted", "passed": "pass", "failed": "FAIL", "undecided": "open"}[outcome]
         body.append(
             f'<text x="{LEFT + BAR + 10}" y="{y + 17}" fill="{colour}">{verdict}</text>'
             f'<text x="{LEFT + BAR + 50}" y="{y + 17}" fill="{INK}">{shown} ({escape(c["threshold"])})</text>'
