@@ -123,7 +123,8 @@ def release_view(registry: Any, version: str) -> dict[str, Any]:
 
 
 def _check(c: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "metric", "value", "ci", "threshold", "passed", "p_value", "p_adjusted", "test", "reason")
+    keys = ("name", "metric", "value", "ci", "threshold", "passed", "outcome", "p_value", "p_adjusted",
+            "p_harm_adjusted", "items", "needed", "test", "reason")  # fmt: skip
     return {k: c.get(k) for k in keys}
 
 

@@ -36,6 +36,8 @@
   const table = (head, rows, rowAttrs) => el("table", {}, el("tr", {}, head.map((h) => el("th", {}, h))),
     rows.map((r, i) => el("tr", rowAttrs ? rowAttrs(i) : {}, r.map((c) => (c instanceof Node && c.tagName === "TD" ? c : el("td", {}, c))))));
   const link = (href, text) => el("a", { href }, text);
+  // a check's outcome: passed, failed, or undecided (not enough evidence); older records have only `passed`
+  const outcomeOf = (c) => c.outcome || (c.passed ? "passed" : "failed");
 
   class HttpError extends Error {
     constructor(status, message) { super(message); this.status = status; }
@@ -78,7 +80,7 @@
     const pad = (hi - lo) * 0.15 || Math.abs(hi) * 0.1 || 0.05;
     lo -= pad; hi += pad;
     const W = 240, H = 34, x = (a) => 8 + (W - 16) * (a - lo) / (hi - lo);
-    const colour = check.passed ? "#1f7a33" : "#b01c1c";
+    const colour = { passed: "#1f7a33", failed: "#b01c1c", undecided: "#b26a00" }[outcomeOf(check)];
     const g = svg("svg", { width: W, height: H, class: "interval", "data-check": check.name, role: "img" });
     g.append(svg("title", {}, `${check.name}: ${num(v)}` + (ci ? ` [${num(ci[0])}, ${num(ci[1])}]` : "") + ` threshold ${check.threshold}`));
     g.append(svg("line", { x1: 8, x2: W - 8, y1: 22, y2: 22, stroke: "#ccd" }));
@@ -175,8 +177,8 @@
   }
 
   function checksTable(checks) {
-    return table(["", "check", "metric", "value", "95% CI", "threshold", "interval vs threshold"], checks.map((c) => [
-      badge(c.passed ? "pass" : "fail"), c.name, c.metric || "", el("td", { class: "num" }, num(c.value)),
+    return table(["", "check", "metric", "value", "interval", "threshold", "interval vs threshold"], checks.map((c) => [
+      badge({ passed: "pass", failed: "fail", undecided: "not_enough_evidence" }[outcomeOf(c)]), c.name, c.metric || "", el("td", { class: "num" }, num(c.value)),
       Array.isArray(c.ci) ? `[${num(c.ci[0])}, ${num(c.ci[1])}]` : "—", c.threshold || "", el("td", {}, intervalChart(c))]),
       (i) => ({ class: "check", "data-check": checks[i].name }));
   }
