@@ -246,10 +246,16 @@ def judge(
         and min(c.latency[endpoint].weight, theirs.weight) >= MIN_LATENCY
     }
     scores = agreement(rows, canary, production)
-    metrics["agreement"] = {"agree": round(sum(scores), 4), "pairs": len(scores)}
     found = figures(
         judged_rows(rows, canary, cap), judged_rows(rows, production, cap), scores, p95s, release, alpha
     )
+    shadow = next((f for f in found if f.name == "agreement"), None)
+    if shadow is not None and shadow.bounds is not None:  # the dashboard's canary page reads it
+        metrics["agreement"] = {
+            "agree": round(sum(scores), 4),
+            "pairs": len(scores),
+            "ci": list(shadow.bounds),
+        }
     action, reasons = decide(
         found, _wait(c, release), metrics, weight, release, elapsed_minutes, undecided_offline
     )

@@ -337,3 +337,13 @@ def test_evidence_a_first_release_with_not_enough_offline_evidence_is_promoted_o
     assert d.action == "promote" and d.metrics["figures"]["quality"] == "shown"
     d = judge_alone(with_feedback(rows("v1", 3000), 0.60), "v1", RELEASE, 0.05, undecided_offline=True)
     assert d.action == "rollback" and d.metrics["figures"]["quality"] == "harm"
+
+
+def test_sequential_the_shadow_agreement_the_dashboard_reads_has_its_bounds():
+    """The canary page draws agreement with its sequence's bounds: present only when judged."""
+    live = rows("v1", PRODUCTION)
+    copies = [dict(r, version="v2", shadow=1) for r in live[:300]]
+    d = judge(rows("v2", CANARY) + live + copies, "v2", "v1", 10, RELEASE, 0.05)
+    lo, hi = d.metrics["agreement"]["ci"]
+    assert d.metrics["agreement"]["pairs"] == 300 and lo < 1.0 == hi
+    assert "agreement" not in judge(healthy(), "v2", "v1", 10, RELEASE, 0.05).metrics  # no shadows

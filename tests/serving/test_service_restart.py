@@ -239,7 +239,8 @@ def test_the_built_bento_serves_the_project_it_is_pointed_at(served):
         wait_ready(proc, url, root / "bento.log")
         r = post(f"{url}/classify", json={"text": "my card has not arrived", "user": "erin"})
         assert r.status_code == 200, r.text
-        assert r.json()["label"] in served["labels"]
+        # the release the routing salt gives erin answers, or abstains at its judged threshold
+        assert r.json()["label"] in served["labels"] or r.json()["abstained"] is True
         assert r.headers["x-tunegate-version"] in served["versions"]
         assert post(f"{url}/admin/reload").status_code == 401
     finally:
