@@ -61,6 +61,12 @@ def markdown(
         if not rows:
             continue
         out += ["", f"## Injected regressions, {title}", ""]
+        out += [
+            "Kept from their runs (the candidates take about an hour to train): those before 2026-12-07 "
+            "were judged by the rule before the three outcomes (margin 0, failing only when significantly "
+            "worse); `--part inject` / `inject-generation` re-judges them by today's.",
+            "",
+        ]
         out += ["| candidate | train rows | baseline | verdict | hold-out primary | failed checks |"]
         out += ["|---|---|---|---|---|---|"]
         for r in rows:
