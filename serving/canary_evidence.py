@@ -50,7 +50,11 @@ class Figure:
 
 
 def live_score(row: dict[str, Any]) -> float | None:
-    """A request's live quality, when feedback reached it."""
+    """A request's live quality, when feedback reached it: of answered requests (an abstention
+    hands the message to a person; how often is the abstention figure's to judge), as the
+    drift monitor's live accuracy is."""
+    if row.get("abstained"):
+        return None
     if row["endpoint"] == "classify" and row.get("feedback") is not None:
         return float(row.get("label") == row["feedback"])
     if row["endpoint"] == "generate":

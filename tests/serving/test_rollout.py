@@ -347,3 +347,13 @@ def test_sequential_the_shadow_agreement_the_dashboard_reads_has_its_bounds():
     lo, hi = d.metrics["agreement"]["ci"]
     assert d.metrics["agreement"]["pairs"] == 300 and lo < 1.0 == hi
     assert "agreement" not in judge(healthy(), "v2", "v1", 10, RELEASE, 0.05).metrics  # no shadows
+
+
+def test_sequential_live_quality_is_judged_on_answered_requests():
+    """An abstention is not a wrong label (the abstention figure judges how often it happens):
+    live quality reads the answered requests only, as the drift monitor's live accuracy does."""
+    from serving.canary_evidence import live_score
+
+    assert live_score({"endpoint": "classify", "label": None, "abstained": 1, "feedback": "a"}) is None
+    assert live_score({"endpoint": "classify", "label": "a", "abstained": 0, "feedback": "a"}) == 1.0
+    assert live_score({"endpoint": "classify", "label": "b", "abstained": 0, "feedback": "a"}) == 0.0
