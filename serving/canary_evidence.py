@@ -77,6 +77,19 @@ def _seq(
     return sequence(values, weights, alpha, t_star)
 
 
+def _compared(
+    canary: Rows, production: Rows, value: Callable[[dict[str, Any]], float | None], a: float, t_star: float
+) -> tuple[Sequenced, Sequenced, float, float, float]:
+    """Both releases' sequences, each at a / 2 (a union bound), and their difference with bounds."""
+    c, p = _seq(canary, value, a / 2, t_star), _seq(production, value, a / 2, t_star)
+    return c, p, *difference(c, p)
+
+
+def _floor(name: str, s: Sequenced, floor: float, text: str) -> Figure:
+    """A quality figure of one sequence against its floor, carrying its bounds."""
+    return Figure(name, against(s.lo, s.hi, floor, "above"), text, quality=True, bounds=(s.lo, s.hi))
+
+
 def planned(canary: Rows, production: Rows | None, pairs: int, p95s: dict[str, float]) -> list[str]:
     """The figures this traffic can judge (alpha is split over them before any is computed)."""
     names = ["errors"]
@@ -128,8 +141,7 @@ def figures(
             )
         )
     else:
-        c, p = _seq(canary, error, a / 2, t_star), _seq(production, error, a / 2, t_star)
-        d, lo, hi = difference(c, p)
+        c, p, d, lo, hi = _compared(canary, production, error, a, t_star)
         out.append(
             Figure(
                 "errors",
@@ -155,8 +167,8 @@ def figures(
                 f"limit {SLOW_SHARE:.0%})",
             )
         )
-    tasks = [x for x in canary if x[0]["endpoint"] in TASK_ENDPOINTS and x[0]["status"] == 200]
     if "invalid" in names:
+        tasks = [x for x in canary if x[0]["endpoint"] in TASK_ENDPOINTS and x[0]["status"] == 200]
         s = _seq(tasks, lambda r: float(not r["valid"]), a, t_star)
         cap = release.judge_max_invalid_rate
         out.append(
@@ -176,8 +188,7 @@ def figures(
                 else None
             )
 
-        c, p = _seq(canary, abstained, a / 2, t_star), _seq(production, abstained, a / 2, t_star)
-        d, lo, hi = difference(c, p)
+        c, p, d, lo, hi = _compared(canary, production, abstained, a, t_star)
         limit = release.judge_max_abstention_change
         out.append(
             Figure(
@@ -190,33 +201,22 @@ def figures(
     if "agreement" in names:
         s = sequence(shadow_scores, None, a, t_star)
         floor = release.judge_min_agreement
-        out.append(
-            Figure(
-                "agreement",
-                against(s.lo, s.hi, floor, "above"),
-                f"agreement with production {s.mean:.1%} [{s.lo:.1%}, {s.hi:.1%}] on {len(shadow_scores)} "
-                f"shadowed requests (min {floor:.0%})",
-                quality=True,
-                bounds=(s.lo, s.hi),
-            )
+        text = (
+            f"agreement with production {s.mean:.1%} [{s.lo:.1%}, {s.hi:.1%}] on {len(shadow_scores)} "
+            f"shadowed requests (min {floor:.0%})"
         )
+        out.append(_floor("agreement", s, floor, text))
     if "quality" in names and production is None:
         s = _seq(canary, live_score, a, t_star)
         floor = release.judge_min_live_quality
-        out.append(
-            Figure(
-                "quality",
-                against(s.lo, s.hi, floor, "above"),
-                f"live quality {s.mean:.3f} [{s.lo:.3f}, {s.hi:.3f}] from feedback (floor {floor:g}; "
-                "no production yet)",
-                quality=True,
-                bounds=(s.lo, s.hi),
-            )
+        text = (
+            f"live quality {s.mean:.3f} [{s.lo:.3f}, {s.hi:.3f}] from feedback (floor {floor:g}; "
+            "no production yet)"
         )
+        out.append(_floor("quality", s, floor, text))
     elif "quality" in names:
         assert production is not None
-        c, p = _seq(canary, live_score, a / 2, t_star), _seq(production, live_score, a / 2, t_star)
-        d, lo, hi = difference(c, p)
+        c, p, d, lo, hi = _compared(canary, production, live_score, a, t_star)
         drop = release.judge_max_quality_drop
         out.append(
             Figure(

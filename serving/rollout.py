@@ -153,10 +153,6 @@ def agreement(rows: list[dict[str, Any]], canary: str, production: str) -> list[
     return out
 
 
-MIN_LATENCY_WEIGHT = MIN_LATENCY
-"""An endpoint's latency is judged once each side has this much (weighted) successful traffic."""
-
-
 def _wait(c: Traffic, release: ReleaseParams) -> str | None:
     if c.answered < release.judge_min_requests:
         return (

@@ -37,6 +37,14 @@ def paired(n: int, prod_acc: float, delta: float, disagree: float, rng: np.rando
     return gold, cand, prod
 
 
+def against_production(gold, cand, prod, gate: GateParams):
+    """The gate's verdict on a hold-out alone, against production, the other families passing."""
+    return decide(
+        [SuiteOutcome.classified("holdout", "holdout", gold, cand, prod)], LABELS, gate,
+        baseline_kind="production", license_="mit", forgetting=(0.5, 0.5), parity={"p": 1.0},
+    )  # fmt: skip
+
+
 def ab_outcome(n: int, delta: float, seed: int, margin: float = 0.03, disagree: float = 0.1) -> str:
     """The gate's hold-out A/B against production (policy.ab_checks, then finish), on scores."""
     rng = np.random.default_rng(seed)
@@ -71,10 +79,7 @@ def test_non_inferior_an_identical_candidate_is_approved():
     rng = np.random.default_rng(0)
     gold, _, prod = paired(600, 0.92, 0.0, 0.0, rng)
     gate = GateParams(bootstrap_resamples=200)
-    v = decide(
-        [SuiteOutcome.classified("holdout", "holdout", gold, list(prod), prod)], LABELS, gate,
-        baseline_kind="production", license_="mit", forgetting=(0.5, 0.5), parity={"p": 1.0},
-    )  # fmt: skip
+    v = against_production(gold, list(prod), prod, gate)
     assert v.outcome == "approved", v.summary()
 
 
@@ -84,10 +89,7 @@ def test_non_inferior_adding_checks_to_the_family_never_turns_a_failing_check_in
     rng = np.random.default_rng(1)
     gold, cand, prod = paired(600, 0.9, -0.08, 0.12, rng)
     gate = GateParams(bootstrap_resamples=200)
-    v = decide(
-        [SuiteOutcome.classified("holdout", "holdout", gold, cand, prod)], LABELS, gate,
-        baseline_kind="production", license_="mit", forgetting=(0.5, 0.5), parity={"p": 1.0},
-    )  # fmt: skip
+    v = against_production(gold, cand, prod, gate)
     ab = {c.name: c for c in v.checks}["holdout.ab_vs_production"]
     assert ab.outcome == "failed"
     for extra in (1, 10, 100, 1000):
@@ -103,10 +105,7 @@ def test_evidence_an_undecided_verdict_names_each_check_and_the_items_that_settl
     rng = np.random.default_rng(2)
     gold, cand, prod = paired(168, 0.9, -0.01, 0.2, rng)
     gate = GateParams(bootstrap_resamples=200)
-    v = decide(
-        [SuiteOutcome.classified("holdout", "holdout", gold, cand, prod)], LABELS, gate,
-        baseline_kind="production", license_="mit", forgetting=(0.5, 0.5), parity={"p": 1.0},
-    )  # fmt: skip
+    v = against_production(gold, cand, prod, gate)
     assert v.outcome == "not_enough_evidence" and not v.approved and not v.failed
     ab = {c.name: c for c in v.checks}["holdout.ab_vs_production"]
     assert ab.outcome == "undecided" and ab.items == 168
