@@ -181,17 +181,8 @@ def plan_notes(evidence: Evidence, records: dict[str, list[dict[str, Any]]], par
     metric = params.gate.primary_metric if evidence.task == "generation" else "accuracy"
     sizes = {n: len(records.get(n, [])) for n, info in evidence.suites.items() if info.versus_baseline}
     margins = {n: params.gate.margin_for(metric, n) for n in sizes}
-    out = []
-    for row in plan(sizes, metric, margins, DEFAULT_DISAGREEMENT, params.gate.alpha):
-        needed = "no number of items" if row.needed is None else f"about {row.needed} items"
-        verdict = "enough" if row.enough else "not enough: expect not enough evidence against production"
-        out.append(
-            f"plan: {row.suite} has {row.items} items; against a production release that answers "
-            f"{DEFAULT_DISAGREEMENT:.0%} of them differently, they show non-inferiority down to "
-            f"{row.detectable:.3f} at power 0.8, and the {metric} margin {row.margin:g} needs {needed} "
-            f"({verdict}; `tunegate plan`)"
-        )
-    return out
+    rows = plan(sizes, metric, margins, DEFAULT_DISAGREEMENT, params.gate.alpha)
+    return [f"plan: {row.sentence(DEFAULT_DISAGREEMENT)}" for row in rows]
 
 
 def judge_notes(path: Path | None) -> list[str]:

@@ -23,11 +23,11 @@ from typing import Literal
 
 from scipy import stats as sps
 
+from tunegate.sample_size import POWER
+
 Outcome = Literal["passed", "failed", "undecided"]
 """A check's outcome. "undecided" is shown to people as "not enough evidence"."""
 VerdictOutcome = Literal["approved", "rejected", "not_enough_evidence"]
-POWER = 0.8
-"""The power the items needed are sized for."""
 
 
 def interval_alpha(alpha: float) -> float:

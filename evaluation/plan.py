@@ -1,68 +1,14 @@
-"""Plan before spending: what the suites can show at the declared margins (`tunegate plan`).
-
-For a paired A/B against production on n items where the two models answer a share r of
-the items differently (the disagreement rate), the difference has a standard error of
-about sqrt(r / n). Non-inferiority at margin m is shown with power 1 - beta for a candidate
-equal to production when n >= (z_(1-alpha) + z_(1-beta))^2 r / m^2; at n items the smallest
-margin it can show (the minimum detectable difference) is (z_(1-alpha) + z_(1-beta)) sqrt(r / n).
-The same arithmetic as evaluation/outcomes.py ``settle``, here before any evaluation. Pure.
+"""Plan before spending (`tunegate plan`): the kernel's sample-size arithmetic
+(tunegate/sample_size.py) fed with the disagreement rate an earlier gate measured.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from scipy import stats as sps
 
-from evaluation.outcomes import POWER
+from tunegate.sample_size import DEFAULT_DISAGREEMENT, PlanRow, detectable, items_needed, plan
 
-DEFAULT_DISAGREEMENT = 0.1
-"""The disagreement rate assumed when no earlier gate measured one."""
-
-
-def _z(alpha: float, power: float) -> float:
-    return float(sps.norm.ppf(1 - alpha) + sps.norm.ppf(power))
-
-
-def items_needed(margin: float, disagreement: float, alpha: float, power: float = POWER) -> int | None:
-    """Paired items that show non-inferiority at `margin` for an equivalent candidate; None for margin 0."""
-    if margin <= 0:
-        return None
-    return math.ceil(_z(alpha, power) ** 2 * disagreement / margin**2)
-
-
-def detectable(n: int, disagreement: float, alpha: float, power: float = POWER) -> float:
-    """The smallest margin n paired items show at `power` for an equivalent candidate."""
-    return _z(alpha, power) * math.sqrt(disagreement / n) if n else math.inf
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    suite: str
-    items: int
-    metric: str
-    margin: float
-    detectable: float
-    needed: int | None
-
-    @property
-    def enough(self) -> bool:
-        return self.needed is not None and self.items >= self.needed
-
-
-def plan(
-    sizes: dict[str, int], metric: str, margins: dict[str, float], disagreement: float, alpha: float
-) -> list[PlanRow]:
-    """One row per suite compared with production: its size, the margin it is judged at, what
-    it can detect and the items that would show non-inferiority at power 0.8."""
-    return [
-        PlanRow(
-            suite, n, metric, margins[suite], detectable(n, disagreement, alpha),
-            items_needed(margins[suite], disagreement, alpha),
-        )
-        for suite, n in sizes.items()
-    ]  # fmt: skip
+__all__ = ["DEFAULT_DISAGREEMENT", "PlanRow", "detectable", "items_needed", "observed_disagreement", "plan"]
 
 
 def observed_disagreement(gate_record: dict) -> float | None:

@@ -26,6 +26,7 @@ from training.splits import Prepared, by_label, cap_rows, check_label_counts, st
 from tunegate.artifacts import atomic_dir, jsonl_text, sha256_bytes, sha256_file, write_json
 from tunegate.errors import DataError
 from tunegate.params import Params, load_params
+from tunegate.sample_size import DEFAULT_DISAGREEMENT, plan
 from tunegate.stage import configure_logging
 from tunegate.task import Task, for_kind, write_task
 
@@ -301,6 +302,15 @@ def prepare_classification(
     return prepare_dataset(loaded, shifted, probe, params, replay, feedback), Task("classification")
 
 
+def small_holdout(params: Params, items: int) -> str | None:
+    """Why `items` hold-out rows cannot show non-inferiority at the declared margin against a
+    production release (at the assumed disagreement rate); None when they can."""
+    metric = "accuracy" if params.base.task == "classification" else params.gate.primary_metric
+    margins = {"holdout": params.gate.margin_for(metric, "holdout")}
+    row = plan({"holdout": items}, metric, margins, DEFAULT_DISAGREEMENT, params.gate.alpha)[0]
+    return None if row.enough else row.sentence(DEFAULT_DISAGREEMENT)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="prepare stage: validate, scrub, dedupe and split data")
     parser.add_argument("--params", required=True)
@@ -340,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
         len(prepared.labels),
         prepared.manifest["redactions_total"],
     )
+    small = small_holdout(params, counts.get("holdout", 0))
+    if small:
+        log.warning("the hold-out is too small to tell: %s", small)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,23 @@ def test_sample_writes_every_file_with_manifest_hashes(sample):
     assert counts["shifted"] >= 250 and counts["probe"] >= 50
     labels = read_json(sample / "labels.json")
     assert 10 <= len(labels) <= 14
+
+
+def test_evidence_prepare_warns_when_the_hold_out_cannot_show_non_inferiority(tmp_path, caplog):
+    """168 hold-out rows at the 0.03 accuracy margin need about 690 (at a 10% disagreement
+    rate): the stage says so in its log, and goes quiet at a size or a margin that can show it."""
+    from training.prepare import small_holdout
+    from tunegate.params import load_params
+
+    with caplog.at_level("WARNING", logger="training.prepare"):
+        out = run_prepare(tmp_path)
+    holdout = read_json(out / "manifest.json")["counts"]["holdout"]
+    said = [r.getMessage() for r in caplog.records if "too small to tell" in r.getMessage()]
+    assert len(said) == 1 and f"holdout has {holdout} items" in said[0] and "about 687 items" in said[0]
+    params = load_params(ROOT / "params.yaml")
+    assert small_holdout(params, 686) is not None and small_holdout(params, 687) is None
+    wide = replace(params, gate=replace(params.gate, margins={"accuracy": 0.1}))
+    assert small_holdout(wide, 168) is None
 
 
 def test_sample_splits_are_stratified_and_disjoint(sample):
