@@ -56,6 +56,9 @@ class Check:
     """The smallest distance from the limit these items detect at power 0.8."""
     needed: int | None = None
     """Items that would settle the check at power 0.8 (when not passed)."""
+    context: dict[str, float] | None = None
+    """A floor's metric for the reference models (base or production, prompting, classical):
+    reported beside the check, never judged (evaluation/floor_context.py)."""
 
     @property
     def outcome(self) -> Outcome:

@@ -237,7 +237,11 @@ def scored_outcome(name: str, info: SuiteInfo, recs: list[dict[str, Any]], prima
         return tuple(float(r["scores"][who].get(metric, 0.0)) for r in recs)
 
     base = Scores(values("baseline", primary)) if info.versus_baseline else None
-    names = sorted({k for r in recs for k in r["scores"]["candidate"]} - {primary})
+    # the scores every item has (a nested answer's paths differ from item to item: a floor
+    # on one would count the items without it as 0)
+    names = (
+        sorted(set.intersection(*(set(r["scores"]["candidate"]) for r in recs)) - {primary}) if recs else []
+    )
     others = {k: values("candidate", k) for k in names}
     candidate = Scores(values("candidate", primary))
     return SuiteOutcome(name, info.kind, None, candidate, base, primary, others, _ids(recs))

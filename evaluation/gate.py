@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slices
+from evaluation.floor_context import add_floor_context
 from evaluation.outcomes import VerdictOutcome, interval_alpha
 from evaluation.policy import Verdict, decide, finish
 from evaluation.policy_calibration import calibration_checks
@@ -52,7 +53,7 @@ def common(
     evidence: Evidence, records: dict[str, list[dict[str, Any]]], params: Params, **kw: Any
 ) -> Verdict:
     """The families every kind has: floors, drops, slices, A/B, forgetting, parity, license."""
-    return decide(
+    verdict = decide(
         evidence.outcomes(records, kw.pop("primary", "accuracy")),
         evidence.labels,
         params.gate,
@@ -65,6 +66,9 @@ def common(
         seed=params.base.seed,
         **kw,
     )
+    base = "production" if evidence.baseline.kind == "production" else "base"
+    add_floor_context(verdict.checks, records.get("holdout", []), evidence.task, base)
+    return verdict
 
 
 def classification_families(

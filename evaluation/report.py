@@ -93,6 +93,7 @@ def render_report(
             f"| noted | {c['name']} | {c['metric']} | {_num(c['value'])} | {_ci(c['ci'])} | "
             f"{_cell(c['threshold'])} | | | | {_cell(c['reason'])} |"
         )
+    out += _floor_context(record["checks"])
     for c in record["checks"]:
         if "design effect" in c.get("test", ""):
             out.append(f"\nNote: {c['name']}: {c['test']}")
@@ -114,6 +115,20 @@ def render_report(
         "",
     ]
     return "\n".join(out)
+
+
+def _floor_context(checks: list[dict[str, Any]]) -> list[str]:
+    """Each hold-out floor beside the reference models' value of the same metric."""
+    rows = [c for c in checks if c.get("context")]
+    if not rows:
+        return []
+    who = sorted({w for c in rows for w in c["context"]}, key=lambda w: (w not in ("base", "production"), w))
+    out = ["", "Floors beside the references (the same metric on the hold-out; reported, not judged):", ""]
+    out += ["| check | floor | candidate | " + " | ".join(who) + " |", "|---|---|---|" + "---|" * len(who)]
+    for c in rows:
+        cells = " | ".join(_num(c["context"].get(w)) if w in c["context"] else "" for w in who)
+        out.append(f"| {c['name']} | {_cell(c['threshold'])} | {_num(c['value'])} | {cells} |")
+    return out
 
 
 def _classification_sections(

@@ -12,6 +12,7 @@ from typing import Any
 from evaluation.evidence import Evidence
 
 EXAMPLES = 6
+PATHS = 25
 SHOWN = ("field_f1", "token_f1", "rouge_l", "chrf", "exact_match", "json_valid", "schema_valid")
 
 
@@ -33,7 +34,11 @@ def generation_sections(
     evidence: Evidence, records: dict[str, list[dict]], _oos: Any, policy: dict[str, Any]
 ) -> list[str]:
     primary = policy.get("primary_metric", "token_f1")
-    return _scores_section(evidence, records, primary) + _losses_section(records, primary)
+    return (
+        _scores_section(evidence, records, primary)
+        + _paths_section(records.get("holdout", []))
+        + _losses_section(records, primary)
+    )
 
 
 def _scores_section(evidence: Evidence, records: dict[str, list[dict]], primary: str) -> list[str]:
@@ -56,6 +61,35 @@ def _scores_section(evidence: Evidence, records: dict[str, list[dict]], primary:
             if rows and who in rows[0]["scores"]:
                 cells = " | ".join(_fmt(_mean(rows, who, m)) for m in metrics)
                 out.append(f"| {name} | {len(rows)} | {who} | {cells} |")
+    return out
+
+
+def _paths_section(rows: list[dict]) -> list[str]:
+    """Per leaf path of the reference answers (``slots.city``): how many hold-out items have
+    it and each model's mean agreement on them, the most frequent paths first."""
+    paths: dict[str, int] = {}
+    for r in rows:
+        for key in r["scores"]["candidate"]:
+            if key.startswith("field."):
+                paths[key] = paths.get(key, 0) + 1
+    if not paths:
+        return []
+    who = [w for w in ("candidate", "baseline", "prompting") if w in rows[0]["scores"]]
+    out = [
+        "",
+        "## Fields",
+        "",
+        f"Agreement per leaf path of the reference answers on the hold-out (exact value; a list: "
+        f"multiset F1; free text: token F1), over the items whose reference has the path; the "
+        f"{PATHS} most frequent of {len(paths)}:",
+        "",
+        "| path | items | " + " | ".join(who) + " |",
+        "|---|---|" + "---|" * len(who),
+    ]
+    for key, n in sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:PATHS]:
+        having = [r for r in rows if key in r["scores"]["candidate"]]
+        cells = " | ".join(_fmt(_mean(having, w, key)) for w in who)
+        out.append(f"| `{key.removeprefix('field.')}` | {n} | {cells} |")
     return out
 
 

@@ -421,3 +421,16 @@ def test_gate_compares_abstention_with_production_on_the_same_items(tmp_path):
     assert checks["holdout_oos.recall_ab_vs_production"].passed  # abstains more than production did
     first, _, _, _ = decide_on(write_results(tmp_path / "f", 0.95, oos_abstained=0.9))
     assert any("abstention is not compared with the baseline" in n for n in first.notes)
+
+
+def test_a_floor_reads_beside_the_reference_models_values(tmp_path):
+    """The base model answers every fifth item right (0.2 on 200): reported beside the
+    accuracy floor with the classical reference's, not judged."""
+    verdict, record, evidence, records = decide_on(write_results(tmp_path / "results", 0.5))
+    acc = next(c for c in record["checks"] if c["name"] == "holdout.accuracy")
+    classical = sum(r["classical"] == r["gold"] for r in records["holdout"]) / 200
+    assert acc["context"] == {"base": pytest.approx(0.2), "classical": pytest.approx(classical)}
+    assert next(c for c in record["checks"] if c["name"] == "holdout.macro_f1")["context"]["base"] < 0.3
+    assert all(c["context"] is None for c in record["checks"] if c["name"] == "holdout.ab_vs_base")
+    report = render_report(record, evidence, records)
+    assert "| holdout.accuracy | >= 0.8 | 0.500 | 0.200 |" in report

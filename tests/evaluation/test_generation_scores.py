@@ -16,7 +16,15 @@ from evaluation.policy import decide
 from evaluation.stats import paired_test
 from tunegate.params import GateParams
 from tunegate.task import Task
-from tunegate.text_metrics import chrf, field_scores, free_text_fields, item_scores, rouge_l, token_f1
+from tunegate.text_metrics import (
+    agreement,
+    chrf,
+    field_scores,
+    free_text_fields,
+    item_scores,
+    rouge_l,
+    token_f1,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "data/tickets/schema.json").read_text())
@@ -61,6 +69,49 @@ def test_generation_field_scores_treat_null_as_a_value():
     assert m["field_f1"] == pytest.approx(2 * p * r / (p + r))
     assert field_scores(None, REF, free)["field_f1"] == 0.0
     assert field_scores(REF | {"summary": "Customer waiting for new card."}, REF, free)["field.summary"] < 1.0
+
+
+def test_nested_field_f1_counts_each_slot_by_hand():
+    """An intent-and-slots answer: one pair per leaf path, so one wrong slot costs one pair."""
+    ref = {"intent": "flight", "slots": {"fromloc": "boston", "toloc": "denver", "date": "friday"}}
+    got = {"intent": "flight", "slots": {"fromloc": "Boston ", "toloc": "dallas"}}
+    s = field_scores(got, ref, set())
+    p, r = 2 / 3, 2 / 4  # intent and slots.fromloc agree; 3 pairs answered, 4 wanted
+    assert s["field_f1"] == pytest.approx(2 * p * r / (p + r)) == pytest.approx(4 / 7)
+    assert s["field.slots.fromloc"] == 1.0 and s["field.slots.toloc"] == 0.0 and s["field.slots.date"] == 0.0
+    assert "field.slots" not in s and s["field.intent"] == 1.0
+    assert field_scores(ref, ref, set())["field_f1"] == 1.0
+    # an empty slot map is a value: answering slots where there are none is wrong
+    none = {"intent": "flight", "slots": {}}
+    assert field_scores(none, none, set())["field_f1"] == 1.0
+    assert field_scores(got, none, set())["field_f1"] == pytest.approx(
+        2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2)
+    )
+
+
+def test_nested_lists_are_scored_as_multisets_of_their_items():
+    s = field_scores({"tags": ["b", "A", "c"]}, {"tags": ["a", "b", "b"]}, set())
+    assert s["field_f1"] == pytest.approx(2 / 3) and s["field.tags"] == pytest.approx(2 / 3)
+    items = [{"name": "x", "qty": 1}, {"name": "y", "qty": 2}]
+    assert field_scores({"items": items[::-1]}, {"items": items}, set())["field_f1"] == 1.0
+
+
+def test_nested_schema_free_text_paths_and_shadow_agreement():
+    schema = {
+        "type": "object",
+        "properties": {
+            "intent": {"type": "string", "enum": ["flight", "fare"]},
+            "slots": {
+                "type": "object",
+                "properties": {"note": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    }
+    assert free_text_fields(schema) == {"slots.note"}
+    one = json.dumps({"intent": "flight", "slots": {"city": "boston", "date": "friday"}})
+    two = json.dumps({"intent": "flight", "slots": {"city": "boston", "date": "monday"}})
+    assert agreement(one, two) == pytest.approx(2 / 3) and agreement(one, one) == 1.0
 
 
 def test_generation_item_scores_mark_invalid_json_and_schema_breaks():
@@ -189,3 +240,25 @@ def test_generation_margin_is_tested_on_the_mean_where_most_answers_tie():
     assert paired_test(cand, base, question="superiority").test.startswith("wilcoxon")
     same = paired_test(base, base, question="non_inferiority", margin=0.01)
     assert same.p_value == 0.0 and same.p_harm == 1.0 and same.delta == 0.0  # no spread at all
+
+
+def test_nested_report_has_a_per_path_table_over_the_items_holding_each_path():
+    from evaluation.report_generation import _paths_section
+
+    ref = {"intent": "flight", "slots": {"city": "boston"}}
+    rows = []
+    for i, got in enumerate(
+        [ref, {"intent": "flight", "slots": {"city": "denver"}}, {"intent": "fare", "slots": {}}]
+    ):
+        want = ref if i < 2 else {"intent": "fare", "slots": {}}
+        rows.append(
+            {
+                "scores": {
+                    "candidate": field_scores(got, want, set()),
+                    "baseline": field_scores({}, want, set()),
+                }
+            }
+        )
+    table = "\n".join(_paths_section(rows))
+    assert "| `intent` | 3 | 1.000 | 0.000 |" in table
+    assert "| `slots.city` | 2 | 0.500 | 0.000 |" in table and "| `slots` | 1 | 1.000 | 0.000 |" in table
