@@ -35,7 +35,9 @@ def reference_values(rows: list[dict[str, Any]], metric: str, task: str) -> dict
         if metric == "accuracy":
             out[who] = sum(a == g for a, g in zip(answers, gold, strict=True)) / len(rows)
         elif metric == "macro_f1":
-            out[who] = float(f1_score(gold, answers, labels=sorted(set(gold)), average="macro", zero_division=0))
+            out[who] = float(
+                f1_score(gold, answers, labels=sorted(set(gold)), average="macro", zero_division=0)
+            )
     return out
 
 

@@ -74,6 +74,7 @@ QUICK_TRAIN = {
     "max_train_rows": 48,
     "max_val_rows": 12,
     "replay_rows": 8,
+    "max_forgetting": None,  # a random tiny model forgets everything at once: budgets are tested on their own
 }
 QUICK_EVAL = {
     "perturbations": ["typos", "truncation"],
@@ -94,6 +95,7 @@ COPY = [
     "monitoring",
     "tuning",
     "data/sample",
+    "data/general",  # the train stage measures forgetting on its general prompts
     "data/feedback",
     "registry",
     "tune/intent-classifier-tune",  # the gate stage reads its spread.json

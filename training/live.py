@@ -1,4 +1,5 @@
-"""A small Trainer callback that sends losses to DVCLive (so `dvc plots show` draws them)."""
+"""A small Trainer callback that sends losses, validation answers and forgetting to DVCLive
+(so `dvc plots show` draws the curves the checkpoint was chosen on)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-LOGGED = (("loss", "train/loss"), ("eval_loss", "eval/loss"), ("learning_rate", "train/lr"))
+LOGGED = (
+    ("loss", "train/loss"),
+    ("eval_loss", "eval/loss"),
+    ("eval_answer_match", "eval/answer_match"),
+    ("eval_forgetting", "eval/forgetting"),
+    ("learning_rate", "train/lr"),
+)
 
 
 class LiveCallback(TrainerCallback):

@@ -122,6 +122,45 @@ class AnswerLossTrainer(Trainer):
     the unwrapped model would leave every process training on its own shard. The answer
     loss is therefore run as the wrapped module's forward for that one call."""
 
+    general: list[Any] | None = None
+    """Base-model answers to general prompts (training/forgetting.py): measured at each validation."""
+    forgetting_budget: float | None = None
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """The validation loss, and whether each answer decodes exactly: greedy decoding
+        writes the answer iff every answer position's argmax is its token, given the answer
+        so far, which is what this teacher-forced pass reads (no generation needed)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, out = self.compute_loss(model, inputs, return_outputs=True)
+        targets = inputs["labels"][:, 1:]
+        keep = targets != IGNORE
+        right = torch.ones_like(keep)
+        right[keep] = out["logits"].argmax(-1) == targets[keep]
+        answered = keep.any(1)
+        self._answers += torch.stack([(right.all(1) & answered).sum(), answered.sum()]).cpu()
+        return loss.detach().mean(), None, None
+
+    def evaluation_loop(self, *args, **kwargs):
+        """The Trainer's loop, plus ``answer_match``, ``forgetting`` and the checkpoint
+        score ``select`` (training/selection.py) among the metrics it returns."""
+        from training.forgetting import forgetting
+        from training.selection import select
+
+        self._answers = torch.zeros(2, dtype=torch.long)
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        hits, rows = (int(x) for x in self.accelerator.reduce(self._answers.to(self.args.device), "sum"))
+        m = output.metrics
+        m[f"{prefix}_answer_match"] = hits / max(rows, 1)
+        gone = forgetting(self.model, self.general) if self.general else None
+        if gone is not None:
+            m[f"{prefix}_forgetting"] = gone
+        m[f"{prefix}_select"] = select(
+            m[f"{prefix}_answer_match"], m[f"{prefix}_loss"], gone, self.forgetting_budget
+        )
+        return output
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = wrapped_module(model)
         if inner is not None:

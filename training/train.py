@@ -36,6 +36,7 @@ from typing import Any
 
 from training.examples import build_examples, capped, casing_copies, same_share
 from training.lora import load_checked_params, lora_config
+from training.selection import SELECT, choice, curve, over_budget_message
 from tunegate import model_card
 from tunegate.artifacts import (
     atomic_dir,
@@ -89,6 +90,12 @@ class TrainResult:
     truncated_examples: int
     resumed_from: str | None
     stopped_early: bool
+    answer_match: float | None = None
+    """The kept checkpoint's share of validation answers decoded exactly (training/selection.py)."""
+    forgetting: float | None = None
+    """The kept checkpoint's forgetting on the general prompts (training/forgetting.py)."""
+    selection: dict[str, Any] | None = None
+    """Which checkpoint was kept and why, with the curve of every validation."""
 
 
 BASE_CARD_KEYS = ("model_id", "source", "tree_sha256", "license")
@@ -146,6 +153,7 @@ class TrainRecipe:
         # Augmented copies must not dilute the replay that keeps general behaviour: its share of
         # the training examples stays what it is without augmentation.
         started = time.perf_counter()
+        self.general = self.general_references()
         self.replay_examples = same_share(self.self_distilled_replay(), growth)
         self.replay_seconds = time.perf_counter() - started
         self.train_examples += self.replay_examples
@@ -158,6 +166,16 @@ class TrainRecipe:
             self.truncated,
             self.run_id,
         )
+
+    def general_references(self) -> list[Any] | None:
+        """The base model's answers to the general prompts forgetting is measured on (before
+        the adapter exists); None when train.forgetting_source is not set."""
+        from training.forgetting import base_references, general_prompts
+
+        if not self.p.forgetting_source:
+            return None
+        prompts = general_prompts(self.p.forgetting_source, self.p.forgetting_rows)
+        return base_references(self.model, self.tokenizer, prompts, self.p.replay_max_tokens)
 
     def self_distilled_replay(self) -> list[dict[str, Any]]:
         """The base model's own answers to general prompts, as training examples: fine-tuning
@@ -210,8 +228,8 @@ class TrainRecipe:
             logging_steps=5,
             save_total_limit=2,
             load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
+            metric_for_best_model=SELECT,  # the gate's criteria on validation (training/selection.py)
+            greater_is_better=True,
             prediction_loss_only=True,
             bf16=p.precision == "bf16",
             fp16=p.precision == "fp16",
@@ -243,7 +261,7 @@ class TrainRecipe:
             callbacks.append(self.last_step)
         if self.p.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.p.early_stopping_patience))
-        return AnswerLossTrainer(
+        trainer = AnswerLossTrainer(
             model=model,
             args=self._config(),
             train_dataset=Dataset.from_list(self.train_examples),
@@ -252,13 +270,16 @@ class TrainRecipe:
             processing_class=self.tokenizer,
             callbacks=callbacks,
         )
+        trainer.general, trainer.forgetting_budget = self.general, self.p.max_forgetting
+        return trainer
 
     def train(self, live: Any) -> TrainResult:
         self.trainer = self.build_trainer(live)
         resume = last_checkpoint(self.work)
         if resume:
             log.info("resuming from %s", resume)
-        first_val = None if resume else self.trainer.evaluate()["eval_loss"]
+        first = None if resume else self.trainer.evaluate()
+        first_val = None if first is None else first["eval_loss"]
         start = time.perf_counter()
         output = self.trainer.train(resume_from_checkpoint=resume)
         seconds = time.perf_counter() - start
@@ -266,6 +287,12 @@ class TrainRecipe:
         evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
         if first_val is None:
             first_val = evals[0]
+        # the validation before any step (the base model) is not in the log train() starts
+        points = curve(([first | {"step": 0}] if first else []) + state.log_history)
+        kept = choice(points, state.best_global_step, self.p.max_forgetting)
+        if not kept.within_budget:
+            raise DataError(over_budget_message(kept, self.p.lr, self.p.replay_rows))
+        log.info("kept %s", kept.reason)
         tokens = count_train_tokens(self.trainer.train_dataset) * state.epoch
         steps_run = state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0)
         share = steps_run / max(state.global_step, 1)
@@ -274,7 +301,7 @@ class TrainRecipe:
         train_only = max(seconds - eval_seconds, 1e-9)
         return TrainResult(
             train_loss=float(output.training_loss),
-            best_val_loss=float(state.best_metric if state.best_metric is not None else min(evals)),
+            best_val_loss=next(p.loss for p in points if p.step == kept.step),
             first_val_loss=float(first_val),
             steps=state.global_step,
             epochs=float(state.epoch),
@@ -286,6 +313,9 @@ class TrainRecipe:
             truncated_examples=self.truncated,
             resumed_from=resume,
             stopped_early=state.global_step < state.max_steps,
+            answer_match=kept.answer_match,
+            forgetting=kept.forgetting,
+            selection=kept.to_dict(),
         )
 
     def save(self, out: Path, result: TrainResult) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def _body(card: dict[str, Any], gate: dict[str, Any] | None) -> list[str]:
     lines += [f"- {k}: {train[k]}" for k in keys if k in train]
     if "lora" in train:
         lines.append(f"- lora: r {train['lora'].get('r')}, alpha {train['lora'].get('alpha')}")
+    chosen = (card.get("metrics") or {}).get("selection")
+    if chosen:
+        lines.append(f"- checkpoint kept: {chosen['reason']} (curves: `dvc plots show metrics/train`)")
     lines += ["", "## Data (sha256)", ""]
     files = card.get("data", {}).get("files", {})
     lines += [f"- `{name}`: `{digest}`" for name, digest in sorted(files.items())]

@@ -200,6 +200,17 @@ class TrainParams:
     trained on alongside the task, under the default chat prompt."""
     replay_max_tokens: int = 32
     """Length of the base model's replay answers, in tokens."""
+    forgetting_source: str | None = None
+    """General prompts (JSONL of ``{"prompt": ...}``, disjoint from the gate's probe and the
+    replay) on which every validation measures forgetting: the share of the base model's
+    answer tokens the model in training no longer predicts first (training/forgetting.py).
+    null: not measured, checkpoints are chosen on the validation answers alone."""
+    forgetting_rows: int | None = None
+    """Use the first N general prompts (null: all)."""
+    max_forgetting: float | None = None
+    """The forgetting budget: the checkpoint kept is the one with the most validation answers
+    right among those within it; a run whose every checkpoint is over it fails the stage
+    before evaluation. null: no budget (forgetting is still measured and recorded)."""
     lora: LoraParams = field(default_factory=LoraParams)
 
     def problems(self) -> list[str]:
@@ -233,6 +244,14 @@ class TrainParams:
             out.append(f"train.replay_rows: {self.replay_rows} must be >= 0 or null")
         if not 1 <= self.replay_max_tokens <= 512:
             out.append(f"train.replay_max_tokens: {self.replay_max_tokens} is outside [1, 512]")
+        if self.max_forgetting is not None and not 0 < self.max_forgetting <= 1:
+            out.append(f"train.max_forgetting: {self.max_forgetting} is outside (0, 1]")
+        if self.max_forgetting is not None and not self.forgetting_source:
+            out.append(
+                "train.max_forgetting needs train.forgetting_source (the general prompts it is measured on)"
+            )
+        if self.forgetting_rows is not None and self.forgetting_rows < 1:
+            out.append(f"train.forgetting_rows: {self.forgetting_rows} must be >= 1 or null")
         lora = self.lora
         if lora.r < 1:
             out.append(f"train.lora.r: {lora.r} must be >= 1 (8 to 64 is typical)")

@@ -426,7 +426,7 @@ def test_gate_compares_abstention_with_production_on_the_same_items(tmp_path):
 def test_a_floor_reads_beside_the_reference_models_values(tmp_path):
     """The base model answers every fifth item right (0.2 on 200): reported beside the
     accuracy floor with the classical reference's, not judged."""
-    verdict, record, evidence, records = decide_on(write_results(tmp_path / "results", 0.5))
+    _, record, evidence, records = decide_on(write_results(tmp_path / "results", 0.5))
     acc = next(c for c in record["checks"] if c["name"] == "holdout.accuracy")
     classical = sum(r["classical"] == r["gold"] for r in records["holdout"]) / 200
     assert acc["context"] == {"base": pytest.approx(0.2), "classical": pytest.approx(classical)}

@@ -22,6 +22,7 @@ RECIPE = {
     "early_stopping_patience": 0,
     "max_seq_len": 96,
     "threads": 1,  # one core per process
+    "max_forgetting": None,  # a random tiny model forgets everything at lr 5e-3
 }
 # The best validation loss of the two runs may differ by this share: the processes see
 # the same examples in another order (each its shard of a length-grouped epoch), and the

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT, write_params
 from training.train import main as train_main
 from tunegate.artifacts import read_json, verify_hashes
-from tunegate.errors import ConfigError
+from tunegate.errors import ConfigError, DataError
 
 QUICK = {
     "max_steps": 12,
@@ -24,6 +24,7 @@ QUICK = {
     "max_train_rows": 96,
     "early_stopping_patience": 0,
     "max_seq_len": 96,
+    "max_forgetting": None,  # a random tiny model forgets everything at lr 5e-3: see the forget tests
 }
 
 
@@ -170,3 +171,49 @@ def test_replay_keeps_its_share_when_the_task_rows_grow():
     grown = same_share(replay, 1.3)
     assert len(grown) == 125 and grown[:96] == replay and grown[96:] == replay[:29]
     assert same_share([], 2.0) == []
+
+
+GENERAL = {"forgetting_source": str(ROOT / "data/general/prompts.jsonl"), "lr": 3e-3}
+
+
+@pytest.mark.slow
+def test_forget_budget_crossed_during_training_keeps_the_earlier_checkpoint(
+    tmp_path, prepared_sample, tiny_base
+):
+    """Unbounded, the run records answers and forgetting at every validation; with a budget
+    under the later checkpoints' forgetting, the same run keeps the best checkpoint within it."""
+    free = read_json(run_train(mkdir(tmp_path / "free"), prepared_sample, tiny_base, **GENERAL) / "card.json")
+    points = free["metrics"]["selection"]["curve"]
+    assert points[0]["step"] == 0 and points[0]["forgetting"] == 0.0  # the base model, before any step
+    trained = [p for p in points if p["step"] > 0]
+    assert [p["step"] for p in trained] == [4, 8, 12]
+    assert free["metrics"]["selection"]["within_budget"] is True
+    last = trained[-1]["forgetting"]
+    assert last > min(p["forgetting"] for p in trained[:-1])
+    budget = round((last + min(p["forgetting"] for p in trained[:-1])) / 2, 6)
+    bound = read_json(
+        run_train(mkdir(tmp_path / "bound"), prepared_sample, tiny_base, **GENERAL, max_forgetting=budget)
+        / "card.json"
+    )
+    kept = bound["metrics"]["selection"]
+    within = [p for p in trained if p["forgetting"] <= budget]
+    best = max(within, key=lambda p: (p["answer_match"], -p["loss"]))
+    assert kept["within_budget"] and kept["step"] == best["step"] < 12
+    assert bound["metrics"]["forgetting"] <= budget < last
+    assert f"within the forgetting budget {budget}" in kept["reason"]
+
+
+@pytest.mark.slow
+def test_forget_budget_no_checkpoint_within_fails_the_stage_before_evaluation(
+    tmp_path, prepared_sample, tiny_base
+):
+    with pytest.raises(
+        DataError, match=r"every one of 3 checkpoints forgot more than train.max_forgetting 1e-06"
+    ):
+        run_train(tmp_path, prepared_sample, tiny_base, **GENERAL, max_forgetting=1e-6)
+    assert not (tmp_path / "candidate").exists()
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
