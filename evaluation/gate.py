@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from evaluation.advice import advice
 from evaluation.evidence import Evidence, load_evidence, load_out_of_scope, slices
 from evaluation.floor_context import add_floor_context
 from evaluation.outcomes import VerdictOutcome, interval_alpha
@@ -145,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--judge", type=Path, default=None, help="the judge stage's judge.json (reported)")
     parser.add_argument(
+        "--candidate",
+        type=Path,
+        default=None,
+        help="the candidate's folder: its card.json's training curve informs the advice on a rejection",
+    )
+    parser.add_argument(
         "--spread", type=Path, default=None, help="tune/<study>/spread.json (`tunegate tune --seeds`), noted"
     )
     args = parser.parse_args(argv)
@@ -157,9 +164,18 @@ def main(argv: list[str] | None = None) -> None:
     verdict.notes.extend(plan_notes(evidence, records, params))
     record = gate_record(verdict, evidence, params, args.results)
     add_spread(record, args.spread, params)
+    record["advice"] = advice_for(record["checks"], args.candidate)
     write_json(args.out, record)
     atomic_write_text(args.report, render_report(record, evidence, records, out_of_scope))
     log.info("%s (baseline: %s)", verdict.summary(), evidence.baseline.kind)
+
+
+def advice_for(checks: list[dict[str, Any]], candidate: Path | None) -> list[str]:
+    """What to change for each failed check (evaluation/advice.py), with the candidate's
+    training params and curve when its card is there."""
+    card = read_json(candidate / "card.json") if candidate and (candidate / "card.json").exists() else {}
+    metrics = card.get("metrics") or {}
+    return advice(checks, (card.get("params") or {}).get("train"), metrics.get("selection"))
 
 
 def add_spread(record: dict[str, Any], path: Path | None, params: Params) -> None:
@@ -220,7 +236,8 @@ def check(path: Path) -> tuple[VerdictOutcome, str]:
         raise TunegateError(
             f"{path}: verdict {verdict!r} is none of {', '.join(EXIT_CODES)}; run `dvc repro`"
         )
-    return verdict, f"{record['summary']} (candidate {record['candidate']['model_id']})"
+    said = f"{record['summary']} (candidate {record['candidate']['model_id']})"
+    return verdict, "\n".join([said, *(f"- {line}" for line in record.get("advice", []))])
 
 
 if __name__ == "__main__":

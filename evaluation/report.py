@@ -94,6 +94,8 @@ def render_report(
             f"{_cell(c['threshold'])} | | | | {_cell(c['reason'])} |"
         )
     out += _floor_context(record["checks"])
+    if record.get("advice"):
+        out += ["", "## What to change", ""] + [f"- {line}" for line in record["advice"]]
     for c in record["checks"]:
         if "design effect" in c.get("test", ""):
             out.append(f"\nNote: {c['name']}: {c['test']}")

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evaluation.evidence import SCHEMA, load_evidence, load_out_of_scope
-from evaluation.gate import gate_record, judge
+from evaluation.gate import advice_for, gate_record, judge
 from evaluation.models import production_ref
 from evaluation.predictors import ModelRef
 from evaluation.report import render_report
@@ -119,6 +119,9 @@ def test_a_weak_candidate_is_rejected_with_the_failed_checks_first_in_the_report
     report = render_report(record, evidence, records)
     assert report.startswith("# Release report: REJECTED")
     assert "| **FAIL** | holdout.accuracy |" in report
+    record["advice"] = advice_for(record["checks"], None)
+    assert any(line.startswith("holdout.accuracy 0.500 under its floor >= 0.8") for line in record["advice"])
+    assert "## What to change" in render_report(record, evidence, records)
     assert "Messages the baseline got right and the candidate got wrong" in report
 
 
@@ -170,6 +173,12 @@ def test_gate_check_exit_codes(tmp_path):
         assert result.exit_code == code, result.output
         assert result.output.startswith(word) and len(result.output.strip().splitlines()) == 1
         assert report.startswith(f"# Release report: {word.upper()}\n")
+        # with the gate stage's advice, each line follows the verdict
+        write_json(tmp_path / "advised.json", record | {"advice": advice_for(record["checks"], None)})
+        advised = runner.invoke(app, ["gate", "--check", "--gate-file", str(tmp_path / "advised.json")])
+        lines = advised.output.strip().splitlines()
+        assert advised.exit_code == code and len(lines) == 1 + len(advice_for(record["checks"], None))
+        assert (len(lines) > 1) == (code != 0) and all(line.startswith("- ") for line in lines[1:])
     missing = runner.invoke(app, ["gate", "--check", "--gate-file", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "run `dvc repro`" in missing.output
 
