@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.guard import RealPath
 from serving.api import (
     ApiError,
     ChatRequest,
@@ -63,6 +64,7 @@ def build_app(rt: Runtime | None = None) -> FastAPI:
     app.include_router(generate_router)
     app.include_router(admin)
     app.include_router(ui_router)  # the dashboard: /ui (serving/ui.py)
+    app.add_middleware(RealPath)  # the path serving/guard.py folded for the metrics, back
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:

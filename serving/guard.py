@@ -7,6 +7,15 @@
 - ``/readyz`` answers from the runtime, with a JSON body naming every stage's state and why
   a degraded stage is not served (BentoML's own probe says only yes or no).
 - ``/docs.json`` is the API's one OpenAPI 3.0 document (`serving/openapi.py`).
+- BentoML's own request metrics, inside this middleware, label requests by path, so each
+  random path would add series to ``/metrics`` without bound. A path no route answers
+  reaches the app as ``/{unknown}`` (a 404), and a route with a parameter
+  (``/ui/api/release/{version}.json``) is seen by those metrics under its template; the
+  real path travels beside it in the scope and `RealPath`, inside the app, puts it back.
+- Every ``/ui`` response carries a Content-Security-Policy (scripts, styles and requests to
+  this origin only; no framing), ``X-Frame-Options: DENY``, ``X-Content-Type-Options:
+  nosniff`` and ``Referrer-Policy: no-referrer``; the drift reports (Evidently pages with
+  inline scripts) are sandboxed instead, so their scripts run without this origin.
 """
 
 from __future__ import annotations
@@ -18,6 +27,42 @@ from serving.api import error_body
 from serving.auth import metrics_allowed
 
 Message = dict[str, Any]
+
+REAL = "tunegate.real_path"
+"""Scope key: the request's own path while the metrics see the route's template."""
+UNKNOWN = "/{unknown}"
+"""The one path every request no route answers is counted under."""
+BENTO_PATHS = frozenset({"/", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"})
+"""BentoML's own routes (the FastAPI app holds the rest)."""
+UI_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' "
+     b"data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]  # fmt: skip
+REPORT_CSP = (
+    b"sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: blob:; frame-ancestors 'none'"
+)
+
+
+def with_headers(send, headers: list[tuple[bytes, bytes]]):
+    """`send` that adds `headers` to the response start (replacing any of the same name)."""
+    names = {k for k, _ in headers}
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+            message = message | {"headers": kept + headers}
+        await send(message)
+
+    return sending
+
+
+def ui_headers(path: str) -> list[tuple[bytes, bytes]]:
+    if path.startswith("/ui/reports/"):
+        return [(b"content-security-policy", REPORT_CSP), *UI_HEADERS[1:]]
+    return UI_HEADERS
 
 
 async def respond(send, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -36,10 +81,27 @@ class Guard:
         rt = getattr(self.api.state, "runtime", None)
         return rt.params if rt is not None else None
 
+    def labelled(self, scope) -> dict[str, Any]:
+        """The scope the metrics inside see: the path folded to its route's template (a
+        wrong method is still the route's: the app answers 405), or to UNKNOWN."""
+        from starlette.routing import Match
+
+        path = scope["path"]
+        if path in BENTO_PATHS:
+            return scope
+        route = next((r for r in self.api.routes if r.matches(scope)[0] != Match.NONE), None)
+        template = UNKNOWN if route is None else route.path if route.param_convertors else None
+        if template is None:
+            return scope
+        return scope | {"path": template, "raw_path": template.encode(), REAL: (path, scope.get("raw_path"))}
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, params = scope["path"], self.params
+        if path == "/ui" or path.startswith("/ui/"):
+            send = with_headers(send, ui_headers(path))
+        scope = self.labelled(scope)
         if path == "/readyz" and scope["method"] == "GET":
             return await self.readyz(send)
         if path == "/docs.json" and scope["method"] == "GET":
@@ -92,3 +154,17 @@ class Guard:
             return await receive()  # later calls wait for the disconnect, as the app expects
 
         await self.app(scope, replay, send)
+
+
+class RealPath:
+    """Inside the app (before its routing): the request's own path back, where `Guard` let
+    the metrics see a template."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        real = scope.get(REAL) if scope["type"] == "http" else None
+        if real is not None:
+            scope = {k: v for k, v in scope.items() if k != REAL} | {"path": real[0], "raw_path": real[1]}
+        await self.app(scope, receive, send)

@@ -122,6 +122,42 @@ def test_metrics_need_the_key_when_the_api_does(client, monkeypatch):
     assert TestClient(Guard(api, api=api)).get("/metrics").status_code == 404
 
 
+def test_the_metrics_see_unknown_paths_as_one_and_parameters_as_their_template(client):
+    """BentoML's metrics middleware sits inside the guard and labels by path: the guard folds
+    every path no route answers into one, and a route's parameter into its template, so
+    random paths cannot grow /metrics; the app still answers the real path."""
+    seen = []
+    api = build_app(stub())
+
+    async def inner(scope, receive, send):
+        seen.append(scope["path"])
+        await api(scope, receive, send)
+
+    guarded = TestClient(Guard(inner, api=api), raise_server_exceptions=False)
+    for path in ("/x1", "/x2/y", "/v1/nothing", "/ui/api/nope/deeper"):
+        assert guarded.get(path).status_code == 404
+    assert guarded.get("/v1/models", headers=AUTH).status_code == 200
+    page = guarded.get("/ui/app.js")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/javascript")
+    assert guarded.get("/ui/x31").status_code == 404  # the real name reached the handler
+    assert seen == ["/{unknown}"] * 4 + ["/v1/models", "/ui/{name}", "/ui/{name}"]
+
+
+def test_every_ui_response_carries_the_security_headers(monkeypatch):
+    monkeypatch.setenv("TUNEGATE_API_KEY", "public-key")
+    api = build_app(stub())
+    client = TestClient(Guard(api, api=api), raise_server_exceptions=False)  # errors carry them too
+    for path in ("/ui/", "/ui/app.js", "/ui/nope.css", "/ui/api/releases.json"):
+        h = client.get(path, headers=AUTH).headers
+        csp = h["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+        assert h["referrer-policy"] == "no-referrer"
+    report = client.get("/ui/reports/drift.html", headers=AUTH).headers["content-security-policy"]
+    assert report.startswith("sandbox allow-scripts") and "frame-ancestors 'none'" in report
+    assert "content-security-policy" not in client.get("/v1/models", headers=AUTH).headers
+
+
 def test_not_ready_is_503_not_500():
     api = build_app(SimpleNamespace(ready=False))
     r = TestClient(api).post("/classify", json={"text": "hello"})

@@ -161,6 +161,26 @@ def test_prometheus_metrics_count_each_releases_requests_tokens_and_feedback(ser
     assert {dict(ls)["version"] for ls in weights} >= {v for _, v in answered}
 
 
+def test_unknown_paths_add_no_metrics_series(served):
+    """30 random paths, anonymous: BentoML's request metrics (labelled by path) hold one value
+    for all of them, and the series count does not grow with each new path."""
+    url = served["url"]
+
+    def endpoints(samples) -> set[str]:
+        return {dict(ls).get("endpoint") for (_, ls) in samples if "endpoint" in dict(ls)}
+
+    assert get(f"{url}/probe-warmup").status_code == 404  # the unknown label's series exist from here
+    get(f"{url}/ui/api/release/v-warmup.json")  # and the template's
+    before = scrape(url)
+    for i in range(30):
+        assert get(f"{url}/x{i}").status_code == 404
+        assert get(f"{url}/ui/api/release/v{i}.json").status_code in (401, 404)
+    after = scrape(url)
+    assert not {e for e in endpoints(after) if e and (e.startswith("/x") or e.startswith("/ui/api/release/v"))}
+    assert {"/{unknown}", "/ui/api/release/{version}.json"} <= endpoints(after)
+    assert len(after) == len(before)
+
+
 def test_prometheus_dashboard_and_alerts_query_only_metrics_the_service_exposes(served):
     """deploy/grafana and deploy/prometheus query the real /metrics: every metric name in
     their expressions is a sample of a running service after one answered and labelled
