@@ -25,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.guard import RealPath
 from serving.api import (
     ApiError,
     ChatRequest,
@@ -44,6 +43,7 @@ from serving.api import (
 from serving.auth import admin_auth, feedback_auth, public_auth
 from serving.generate_api import generation_feedback
 from serving.generate_api import router as generate_router
+from serving.guard import RealPath
 from serving.recording import LoggedStream, admit, headers, recorded, shadow
 from serving.requestlog import OPEN, FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, complete, until_disconnect

@@ -34,16 +34,17 @@ UNKNOWN = "/{unknown}"
 """The one path every request no route answers is counted under."""
 BENTO_PATHS = frozenset({"/", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"})
 """BentoML's own routes (the FastAPI app holds the rest)."""
+UI_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 UI_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' "
-     b"data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (b"content-security-policy", UI_CSP),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]  # fmt: skip
-REPORT_CSP = (
-    b"sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: blob:; frame-ancestors 'none'"
-)
+REPORT_CSP = b"sandbox allow-scripts; default-src 'self' 'unsafe-inline' data: blob:; frame-ancestors 'none'"
 
 
 def with_headers(send, headers: list[tuple[bytes, bytes]]):

@@ -16,9 +16,14 @@ cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
   on another host is noticed too), and the heartbeat notices a database that went down
   while no request came;
 - at shutdown, rows the database has not taken within ``serve.log_drain_seconds`` go to
-  a local spool (``<logs>/spool-<instance>.jsonl``, fsynced), counted in the log line; the
-  next start of any process on that folder replays every spool file into the database
-  before it serves, then deletes it.
+  a local spool (``<logs>/spool-<instance>.jsonl``, fsynced, 0600; serving/spool.py),
+  counted in the log line; the next start of any process on that folder replays every
+  spool file into the database before it serves, then deletes it. A line a crash cut off,
+  or any line that is not a valid operation, is set aside (``.rejected``), counted on
+  ``/readyz`` (``log.spool_rejected``) and in the log, and never stops the start. The
+  spool folder is checked writable at start (a service that could not spool is not
+  started); if it fails at shutdown all the same, the rows go to a spool in the system's
+  temporary folder, named in the log, rather than nowhere.
 
 A batch whose commit succeeded but whose acknowledgement was lost would be applied twice
 on retry; the window is one network round trip, and a duplicate row is visible (same
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of
+from serving.spool import append_private, private_dir, read_spool, set_aside
 from tunegate.errors import TunegateError
 
 log = logging.getLogger(__name__)
@@ -64,7 +71,7 @@ class LogWriter:
         self.max_pending, self.batch, self.heartbeat_seconds = max_pending, batch, heartbeat_seconds
         self._beat_at = 0.0
         self.failing: str | None = None
-        self.written = self.spooled = 0
+        self.written = self.spooled = self.rejected = 0
         self._ops: deque[tuple[str, dict[str, Any]]] = deque()
         self._queued: Counter[str] = Counter()  # request id -> its ops not yet written
         self._cond = threading.Condition()
@@ -74,6 +81,15 @@ class LogWriter:
     def start(self) -> int:
         """Replay spools left by earlier processes (rows the database never took), then
         start flushing; returns how many spooled rows were replayed."""
+        probe = self.spool_dir / f".writable-{os.getpid()}"
+        try:
+            private_dir(self.spool_dir)
+            append_private(probe, [""])
+            probe.unlink()
+        except OSError as err:
+            raise TunegateError(
+                f"the request log's spool folder {self.spool_dir} is not writable: {err}"
+            ) from err
         replayed = self.replay_spools()
         self._thread.start()
         return replayed
@@ -117,6 +133,7 @@ class LogWriter:
         """For /readyz: ok, or failing with why; rows waiting, written, spooled."""
         state = "failing" if self.failing else ("full" if self.pending >= self.max_pending else "ok")
         out = {"state": state, "pending": self.pending, "written": self.written, "spooled": self.spooled}
+        out |= {"spool_rejected": self.rejected} if self.rejected else {}
         return out | ({"error": self.failing} if self.failing else {})
 
     # -- the flusher ---------------------------------------------------------------------
@@ -190,23 +207,38 @@ class LogWriter:
             self.spool(left)
         return len(left)
 
-    def spool(self, ops: list[tuple[str, dict[str, Any]]]) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spool_dir / f"spool-{self.log.instance.replace(':', '-')}.jsonl"
-        with open(path, "a", encoding="utf-8") as f:
-            for kind, row in ops:
-                f.write(json.dumps({"op": kind, "row": row}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def spool(self, ops: list[tuple[str, dict[str, Any]]]) -> Path:
+        """Write rows to this process's spool; to the temporary folder's when that fails."""
+        name = f"spool-{self.log.instance.replace(':', '-')}.jsonl"
+        lines = [json.dumps({"op": kind, "row": row}) + "\n" for kind, row in ops]
+        try:
+            path = private_dir(self.spool_dir) / name
+            append_private(path, lines)
+        except OSError as err:
+            path = private_dir(Path(tempfile.gettempdir()) / "tunegate-spool") / name
+            log.error(
+                "request log: the spool folder %s failed (%s); spooling to %s", self.spool_dir, err, path
+            )
+            append_private(path, lines)  # raises only when both fail: loudly, never silently
         self.spooled += len(ops)
         log.warning("request log: %d rows the database did not take are spooled in %s", len(ops), path)
+        return path
 
     def replay_spools(self) -> int:
+        """Every spool in the folder into the database (valid lines only; the others set
+        aside and counted), then the spool deleted."""
         replayed = 0
         for path in sorted(self.spool_dir.glob("spool-*.jsonl")):
-            ops = [(r["op"], r["row"]) for r in map(json.loads, path.read_text().splitlines()) if r]
-            self.log.apply(ops)  # raises when the database is down: the spool stays for next time
+            found = read_spool(path)
+            if found.rejected:
+                aside = set_aside(path, found.rejected)
+                self.rejected += len(found.rejected)
+                log.error(
+                    "request log: %d line(s) of %s are not valid rows (first: line %d, %s); set aside in %s",
+                    len(found.rejected), path.name, *found.rejected[0], aside.name,
+                )  # fmt: skip
+            self.log.apply(found.ops)  # raises when the database is down: the spool stays for next time
             path.unlink()
-            replayed += len(ops)
-            log.info("request log: %d spooled rows from %s written", len(ops), path.name)
+            replayed += len(found.ops)
+            log.info("request log: %d spooled rows from %s written", len(found.ops), path.name)
         return replayed

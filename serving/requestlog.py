@@ -17,6 +17,7 @@ addresses are kept only as keyed hashes (`caller_key`), with a per-deployment se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from serving.logstore import (
@@ -167,8 +168,11 @@ class RequestLog:
     def __init__(self, where: str | Path, project: Path | None = None):
         self.url = database_url(where, project)
         path = sqlite_path(self.url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None:  # callers' messages: readable by this user only (WAL files follow)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            with contextlib.suppress(PermissionError):  # another user's file: theirs to mend
+                os.chmod(path, 0o600)
         self.instance = this_instance()
         self._lock = threading.Lock()  # one writer at a time in this process
         self._engine = engine_for(self.url)
@@ -217,7 +221,15 @@ class RequestLog:
         finishes = [row for kind, row in ops if kind == "finish"]
         stmt = (
             update(requests)
-            .where(requests.c.request_id == bindparam("key"), requests.c.shadow == 0)
+            .where(
+                requests.c.request_id == bindparam("key"),
+                requests.c.shadow == 0,
+                # only a row still open (or closed as lost while its process was gone):
+                # a finish never overwrites another outcome, even one replayed from a spool
+                or_(
+                    requests.c.status == OPEN, and_(requests.c.status == LOST, requests.c.error == LOST_ERROR)
+                ),
+            )
             .values({k: bindparam(k) for k in FINISHED})
         )
 

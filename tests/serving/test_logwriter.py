@@ -11,6 +11,7 @@ import pytest
 from serving.logwriter import LogUnavailable, LogWriter
 from serving.requestlog import LOST, OPEN, Entry, RequestLog
 from tests.postgres import fresh_database
+from tunegate.errors import TunegateError
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -128,3 +129,78 @@ def test_logwriter_waits_for_one_requests_rows_not_the_whole_queue(tmp_path):
     assert writer.flush_request("r0007", 30)
     assert log.answered("r0007")["status"] == 200
     assert writer.flush(30) and writer.close() == 0
+
+
+def test_spool_with_a_torn_last_line_and_forged_rows_is_replayed_valid_rows_only(tmp_path):
+    """A crash mid-write leaves half a line; a spool can also hold rows that are no valid
+    operation, or a finish aimed at another request's outcome: the start replays the valid
+    rows, sets the rest aside (counted on /readyz), and never aborts."""
+    import json
+    import stat
+
+    log = RequestLog(tmp_path / "requests.sqlite")
+    log.write(Entry("done", "classify", 200, version="v1", label="top_up"))  # another request, answered
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    from serving.requestlog import finished_fields, row_of
+
+    opened = Entry("s1", "classify", OPEN, version="v1", input="hello")
+    answered = Entry("s1", "classify", 200, version="v1", label="card_arrival")
+    forged = Entry("done", "classify", 500, error="forged")
+    good = [
+        {"op": "insert", "row": row_of(opened, "host:1")},
+        {"op": "finish", "row": {"key": "s1", **finished_fields(answered)}},
+        {"op": "finish", "row": {"key": "done", **finished_fields(forged)}},  # valid, but closed: no effect
+    ]
+    bad = [
+        {"op": "drop", "row": {}},
+        {"op": "insert", "row": row_of(Entry("s2", "classify", 200), "host:1") | {"evil": 1}},
+        {"op": "finish", "row": {"key": "s1", **finished_fields(answered)} | {"status": "200"}},
+    ]
+    text = "".join(json.dumps(op) + "\n" for op in good + bad) + '{"op": "insert", "row": {"request_'
+    (spool / "spool-host-1.jsonl").write_text(text)
+    writer = LogWriter(log, spool)
+    assert writer.start() == 3
+    rows = {r["request_id"]: r for r in log.rows()}
+    assert rows["s1"]["status"] == 200 and rows["s1"]["label"] == "card_arrival"
+    assert rows["done"]["status"] == 200 and rows["done"]["error"] is None  # never overwritten
+    assert "s2" not in rows and writer.health()["spool_rejected"] == 4
+    aside = [json.loads(line) for line in (spool / "spool-host-1.jsonl.rejected").read_text().splitlines()]
+    assert [a["line"] for a in aside] == [4, 5, 6, 7] and "cut off" in aside[-1]["why"]
+    assert not (spool / "spool-host-1.jsonl").exists()
+    assert stat.S_IMODE((spool / "spool-host-1.jsonl.rejected").stat().st_mode) == 0o600
+    writer.close()
+
+
+def test_spool_and_request_log_are_private_and_an_unwritable_spool_is_refused_at_start(tmp_path):
+    import stat
+
+    log = RequestLog(tmp_path / "logs" / "requests.sqlite")
+    assert stat.S_IMODE((tmp_path / "logs" / "requests.sqlite").stat().st_mode) == 0o600
+    writer = LogWriter(log, tmp_path / "logs")
+    writer.start()
+    writer.spool([("insert", {"request_id": "x"})])
+    assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o700
+    spooled = next((tmp_path / "logs").glob("spool-*.jsonl"))
+    assert stat.S_IMODE(spooled.stat().st_mode) == 0o600
+    writer.close()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    with pytest.raises(TunegateError, match=r"spool folder .* is not writable"):
+        LogWriter(log, blocked).start()
+
+
+def test_spool_that_fails_at_shutdown_falls_back_to_the_temporary_folder(tmp_path, monkeypatch):
+    """Rows the database did not take are never lost at shutdown: a spool folder that broke
+    after the start sends them to the temporary folder's spool, named in the log."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    log = RequestLog(tmp_path / "requests.sqlite")
+    writer = LogWriter(log, tmp_path / "spool")
+    writer.start()
+    (tmp_path / "spool").rmdir()
+    (tmp_path / "spool").write_text("")  # now a file: nothing can be written under it
+    path = writer.spool([("insert", {"request_id": "late"})])
+    assert path.parent == tmp_path / "tmp" / "tunegate-spool" and "late" in path.read_text()
+    writer.close()

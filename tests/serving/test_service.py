@@ -176,7 +176,7 @@ def test_unknown_paths_add_no_metrics_series(served):
         assert get(f"{url}/x{i}").status_code == 404
         assert get(f"{url}/ui/api/release/v{i}.json").status_code in (401, 404)
     after = scrape(url)
-    assert not {e for e in endpoints(after) if e and (e.startswith("/x") or e.startswith("/ui/api/release/v"))}
+    assert not {e for e in endpoints(after) if e and e.startswith(("/x", "/ui/api/release/v"))}
     assert {"/{unknown}", "/ui/api/release/{version}.json"} <= endpoints(after)
     assert len(after) == len(before)
 
