@@ -44,7 +44,7 @@ from serving.auth import admin_auth, feedback_auth, public_auth
 from serving.generate_api import generation_feedback
 from serving.generate_api import router as generate_router
 from serving.guard import RealPath
-from serving.recording import LoggedStream, admit, headers, recorded, shadow
+from serving.recording import LoggedStream, admit, cancel, headers, recorded, shadow
 from serving.requestlog import OPEN, FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, complete, until_disconnect
 from serving.runtime import of_request as runtime
@@ -135,15 +135,18 @@ async def generate(request: Request, body: Sampling, prompt: str | None, endpoin
         prompt = rt.engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     sampling = await sampling_for(rt, body, prompt)
     entry.input = prompt
-    if not entry.pinned:
-        shadow(rt, live, prompt, sampling, entry.request_id, endpoint)
+
+    def copies() -> list:
+        return [] if entry.pinned else shadow(rt, live, prompt, sampling, entry.request_id, endpoint)
+
     if body.stream:
-        return LoggedStream.start(
+        stream = LoggedStream.start(
             rt, live, entry, lambda: _chunks(rt, live, prompt, sampling, entry, body, shape)
         )
+        stream.copies = copies()  # admitted: it holds its slot
+        return stream
     async with recorded(rt, entry):
-        with Slot(rt):
-            out = await until_disconnect(request, complete(rt, live, prompt, sampling, entry.request_id))
+        out = await answered(request, rt, live, prompt, sampling, entry.request_id, copies)
         choice = out.outputs[0]
         entry.output, entry.tokens = choice.text, len(choice.token_ids)
     usage = {
@@ -155,6 +158,21 @@ async def generate(request: Request, body: Sampling, prompt: str | None, endpoin
         entry.request_id, body.model, live.version, choice.text, choice.finish_reason or "stop", usage
     )
     return JSONResponse(payload, headers=headers(live, entry.request_id))
+
+
+async def answered(
+    request: Request, rt: Runtime, live: Live, prompt, sampling, request_id: str, copies
+) -> Any:
+    """The engine's answer, holding a capacity slot (429 past serve.max_concurrency); the
+    shadow copies start only once the request is admitted, and end with it when it gets no
+    answer (an engine error, a hang-up)."""
+    with Slot(rt):
+        started = copies()
+        try:
+            return await until_disconnect(request, complete(rt, live, prompt, sampling, request_id))
+        except BaseException:
+            cancel(started)
+            raise
 
 
 async def _chunks(rt: Runtime, live: Live, prompt, sampling, entry, body, shape) -> AsyncIterator[str]:
@@ -195,10 +213,9 @@ async def classify(request: Request, body: ClassifyRequest) -> Any:
         raise ApiError(400, f"text is too long for the {rt.engine.max_model_len}-token context")
     entry.input = body.text
     sampling = classify_sampling(live.template.labels)
-    shadow(rt, live, prompt, sampling, entry.request_id, "classify", label_of)
     async with recorded(rt, entry):
-        with Slot(rt):
-            out = await until_disconnect(request, complete(rt, live, prompt, sampling, entry.request_id))
+        copies = lambda: shadow(rt, live, prompt, sampling, entry.request_id, "classify", label_of)  # noqa: E731
+        out = await answered(request, rt, live, prompt, sampling, entry.request_id, copies)
         choice = out.outputs[0]
         label = label_of(live, choice.text)
         entry.output, entry.label, entry.valid = choice.text, label, label is not None

@@ -4,8 +4,9 @@
   (the Content-Length is checked first; a chunked body is counted as it arrives).
 - ``/metrics`` needs the API key (or the admin token) when ``serve.require_api_key`` is on,
   unless ``serve.public_metrics`` is set.
-- ``/readyz`` answers from the runtime, with a JSON body naming every stage's state and why
-  a degraded stage is not served (BentoML's own probe says only yes or no).
+- ``/readyz`` answers from the runtime: 200 or 503 with ``{"ready": ...}``; the detail (every
+  stage's state, why a degraded stage is not served, the request log's and the watch loop's
+  health, which name releases, databases and errors) only to the admin token.
 - ``/docs.json`` is the API's one OpenAPI 3.0 document (`serving/openapi.py`).
 - BentoML's own request metrics, inside this middleware, label requests by path, so each
   random path would add series to ``/metrics`` without bound. A path no route answers
@@ -24,7 +25,7 @@ import json
 from typing import Any
 
 from serving.api import error_body
-from serving.auth import metrics_allowed
+from serving.auth import ADMIN, bearer, holds, metrics_allowed
 
 Message = dict[str, Any]
 
@@ -104,7 +105,7 @@ class Guard:
             send = with_headers(send, ui_headers(path))
         scope = self.labelled(scope)
         if path == "/readyz" and scope["method"] == "GET":
-            return await self.readyz(send)
+            return await self.readyz(send, scope)
         if path == "/docs.json" and scope["method"] == "GET":
             from serving.openapi import document
 
@@ -120,12 +121,13 @@ class Guard:
             return await self.limited(scope, receive, send, headers, serve.max_body_bytes)
         return await self.app(scope, receive, send)
 
-    async def readyz(self, send) -> None:
+    async def readyz(self, send, scope) -> None:
         rt = getattr(self.api.state, "runtime", None)
         if rt is None:
-            return await respond(send, 503, {"ready": False, "stages": {}, "degraded": {}})
+            return await respond(send, 503, {"ready": False})
         ok, body = rt.readiness()
-        await respond(send, 200 if ok else 503, body)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        await respond(send, 200 if ok else 503, body if holds(bearer(headers), ADMIN) else {"ready": ok})
 
     async def limited(self, scope, receive, send, headers: dict[str, str], limit: int) -> None:
         too_big = error_body(f"the request body is larger than {limit} bytes", "request_too_large")

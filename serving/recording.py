@@ -84,11 +84,20 @@ def outcome(entry: Entry, err: BaseException) -> ApiError | None:
     )
 
 
+def opened(rt: Runtime, entry: Entry) -> str:
+    """The request's row queued; 503 when the queue filled since the admission check (a
+    request that could not be logged is not served, at every point)."""
+    try:
+        return rt.writer.begin(entry)
+    except LogUnavailable as err:
+        raise ApiError(503, str(err), "service_unavailable") from err
+
+
 @contextlib.asynccontextmanager
 async def recorded(rt: Runtime, entry: Entry) -> AsyncIterator[Entry]:
     """The request's row: opened now, completed with the outcome however the block ends."""
     started = time.perf_counter()
-    row = rt.writer.begin(entry)
+    row = opened(rt, entry)
     try:
         yield entry
         entry.status = 200
@@ -111,7 +120,7 @@ class LoggedStream(StreamingResponse):
     def start(cls, rt: Runtime, live: Live, entry: Entry, chunks: Callable[[], AsyncIterator[str]]):
         slot = Slot(rt)
         started = time.perf_counter()
-        row = rt.writer.begin(entry)
+        row = opened(rt, entry)
         try:
             slot.__enter__()  # 429 before any byte is sent
         except ApiError as err:
@@ -123,6 +132,7 @@ class LoggedStream(StreamingResponse):
             _guarded(entry, chunks()), media_type="text/event-stream", headers=headers(live, entry.request_id)
         )
         stream.rt, stream.entry, stream.row, stream.slot, stream.started = rt, entry, row, slot, started
+        stream.copies = []
         return stream
 
     async def __call__(self, scope, receive, send) -> None:
@@ -137,6 +147,8 @@ class LoggedStream(StreamingResponse):
                 await self.body_iterator.aclose()  # aborts the generation in the engine
             if self.entry.status == OPEN:  # never started, or left suspended by a hang-up
                 self.entry.status, self.entry.error = 499, "client disconnected"
+            if self.entry.status != 200:
+                cancel(self.copies)
             self.slot.__exit__()
             self.entry.latency_ms = (time.perf_counter() - self.started) * 1000
             self.rt.finish(self.row, self.entry)
@@ -169,30 +181,49 @@ async def _guarded(entry: Entry, chunks: AsyncIterator[str]) -> AsyncIterator[st
 
 def shadow(
     rt: Runtime, served: Live, prompt: str, sampling: Any, request_id: str, endpoint: str, label_of=None
-):
-    """Copies of the request to the shadow stages (serve.shadow): answers logged, never returned."""
+) -> list[asyncio.Future]:
+    """Copies of an admitted request (call it holding the request's capacity slot) to the
+    shadow stages (serve.shadow): answers logged, never returned. At most
+    serve.max_concurrency copies run at once (past that a copy is skipped, and counted in
+    the log); the caller cancels them when its request ends without an answer (`cancel`)."""
+    started_copies = []
     for stage in rt.params.serve.shadow:
         target = rt.live.get(stage)
         if target is None or target.version == served.version:
             continue
-
-        async def run(target: Live = target) -> None:
-            started = time.perf_counter()
-            entry = Entry(request_id, endpoint, 200, stage=target.stage, version=target.version, shadow=True)
-            try:
-                out = await complete(rt, target, prompt, sampling, f"{request_id}-shadow-{target.stage}")
-                entry.output = out.outputs[0].text
-                entry.label = label_of(target, entry.output) if label_of else None
-                entry.valid = None if label_of is None else entry.label is not None
-                if label_of is not None:  # /classify: as the shadow release would have answered
-                    entry.confidence = answer_confidence(out.outputs[0].logprobs)
-                    _, entry.abstained = target.calibration.answer(entry.confidence, entry.valid)
-            except Exception as err:  # a shadow's failure never reaches the caller
-                entry.status, entry.error = 500, f"{type(err).__name__}: {err}"
-            entry.input, entry.latency_ms = prompt, (time.perf_counter() - started) * 1000
-            with contextlib.suppress(LogUnavailable):  # a shadow copy is never worth a refusal
-                rt.writer.write(entry)
-
-        task = asyncio.ensure_future(run())
+        if len(rt.shadows) >= rt.params.serve.max_concurrency:
+            log.info("shadow copy of %s to %s skipped: %d copies running", request_id, stage, len(rt.shadows))
+            continue
+        task = asyncio.ensure_future(_copy(rt, target, prompt, sampling, request_id, endpoint, label_of))
         rt.shadows.add(task)
         task.add_done_callback(rt.shadows.discard)
+        started_copies.append(task)
+    return started_copies
+
+
+def cancel(copies: list[asyncio.Future]) -> None:
+    """End a request's shadow copies (its request ended without an answer)."""
+    for task in copies:
+        task.cancel()
+
+
+async def _copy(
+    rt: Runtime, target: Live, prompt: str, sampling: Any, request_id: str, endpoint: str, label_of
+):
+    started = time.perf_counter()
+    entry = Entry(request_id, endpoint, 200, stage=target.stage, version=target.version, shadow=True)
+    try:
+        out = await complete(rt, target, prompt, sampling, f"{request_id}-shadow-{target.stage}")
+        entry.output = out.outputs[0].text
+        entry.label = label_of(target, entry.output) if label_of else None
+        entry.valid = None if label_of is None else entry.label is not None
+        if label_of is not None:  # /classify: as the shadow release would have answered
+            entry.confidence = answer_confidence(out.outputs[0].logprobs)
+            _, entry.abstained = target.calibration.answer(entry.confidence, entry.valid)
+    except asyncio.CancelledError:
+        return  # its request ended without an answer: nothing to compare, nothing logged
+    except Exception as err:  # a shadow's failure never reaches the caller
+        entry.status, entry.error = 500, f"{type(err).__name__}: {err}"
+    entry.input, entry.latency_ms = prompt, (time.perf_counter() - started) * 1000
+    with contextlib.suppress(LogUnavailable):  # a shadow copy is never worth a refusal
+        rt.writer.write(entry)

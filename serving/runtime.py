@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
+STALLED_ROUNDS, STALLED_SECONDS = 10, 600
+"""The watch loop is stalled when no round finished for this many rounds and seconds (a
+round may run the canary judge: minutes are normal, ten of them are not)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class Runtime:
         self.templates: dict[str, PromptTemplate] = {}  # version -> its prompt (labels, task, schema)
         self._reload_lock = asyncio.Lock()
         self.metrics: Metrics | None = None  # made in start(), in the serving worker
+        self.watch_error: str | None = None  # the watch loop's last error, until a round succeeds
+        self.watched_at: float | None = None  # when the watch loop last finished a round
 
     async def start(self) -> None:
         from serving.metrics import process_metrics
@@ -161,6 +166,7 @@ class Runtime:
 
         serve, release = self.params.serve, self.params.release
         last_judged = time.monotonic()
+        self.watched_at = time.monotonic()
         while serve.watch_seconds > 0:
             await asyncio.sleep(serve.watch_seconds)
             try:
@@ -180,6 +186,30 @@ class Runtime:
                     await self.reload()
             except TunegateError as err:  # keep serving what is loaded; say why the change was not taken
                 log.error("registry change not applied: %s", err)
+                self.watch_error = str(err)
+            except Exception as err:  # any other failure (a folder not writable, a bug): the loop lives on
+                self.watch_error = f"{type(err).__name__}: {err}"
+                log.exception("watch loop: %s; next round in %s s", self.watch_error, serve.watch_seconds)
+            else:
+                self.watch_error = None
+            self.watched_at = time.monotonic()
+
+    def watch_health(self) -> dict[str, Any]:
+        """For /readyz: the watch loop ok, failing (its last round raised) or stalled (no round
+        finished for STALLED_ROUNDS rounds, or the task is gone): a replica that no longer
+        follows the registry may serve a release that was rolled back, so it is not ready."""
+        serve = self.params.serve
+        if serve.watch_seconds <= 0 or self.watched_at is None:
+            return {"state": "off" if serve.watch_seconds <= 0 else "starting"}
+        ago = time.monotonic() - self.watched_at
+        dead = any(task.done() for task in self.background)
+        state = (
+            "stalled"
+            if dead or ago > max(STALLED_SECONDS, STALLED_ROUNDS * serve.watch_seconds)
+            else ("failing" if self.watch_error else "ok")
+        )
+        out: dict[str, Any] = {"state": state, "seconds_since_round": round(ago, 1)}
+        return out | ({"error": self.watch_error} if self.watch_error else {})
 
     def snapshot(self) -> tuple:
         """What the registry says should be live: (stage, version, weight) per stage (after
@@ -282,11 +312,12 @@ class Runtime:
         """Ready when the stages public traffic is routed to can answer it (or none is promoted)."""
         routed = [s for s in self.weights if self.weights[s] > 0]
         serving = [s for s in routed if s in self.live]
-        health = self.writer.health()
+        health, watch = self.writer.health(), self.watch_health()
         ok = self.ready and (not routed or bool(serving)) and health["state"] == "ok"
+        ok = ok and watch["state"] != "stalled"
         degraded = {s: x.reason for s, x in self.states.items() if x.state == "degraded"}
         stages = {s: x.state for s, x in self.states.items()}
-        return ok, {"ready": ok, "stages": stages, "degraded": degraded, "log": health}
+        return ok, {"ready": ok, "stages": stages, "degraded": degraded, "log": health, "watch": watch}
 
     async def warm_up(self, live: Live) -> None:
         """One label-constrained answer from a release before it takes traffic: the first

@@ -56,8 +56,10 @@ class TuneGate:
 
     @bentoml.on_shutdown
     def stop(self) -> None:
-        self.runtime.stop()
-        self.runtime.engine.shutdown()
+        try:
+            self.runtime.stop()  # drains or spools the request log; may raise when both fail
+        finally:
+            self.runtime.engine.shutdown()  # never skipped: the engine's processes end with us
 
 
 TuneGate.add_asgi_middleware(Guard, api=app)

@@ -20,7 +20,7 @@ def stub(**serve) -> SimpleNamespace:
         ready=True,
         params=params,
         model_names=lambda privileged: ["tunegate"],
-        readiness=lambda: (True, {}),
+        readiness=lambda: (True, {"ready": True, "log": {"state": "ok", "error": "at db.internal:5432"}}),
         metrics=None,  # a Runtime's, before it starts (serving/metrics.py)
     )
 
@@ -156,6 +156,14 @@ def test_every_ui_response_carries_the_security_headers(monkeypatch):
     report = client.get("/ui/reports/drift.html", headers=AUTH).headers["content-security-policy"]
     assert report.startswith("sandbox allow-scripts") and "frame-ancestors 'none'" in report
     assert "content-security-policy" not in client.get("/v1/models", headers=AUTH).headers
+
+
+def test_readyz_detail_is_the_admins_only(client):
+    """A probe learns ready or not; the detail (databases, releases, errors) needs the admin token."""
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 200 and anonymous.json() == {"ready": True}
+    assert client.get("/readyz", headers=AUTH).json() == {"ready": True}  # the API key is no operator
+    assert client.get("/readyz", headers=ADMIN).json()["log"]["error"] == "at db.internal:5432"
 
 
 def test_not_ready_is_503_not_500():

@@ -134,8 +134,9 @@ def test_a_tampered_release_degrades_its_stage_while_the_others_serve(served):
         staging = r.json()["stages"]["staging"]
         assert staging["state"] == "degraded" and "not the registered" in staging["reason"], staging
         assert r.json()["stages"]["production"]["state"] == "serving"
-        ready = get(f"{url}/readyz")
+        ready = get(f"{url}/readyz", headers=admin)
         assert ready.status_code == 200 and "staging" in ready.json()["degraded"]
+        assert get(f"{url}/readyz").json() == {"ready": True}  # the detail is the operator's
         pinned = {"model": "tunegate:staging", "prompt": "Hi", "max_tokens": 1}
         refused = post(f"{url}/v1/completions", json=pinned, headers=admin)
         assert refused.status_code == 503 and "degraded" in refused.json()["error"]["message"]

@@ -111,7 +111,7 @@ def test_nothing_outlives_a_killed_service_and_a_restart_starts_cleanly(served):
     with tampered(served, served["versions"][2]), contextlib.ExitStack() as cleanup:
         proc, logfile = start_service(served, port, "lifecycle")
         cleanup.callback(kill_tree, proc.pid)  # if an assertion fails, leave nothing behind
-        assert "staging" in get(f"{url}/readyz").json()["degraded"]
+        assert "staging" in get(f"{url}/readyz", headers=AUTH).json()["degraded"]
         top = psutil.Process(proc.pid)
         workers = [c for c in top.children() if c.children()]
         assert len(workers) == 1, top.children(recursive=True)
