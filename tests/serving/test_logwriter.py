@@ -204,3 +204,20 @@ def test_spool_that_fails_at_shutdown_falls_back_to_the_temporary_folder(tmp_pat
     path = writer.spool([("insert", {"request_id": "late"})])
     assert path.parent == tmp_path / "tmp" / "tunegate-spool" and "late" in path.read_text()
     writer.close()
+
+
+def test_a_queue_that_fills_between_the_room_check_and_the_row_is_a_503(tmp_path):
+    """Admission checks the room; a concurrent request may take it before this one's row is
+    queued: that is the documented 503, not a 500."""
+    from types import SimpleNamespace
+
+    from serving.api import ApiError
+    from serving.recording import opened
+
+    log = RequestLog(tmp_path / "requests.sqlite")
+    writer = LogWriter(log, tmp_path / "spool", max_pending=1)  # not started: nothing drains
+    writer.room()  # there was room when the request was admitted...
+    writer.write(Entry("other", "classify", 200))  # ...and another request took it
+    with pytest.raises(ApiError) as refused:
+        opened(SimpleNamespace(writer=writer), Entry("late", "classify", OPEN))
+    assert refused.value.status == 503 and "queue is full" in refused.value.message
