@@ -7,6 +7,11 @@
   the canary judge (`identity`), which no request body or header can choose.
 - ``TUNEGATE_FEEDBACK_KEY``: ``POST /feedback`` (its labels become training data, so it is
   never anonymous).
+- ``TUNEGATE_VIEWER_KEY``: reading the dashboard's data (``/ui/api/*``, the drift report
+  pages), which hold the audit trail with operators' names, evaluation messages and the
+  model cards. The admin token and, when ``serve.require_api_key`` is on, an API key read
+  them too; anonymously they are read only over a loopback connection that no proxy
+  forwarded (a service on 127.0.0.1, a person on the same machine).
 
 The scheme is case-insensitive (``Bearer``, ``bearer``), as RFC 7235 says.
 """
@@ -21,6 +26,7 @@ from fastapi import Request
 from serving.api import ApiError
 
 ADMIN, API_KEY, FEEDBACK = "TUNEGATE_ADMIN_TOKEN", "TUNEGATE_API_KEY", "TUNEGATE_FEEDBACK_KEY"
+VIEWER = "TUNEGATE_VIEWER_KEY"
 
 
 def bearer(headers) -> str | None:
@@ -89,6 +95,34 @@ def public_auth(request: Request, rt) -> bool:
         if matching_key(given) is None:
             raise unauthorized("the API key")
     return False
+
+
+def loopback_only(request: Request) -> bool:
+    """The connection came from and to this machine, and no proxy forwarded it."""
+    import ipaddress
+
+    def local(host: str | None) -> bool:
+        try:
+            return host is not None and ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return host == "localhost"
+
+    server = request.scope.get("server") or (None, None)
+    forwarded = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+    return not forwarded and local(request.client.host if request.client else None) and local(server[0])
+
+
+def viewer_auth(request: Request, rt) -> None:
+    """Reading the dashboard's data: the viewer key, the admin token, an API key when the API
+    needs one; anonymously only over loopback."""
+    given = bearer(request.headers)
+    if holds(given, VIEWER) or holds(given, ADMIN):
+        return
+    if rt.params.serve.require_api_key:
+        public_auth(request, rt)
+        return
+    if not loopback_only(request):
+        raise unauthorized(f"the dashboard's data: {VIEWER}, the admin token, or a loopback connection")
 
 
 def feedback_auth(request: Request) -> None:

@@ -5,11 +5,12 @@ The pages are three static files (``serving/ui_static/``: ``index.html``, ``app.
 JSON views (`serving/dashboard.py`) by relative URL:
 
 - served: ``/ui/api/releases.json``, ``/ui/api/release/<version>.json``,
-  ``/ui/api/canary.json``, ``/ui/api/drift.json`` computed per request (reading them needs
-  the API key when ``serve.require_api_key`` is on), the drift reports' Evidently pages
-  under ``/ui/reports/``. The promote and rollback buttons call ``/admin/promote`` and
-  ``/admin/rollback`` with the admin token the person types in; ``app.js`` keeps it in a
-  variable of the open tab, never in the page, storage or a cookie.
+  ``/ui/api/canary.json``, ``/ui/api/drift.json`` computed per request, the drift reports'
+  Evidently pages under ``/ui/reports/``; reading them needs ``TUNEGATE_VIEWER_KEY``, the
+  admin token or (with ``serve.require_api_key`` on) an API key, and is anonymous only over
+  a loopback connection (serving/auth.py ``viewer_auth``). The promote and rollback buttons
+  call ``/admin/promote`` and ``/admin/rollback`` with the admin token the person types in;
+  ``app.js`` keeps it in a variable of the open tab, never in the page, storage or a cookie.
 - built (`tunegate ui build --out site/`): the same files, with every view computed once
   into ``site.js`` (a script, so the site also opens from ``file://``), and the Evidently
   pages copied into ``reports/``; read-only, no buttons.
@@ -27,7 +28,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from serving import dashboard
 from serving.api import ApiError
-from serving.auth import public_auth
+from serving.auth import viewer_auth
 from serving.runtime import of_request as runtime
 from tunegate.errors import RegistryError, TunegateError
 
@@ -61,7 +62,7 @@ def ui_file(name: str) -> Response:
 
 def _reader(request: Request) -> Any:
     rt = runtime(request)
-    public_auth(request, rt)
+    viewer_auth(request, rt)
     return rt
 
 

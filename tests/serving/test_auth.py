@@ -252,3 +252,36 @@ def test_the_dashboard_pages_are_open_and_its_data_needs_the_key_when_the_api_do
     for bad in ("../../params.yaml", "..%2F..%2Fparams.yaml", "secret.txt", "app.py"):
         assert client.get(f"/ui/reports/{bad}", headers=key).status_code == 404, bad
     assert client.get("/ui/nothing.js").status_code == 404
+
+
+def test_the_dashboard_data_is_anonymous_only_over_loopback(monkeypatch, tmp_path):
+    """With serve.require_api_key off (the default): a caller from another address, or any
+    request a proxy forwarded, needs the viewer key (or the admin token); a person on the
+    same machine reads it as before. TestClient's own peer is not an address, so the
+    connection is set per case."""
+    monkeypatch.setenv("TUNEGATE_VIEWER_KEY", "viewer-key")
+    monkeypatch.setenv("TUNEGATE_ADMIN_TOKEN", "admin-token")
+    rt = stub(require_api_key=False)
+    rt.project, rt.params = tmp_path, Params(serve=ServeParams(require_api_key=False))
+    api = build_app(rt)
+
+    def reader(client_host: str, server_host: str) -> TestClient:
+        async def connection(scope, receive, send):
+            await Guard(api, api=api)(
+                scope | {"client": (client_host, 50000), "server": (server_host, 8000)}, receive, send
+            )
+
+        return TestClient(connection)
+
+    path = "/ui/api/drift.json"
+    assert reader("127.0.0.1", "127.0.0.1").get(path).status_code == 200
+    assert reader("::1", "::1").get(path).status_code == 200
+    remote = reader("203.0.113.9", "192.0.2.10")
+    refused = remote.get(path)
+    assert refused.status_code == 401 and "TUNEGATE_VIEWER_KEY" in refused.json()["error"]["message"]
+    assert remote.get(path, headers={"Authorization": "Bearer public-key"}).status_code == 401
+    assert remote.get(path, headers={"Authorization": "Bearer viewer-key"}).status_code == 200
+    assert remote.get(path, headers={"Authorization": "Bearer admin-token"}).status_code == 200
+    proxied = reader("127.0.0.1", "127.0.0.1").get(path, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status_code == 401  # a local proxy in front: the caller is not local
+    assert remote.get("/ui/").status_code == 200  # the page itself holds no data
