@@ -98,7 +98,8 @@ class ClassifyRequest(_Strict):
 class GenerateRequest(_Strict):
     """A generation release's task input: the user's message as ``text``, or the conversation as
     ``messages``; exactly one of them. Either is framed by the release's own system turn (the
-    one it was trained with) unless ``messages`` starts with a system turn of its own."""
+    one it was trained with); ``messages`` may start with a system turn of its own only where
+    serve.caller_system_prompt allows it."""
 
     text: (
         Annotated[Text, Field(min_length=1, max_length=MAX_TEXT_CHARS, json_schema_extra=NOT_BLANK)] | None
@@ -113,11 +114,21 @@ class GenerateRequest(_Strict):
             raise ValueError("text is blank")
         return v
 
-    def turns(self, system: str) -> list[dict[str, str]]:
-        """The prompt's turns: the release's system turn (unless the caller sends its own),
-        then the text or the messages."""
+    def turns(self, system: str, caller_system: bool = False) -> list[dict[str, str]]:
+        """The prompt's turns: the release's system turn (or, where `caller_system` allows it,
+        the caller's own first turn), then the text or the messages."""
         if (self.text is None) == (self.messages is None):
             raise ApiError(400, "send exactly one of text and messages")
+        systems = [i for i, m in enumerate(self.messages or []) if m.role == "system"]
+        if systems and (not caller_system or systems != [0]):
+            why = (
+                "a system turn may only open the messages"
+                if caller_system
+                else "this release's system turn is fixed (serve.caller_system_prompt is off)"
+            )
+            raise ApiError(
+                400, f"messages[{systems[-1] if caller_system else systems[0]}] is a system turn: {why}"
+            )
         head = [{"role": "system", "content": system}] if system else []
         if self.messages is None:
             return head + [{"role": "user", "content": self.text or ""}]

@@ -36,7 +36,7 @@ async def generate_answer(request: Request, body: GenerateRequest) -> Any:
     live, entry = admit(request, rt, rt.params.serve.public_model, body.user, "generate")
     if live.template.task != "generation":
         raise ApiError(400, f"{live.version} is a {live.template.task} release: ask /classify")
-    turns = body.turns(live.template.system)
+    turns = body.turns(live.template.system, rt.params.serve.caller_system_prompt)
     chars = sum(len(t["content"]) for t in turns)
     if rt.engine.surely_too_long(chars):
         raise ApiError(

@@ -163,6 +163,10 @@ class ServeParams:
     shadow: tuple[str, ...] = ()
     """Stages that get a copy of every public request (answer logged, not returned), e.g.
     [staging] to try a release on live traffic, or [canary] for the judge's agreement check."""
+    caller_system_prompt: bool = False
+    """/generate: whether a caller's ``messages`` may carry system turns of their own (replacing
+    the release's, the one it was trained and evaluated with). Off: a system turn from a
+    caller is refused with 400, so no caller re-instructs the release."""
 
     def problems(self) -> list[str]:
         out = []
