@@ -176,6 +176,12 @@ def local_dir(where: str | Path, project: Path) -> Path:
     return path.parent if path is not None else project / "logs"
 
 
+TIMEOUT_SECONDS = 10
+"""PostgreSQL: a connection attempt and a statement give up after this long, so a database
+that is down or a lock held too long is an error the writer retries, not a wait forever.
+A server that stops answering on an open connection (no reply, no reset) is the writer's
+to notice: it reports ``failing`` once a write has hung this long (serving/logwriter.py)."""
+
 _engines: dict[tuple[str, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -197,7 +203,12 @@ def _create(url: str, readonly: bool) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 5})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        ms = TIMEOUT_SECONDS * 1000
+        timeouts = {
+            "connect_timeout": TIMEOUT_SECONDS,
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        }
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=timeouts)
         return engine.execution_options(postgresql_readonly=True) if readonly else engine
     except (ArgumentError, ModuleNotFoundError) as err:
         raise ConfigError(f"serve.request_log {shown(url)}: not a database URL ({err})") from err

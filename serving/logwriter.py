@@ -8,6 +8,10 @@ cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
 
 - the flusher keeps the rows, in order, and retries with a growing pause (0.1 s to 5 s);
   ``/readyz`` turns false (``log: failing``) so a load balancer sends traffic elsewhere;
+  PostgreSQL connections and statements time out (serving/logstore.py), and a write that
+  hangs on a server that stopped answering without closing the connection is reported
+  failing after ``stall_seconds`` while the rows stay queued; when it answers, they arrive
+  in order;
 - the queue is bounded (``serve.log_queue``): once it is full, a new request is refused
   with 503 before it is served, so no request is answered without its row;
 - every ``heartbeat_seconds`` (a sixth of ``serve.lost_after_seconds``) the flusher
@@ -42,6 +46,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
+from serving.logstore import TIMEOUT_SECONDS
 from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of
 from serving.spool import append_private, private_dir, read_spool, set_aside
 from tunegate.errors import TunegateError
@@ -66,10 +71,13 @@ class LogWriter:
         max_pending: int = 10_000,
         batch: int = 500,
         heartbeat_seconds: float = 10.0,
+        stall_seconds: float = TIMEOUT_SECONDS,
     ):
         self.log, self.spool_dir = log, spool_dir
         self.max_pending, self.batch, self.heartbeat_seconds = max_pending, batch, heartbeat_seconds
         self._beat_at = 0.0
+        self.stall_seconds = stall_seconds
+        self._writing_since: float | None = None  # set while a database call is under way
         self.failing: str | None = None
         self.written = self.spooled = self.rejected = 0
         self._ops: deque[tuple[str, dict[str, Any]]] = deque()
@@ -131,10 +139,14 @@ class LogWriter:
 
     def health(self) -> dict[str, Any]:
         """For /readyz: ok, or failing with why; rows waiting, written, spooled."""
-        state = "failing" if self.failing else ("full" if self.pending >= self.max_pending else "ok")
+        failing = self.failing
+        since = self._writing_since
+        if failing is None and since is not None and time.monotonic() - since > self.stall_seconds:
+            failing = f"the database has not answered for {time.monotonic() - since:.0f} s"
+        state = "failing" if failing else ("full" if self.pending >= self.max_pending else "ok")
         out = {"state": state, "pending": self.pending, "written": self.written, "spooled": self.spooled}
         out |= {"spool_rejected": self.rejected} if self.rejected else {}
-        return out | ({"error": self.failing} if self.failing else {})
+        return out | ({"error": failing} if failing else {})
 
     # -- the flusher ---------------------------------------------------------------------
 
@@ -147,6 +159,7 @@ class LogWriter:
                 if not self._ops and self._stopping:
                     return
                 batch = [self._ops[i] for i in range(min(self.batch, len(self._ops)))]
+            self._writing_since = time.monotonic()
             try:
                 if self._beat_due():  # alive, for the other replicas (and a check of the database)
                     self.log.heartbeat()
@@ -154,6 +167,7 @@ class LogWriter:
                 if batch:
                     self.log.apply(batch)
             except TunegateError as err:
+                self._writing_since = None
                 if self.failing is None:
                     log.error("request log: %s; %d rows kept, retrying", err, self.pending)
                 self.failing = str(err)
@@ -163,6 +177,7 @@ class LogWriter:
                     self._cond.wait(pause)
                 pause = min(pause * 2, 5.0)
                 continue
+            self._writing_since = None
             with self._cond:
                 for _ in batch:
                     kind, row = self._ops.popleft()

@@ -221,3 +221,50 @@ def test_a_queue_that_fills_between_the_room_check_and_the_row_is_a_503(tmp_path
     with pytest.raises(ApiError) as refused:
         opened(SimpleNamespace(writer=writer), Entry("late", "classify", OPEN))
     assert refused.value.status == 503 and "queue is full" in refused.value.message
+
+
+def test_a_database_that_goes_silent_keeps_every_row_and_refuses_past_the_queue(tmp_path, postgres_server):
+    """PostgreSQL stops answering without closing its connections (a proxy that holds every
+    byte): requests keep being taken while the queue has room, /readyz says the log is
+    failing, then new requests get 503; when the server answers again every queued row
+    arrives, in order."""
+    from urllib.parse import urlsplit
+
+    from serving.api import ApiError
+    from serving.recording import opened
+    from tests.stall_proxy import StallProxy
+
+    url = fresh_database(postgres_server)
+    where = urlsplit(url)
+    proxy = StallProxy(where.hostname, where.port)
+    try:
+        via = url.replace(f"{where.hostname}:{where.port}", f"127.0.0.1:{proxy.port}")
+        writer = LogWriter(RequestLog(via), tmp_path / "spool", max_pending=40, stall_seconds=0.5)
+        writer.start()
+        traffic(writer, 0, 5)
+        assert writer.flush(30)
+        proxy.stall()
+        rt = type("Rt", (), {"writer": writer})()
+        taken, refused = 0, None
+        for i in range(5, 100):
+            entry = Entry(f"r{i:04d}", "classify", OPEN, version="v1")
+            try:
+                writer.room()
+                key = opened(rt, entry)
+            except (LogUnavailable, ApiError) as err:
+                refused = err
+                break
+            entry.status = 200
+            writer.finish(key, entry)
+            taken += 1
+        assert 15 <= taken <= 20 and refused is not None  # 2 rows a request, 40 at most waiting
+        wait_for(lambda: writer.health()["state"] == "failing", timeout=10)
+        assert "has not answered" in writer.health()["error"]
+        proxy.resume()
+        assert writer.flush(60), writer.health()
+        rows = RequestLog(url).rows()
+        assert [r["request_id"] for r in rows] == [f"r{i:04d}" for i in range(5 + taken)]
+        assert all(r["status"] == 200 for r in rows) and writer.health()["state"] == "ok"
+        writer.close()
+    finally:
+        proxy.close()
