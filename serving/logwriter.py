@@ -2,8 +2,8 @@
 none lost without being counted.
 
 The service hands each row to a ``LogWriter`` (``begin``, ``finish``, ``write``: a
-queue append, never a database call) and one flusher thread applies them in order, many
-in one transaction (serving/requestlog.py ``apply``). What happens when the database
+queue append, never a database call nor a scrubbing pass) and one flusher thread scrubs
+them and applies them in order, many in one transaction (serving/requestlog.py ``apply``). What happens when the database
 cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
 
 - the flusher keeps the rows, in order, and retries with a growing pause (0.1 s to 5 s);
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.logstore import TIMEOUT_SECONDS
-from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of
+from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of, scrubbed
 from serving.spool import append_private, private_dir, read_spool, set_aside
 from tunegate.errors import TunegateError
 
@@ -107,15 +107,15 @@ class LogWriter:
     def begin(self, entry: Entry) -> str:
         """The row of a request the service has taken; `finish` completes it by its key."""
         entry.status = OPEN
-        self._put("insert", row_of(entry, self.log.instance))
+        self._put("insert", row_of(entry, self.log.instance, scrub=False))
         return entry.request_id
 
     def finish(self, key: str, entry: Entry) -> None:
-        self._put("finish", {"key": key, **finished_fields(entry)})
+        self._put("finish", {"key": key, **finished_fields(entry, scrub=False)})
 
     def write(self, entry: Entry) -> None:
         """One finished row (shadow copies, requests refused before they were taken)."""
-        self._put("insert", row_of(entry, self.log.instance))
+        self._put("insert", row_of(entry, self.log.instance, scrub=False))
 
     def room(self) -> None:
         """Raise LogUnavailable when a new request's rows could not be queued."""
@@ -164,8 +164,8 @@ class LogWriter:
                 if self._beat_due():  # alive, for the other replicas (and a check of the database)
                     self.log.heartbeat()
                     self._beat_at = time.monotonic()
-                if batch:
-                    self.log.apply(batch)
+                if batch:  # scrubbed here, in the flusher: never on the event loop
+                    self.log.apply([(kind, scrubbed(row)) for kind, row in batch])
             except TunegateError as err:
                 self._writing_since = None
                 if self.failing is None:
@@ -225,7 +225,7 @@ class LogWriter:
     def spool(self, ops: list[tuple[str, dict[str, Any]]]) -> Path:
         """Write rows to this process's spool; to the temporary folder's when that fails."""
         name = f"spool-{self.log.instance.replace(':', '-')}.jsonl"
-        lines = [json.dumps({"op": kind, "row": row}) + "\n" for kind, row in ops]
+        lines = [json.dumps({"op": kind, "row": scrubbed(row)}) + "\n" for kind, row in ops]
         try:
             path = private_dir(self.spool_dir) / name
             append_private(path, lines)

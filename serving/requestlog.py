@@ -128,12 +128,16 @@ def _dead(instance: str | None, host: str, me: str, cutoff: str | None, last_sig
     return cutoff is not None and last_sign is not None and last_sign < cutoff
 
 
-def _row(entry: Entry) -> dict[str, Any]:
+def scrubbed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its texts scrubbed of personal data (tunegate/pii.py)."""
+    return row | {k: clean_text(row[k]) for k in ("input", "output") if row.get(k) is not None}
+
+
+def _row(entry: Entry, scrub: bool = True) -> dict[str, Any]:
     row = asdict(entry)
     del row["tokens"]
-    for key in ("input", "output"):
-        if row[key] is not None:
-            row[key] = clean_text(row[key])
+    if scrub:
+        row = scrubbed(row)
     for key in ("shadow", "pinned"):
         row[key] = int(row[key])
     for key in ("valid", "abstained"):
@@ -141,17 +145,18 @@ def _row(entry: Entry) -> dict[str, Any]:
     return row
 
 
-def row_of(entry: Entry, instance: str) -> dict[str, Any]:
-    """The row to insert for an entry: scrubbed, booleans as 0/1, the writing process named."""
-    return _row(entry) | {"instance": instance}
+def row_of(entry: Entry, instance: str, scrub: bool = True) -> dict[str, Any]:
+    """The row to insert for an entry: scrubbed (unless the caller scrubs it later, off the
+    event loop), booleans as 0/1, the writing process named."""
+    return _row(entry, scrub) | {"instance": instance}
 
 
 FINISHED = ("status", "output", "label", "valid", "latency_ms", "error", "confidence", "abstained")
 """What `finish` writes into an opened row."""
 
 
-def finished_fields(entry: Entry) -> dict[str, Any]:
-    row = _row(entry)
+def finished_fields(entry: Entry, scrub: bool = True) -> dict[str, Any]:
+    row = _row(entry, scrub)
     return {k: row[k] for k in FINISHED}
 
 

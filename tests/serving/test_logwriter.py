@@ -268,3 +268,27 @@ def test_a_database_that_goes_silent_keeps_every_row_and_refuses_past_the_queue(
         writer.close()
     finally:
         proxy.close()
+
+
+def test_rows_are_scrubbed_by_the_flusher_never_on_the_callers_thread(tmp_path, monkeypatch):
+    import threading
+
+    import serving.requestlog as requestlog
+
+    threads = []
+    real = requestlog.clean_text
+
+    def recording(text):
+        threads.append(threading.current_thread().name)
+        return real(text)
+
+    monkeypatch.setattr(requestlog, "clean_text", recording)
+    log = RequestLog(tmp_path / "requests.sqlite")
+    writer = LogWriter(log, tmp_path / "spool")
+    writer.start()
+    traffic(writer, 0, 3)
+    assert threads == []  # begin and finish only queued the rows
+    assert writer.flush(30)
+    assert threads and set(threads) == {"request-log-writer"}
+    assert "[EMAIL]" in log.rows()[0]["input"]
+    writer.close()

@@ -46,3 +46,24 @@ def test_check_digit_algorithms():
     assert luhn_ok("4539148803436467")
     assert iban_ok("DE89370400440532013000")
     assert not iban_ok("DE88370400440532013000")
+
+
+def test_scrubbing_a_megabyte_of_adversarial_text_stays_linear():
+    """Runs of word characters, digits and dotted words with no '@' made the email pattern
+    re-scan each run from every position: about an hour for this megabyte before the fix.
+    Run in a child with a limit two orders of magnitude above the linear time (0.1 s here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from tunegate.pii import scrub\n"
+        "text = ('a' * 1000 + ' ') * 1000 + '1' * 100000 + 'a.' * 100000 + 'jo@example.com'\n"
+        "assert scrub(text).text.endswith('[EMAIL]')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_email_after_dots_or_word_characters_is_still_found_whole():
+    for text in ("...jo@example.com", "x_jo@example.com", "see:jo.smith@example.co.uk."):
+        assert "@" not in scrub(text).text, text
