@@ -3,8 +3,9 @@ none lost without being counted.
 
 The service hands each row to a ``LogWriter`` (``begin``, ``finish``, ``write``: a
 queue append, never a database call nor a scrubbing pass) and one flusher thread scrubs
-them and applies them in order, many in one transaction (serving/requestlog.py ``apply``). What happens when the database
-cannot take them (PostgreSQL stopped, a disk full, a lock held too long):
+them and applies them in order, many in one transaction (serving/requestlog.py ``apply``).
+What happens when the database cannot take them (PostgreSQL stopped, a disk full, a lock
+held too long):
 
 - the flusher keeps the rows, in order, and retries with a growing pause (0.1 s to 5 s);
   ``/readyz`` turns false (``log: failing``) so a load balancer sends traffic elsewhere;
