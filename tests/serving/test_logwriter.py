@@ -292,3 +292,48 @@ def test_rows_are_scrubbed_by_the_flusher_never_on_the_callers_thread(tmp_path, 
     assert threads and set(threads) == {"request-log-writer"}
     assert "[EMAIL]" in log.rows()[0]["input"]
     writer.close()
+
+
+def test_a_process_killed_while_it_writes_its_spool_leaves_a_spool_the_next_start_replays(tmp_path):
+    """SIGKILL a process in the middle of spooling (rows its database did not take), then
+    start a writer on the folder as the next service start does: it starts, every complete
+    line is in the log, and at most the one line the kill cut off is set aside."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import itertools
+from pathlib import Path
+from serving.logwriter import LogWriter
+from serving.requestlog import Entry, RequestLog, row_of
+log = RequestLog(Path({str(tmp_path / "other.sqlite")!r}))
+writer = LogWriter(log, Path({str(tmp_path / "spool")!r}))
+pad = "x" * 4000
+for n in itertools.count():
+    entries = [Entry(f"k{{n:05d}}-{{i:03d}}", "classify", 200, input=pad) for i in range(50)]
+    writer.spool([("insert", row_of(e, "host:1")) for e in entries])
+    print(n, flush=True)
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    for _ in range(20):  # twenty spool calls done: the kill lands among the next ones
+        child.stdout.readline()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    spool = next((tmp_path / "spool").glob("spool-*.jsonl"))
+    lines = spool.read_bytes().decode().split("\n")
+    def whole(line: str) -> bool:
+        try:
+            return isinstance(json.loads(line), dict)
+        except ValueError:
+            return False
+
+    complete = [line for line in lines if whole(line)]
+    log = RequestLog(tmp_path / "requests.sqlite")
+    writer = LogWriter(log, tmp_path / "spool")
+    assert writer.start() == len(complete) >= 1000
+    assert writer.health().get("spool_rejected", 0) <= 1
+    assert len(log.rows()) == len(complete)
+    writer.close()
