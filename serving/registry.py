@@ -19,10 +19,8 @@ to ``release.lock_timeout_s`` and then fails with a clear message.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,36 +156,28 @@ class Registry:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive registry lock; waits up to lock_timeout_s, then fails naming the holder."""
+        """Exclusive registry lock (filelock); waits up to lock_timeout_s, then fails naming
+        the holder, which each holder writes beside the lock file."""
+        from filelock import FileLock, Timeout
+
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / ".lock"
-        with open(path, "a+", encoding="utf-8") as f:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        f.seek(0)
-                        holder = f.read().strip() or "another process"
-                        raise RegistryError(
-                            f"the registry is busy: {holder} holds {path} (waited {self.lock_timeout_s:g}s); "
-                            "retry when it finishes"
-                        ) from None
-                    time.sleep(0.05)
-            f.seek(0)
-            f.truncate()
-            f.write(
-                f"pid {os.getpid()} ({actor()[0]}) since {datetime.now(UTC).isoformat(timespec='seconds')}"
-            )
-            f.flush()
-            try:
-                yield
-            finally:
-                f.seek(0)
-                f.truncate()
-                fcntl.flock(f, fcntl.LOCK_UN)
+        path, holder = self.dir / ".lock", self.dir / ".lock.holder"
+        lock = FileLock(path, timeout=self.lock_timeout_s)
+        try:
+            lock.acquire(poll_interval=0.05)
+        except Timeout:
+            said = holder.read_text(encoding="utf-8").strip() if holder.exists() else ""
+            raise RegistryError(
+                f"the registry is busy: {said or 'another process'} holds {path} "
+                f"(waited {self.lock_timeout_s:g}s); retry when it finishes"
+            ) from None
+        try:
+            since = datetime.now(UTC).isoformat(timespec="seconds")
+            holder.write_text(f"pid {os.getpid()} ({actor()[0]}) since {since}", encoding="utf-8")
+            yield
+        finally:
+            holder.write_text("", encoding="utf-8")
+            lock.release()
 
     def sync(self) -> None:
         """With a remote: take its registry (tags) and point production.json at its production."""

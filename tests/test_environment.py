@@ -10,7 +10,8 @@ import pytest
 @pytest.mark.slow
 def test_core_libraries_import_together():
     # One fresh interpreter, the way a stage would import them.
-    code = "import vllm, bentoml, evidently, dvc, gto, peft, transformers, datasets, trl; print('ok')"
+    modules = "vllm, bentoml, evidently, dvc, gto, peft, transformers, datasets, sqlalchemy, xgrammar"
+    code = f"import {modules}; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")

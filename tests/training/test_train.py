@@ -1,4 +1,4 @@
-"""The train stage end to end on a tiny random Llama (real TRL, PEFT, DVCLive; CPU, seconds)."""
+"""The train stage end to end on a tiny random Llama (real transformers, PEFT, DVCLive; CPU, seconds)."""
 
 from __future__ import annotations
 
