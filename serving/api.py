@@ -1,9 +1,13 @@
 """What the HTTP API accepts and returns: request bodies, response shapes and `ApiError`.
 
-Bodies are strict: a field the service does not implement (``tools``, ``logprobs``,
-``response_format``...) is a 400 naming it rather than being ignored, booleans are JSON
+Bodies are strict: a field the service does not implement (``tools``, ``logprobs``...) is
+a 400 naming it rather than being ignored, booleans are JSON
 booleans, strings must be valid Unicode (a lone surrogate is a 400, not a tokenizer
-crash), and every number has the range the engine accepts.
+crash), and every number has the range the engine accepts. What current OpenAI clients
+send is taken: ``max_completion_tokens`` (``max_tokens``' newer name), ``stream_options``
+(``include_usage``: a last chunk with the usage), ``response_format`` (text, any JSON
+object, or a JSON schema the answer is constrained to) and content as an array of text
+parts. Error bodies carry ``message``, ``type``, ``param`` (the field at fault) and ``code``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ from tunegate.errors import TunegateError
 class ApiError(TunegateError):
     """A request the service refuses or could not answer: an HTTP status and an OpenAI-style body."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", headers=None,
+        param: str | None = None, code: str | None = None,
+    ):  # fmt: skip
         super().__init__(message)
         self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+        self.param, self.code = param, code
 
 
 def _encodable(value: str) -> str:
@@ -53,9 +61,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class TextPart(_Strict):
+    """One part of a message's content; only text parts (this service reads no images or audio)."""
+
+    type: Literal["text"]
+    text: Text
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant"]
-    content: Annotated[Text, Field(json_schema_extra={"example": "Where is my card?"})]
+    content: (
+        Annotated[Text, Field(json_schema_extra={"example": "Where is my card?"})]
+        | Annotated[list[TextPart], Field(min_length=1, max_length=64)]
+    )
+
+    @property
+    def text(self) -> str:
+        """The content as one string (text parts joined, as OpenAI does)."""
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    def turn(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.text}
+
+
+class StreamOptions(_Strict):
+    include_usage: StrictBool = False
+
+
+class JsonSchemaFormat(_Strict):
+    name: Annotated[Text, Field(min_length=1, max_length=64)]
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: Text | None = None
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type json_schema, and only with it")
+        if self.json_schema is not None:
+            from jsonschema import Draft202012Validator, SchemaError
+
+            try:
+                Draft202012Validator.check_schema(self.json_schema.schema_)
+            except SchemaError as err:
+                raise ValueError(f"json_schema.schema is not a JSON schema: {err.message}") from None
+        return self
 
 
 class Sampling(_Strict):
@@ -69,11 +124,28 @@ class Sampling(_Strict):
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     user: Annotated[Text, Field(max_length=256)] | None = None
     stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    max_completion_tokens: int | None = Field(None, ge=1, description="max_tokens' newer name")
     n: int = Field(1, ge=1, le=1, description="one choice per request")
+
+    @model_validator(mode="after")
+    def _one_limit_and_stream_options_with_a_stream(self) -> Sampling:
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+                raise ValueError("max_tokens and max_completion_tokens differ: send one")
+            self.max_tokens = self.max_completion_tokens
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed with stream: true")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
 
 class ChatRequest(Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=256)
+    response_format: ResponseFormat | None = None
 
 
 class CompletionRequest(Sampling):
@@ -134,7 +206,7 @@ class GenerateRequest(_Strict):
             return head + [{"role": "user", "content": self.text or ""}]
         if self.messages[-1].role != "user":
             raise ApiError(400, "the last message must be the user's: the release writes the next turn")
-        turns = [m.model_dump() for m in self.messages]
+        turns = [m.turn() for m in self.messages]
         return turns if turns[0]["role"] == "system" else head + turns
 
 
@@ -229,8 +301,18 @@ def completion_shape(rid, model, version, text, finish, usage, chunk=False) -> d
     return out if chunk else out | {"usage": usage}
 
 
-def error_body(message: str, kind: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind}}
+def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape: what went wrong, its type, the field at fault and a code."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_param(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The first failing field's path (``messages.0.content``) and the error's code."""
+    if not errors:
+        return None, "invalid_value"
+    first = errors[0]
+    path = ".".join(str(x) for x in first["loc"][1:] if not str(x).startswith(("list[", "constrained-str")))
+    return path or None, "unsupported_parameter" if first["type"] == "extra_forbidden" else "invalid_value"
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:

@@ -38,6 +38,7 @@ from serving.api import (
     chat_shape,
     completion_shape,
     error_body,
+    error_param,
     validation_message,
 )  # fmt: skip
 from serving.auth import admin_auth, feedback_auth, public_auth
@@ -68,7 +69,8 @@ def build_app(rt: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(err.message, err.kind), err.status, headers=err.headers)
+        body = error_body(err.message, err.kind, err.param, err.code)
+        return JSONResponse(body, err.status, headers=err.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -77,7 +79,10 @@ def build_app(rt: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body(validation_message(err.errors()), "invalid_request_error"), 400)
+        param, code = error_param(err.errors())
+        return JSONResponse(
+            error_body(validation_message(err.errors()), "invalid_request_error", param, code), 400
+        )
 
     return app
 
@@ -94,11 +99,13 @@ async def sampling_for(rt: Runtime, body: Sampling, prompt: str) -> Any:
         raise ApiError(400, f"the prompt ({used} tokens) fills the {limit}-token context")
     max_tokens = body.max_tokens if body.max_tokens is not None else min(cap, room)
     if max_tokens > room or max_tokens > cap:
+        field = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         raise ApiError(
             400,
-            f"max_tokens {max_tokens} is too large: the prompt uses {used} of {limit} "
+            f"{field} {max_tokens} is too large: the prompt uses {used} of {limit} "
             f"context tokens (room for {room}); the server caps answers at {cap}",
-        )
+            param=field, code="invalid_value",
+        )  # fmt: skip
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=body.temperature,
@@ -107,7 +114,19 @@ async def sampling_for(rt: Runtime, body: Sampling, prompt: str) -> Any:
         frequency_penalty=body.frequency_penalty,
         stop=body.stop,
         seed=body.seed,
+        structured_outputs=answer_format(getattr(body, "response_format", None)),
     )
+
+
+def answer_format(fmt: Any) -> Any:
+    """vLLM's structured outputs for a chat request's response_format (None: free text)."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return StructuredOutputsParams(json_object=True)
+    return StructuredOutputsParams(json=fmt.json_schema.schema_)
 
 
 @router.get("/v1/models")
@@ -128,10 +147,10 @@ async def generate(request: Request, body: Sampling, prompt: str | None, endpoin
     rt = runtime(request)
     live, entry = admit(request, rt, body.model, body.user, endpoint)
     if prompt is None:  # chat: the template is rendered once the size is known to be sane
-        chars = sum(len(m.content) for m in body.messages)  # type: ignore[attr-defined]
+        chars = sum(len(m.text) for m in body.messages)  # type: ignore[attr-defined]
         if rt.engine.surely_too_long(chars):
             raise ApiError(400, f"the messages ({chars} characters) cannot fit the context")
-        messages = [m.model_dump() for m in body.messages]  # type: ignore[attr-defined]
+        messages = [m.turn() for m in body.messages]  # type: ignore[attr-defined]
         prompt = rt.engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     sampling = await sampling_for(rt, body, prompt)
     entry.input = prompt
@@ -149,11 +168,7 @@ async def generate(request: Request, body: Sampling, prompt: str | None, endpoin
         out = await answered(request, rt, live, prompt, sampling, entry.request_id, copies)
         choice = out.outputs[0]
         entry.output, entry.tokens = choice.text, len(choice.token_ids)
-    usage = {
-        "prompt_tokens": len(out.prompt_token_ids),
-        "completion_tokens": len(choice.token_ids),
-        "total_tokens": len(out.prompt_token_ids) + len(choice.token_ids),
-    }
+    usage = usage_of(out)
     payload = shape(
         entry.request_id, body.model, live.version, choice.text, choice.finish_reason or "stop", usage
     )
@@ -176,7 +191,7 @@ async def answered(
 
 
 async def _chunks(rt: Runtime, live: Live, prompt, sampling, entry, body, shape) -> AsyncIterator[str]:
-    sent = ""
+    sent, out = "", None
     async for out in rt.engine.generate(prompt, sampling, entry.request_id, live.lora):
         choice = out.outputs[0]
         delta, sent = choice.text[len(sent) :], choice.text
@@ -185,7 +200,16 @@ async def _chunks(rt: Runtime, live: Live, prompt, sampling, entry, body, shape)
             entry.request_id, body.model, live.version, delta, choice.finish_reason, None, chunk=True
         )
         yield f"data: {json.dumps(chunk)}\n\n"
+    if body.include_usage and out is not None:  # stream_options.include_usage: one last chunk
+        usage = usage_of(out)
+        last = shape(entry.request_id, body.model, live.version, "", None, usage, chunk=True)
+        yield f"data: {json.dumps(last | {'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def usage_of(out: Any) -> dict[str, int]:
+    prompt, completion = len(out.prompt_token_ids), len(out.outputs[0].token_ids)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 @router.post("/v1/chat/completions")

@@ -302,3 +302,62 @@ def test_the_releases_system_turn_is_fixed_unless_the_release_allows_callers_to_
     assert body.turns("Extract the ticket as JSON.", caller_system=True)[0] == own
     plain = GenerateRequest(messages=[ask]).turns("Extract the ticket as JSON.")
     assert plain == [{"role": "system", "content": "Extract the ticket as JSON."}, ask]
+
+
+def test_openai_request_fields_current_clients_send_are_taken():
+    """max_completion_tokens, stream_options, response_format and text content parts parse
+    into what the engine is asked (no engine here: the bodies and their checks)."""
+    from serving.api import ChatRequest
+
+    body = ChatRequest.model_validate(
+        {
+            "model": "tunegate",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "my card "}, {"type": "text", "text": "is lost"}],
+                }
+            ],
+            "max_completion_tokens": 7,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "t", "schema": {"type": "object"}},
+            },
+        }
+    )
+    assert body.max_tokens == 7 and body.include_usage
+    assert body.messages[0].turn() == {"role": "user", "content": "my card is lost"}
+    assert body.response_format.json_schema.schema_ == {"type": "object"}
+
+
+def test_openai_errors_name_the_param_and_a_code(client):
+    def error(body):
+        r = client.post("/v1/chat/completions", json=body, headers=AUTH)
+        assert r.status_code == 400, r.text
+        return r.json()["error"]
+
+    chat = {"model": "tunegate", "messages": [{"role": "user", "content": "hi"}]}
+    e = error(chat | {"tools": []})
+    assert (
+        e["param"] == "tools"
+        and e["code"] == "unsupported_parameter"
+        and e["type"] == "invalid_request_error"
+    )
+    e = error(chat | {"max_tokens": 5, "max_completion_tokens": 6})
+    assert "differ" in e["message"] and e["code"] == "invalid_value"
+    e = error(chat | {"stream_options": {"include_usage": True}})
+    assert "only allowed with stream" in e["message"]
+    e = error(
+        {
+            "model": "tunegate",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+        }
+    )
+    assert e["param"].startswith("messages.0.content")
+    e = error(
+        chat
+        | {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": 5}}}}
+    )
+    assert "not a JSON schema" in e["message"] and e["param"] == "response_format"

@@ -324,6 +324,7 @@ for n in itertools.count():
     child.wait()
     spool = next((tmp_path / "spool").glob("spool-*.jsonl"))
     lines = spool.read_bytes().decode().split("\n")
+
     def whole(line: str) -> bool:
         try:
             return isinstance(json.loads(line), dict)

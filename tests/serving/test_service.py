@@ -63,6 +63,42 @@ def test_the_openai_client_gets_answers_and_the_serving_release(served):
             public.completions.create(model=f"tunegate:{stage}", prompt="Hello", max_tokens=1)
 
 
+def test_the_openai_client_fields_of_todays_clients_are_served(served):
+    """max_completion_tokens, stream_options.include_usage, content parts and a JSON-schema
+    response_format, as the current openai client sends them, on the real engine."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{served['url']}/v1", api_key=ADMIN)
+    parts = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Where is "}, {"type": "text", "text": "my card?"}],
+        }
+    ]
+    chunks = list(
+        client.chat.completions.create(
+            model="tunegate:production", messages=parts, max_completion_tokens=5, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    last = chunks[-1]
+    assert last.choices == [] and 1 <= last.usage.completion_tokens <= 5 and last.usage.prompt_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+    schema = {
+        "type": "object",
+        "properties": {"lost": {"type": "boolean"}},
+        "required": ["lost"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="tunegate:production", messages=parts, max_completion_tokens=32,
+        response_format={"type": "json_schema", "json_schema": {"name": "card", "schema": schema}},
+    )  # fmt: skip
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop", choice
+    assert set(json.loads(choice.message.content)) == {"lost"}
+
+
 def test_classify_answers_inside_the_label_set(served):
     r = post(
         f"{served['url']}/classify",
