@@ -8,10 +8,13 @@
    (training/objective.py). Self-distilled replay: the base model's own answers to general
    prompts join the training set, so the adapter keeps answering like the base model
    outside the task prompt (the gate's forgetting check measures this).
-3. Train (LoRA or full), validating each epoch or every N steps, early stopping on the
-   validation loss, keeping the best checkpoint. Checkpoints live outside the stage
-   output, keyed by a fingerprint of params, data and base model, so ``dvc repro``
-   after a crash resumes instead of starting over.
+3. Train (LoRA or full), validating each epoch or every N steps on the gate's own criteria
+   (validation answers decoded exactly, and forgetting on general prompts against
+   ``train.max_forgetting``: training/selection.py), keeping the best checkpoint within the
+   budget and stopping early when it no longer improves; a run with none within the budget
+   fails here, before evaluation. Checkpoints live outside the stage output, keyed by a
+   fingerprint of params, data and base model, so ``dvc repro`` after a crash resumes
+   instead of starting over.
 4. Save the adapter (safetensors only), ``prompt.json`` and ``card.json`` into the
    output folder in one atomic swap, and training metrics through DVCLive.
 
@@ -84,7 +87,8 @@ class TrainResult:
     train_seconds: float
     """The optimisation loop (validation passes included), from the first step to the last."""
     replay_seconds: float
-    """Generating the self-distilled replay before training (the base model answering)."""
+    """The base model answering before training: the self-distilled replay and the general
+    prompts forgetting is measured on."""
     tokens_per_second: float
     peak_memory_mb: float
     truncated_examples: int
