@@ -93,10 +93,18 @@ def predict_all(
         same.setdefault(key, []).append((ref.key, suite.name))
         asked.setdefault(key, (ref, tpl, suite))
     out = {}
-    for key, (ref, tpl, suite) in asked.items():
+    started, total = time.perf_counter(), sum(len(s.rows) for _, _, s in asked.values())
+    done = 0
+    for i, (key, (ref, tpl, suite)) in enumerate(asked.items(), 1):
         needs = confident is None or any(k in confident for k, _ in same[key])
+        log.info("answering %s (%d rows) with %s: %d/%d", suite.name, len(suite.rows), ref.key, i, len(asked))
         preds = engine.classify(ref, tpl, suite.rows, needs)
         out |= {who: preds for who in same[key]}
+        done += len(suite.rows)
+        spent = time.perf_counter() - started
+        log.info(
+            "  %d of %d rows in %.0f s; about %.0f s to go", done, total, spent, spent / done * (total - done)
+        )
     return out
 
 
@@ -191,7 +199,9 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     train = read_jsonl(args.data / "train.jsonl")
     shots = few_shot_rows(train, options.few_shot, seed) if options.few_shot else []
     preds, predict_info = predict_suites(m, suites, extra, base_cal, params, shots)
+    log.info("forgetting probe: the candidate and the base model on general questions")
     probe = forgetting_probe(args.data, params, m)
+    log.info("parity and the monitoring reference: the served engine's answers")
 
     # Parity and the monitoring reference: both answered by the served engine.
     parity_rows = suites[0].rows[: options.parity_rows]

@@ -108,8 +108,19 @@ def answer_all(
     else:
         hf = HFEngine(engine, ev.batch_size)  # scorer: merged weights; reference: PEFT
         answers = {}
-        for ref, parts, prompts in merged_jobs(jobs):
+        merged, total, done = merged_jobs(jobs), sum(len(p) for _, _, p in jobs), 0
+        for i, (ref, parts, prompts) in enumerate(merged, 1):
+            log.info("answering %d prompts with %s: %d/%d", len(prompts), ref.key, i, len(merged))
             texts = hf.chat(ref, prompts, ev.max_new_tokens, task.output_schema, task.json_answers)
+            done += len(prompts)
+            spent = time.perf_counter() - t0
+            log.info(
+                "  %d of %d answers in %.0f s; about %.0f s to go",
+                done,
+                total,
+                spent,
+                spent / done * (total - done),
+            )
             start = 0
             for name, n in parts:
                 answers[name], start = texts[start : start + n], start + n
