@@ -123,6 +123,7 @@ def advice(
         names = ", ".join(c["name"] for c in undecided)
         out.append(
             f"not enough evidence on {names}: more hold-out items settle it (up to about {most}; "
-            f"`tunegate plan` sizes them), or a wider margin declared before the run."
+            f"`tunegate plan` sizes them); a margin or limit may change only before a run, never to "
+            f"admit its result."
         )
     return out
