@@ -23,7 +23,7 @@ from monitoring.generation_drift import fields, judge_generation, live_quality, 
 from monitoring.window import GenerationWindow, Window, read_generation_window, read_window
 from serving.logstore import named
 from tunegate import monitor_reference
-from tunegate.artifacts import write_json
+from tunegate.artifacts import make_private, private_dir, write_json
 from tunegate.errors import DataError
 from tunegate.monitor_reference import GenerationReference, MonitorReference
 
@@ -151,7 +151,7 @@ def main_report(
         "insufficient" if snapshot is None else ("drift" if any(s.drifted for s in judged) else "no_drift")
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)  # the report holds production messages (scrubbed): this user's only
     html = out_dir / f"{stamp}.html"
     record = DriftRecord(
         time=stamp,
@@ -175,6 +175,7 @@ def main_report(
             f"<html><body><h1>Drift: not judged</h1><p>{results[0].note}</p></body></html>", encoding="utf-8"
         )
     record.write(out_dir)
+    make_private(html, out_dir / f"{stamp}.json")
     return record, html
 
 

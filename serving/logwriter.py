@@ -49,7 +49,8 @@ from typing import Any
 
 from serving.logstore import TIMEOUT_SECONDS
 from serving.requestlog import OPEN, Entry, RequestLog, finished_fields, row_of, scrubbed
-from serving.spool import append_private, private_dir, read_spool, set_aside
+from serving.spool import append_private, read_spool, set_aside
+from tunegate.artifacts import private_dir
 from tunegate.errors import TunegateError
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from typing import Any
 
 from serving.logstore import requests
 from serving.requestlog import FINISHED, Entry
+from tunegate.artifacts import PRIVATE_FILE
 
-PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 _TYPES: dict[str, tuple[type, ...]] = {
     "Text": (str,), "Integer": (int,), "Float": (int, float),
 }  # fmt: skip
@@ -30,13 +30,6 @@ INSERT_KEYS = frozenset(f.name for f in fields(Entry) if f.name != "tokens") | {
 """The keys of every row the writer inserts (serving/requestlog.py ``row_of``)."""
 FINISH_KEYS = frozenset({"key", *FINISHED})
 NOT_NULL = {c.name for c in requests.columns if not c.nullable}
-
-
-def private_dir(path: Path) -> Path:
-    """Make `path` (and parents) if needed, and keep it readable by this user only."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-    os.chmod(path, PRIVATE_DIR)
-    return path
 
 
 def append_private(path: Path, lines: list[str]) -> None:

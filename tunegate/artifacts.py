@@ -105,6 +105,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+"""Folders and files that hold callers' messages (request log, spools, drift reports)."""
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and parents) if needed, and keep it readable by this user only."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    with contextlib.suppress(PermissionError):  # another user's folder: theirs to keep private
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def make_private(*paths: Path) -> None:
+    """Files readable by this user only."""
+    for path in paths:
+        os.chmod(path, PRIVATE_FILE)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 

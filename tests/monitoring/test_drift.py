@@ -180,6 +180,13 @@ def test_a_small_window_is_not_judged_and_bad_logs_are_clear_errors(project, pre
     html = small.stdout.split("; report ")[1].split()[0]
     record = json.loads((project / html).with_suffix(".json").read_text())
     assert record["window"]["requests"] == 20 and record["window"]["skipped_rows"] == 3
+    # the report holds production messages: this user's only
+    assert (
+        (project / html).stat().st_mode & 0o777
+        == 0o600
+        == (project / html).with_suffix(".json").stat().st_mode & 0o777
+    )
+    assert (project / html).parent.stat().st_mode & 0o777 == 0o700
     empty = project / "empty.sqlite"
     RequestLog(empty).close()
     nothing = drift(project, empty)
