@@ -44,7 +44,6 @@ from serving.api import (
 from serving.auth import admin_auth, feedback_auth, public_auth
 from serving.generate_api import generation_feedback
 from serving.generate_api import router as generate_router
-from serving.guard import RealPath
 from serving.recording import LoggedStream, admit, cancel, headers, recorded, shadow
 from serving.requestlog import OPEN, FeedbackConflict
 from serving.runtime import Live, Runtime, Slot, complete, until_disconnect
@@ -65,7 +64,6 @@ def build_app(rt: Runtime | None = None) -> FastAPI:
     app.include_router(generate_router)
     app.include_router(admin)
     app.include_router(ui_router)  # the dashboard: /ui (serving/ui.py)
-    app.add_middleware(RealPath)  # the path serving/guard.py folded for the metrics, back
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:

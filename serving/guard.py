@@ -8,11 +8,6 @@
   stage's state, why a degraded stage is not served, the request log's and the watch loop's
   health, which name releases, databases and errors) only to the admin token.
 - ``/docs.json`` is the API's one OpenAPI 3.0 document (`serving/openapi.py`).
-- BentoML's own request metrics, inside this middleware, label requests by path, so each
-  random path would add series to ``/metrics`` without bound. A path no route answers
-  reaches the app as ``/{unknown}`` (a 404), and a route with a parameter
-  (``/ui/api/release/{version}.json``) is seen by those metrics under its template; the
-  real path travels beside it in the scope and `RealPath`, inside the app, puts it back.
 - Every ``/ui`` response carries a Content-Security-Policy (scripts, styles and requests to
   this origin only; no framing), ``X-Frame-Options: DENY``, ``X-Content-Type-Options:
   nosniff`` and ``Referrer-Policy: no-referrer``; the drift reports (Evidently pages with
@@ -29,12 +24,6 @@ from serving.auth import ADMIN, bearer, holds, metrics_allowed
 
 Message = dict[str, Any]
 
-REAL = "tunegate.real_path"
-"""Scope key: the request's own path while the metrics see the route's template."""
-UNKNOWN = "/{unknown}"
-"""The one path every request no route answers is counted under."""
-BENTO_PATHS = frozenset({"/", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"})
-"""BentoML's own routes (the FastAPI app holds the rest)."""
 UI_CSP = (
     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     b"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -83,27 +72,12 @@ class Guard:
         rt = getattr(self.api.state, "runtime", None)
         return rt.params if rt is not None else None
 
-    def labelled(self, scope) -> dict[str, Any]:
-        """The scope the metrics inside see: the path folded to its route's template (a
-        wrong method is still the route's: the app answers 405), or to UNKNOWN."""
-        from starlette.routing import Match
-
-        path = scope["path"]
-        if path in BENTO_PATHS:
-            return scope
-        route = next((r for r in self.api.routes if r.matches(scope)[0] != Match.NONE), None)
-        template = UNKNOWN if route is None else route.path if route.param_convertors else None
-        if template is None:
-            return scope
-        return scope | {"path": template, "raw_path": template.encode(), REAL: (path, scope.get("raw_path"))}
-
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, params = scope["path"], self.params
         if path == "/ui" or path.startswith("/ui/"):
             send = with_headers(send, ui_headers(path))
-        scope = self.labelled(scope)
         if path == "/readyz" and scope["method"] == "GET":
             return await self.readyz(send, scope)
         if path == "/docs.json" and scope["method"] == "GET":
@@ -157,17 +131,3 @@ class Guard:
             return await receive()  # later calls wait for the disconnect, as the app expects
 
         await self.app(scope, replay, send)
-
-
-class RealPath:
-    """Inside the app (before its routing): the request's own path back, where `Guard` let
-    the metrics see a template."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        real = scope.get(REAL) if scope["type"] == "http" else None
-        if real is not None:
-            scope = {k: v for k, v in scope.items() if k != REAL} | {"path": real[0], "raw_path": real[1]}
-        await self.app(scope, receive, send)

@@ -17,6 +17,7 @@ import bentoml
 from serving.app import build_app
 from serving.guard import Guard
 from serving.lifeline import SERVER_PID, die_with_parent, expected_parent
+from serving.metric_paths import install as install_folded_metrics
 from serving.runtime import Runtime
 from tunegate.layout import layout
 from tunegate.params import load_params
@@ -25,6 +26,7 @@ SERVER = expected_parent(SERVER_PID)
 if SERVER is not None and os.getpid() != SERVER:  # a worker (the server imports this module too):
     die_with_parent(SERVER)  # first thing, so a worker whose server is already gone never boots an engine
 app = build_app()
+install_folded_metrics(app)  # BentoML's per-path request metrics, bounded (serving/metric_paths.py)
 
 
 @bentoml.asgi_app(app, path="/")

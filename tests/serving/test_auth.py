@@ -122,24 +122,32 @@ def test_metrics_need_the_key_when_the_api_does(client, monkeypatch):
     assert TestClient(Guard(api, api=api)).get("/metrics").status_code == 404
 
 
-def test_the_metrics_see_unknown_paths_as_one_and_parameters_as_their_template(client):
-    """BentoML's metrics middleware sits inside the guard and labels by path: the guard folds
-    every path no route answers into one, and a route's parameter into its template, so
-    random paths cannot grow /metrics; the app still answers the real path."""
+def test_the_metrics_see_unknown_paths_as_one_and_parameters_as_their_template(monkeypatch):
+    """BentoML's traffic middleware (outermost) labels by path: its folded subclass hands it
+    every path no route answers as one, and a route's parameter as its template, so random
+    paths cannot grow /metrics; the app inside still answers the real path. The base class
+    here records what BentoML's would label (the real one runs in test_service.py)."""
+    from serving.metric_paths import folded
+
+    monkeypatch.setenv("TUNEGATE_API_KEY", "public-key")
     seen = []
     api = build_app(stub())
 
-    async def inner(scope, receive, send):
-        seen.append(scope["path"])
-        await api(scope, receive, send)
+    class Recording:  # BentoML's middleware's shape: (app, **options), labels scope["path"]
+        def __init__(self, app, **_):
+            self.app = app
 
-    guarded = TestClient(Guard(inner, api=api), raise_server_exceptions=False)
+        async def __call__(self, scope, receive, send):
+            seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    metered = TestClient(folded(Recording, api)(Guard(api, api=api)), raise_server_exceptions=False)
     for path in ("/x1", "/x2/y", "/v1/nothing", "/ui/api/nope/deeper"):
-        assert guarded.get(path).status_code == 404
-    assert guarded.get("/v1/models", headers=AUTH).status_code == 200
-    page = guarded.get("/ui/app.js")
+        assert metered.get(path).status_code == 404
+    assert metered.get("/v1/models", headers=AUTH).status_code == 200
+    page = metered.get("/ui/app.js")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/javascript")
-    assert guarded.get("/ui/x31").status_code == 404  # the real name reached the handler
+    assert metered.get("/ui/x31").status_code == 404  # the real name reached the handler
     assert seen == ["/{unknown}"] * 4 + ["/v1/models", "/ui/{name}", "/ui/{name}"]
 
 
@@ -361,3 +369,12 @@ def test_openai_errors_name_the_param_and_a_code(client):
         | {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": 5}}}}
     )
     assert "not a JSON schema" in e["message"] and e["param"] == "response_format"
+
+
+def test_the_folded_metrics_pass_lifespan_and_websocket_scopes_through():
+    """A lifespan scope has no path: the service's start-up goes through this middleware."""
+    from serving.metric_paths import labelled
+
+    api = build_app(stub())
+    for scope in ({"type": "lifespan"}, {"type": "websocket", "path": "/x"}):
+        assert labelled(api, scope) is scope
