@@ -97,13 +97,27 @@ def start_service(served, port: int, name: str) -> tuple[subprocess.Popen, Path]
     return proc, logfile
 
 
+def plant_torn_spool(logs) -> list[str]:
+    """A spool as a process killed while writing it leaves: whole rows, then half a line."""
+    from serving.requestlog import Entry, row_of
+
+    ids = [f"spooled-{i}" for i in range(3)]
+    rows = [
+        {"op": "insert", "row": row_of(Entry(r, "classify", 200, input="spooled"), "gone:1")} for r in ids
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"op": "insert", "row": {"request_id": "spoo'
+    (logs / "spool-gone-1.jsonl").write_text(text)
+    return ids
+
+
 def test_nothing_outlives_a_killed_service_and_a_restart_starts_cleanly(served):
     """SIGKILL at each level of what `tunegate serve` starts (server, worker, vLLM engine core):
     no process of the tree remains after a bounded wait, a request cut off by the worker's
     death is on the record as lost (marked by the worker the server starts next), a request
     the engine fails is a 500 in the answer and in the log, and a new start binds the same
     port. The start is made with a tampered release in staging: start-up degrades that stage
-    and serves, it never loops."""
+    and serves, it never loops. The last start finds a spool cut off by a kill: it replays
+    the whole rows, sets the torn one aside and becomes ready."""
     import psutil
 
     port = free_port()
@@ -149,10 +163,20 @@ def test_nothing_outlives_a_killed_service_and_a_restart_starts_cleanly(served):
         proc.kill()  # the server itself: whatever worker it has now must go with it
         proc.wait(10)
         assert gone(tree, within=20) == [], [psutil.Process(p).cmdline() for p in gone(tree, 0)]
+        planted = plant_torn_spool(served["project"] / "logs")  # as a kill mid-spool leaves it
         again, logfile = start_service(served, port, "lifecycle-restart")  # the port is free again
         try:
             r = post(f"{url}/classify", json={"text": "where is my card", "user": "gina"})
             assert r.status_code == 200, r.text
+            health = get(f"{url}/readyz", headers=AUTH).json()["log"]
+            assert health["spool_rejected"] == 1  # the cut line, set aside; the start went on
+            for rid in planted:
+                row = (
+                    sqlite3.connect(served["project"] / "logs/requests.sqlite")
+                    .execute("SELECT status FROM requests WHERE request_id = ?", (rid,))
+                    .fetchone()
+                )
+                assert row == (200,), rid
         finally:
             stop(again)
     assert "Traceback" not in logfile.read_text()
