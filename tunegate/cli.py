@@ -197,7 +197,7 @@ def register(
     its files hash to the record's tree sha256, its gate record approved it), not from the
     record's word."""
     from serving.package import verify_registration
-    from tunegate.artifacts import read_json
+    from tunegate.artifacts import read_json, write_json
     from tunegate.errors import RegistryError
     from tunegate.layout import layout
 
@@ -212,6 +212,9 @@ def register(
                 f"{candidate_record}: no packaged candidate; run `dvc repro` (approved candidates only)"
             )
         version = _registry(params_path).register(verify_registration(record))
+        # the pointer says what is true now: anything that reads it finds the release
+        done = {k: v for k, v in record.items() if k != "registration"} | {"version": version}
+        write_json(candidate_record, done)
     except TunegateError as err:
         fail(err)
     typer.echo(f"{record['bento_tag']} is release {version}")

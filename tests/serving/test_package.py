@@ -283,6 +283,8 @@ def test_register_takes_nothing_on_the_records_word(project, tmp_path):
     assert out.returncode == 0, out.stderr
     tags = subprocess.run(["git", "tag", "-n1"], cwd=project, capture_output=True, text=True).stdout
     assert rejected["model_id"] in tags and "forged" not in tags and "whatever" not in tags
+    pointer = json.loads((project / "forged.json").read_text())  # says the release it now is
+    assert pointer["version"] == out.stdout.split(" is release ")[1].strip() and "registration" not in pointer
 
 
 def test_a_rejected_candidate_is_not_packaged_and_the_stage_succeeds(project, tmp_path):
