@@ -72,7 +72,10 @@ class DriftRecord:
         return out
 
     def write(self, out_dir: Path) -> None:
-        write_json(out_dir / f"{self.time}.json", self.to_dict())
+        """The record beside its page, this user's only (it holds production messages)."""
+        path = out_dir / f"{self.time}.json"
+        write_json(path, self.to_dict())
+        make_private(path)
 
 
 def locate_reference(
@@ -175,7 +178,7 @@ def main_report(
             f"<html><body><h1>Drift: not judged</h1><p>{results[0].note}</p></body></html>", encoding="utf-8"
         )
     record.write(out_dir)
-    make_private(html, out_dir / f"{stamp}.json")
+    make_private(html)
     return record, html
 
 
