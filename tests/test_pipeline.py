@@ -118,7 +118,9 @@ def test_gate_check_exit_codes_and_metrics_and_plots(project, tmp_path):
     dvc = str(Path(sys.executable).parent / "dvc")
     check = sh([tunegate, "gate", "--check"], project)
     assert check.returncode == 1
-    assert check.stdout.startswith("rejected:") and len(check.stdout.strip().splitlines()) == 1
+    verdict, *advice = check.stdout.strip().splitlines()
+    assert verdict.startswith("rejected:") and advice and all(line.startswith("- ") for line in advice)
+    assert any("holdout.accuracy" in line and "under its floor" in line for line in advice)  # what to change
     metrics = sh([dvc, "metrics", "show", "--json"], project)
     assert metrics.returncode == 0
     assert "accuracy" in metrics.stdout and "shifted" in metrics.stdout and "perturb_typos" in metrics.stdout
