@@ -75,6 +75,7 @@ QUICK_TRAIN = {
     "max_val_rows": 12,
     "replay_rows": 8,
     "max_forgetting": None,  # a random tiny model forgets everything at once: budgets are tested on their own
+    "forgetting_rows": 4,  # measured at every validation all the same, on 4 general prompts (CI time)
 }
 QUICK_EVAL = {
     "perturbations": ["typos", "truncation"],
