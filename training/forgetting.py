@@ -15,6 +15,7 @@ them. The gate's probe, which scores short answers right or wrong, stays the rel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tunegate.artifacts import read_jsonl
@@ -31,12 +32,16 @@ class GeneralReference:
     targets: tuple[int, ...]
 
 
-def general_prompts(path: str, rows: int | None) -> list[str]:
-    """The prompts of a JSONL file of ``{"prompt": ...}`` rows (the first `rows`)."""
-    found = read_jsonl(path)
-    prompts = [r.get("prompt") for r in found]
+def general_prompts(
+    path: str | Path, rows: int | None = None, setting: str = "train.forgetting_source"
+) -> list[str]:
+    """The prompts of a JSONL file of ``{"prompt": ...}`` rows (the first `rows`); `setting`
+    names the param that points at it in the errors."""
+    if not Path(path).exists():
+        raise DataError(f"{path}: the general prompts of {setting} are missing")
+    prompts = [r.get("prompt") for r in read_jsonl(path)]
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise DataError(f"{path}: train.forgetting_source needs rows with a non-empty 'prompt'")
+        raise DataError(f"{path}: {setting} needs rows with a non-empty 'prompt'")
     return prompts[:rows] if rows else prompts
 
 

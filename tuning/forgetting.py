@@ -16,18 +16,14 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import read_jsonl
 from tunegate.errors import DataError
 
 
 def general_prompts(path: Path) -> list[str]:
-    if not path.exists():
-        raise DataError(f"{path}: the general prompts of tune.general_source are missing")
-    rows = read_jsonl(path)
-    prompts = [r.get("prompt") for r in rows]
-    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise DataError(f"{path}: every row needs a non-empty 'prompt'")
-    return prompts
+    """The search's general prompts (the train stage's reader, named by its own setting)."""
+    from training.forgetting import general_prompts as read
+
+    return read(path, setting="tune.general_source")
 
 
 def base_answers(base_dir: Path, prompts: list[str], max_tokens: int) -> list[str]:
