@@ -168,15 +168,19 @@ def vllm_classify(
     }
 
 
-def run_vllm(
-    module: str, spec: dict[str, Any], kv_cache_gib: int, env_extra: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run a vLLM job module (``python -m <module> --spec --out``) in a subprocess; its output."""
+def run_vllm(module: str, spec: dict[str, Any], kv_cache_gib: int) -> dict[str, Any]:
+    """Run a vLLM job module (``python -m <module> --spec --out``) in a subprocess; its output.
+
+    Offline answering is decode-bound: vLLM's CPU backend keeps a core for its scheduler by
+    default, which on 2 cores halves the model's (bench/eval_throughput.py; on the make run
+    model, 58 classify rows took 90 s with the core kept and 71 s without, the same answers)."""
     with tempfile.TemporaryDirectory(prefix="tunegate-vllm-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)} | (env_extra or {})
-        env = os.environ | env
+        env = os.environ | {
+            "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
+        }
         cmd = [sys.executable, "-m", module, "--spec", str(spec_path), "--out", str(out_path)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -211,10 +215,7 @@ def vllm_generate(
             {"name": n, "model": ref.key if ref.adapter_dir else None, "prompts": p} for ref, n, p in jobs
         ],
     }
-    # Offline generation is decode-bound: vLLM's CPU backend keeps a core for its scheduler by
-    # default, which on 2 cores halves the model's (bench/eval_throughput.py --generation).
-    reserved = {"VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")}
-    raw = run_vllm("evaluation.vllm_generate", spec, kv_cache_gib, reserved)
+    raw = run_vllm("evaluation.vllm_generate", spec, kv_cache_gib)
     return raw["answers"], {"startup_seconds": raw["startup_seconds"], "seconds": raw["seconds"]}
 
 
