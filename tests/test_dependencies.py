@@ -35,6 +35,8 @@ USED_WITHOUT_IMPORT = {
     "pytest-timeout": "a pytest plugin (the tests' time limits)",
     "ruff": "the linter's CLI (make lint)",
     "pre-commit": "the hooks' CLI",
+    "mkdocs": "its CLI builds the documentation site (mkdocs.yml, tests/test_docs_site.py)",
+    "mkdocs-material": "the documentation site's theme (mkdocs.yml)",
     "schemathesis": "its CLI fuzzes the running service (tests/serving/test_fuzz.py)",
 }
 

@@ -189,7 +189,7 @@ class AnswerLossTrainer(Trainer):
 
 def wrapped_module(model: Any) -> Any:
     """The module inside DistributedDataParallel, whose forward the loss must run as; None
-    for a model on one process. (FSDP is not supported by the train stage: see README.)"""
+    for a model on one process. (FSDP is not supported by the train stage: see docs/scaling.md.)"""
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return model.module
     return None
