@@ -27,8 +27,10 @@ def test_docs_site_builds_strict_and_a_broken_link_fails_it(tmp_path):
     # The same build on a copy with one broken link: strict mode must refuse it.
     broken = tmp_path / "broken"
     (broken / "docs").mkdir(parents=True)
-    for page in (ROOT / "docs").glob("*.md"):
-        (broken / "docs" / page.name).write_text(page.read_text())
+    for page in (ROOT / "docs").rglob("*.md"):
+        target = broken / "docs" / page.relative_to(ROOT / "docs")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page.read_text())
     (broken / "docs/img").symlink_to(ROOT / "docs/img")
     (broken / "mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text())
     (broken / "docs/layout.md").write_text((ROOT / "docs/layout.md").read_text() + "\n[gone](gone.md)\n")
@@ -39,10 +41,34 @@ def test_docs_site_builds_strict_and_a_broken_link_fails_it(tmp_path):
     assert refused.returncode != 0 and "gone.md" in refused.stderr
 
 
+def _pages(nav: list) -> set[str]:
+    found = set()
+    for item in nav:
+        value = next(iter(item.values()))
+        found |= _pages(value) if isinstance(value, list) else {value}
+    return found
+
+
 def test_docs_every_page_is_in_the_navigation():
     config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.Loader)  # !!python/name tags
-    listed = {next(iter(item.values())) for item in config["nav"]}
-    assert listed == {p.name for p in (ROOT / "docs").glob("*.md")}
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert _pages(config["nav"]) == pages - {p for p in pages if p.startswith("examples/")}
+
+
+def test_docs_reference_pages_are_what_the_code_writes_now(tmp_path):
+    """The params, CLI and API references are generated (scripts/reference_docs.py); a field,
+    option or endpoint changed without rerunning it fails here, naming the page."""
+    from scripts.reference_docs import main
+
+    main(["--out", str(tmp_path)])
+    for page in ("params.md", "cli.md", "api.md"):
+        assert (tmp_path / page).read_text() == (ROOT / "docs/reference" / page).read_text(), (
+            f"docs/reference/{page} is stale: run .venv/bin/python scripts/reference_docs.py"
+        )
+    params = (ROOT / "docs/reference/params.md").read_text()
+    assert "`gate.margins`" in params and "`train.lora.r`" in params
+    assert "## `tunegate promote`" in (ROOT / "docs/reference/cli.md").read_text()
+    assert "`/classify`" in (ROOT / "docs/reference/api.md").read_text()
 
 
 def test_readme_is_short_and_its_links_resolve():

@@ -1,0 +1,163 @@
+"""Write the documentation site's reference pages from the code they describe, so that they
+cannot drift from it: the params (every key of params.yaml from the typed dataclasses and
+their field docs), the CLI (from the Typer app) and the HTTP API (from the service's own
+OpenAPI document). `tests/test_docs_site.py` fails when a committed page differs from what
+this script writes now.
+
+    .venv/bin/python scripts/reference_docs.py          # rewrite docs/reference/*.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def field_docs(cls: type) -> dict[str, tuple[str, str]]:
+    """Each field's annotation and the docstring written under it (attribute docstrings)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    out: dict[str, tuple[str, str]] = {}
+    for i, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            doc = ""
+            nxt = body[i + 1] if i + 1 < len(body) else None
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                doc = " ".join(str(nxt.value.value).split())
+            out[node.target.id] = (ast.unparse(node.annotation), doc)
+    return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def params_rows(cls: type, prefix: str) -> list[str]:
+    docs, rows, nested = field_docs(cls), [], []
+    for f in dataclasses.fields(cls):
+        value = _default(f)
+        if dataclasses.is_dataclass(value):
+            nested.append((type(value), f"{prefix}.{f.name}"))
+            continue
+        annotation, doc = docs.get(f.name, ("", ""))
+        shown = repr(list(value) if isinstance(value, tuple) else value)
+        rows.append(f"| `{prefix}.{f.name}` | `{_cell(annotation)}` | `{_cell(shown)}` | {_cell(doc)} |")
+    for sub, name in nested:
+        rows += params_rows(sub, name)
+    return rows
+
+
+def params_page() -> str:
+    from tunegate.params import Params
+
+    parts = [
+        "# Params reference",
+        "",
+        "Every key of `params.yaml` (and `params-generation.yaml`), its type, its default and what",
+        "it does, written by `scripts/reference_docs.py` from the typed dataclasses in",
+        "`tunegate/params.py`, `tunegate/release_params.py` and `tunegate/tune_params.py`.",
+        "`tunegate params` prints the resolved set of a project; a key that is not here is refused.",
+    ]
+    for section in dataclasses.fields(Params):
+        cls = type(_default(section))
+        summary = " ".join((inspect.getdoc(cls) or "").split()) if cls.__doc__ else ""
+        parts += ["", f"## `{section.name}`", ""]
+        if summary and not summary.startswith(cls.__name__ + "("):
+            parts += [summary, ""]
+        parts += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        parts += params_rows(cls, section.name)
+    return "\n".join(parts) + "\n"
+
+
+def cli_page() -> str:
+    import typer
+
+    from tunegate.cli import app
+
+    root = typer.main.get_command(app)
+    parts = [
+        "# CLI reference",
+        "",
+        "`tunegate` (in `.venv/bin`), written by `scripts/reference_docs.py` from the Typer app",
+        "(`tunegate/cli.py`); `tunegate COMMAND --help` prints the same.",
+    ]
+
+    def walk(cmd: Any, path: list[str], parent: Any) -> None:  # Typer's own click (typer._click)
+        ctx = cmd.context_class(cmd, info_name=path[-1], parent=parent)
+        if len(path) > 1:
+            parts.extend(["", f"## `{' '.join(path)}`", ""])
+            parts.append(" ".join((cmd.help or "").split()))
+            params = [p for p in cmd.get_params(ctx) if p.name != "help"]
+            if params:
+                parts.extend(["", "| argument or option | meaning |", "| --- | --- |"])
+                for p in params:
+                    option = p.param_type_name == "option"
+                    names = ", ".join(p.opts + p.secondary_opts) if option else str(p.name).upper()
+                    text = " ".join((getattr(p, "help", None) or "").split())
+                    parts.append(f"| `{_cell(names)}` | {_cell(text)} |")
+        if hasattr(cmd, "list_commands"):
+            for name in sorted(cmd.list_commands(ctx)):
+                walk(cmd.get_command(ctx, name), [*path, name], ctx)
+
+    walk(root, ["tunegate"], None)
+    return "\n".join(parts) + "\n"
+
+
+def api_page() -> str:
+    from serving.app import build_app
+    from serving.openapi import document
+
+    doc = document(build_app())
+    parts = [
+        "# HTTP API reference",
+        "",
+        "The service's operations, written by `scripts/reference_docs.py` from its own OpenAPI",
+        f"{doc['openapi']} document (`GET /docs.json` on a running service, `serving/openapi.py`),",
+        "which the tests validate and fuzz. Errors use OpenAI's shape: "
+        '`{"error": {"message", "type", "param", "code"}}`.',
+        "",
+        "| method | path | what | answers |",
+        "| --- | --- | --- | --- |",
+    ]
+    for path in sorted(doc["paths"]):
+        for method, op in sorted(doc["paths"][path].items()):
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            what = " ".join((op.get("description") or op.get("summary") or "").split())
+            codes = ", ".join(sorted(op["responses"]))
+            parts.append(f"| {method.upper()} | `{path}` | {_cell(what)} | {codes} |")
+    return "\n".join(parts) + "\n"
+
+
+PAGES = {"params.md": params_page, "cli.md": cli_page, "api.md": api_page}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/reference")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, page in PAGES.items():
+        (args.out / name).write_text(page(), encoding="utf-8")
+        print(f"wrote {args.out / name}")
+
+
+if __name__ == "__main__":
+    main()
