@@ -4,7 +4,10 @@ their field docs), the CLI (from the Typer app) and the HTTP API (from the servi
 OpenAPI document). `tests/test_docs_site.py` fails when a committed page differs from what
 this script writes now.
 
-    .venv/bin/python scripts/reference_docs.py          # rewrite docs/reference/*.md
+    .venv/bin/python scripts/reference_docs.py    # rewrite docs/reference/*.md, docs/snippets/*.md
+
+It also writes the snippets that pages include (pymdownx.snippets) where they quote a run's
+figures, from the committed eval/ files: rerun it after committing a new run.
 """
 
 from __future__ import annotations
@@ -146,15 +149,51 @@ def api_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-PAGES = {"params.md": params_page, "cli.md": cli_page, "api.md": api_page}
+def calibration_snippet(project: Path = ROOT) -> str:
+    """The committed run's calibration and abstention figures (eval/gate.json and
+    eval/results/calibration.json), included by docs/gate.md: typed by no one."""
+    import json
+
+    gate = json.loads((project / "eval/gate.json").read_text(encoding="utf-8"))
+    cal = json.loads((project / "eval/results/calibration.json").read_text(encoding="utf-8"))
+    checks, level = {c["name"]: c for c in gate["checks"]}, round(100 * gate["interval_level"])
+
+    def row(name: str, what: str, declared: str) -> str:
+        c = checks[name]
+        ci = f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c.get("ci") else ""
+        return f"| {what} | {c['value']:.3f}{ci} ({c['items']} items) | {declared} {c['threshold']} |"
+
+    fitted = cal.get("fitted") or {}
+    at = next((n for n in gate["notes"] if n.startswith("validation at the threshold")), "")
+    lines = [
+        f"| what (`{gate['candidate']['model_id']}`, hold-out) | value, {level}% interval | declared |",
+        "| --- | --- | --- |",
+        f"| calibration | {cal['method']} {cal.get('temperature', '')}, fitted on {fitted.get('rows')} "
+        f"validation answers ({fitted.get('errors')} wrong) | `eval.calibration` |",
+        f"| threshold (calibrated confidence) | {cal['abstain_below']:.3f}; {_cell(at)} | `serve.abstain_below` |",
+        row("holdout.ece", "expected calibration error", "`gate.max_ece`"),
+        row("holdout.coverage", "answered (coverage)", "`gate.min_coverage`"),
+        row("holdout.selective_accuracy", "accuracy of the answered messages", "`gate.min_selective_accuracy`"),
+        row("holdout_oos.recall", "out-of-scope messages abstained on", "`gate.min_oos_recall`"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {
+    "reference/params.md": params_page,
+    "reference/cli.md": cli_page,
+    "reference/api.md": api_page,
+    "snippets/calibration.md": calibration_snippet,
+}
+"""Each generated file, relative to docs/ (snippets/ are included by pages, not pages)."""
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/reference")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, page in PAGES.items():
+        (args.out / name).parent.mkdir(parents=True, exist_ok=True)
         (args.out / name).write_text(page(), encoding="utf-8")
         print(f"wrote {args.out / name}")
 
