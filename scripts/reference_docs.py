@@ -170,10 +170,11 @@ def calibration_snippet(project: Path = ROOT) -> str:
         "| --- | --- | --- |",
         f"| calibration | {cal['method']} {cal.get('temperature', '')}, fitted on {fitted.get('rows')} "
         f"validation answers ({fitted.get('errors')} wrong) | `eval.calibration` |",
-        f"| threshold (calibrated confidence) | {cal['abstain_below']:.3f}; {_cell(at)} | `serve.abstain_below` |",
+        f"| threshold (calibrated confidence) | {cal['abstain_below']:.3f}; {_cell(at)} "
+        "| `serve.abstain_below` |",
         row("holdout.ece", "expected calibration error", "`gate.max_ece`"),
         row("holdout.coverage", "answered (coverage)", "`gate.min_coverage`"),
-        row("holdout.selective_accuracy", "accuracy of the answered messages", "`gate.min_selective_accuracy`"),
+        row("holdout.selective_accuracy", "accuracy of answered messages", "`gate.min_selective_accuracy`"),
         row("holdout_oos.recall", "out-of-scope messages abstained on", "`gate.min_oos_recall`"),
     ]
     return "\n".join(lines) + "\n"

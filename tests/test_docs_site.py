@@ -58,9 +58,7 @@ def test_docs_every_page_is_in_the_navigation():
 def test_docs_reference_pages_are_what_the_code_writes_now(tmp_path):
     """The params, CLI and API references are generated (scripts/reference_docs.py); a field,
     option or endpoint changed without rerunning it fails here, naming the page."""
-    from scripts.reference_docs import main
-
-    from scripts.reference_docs import PAGES
+    from scripts.reference_docs import PAGES, main
 
     main(["--out", str(tmp_path)])
     for page in PAGES:
