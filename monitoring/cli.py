@@ -34,7 +34,9 @@ def drift(
     from monitoring.retrain import due, reports, trigger
     from serving.logstore import configured
     from tunegate.params import load_params
+    from tunegate.stage import configure_logging
 
+    configure_logging()  # each long step on stderr (the verdict lines stay on stdout)
     try:
         params = load_params(params_path)
         m = params.monitor

@@ -42,6 +42,7 @@ embedded, and the reference's embeddings are cached on disk by its hash
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ from typing import Any
 from monitoring.descriptors import NAMES, describe
 from monitoring.window import Window, check_family
 from tunegate.monitor_reference import MonitorReference
+
+log = logging.getLogger(__name__)
 
 INVALID = "<invalid>"
 """How an answer that is not a label counts in the label test (a rise in them is drift)."""
@@ -101,6 +104,7 @@ def embed(texts: list[str], cache: Path | None = None) -> Any:
         from sentence_transformers import SentenceTransformer
 
         _ENCODER = SentenceTransformer(str(get_model_path()), device="cpu", trust_remote_code=False)
+    log.info("embedding %d messages with all-MiniLM-L6-v2", len(texts))
     vectors = _ENCODER.encode(texts, batch_size=64, show_progress_bar=False)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +266,7 @@ def verdicts(
     time); every verdict is the same."""
     from monitoring.drift_tests import NullCalibratedModelDrift
 
+    (log.info if render else log.debug)("Evidently: %d reference and %d window rows", len(ref), len(cur))
     snapshot = report(ref, cur, tested, each, d.embeddings and render, categorical)
     judged = {s.name: s for s in evidently_signals(snapshot, each, d.sizes)}
     if d.embeddings and not render:

@@ -8,6 +8,7 @@ file named explicitly (``--reference`` or a path in ``monitor.reference``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ from tunegate import monitor_reference
 from tunegate.artifacts import make_private, private_dir, write_json
 from tunegate.errors import DataError
 from tunegate.monitor_reference import GenerationReference, MonitorReference
+
+logger = logging.getLogger(__name__)
+"""Each long step of a report (`tunegate drift` sends it to stderr): never silent."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def main_report(
     """Compute drift for a window and write the report; returns the record and the HTML path.
     The window is the /classify or the /generate traffic, as ``base.task`` says."""
     generation = params.base.task == "generation"
+    logger.info("reading the %s window from %s", "/generate" if generation else "/classify", named(log))
     window = (read_generation_window if generation else read_window)(log, hours, last)
     if not window.texts:
         span = f"the last {hours:g} h" if hours is not None else "the log"
@@ -138,6 +143,10 @@ def main_report(
             f"{reference.source} is a {kind} release's reference; base.task is {params.base.task}"
         )
     m = params.monitor
+    logger.info(
+        "judging %d requests against %s (%d rows): %s", len(window.texts), reference.source, len(reference),
+        ", ".join(m.signals),
+    )  # fmt: skip
     if isinstance(reference, GenerationReference):
         assert isinstance(window, GenerationWindow)
         fix = generation_correction(m.signals, fields(reference), m.alpha)
@@ -172,6 +181,7 @@ def main_report(
         html=[html.name],
     )  # fmt: skip
     if snapshot is not None:
+        logger.info("writing the Evidently report %s", html)
         snapshot.save_html(str(html))
     else:
         html.write_text(

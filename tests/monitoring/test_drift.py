@@ -152,6 +152,11 @@ def test_drift_report_judges_a_first_window_and_catches_the_shifted_channel(proj
     assert 0.5 < emb["threshold"] < 0.75 and emb["p_value"] > report["correction"]["each"]
     assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML
     assert "family-wise: Bonferroni over 11 signals" in same.stdout
+    # The long steps say what they do on stderr, in order, and only there.
+    steps = ["reading the /classify window", "judging 168 requests", "embedding", "Evidently:", "writing"]
+    at = [same.stderr.find(step) for step in steps]
+    assert -1 not in at and at == sorted(at), same.stderr[-2000:]
+    assert "judging" not in same.stdout
 
     shifted_rows = read_jsonl(prepared_sample / "shifted.jsonl")
     shifted = drift(project, log_of(project / "shifted.sqlite", shifted_rows, wrong_every=2, confidence=0.7))
