@@ -147,7 +147,6 @@ class ParityResult:
     rates: dict[str, float] | None = None
     disagreements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     served_engine: str | None = None
-    served_seconds: float | None = None
     missing: str | None = None
 
 
@@ -197,7 +196,8 @@ class Evidence:
                     "labels": tuple(d["labels"]),
                     "suites": {k: SuiteInfo(**v) for k, v in d["suites"].items()},
                     "probe": ProbeResult(**d["probe"]),
-                    "parity": ParityResult(**d["parity"]),
+                    # served_seconds: a timing written before timings moved to eval/run.json
+                    "parity": ParityResult(**{k: v for k, v in d["parity"].items() if k != "served_seconds"}),
                 })
             )  # fmt: skip
         except (KeyError, TypeError) as err:

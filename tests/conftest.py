@@ -92,6 +92,7 @@ QUICK_EVAL = {
 }
 
 COPY = [
+    ".gitignore",  # the run records (run.json) stay untracked, as in a clone
     "dvc.yaml",
     "params.yaml",
     "pyproject.toml",

@@ -131,6 +131,26 @@ def test_gate_check_exit_codes_and_metrics_and_plots(project, tmp_path):
 
 
 @pytest.mark.slow
+def test_rerun_of_train_and_gate_changes_nothing_git_tracks(project):
+    """Training and the gate, run again on the same inputs, write byte-identical outputs:
+    after committing one run, a forced second leaves `git status` clean (the timings and
+    stamps that change went to the untracked run records, metrics/train/run.json)."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    commit = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]
+    for cmd in (["git", "add", "-A"], commit):
+        assert sh(cmd, project).returncode == 0
+    first = read_json(project / "metrics/train/run.json")
+    again = sh([dvc, "repro", "-f", "-s", "train", "gate"], project)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Running stage 'train'" in again.stdout and "Running stage 'gate'" in again.stdout
+    assert sh(["git", "status", "--porcelain"], project).stdout == ""
+    second = read_json(project / "metrics/train/run.json")
+    assert second["environment"]["created_at"] >= first["environment"]["created_at"]
+    tracked = read_json(project / "metrics/train/metrics.json")
+    assert "train_seconds" in first and "train_seconds" not in tracked
+
+
+@pytest.mark.slow
 def test_a_production_model_becomes_the_baseline(project):
     """Point the registry at a copy of the candidate: the baseline is then production, and an
     identical model passes every A/B check (delta 0, no significant regression). The rerun

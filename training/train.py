@@ -47,6 +47,7 @@ from tunegate.artifacts import (
     file_hashes,
     read_json,
     read_jsonl,
+    record_run,
     refuse_pickle,
     sha256_bytes,
     tree_hash,
@@ -355,6 +356,7 @@ class TrainRecipe:
                 "tree_sha256": tree_hash(files),
                 "environment": environment(),
             }
+            card["metrics"] = {k: v for k, v in card["metrics"].items() if k not in TIMINGS}
             write_json(tmp / "card.json", card)
             # The Hugging Face card (PEFT writes a template; this one says what tunegate knows).
             # Not among the hashed files: it is derived from card.json, and the package stage
@@ -436,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
     if not main_process:
         return
     card = recipe.save(args.out, result)
+    timings = {key: round(getattr(result, key), 4) for key in TIMINGS}
+    record_run(args.metrics / "run.json", {"stage": "train", "model_id": card["model_id"]} | timings)
     recipe.cleanup()
     log.info(
         "candidate %s: val loss %.4f -> %.4f, %.0f tokens/s, %.0f s",
@@ -447,17 +451,11 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-SUMMARY = (
-    "train_loss",
-    "best_val_loss",
-    "first_val_loss",
-    "tokens_per_second",
-    "train_seconds",
-    "replay_seconds",
-    "peak_memory_mb",
-    "steps",
-    "epochs",
-)
+SUMMARY = ("train_loss", "best_val_loss", "first_val_loss", "steps", "epochs")
+"""The DVCLive summary (metrics/train/metrics.json, tracked by git): the same on every run."""
+TIMINGS = ("train_seconds", "replay_seconds", "tokens_per_second", "peak_memory_mb")
+"""What differs on every run of the same inputs: in the stage's run record
+(metrics/train/run.json, untracked), never in the card or the tracked metrics."""
 
 
 @contextlib.contextmanager

@@ -215,12 +215,21 @@ TRACKED_LIBRARIES = (
 )
 
 
-def environment(stamped: bool = True) -> dict[str, Any]:
+def record_run(path: str | Path, figures: dict[str, Any]) -> None:
+    """What changes on every run of a stage (when, at which revision, on which platform, how
+    long) goes here, beside its outputs and never in them: the outputs DVC hashes and git
+    tracks stay byte-identical when nothing changed, so a rerun changes nothing tracked
+    (`.gitignore` names these files: ``run.json``, ``*.run.json``)."""
+    write_json(path, figures | {"environment": environment(stamped=True)})
+
+
+def environment(stamped: bool = False) -> dict[str, Any]:
     """What produced an artifact: library versions and Python; when ``stamped``, also the
     platform, the time and the git revision.
 
-    An output that must be byte-identical for identical inputs (the base stage's, so that
-    DVC sees an unchanged base and keeps the fine-tune) is written unstamped.
+    Outputs are written unstamped, so that identical inputs give byte-identical outputs (DVC
+    then keeps what follows, and a rerun changes nothing git tracks); the stamp goes to the
+    stage's run record (``record_run``).
     """
     versions = {}
     for name in TRACKED_LIBRARIES:

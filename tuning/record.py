@@ -53,7 +53,7 @@ def write_record(study: Any, params: Params, objective: str, project: Path) -> P
         "space": tp.space,
         "trials": trial_rows(study),
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
-        "environment": environment(),
+        "environment": environment(stamped=True),  # a study's record: when and where it ran
     }
     path = record_dir(params, project) / "trials.json"
     write_json(path, record)
