@@ -150,12 +150,12 @@ def api_page() -> str:
 
 
 def calibration_snippet(project: Path = ROOT) -> str:
-    """The committed run's calibration and abstention figures (eval/gate.json and
-    eval/results/calibration.json), included by docs/gate.md: typed by no one."""
+    """The committed run's calibration and abstention figures, from eval/gate.json (tracked by
+    git, so a fresh clone has it; the DVC outputs under eval/results need `dvc repro` first),
+    included by docs/gate.md: typed by no one."""
     import json
 
     gate = json.loads((project / "eval/gate.json").read_text(encoding="utf-8"))
-    cal = json.loads((project / "eval/results/calibration.json").read_text(encoding="utf-8"))
     checks, level = {c["name"]: c for c in gate["checks"]}, round(100 * gate["interval_level"])
 
     def row(name: str, what: str, declared: str) -> str:
@@ -163,14 +163,16 @@ def calibration_snippet(project: Path = ROOT) -> str:
         ci = f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c.get("ci") else ""
         return f"| {what} | {c['value']:.3f}{ci} ({c['items']} items) | {declared} {c['threshold']} |"
 
-    fitted = cal.get("fitted") or {}
-    at = next((n for n in gate["notes"] if n.startswith("validation at the threshold")), "")
+    def note(start: str) -> str:
+        return _cell(next((n for n in gate["notes"] if n.startswith(start)), "-"))
+
+    fitted = checks["calibration.fitted"]
     lines = [
         f"| what (`{gate['candidate']['model_id']}`, hold-out) | value, {level}% interval | declared |",
         "| --- | --- | --- |",
-        f"| calibration | {cal['method']} {cal.get('temperature', '')}, fitted on {fitted.get('rows')} "
-        f"validation answers ({fitted.get('errors')} wrong) | `eval.calibration` |",
-        f"| threshold (calibrated confidence) | {cal['abstain_below']:.3f}; {_cell(at)} "
+        f"| {fitted['metric']} | {'fitted' if fitted['passed'] else 'not fitted'} "
+        f"({fitted['threshold']}) | `eval.calibration` |",
+        f"| threshold | {note('abstention threshold')}; {note('validation at the threshold')} "
         "| `serve.abstain_below` |",
         row("holdout.ece", "expected calibration error", "`gate.max_ece`"),
         row("holdout.coverage", "answered (coverage)", "`gate.min_coverage`"),
