@@ -266,7 +266,8 @@ def verdicts(
     time); every verdict is the same."""
     from monitoring.drift_tests import NullCalibratedModelDrift
 
-    (log.info if render else log.debug)("Evidently: %d reference and %d window rows", len(ref), len(cur))
+    level = logging.INFO if render else logging.DEBUG  # the benchmark's thousands of windows: quiet
+    log.log(level, "Evidently: %d reference and %d window rows", len(ref), len(cur))
     snapshot = report(ref, cur, tested, each, d.embeddings and render, categorical)
     judged = {s.name: s for s in evidently_signals(snapshot, each, d.sizes)}
     if d.embeddings and not render:

@@ -7,7 +7,7 @@ this script writes now.
     .venv/bin/python scripts/reference_docs.py    # rewrite docs/reference/*.md, docs/snippets/*.md
 
 It also writes the snippets that pages include (pymdownx.snippets) where they quote a run's
-figures, from the committed eval/ files: rerun it after committing a new run.
+figures: sections of the committed eval/report.md. Rerun it after committing a new run.
 """
 
 from __future__ import annotations
@@ -149,44 +149,21 @@ def api_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-def calibration_snippet(project: Path = ROOT) -> str:
-    """The committed run's calibration and abstention figures, from eval/gate.json (tracked by
-    git, so a fresh clone has it; the DVC outputs under eval/results need `dvc repro` first),
-    included by docs/gate.md: typed by no one."""
-    import json
-
-    gate = json.loads((project / "eval/gate.json").read_text(encoding="utf-8"))
-    checks, level = {c["name"]: c for c in gate["checks"]}, round(100 * gate["interval_level"])
-
-    def row(name: str, what: str, declared: str) -> str:
-        c = checks[name]
-        ci = f" [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c.get("ci") else ""
-        return f"| {what} | {c['value']:.3f}{ci} ({c['items']} items) | {declared} {c['threshold']} |"
-
-    def note(start: str) -> str:
-        return _cell(next((n for n in gate["notes"] if n.startswith(start)), "-"))
-
-    fitted = checks["calibration.fitted"]
-    lines = [
-        f"| what (`{gate['candidate']['model_id']}`, hold-out) | value, {level}% interval | declared |",
-        "| --- | --- | --- |",
-        f"| {fitted['metric']} | {'fitted' if fitted['passed'] else 'not fitted'} "
-        f"({fitted['threshold']}) | `eval.calibration` |",
-        f"| threshold | {note('abstention threshold')}; {note('validation at the threshold')} "
-        "| `serve.abstain_below` |",
-        row("holdout.ece", "expected calibration error", "`gate.max_ece`"),
-        row("holdout.coverage", "answered (coverage)", "`gate.min_coverage`"),
-        row("holdout.selective_accuracy", "accuracy of answered messages", "`gate.min_selective_accuracy`"),
-        row("holdout_oos.recall", "out-of-scope messages abstained on", "`gate.min_oos_recall`"),
-    ]
-    return "\n".join(lines) + "\n"
+def report_section(heading: str, project: Path = ROOT) -> str:
+    """One section of the committed release report (eval/report.md, tracked by git, written by
+    the gate stage's own renderer), quoted as it is, without its heading: a page that shows a
+    run's figures includes this, so nobody types them and nothing renders them twice."""
+    report = (project / "eval/report.md").read_text(encoding="utf-8")
+    start = report.index(f"\n## {heading}\n") + len(heading) + 5
+    end = report.find("\n## ", start)
+    return report[start : None if end < 0 else end].strip("\n") + "\n"
 
 
 PAGES = {
     "reference/params.md": params_page,
     "reference/cli.md": cli_page,
     "reference/api.md": api_page,
-    "snippets/calibration.md": calibration_snippet,
+    "snippets/calibration.md": lambda: report_section("Calibration and abstention"),
 }
 """Each generated file, relative to docs/ (snippets/ are included by pages, not pages)."""
 

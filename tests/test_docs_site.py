@@ -32,6 +32,7 @@ def test_docs_site_builds_strict_and_a_broken_link_fails_it(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page.read_text())
     (broken / "docs/img").symlink_to(ROOT / "docs/img")
+    (broken / "bench").symlink_to(ROOT / "bench")  # the pages quote bench/results/
     (broken / "mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text())
     (broken / "docs/layout.md").write_text((ROOT / "docs/layout.md").read_text() + "\n[gone](gone.md)\n")
     refused = subprocess.run(

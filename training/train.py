@@ -350,13 +350,12 @@ class TrainRecipe:
                 "labels": list(self.labels),
                 "prompt_template": self.template.template_id,
                 "params": {"seed": self.params.base.seed, "train": asdict(self.p)},
-                "metrics": asdict(result),
+                "metrics": {k: v for k, v in asdict(result).items() if k not in TIMINGS},
                 "distributed": distribution(self.trainer),
                 "files": files,
                 "tree_sha256": tree_hash(files),
                 "environment": environment(),
             }
-            card["metrics"] = {k: v for k, v in card["metrics"].items() if k not in TIMINGS}
             write_json(tmp / "card.json", card)
             # The Hugging Face card (PEFT writes a template; this one says what tunegate knows).
             # Not among the hashed files: it is derived from card.json, and the package stage

@@ -219,7 +219,7 @@ def record_run(path: str | Path, figures: dict[str, Any]) -> None:
     """What changes on every run of a stage (when, at which revision, on which platform, how
     long) goes here, beside its outputs and never in them: the outputs DVC hashes and git
     tracks stay byte-identical when nothing changed, so a rerun changes nothing tracked
-    (`.gitignore` names these files: ``run.json``, ``*.run.json``)."""
+    (`.gitignore` names them: ``metrics/**/run.json``, ``eval/**/run.json``)."""
     write_json(path, figures | {"environment": environment(stamped=True)})
 
 

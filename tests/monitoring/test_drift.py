@@ -153,7 +153,13 @@ def test_drift_report_judges_a_first_window_and_catches_the_shifted_channel(proj
     assert (project / "reports" / f"{report['time']}.html").stat().st_size > 10_000  # Evidently's HTML
     assert "family-wise: Bonferroni over 11 signals" in same.stdout
     # The long steps say what they do on stderr, in order, and only there.
-    steps = ["reading the /classify window", "judging 168 requests", "embedding", "Evidently:", "writing"]
+    steps = [
+        "reading the /classify window",
+        "judging 168 requests",
+        "messages with all-MiniLM",
+        "Evidently:",
+        "writing",
+    ]
     at = [same.stderr.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), same.stderr[-2000:]
     assert "judging" not in same.stdout
