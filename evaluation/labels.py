@@ -25,6 +25,8 @@ class LabelConstraint:
     labels: tuple[str, ...]
     texts: dict[int, str]
     """Text of every token that can appear inside a label."""
+    canonical: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Each label's own tokens (the tokenizer's spelling), when known: drafts to verify."""
     by_text: dict[str, list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,13 +48,16 @@ class LabelConstraint:
             label[i:j] for label in labels for i in range(len(label)) for j in range(i + 1, len(label) + 1)
         }
         texts = {i: t for i, t in vocab.items() if t in pieces and i != end_token}
+        canonical = {}
         for label in labels:
             ids = encode(label) if encode is not None else None
             if ids is not None and "".join(texts.get(i, "\0") for i in ids) != label:
                 raise ValueError(
                     f"label {label!r}: its tokens {ids} do not spell it in this tokenizer's vocabulary"
                 )
-        return cls(end_token, tuple(labels), texts)
+            if ids is not None:
+                canonical[label] = tuple(ids)
+        return cls(end_token, tuple(labels), texts, canonical)
 
     def text(self, ids: Sequence[int]) -> str | None:
         """The answer so far, or None once it has ended or left the label set."""
@@ -98,6 +103,17 @@ class LabelConstraint:
             return None
         below = [label for label in self.labels if label.startswith(text)]
         return below[0] if len(below) == 1 else None
+
+    def draft(self, prefix: Sequence[int]) -> list[int]:
+        """The rest of the answer `prefix` settles, as the label's own tokens and the end
+        token, when `prefix` follows those tokens so far; [] otherwise. A guess to verify
+        (``evaluation/scorer.py``): greedy decoding may still spell the rest another way."""
+        label = self.resolved(prefix)
+        own = self.canonical.get(label or "")
+        prefix = list(prefix)
+        if own is None or list(own[: len(prefix)]) != prefix or len(prefix) > len(own):
+            return []
+        return [*own[len(prefix) :], self.end_token]
 
     @property
     def max_len(self) -> int:

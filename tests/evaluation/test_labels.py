@@ -69,3 +69,17 @@ def test_a_label_that_prefixes_another_is_not_resolved_early():
     assert c.resolved([3]) is None  # could still be card_lost
     assert c.resolved([3, 0]) == "card"
     assert c.resolved([3, ord("_")]) == "card_lost"
+
+
+def test_draft_is_the_rest_of_the_settled_labels_own_tokens_and_the_end(choice):
+    # encode: "cash" -> ca + sh, "card" -> card
+    assert choice.draft([2, ord("s")]) == []  # settled on cash, but off its own tokens (ca + sh)
+    assert choice.draft([2]) == []  # not settled: card, cart or cash
+    assert choice.draft([3]) == [0]  # the whole label: only the end is left
+    assert choice.draft([]) == []
+    c = LabelConstraint.build(["cash", "card"], VOCAB, end_token=0, encode=encode)
+    assert c.draft([2]) == []  # ca: cash or card
+    assert c.draft([2, 4]) == [0]
+    one = LabelConstraint.build(["cash"], VOCAB, end_token=0, encode=encode)
+    assert one.draft([]) == [2, 4, 0]  # a single label is settled before its first token
+    assert LabelConstraint.build(["cash"], VOCAB, end_token=0).draft([]) == []  # no encoder, no draft

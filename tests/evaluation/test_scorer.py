@@ -36,7 +36,20 @@ def tiny_adapter(tiny_base, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("with_adapter", [False, True])
-def test_scorer_matches_reference_generate(tiny_base, tiny_adapter, prepared_sample, with_adapter):
+def test_scorer_matches_reference_generate(
+    tiny_base, tiny_adapter, prepared_sample, with_adapter, monkeypatch
+):
+    import evaluation.scorer as scorer
+
+    outcomes = []
+
+    def counted(*args, **kwargs):
+        verified = scorer_verify(*args, **kwargs)
+        outcomes.append(verified is not None)
+        return verified
+
+    scorer_verify = scorer.verify_drafts
+    monkeypatch.setattr(scorer, "verify_drafts", counted)
     adapter = tiny_adapter if with_adapter else None
     template = template_for(tiny_base, prepared_sample / "labels.json")
     rows = read_jsonl(prepared_sample / "holdout.jsonl")[:40]
@@ -53,6 +66,57 @@ def test_scorer_matches_reference_generate(tiny_base, tiny_adapter, prepared_sam
     assert [p.label for p in plain] == [p.label for p in fast] and {p.confidence for p in plain} == {None}
     if with_adapter:  # the random adapter spreads answers over labels: not trivially constant
         assert len({p.label for p in fast}) > 1
+    assert outcomes and not any(outcomes)  # random weights leave the labels' own tokens: stepped on
+
+
+@pytest.mark.slow
+def test_drafts_that_greedy_decoding_picks_are_kept_in_one_pass_with_the_same_answers(
+    tiny_base, tiny_adapter, prepared_sample, monkeypatch
+):
+    """A trained model follows its labels' own tokens, and the scorer then verifies the rest
+    of each answer in one pass. The tiny random model does not, so the drafts here are the
+    paths step-by-step decoding took (one row per batch): every one must be kept, with the
+    same labels and path probabilities as stepping."""
+    import evaluation.scorer as scorer
+    from evaluation.labels import LabelConstraint
+
+    template = template_for(tiny_base, prepared_sample / "labels.json")
+    rows = read_jsonl(prepared_sample / "holdout.jsonl")[:12]
+    model, tokenizer = load_model(tiny_base, tiny_adapter, merge=True)
+    real_decode, paths, current, outcomes = scorer.decode_batch, [], {}, []
+
+    def recording(*args, **kwargs):
+        out = real_decode(*args, **kwargs)
+        paths.extend(answer for answer, _, _ in out)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(scorer, "decode_batch", recording)
+        m.setattr(scorer, "verify_drafts", lambda *args, **kwargs: None)
+        stepped = scorer.score(model, tokenizer, template, rows, batch_size=1)
+    queue = iter(paths)
+
+    def drafting(*args, **kwargs):
+        current["path"] = next(queue)
+        return real_decode(*args, **kwargs)
+
+    def draft(self, prefix):
+        path, prefix = current["path"], list(prefix)
+        return path[len(prefix) :] if path[: len(prefix)] == prefix and self.resolved(prefix) else []
+
+    real_verify = scorer.verify_drafts
+    monkeypatch.setattr(scorer, "decode_batch", drafting)
+    monkeypatch.setattr(LabelConstraint, "draft", draft)
+
+    def verify(*args, **kwargs):
+        outcomes.append(real_verify(*args, **kwargs))
+        return outcomes[-1]
+
+    monkeypatch.setattr(scorer, "verify_drafts", verify)
+    drafted = scorer.score(model, tokenizer, template, rows, batch_size=1)
+    assert [p.label for p in drafted] == [p.label for p in stepped]
+    assert [p.confidence for p in drafted] == pytest.approx([p.confidence for p in stepped], abs=1e-5)
+    assert len(outcomes) >= 6 and all(v is not None for v in outcomes)  # every draft kept
 
 
 @pytest.mark.slow
