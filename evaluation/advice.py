@@ -70,6 +70,8 @@ def _drop(check: dict[str, Any]) -> str:
     name = check["name"]
     if "casing" in name:
         fix = "train.augment_casing (a share of training rows also as upper or lower case)"
+    elif "truncation" in name:
+        fix = "train.augment_truncation (a share of training rows also cut off after their first words)"
     elif name.startswith("slice."):
         fix = "more training rows like this slice (its messages' length)"
     elif name.startswith("shifted"):

@@ -159,11 +159,29 @@ def report_section(heading: str, project: Path = ROOT) -> str:
     return report[start : None if end < 0 else end].strip("\n") + "\n"
 
 
+def report_head(project: Path = ROOT) -> str:
+    """The committed release report's head: its verdict, what it compared and every check,
+    up to the floors table (eval/report.md as the gate stage wrote it)."""
+    report = (project / "eval/report.md").read_text(encoding="utf-8")
+    return report[: report.index("\nFloors beside the references")].strip("\n") + "\n"
+
+
+def comment_head(project: Path = ROOT) -> str:
+    """The head of the pull-request comment on the committed gate record (`tunegate gate
+    --format markdown`), up to its collapsed table of every check."""
+    from evaluation.comment import comment_for
+
+    text = comment_for(project / "eval/gate.json")
+    return text[: text.index("<details>")].strip("\n") + "\n"
+
+
 PAGES = {
     "reference/params.md": params_page,
     "reference/cli.md": cli_page,
     "reference/api.md": api_page,
     "snippets/calibration.md": lambda: report_section("Calibration and abstention"),
+    "snippets/report-head.md": report_head,
+    "snippets/gate-comment.md": comment_head,
 }
 """Each generated file, relative to docs/ (snippets/ are included by pages, not pages)."""
 

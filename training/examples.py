@@ -1,7 +1,7 @@
 """What the train stage trains on: the prepared rows, capped and augmented, as tokenized examples.
 
 Pure apart from the tokenizer: a stratified seeded cap (``train.max_train_rows``), casing
-copies (``train.augment_casing``), the self-distilled replay kept at its share when the
+copies (``train.augment_casing``), cut-off copies (``train.augment_truncation``), the self-distilled replay kept at its share when the
 task rows grow, and tokenized examples with the loss on the answer only
 (``training/objective.py``).
 """
@@ -40,6 +40,23 @@ def casing_copies(rows: list[dict[str, Any]], share: float, seed: int) -> list[d
         forms = [t for t in (text.upper(), text.lower()) if t != text]
         if forms:
             out.append(_with_input(r, rng.choice(forms)) | {"id": f"{r['id']}-case"})
+    return out
+
+
+def truncation_copies(rows: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
+    """For a seeded `share` of the labelled rows, a copy cut to its first 40% to 80% of words
+    (at least three; only when that removes a word): a message sent too early still names its
+    intent by what it starts with. Labels are unchanged. Chat records are never cut, since a
+    cut instruction asks for a different answer."""
+    rng = random.Random(f"{seed}:truncation")
+    out = []
+    for r in rows:
+        if "label" not in r or rng.random() >= share:
+            continue
+        words = r["text"].split()
+        keep = max(3, round(len(words) * rng.uniform(0.4, 0.8)))
+        if keep < len(words):
+            out.append(r | {"text": " ".join(words[:keep]), "id": f"{r['id']}-cut"})
     return out
 
 

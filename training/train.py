@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from training.examples import build_examples, capped, casing_copies, same_share
+from training.examples import build_examples, capped, casing_copies, same_share, truncation_copies
 from training.lora import load_checked_params, lora_config
 from training.selection import SELECT, choice, curve, over_budget_message
 from tunegate import model_card
@@ -135,7 +135,9 @@ class TrainRecipe:
         if not train_rows or not val_rows:
             raise DataError(f"{self.data_dir}: train and val splits must not be empty")
         train_rows = capped(train_rows, self.p.max_train_rows, self.params.base.seed)
-        copies = casing_copies(train_rows, self.p.augment_casing, self.params.base.seed)
+        seed = self.params.base.seed
+        copies = casing_copies(train_rows, self.p.augment_casing, seed)
+        copies += truncation_copies(train_rows, self.p.augment_truncation, seed)
         growth = (len(train_rows) + len(copies)) / len(train_rows)
         train_rows += copies
         val_rows = capped(val_rows, self.p.max_val_rows, self.params.base.seed)

@@ -194,6 +194,10 @@ class TrainParams:
     augment_casing: float = 0.0
     """Share of training rows that also train as a copy in ALL CAPS or all lower case (seeded):
     customers type either way, and the gate's casing perturbation checks the model copes."""
+    augment_truncation: float = 0.0
+    """Share of labelled training rows that also train as a copy cut to its first 40% to 80% of
+    words (seeded; classification only): messages sent too early, which the gate's truncation
+    perturbation checks. Chat records are never cut (a cut instruction asks another answer)."""
     replay_rows: int | None = None
     """Self-distilled replay against forgetting: this many prepared replay prompts (null:
     all, 0: off) are answered by the base model before training, and those answers are
@@ -238,8 +242,9 @@ class TrainParams:
                 out.append(f"train.{name}: {cap} is too small; use null or >= 10")
         if self.threads is not None and self.threads < 1:
             out.append(f"train.threads: {self.threads} must be >= 1 or null")
-        if not 0 <= self.augment_casing <= 1:
-            out.append(f"train.augment_casing: {self.augment_casing} is outside [0, 1]")
+        for name in ("augment_casing", "augment_truncation"):
+            if not 0 <= getattr(self, name) <= 1:
+                out.append(f"train.{name}: {getattr(self, name)} is outside [0, 1]")
         if self.replay_rows is not None and self.replay_rows < 0:
             out.append(f"train.replay_rows: {self.replay_rows} must be >= 0 or null")
         if not 1 <= self.replay_max_tokens <= 512:
@@ -583,6 +588,11 @@ def kind_problems(p: Params) -> list[str]:
                 "gate.metric_floors: set, but only base.task: generation reads it (use gate.min_accuracy)"
             )
         return out
+    if p.train.augment_truncation:
+        out.append(
+            "train.augment_truncation: only base.task: classification reads it (a cut instruction "
+            "asks for another answer); set it to 0"
+        )
     if p.gate.primary_metric == "field_f1" and not p.task.output_schema:
         out.append("gate.primary_metric: field_f1 needs task.output_schema (fields come from a JSON answer)")
     if p.data.oos_label is not None:

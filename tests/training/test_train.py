@@ -168,6 +168,21 @@ def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
     assert casing_copies([{"id": "x", "text": "123 ?", "label": "a"}], 1.0, seed=1) == []  # nothing to change
 
 
+def test_truncation_copies_are_seeded_shorter_prefixes_and_leave_chat_records_whole():
+    from training.examples import truncation_copies
+
+    text = "I lost my card yesterday on the train home and need a new one"
+    rows = [{"id": f"r{i}", "text": text, "label": "lost"} for i in range(200)]
+    copies = truncation_copies(rows, 0.3, seed=42)
+    assert 40 <= len(copies) <= 80 and copies == truncation_copies(rows, 0.3, seed=42)
+    assert all(text.startswith(c["text"]) and len(c["text"]) < len(text) for c in copies)
+    assert {len(c["text"].split()) for c in copies} <= set(range(5, 12))  # 40% to 80% of 14 words
+    assert all(c["label"] == "lost" and c["id"].endswith("-cut") for c in copies)
+    assert truncation_copies([{"id": "x", "text": "card lost now", "label": "a"}], 1.0, seed=1) == []
+    chat = [{"id": "c", "messages": [{"role": "user", "content": text}], "input": text}]
+    assert truncation_copies(chat, 1.0, seed=1) == []
+
+
 def test_replay_keeps_its_share_when_the_task_rows_grow():
     from training.examples import same_share
 

@@ -118,18 +118,22 @@ def test_generation_keys_read_by_one_kind_only_are_refused_for_the_other():
         "base": {"task": "generation"},
         "data": {"oos_label": "oos"},
         "gate": {"primary_metric": "field_f1"},
+        "train": {"augment_truncation": 0.3},
     }
     with pytest.raises(ConfigError) as err:
         params_from_dict(raw)
     text = str(err.value)
     assert "needs task.output_schema" in text and "data.oos_label" in text
-    ok = params_from_dict(raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"}})
+    assert "train.augment_truncation: only base.task: classification reads it" in text
+    ok = params_from_dict(
+        raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"}, "train": {}}
+    )
     assert ok.base.task == "generation"
     assert (
         "null_rate" in ok.monitor.signals and "live_quality" in ok.monitor.retrain_on
     )  # the kind's defaults
     assert "predicted_label" in params_from_dict({}).monitor.signals
-    wrong = raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"},
+    wrong = raw | {"data": {"oos_label": None}, "gate": {"primary_metric": "token_f1"}, "train": {},
                    "monitor": {"signals": ["embedding", "predicted_label"]}}  # fmt: skip
     with pytest.raises(
         ConfigError, match=r"monitor\.signals: 'predicted_label' is not a signal of the generation"
