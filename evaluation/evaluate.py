@@ -9,9 +9,11 @@
 3. The forgetting probe: candidate and base model answer general questions.
 4. Parity: on ``eval.parity_rows`` hold-out rows, the served engine (vLLM, adapter per
    request) and the evaluation path are each compared with the transformers + PEFT
-   reference. In the same engine start, the served engine answers the monitoring
-   reference rows (``eval.reference_rows`` validation and hold-out rows): with their
-   confidences they become ``monitor_reference.json``, packaged with the release.
+   reference, and the largest confidence difference between served and evaluated answers
+   is recorded. The monitoring reference rows (``eval.reference_rows`` validation and
+   hold-out rows) were answered in step 2 already: with the evaluation's answers and
+   confidences (which parity ties to the served engine's) they become
+   ``monitor_reference.json``, packaged with the release; no second pass answers them.
 5. Write ``eval/results/`` (predictions per suite, evidence.json for the gate,
    per_class.json with per-intent precision/recall/F1),
    ``eval/metrics.json`` (DVC metrics), ``eval/plots/`` (DVC plots).
@@ -178,7 +180,13 @@ def measure_parity(
     reference = HFEngine("reference", batch_size).classify(m.candidate, m.template, parity_rows)
     served_rate, served_diff = agreement(served["parity"], reference)
     eval_rate, eval_diff = agreement(ours[: len(parity_rows)], reference)
+    gaps = [
+        abs(a.confidence - b.confidence)
+        for a, b in zip(served["parity"], ours[: len(parity_rows)], strict=True)
+        if a.id == b.id and a.label == b.label and a.confidence is not None and b.confidence is not None
+    ]
     return ParityResult(
+        confidence_gap=float(f"{max(gaps):.3g}") if gaps else None,
         rows=len(parity_rows),
         rates={"served_vs_reference": served_rate, "evaluation_vs_reference": eval_rate},
         disagreements={"served_vs_reference": served_diff, "evaluation_vs_reference": eval_diff},
@@ -201,13 +209,14 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
     preds, predict_info = predict_suites(m, suites, extra, base_cal, params, shots)
     log.info("forgetting probe: the candidate and the base model on general questions")
     probe = forgetting_probe(args.data, params, m)
-    log.info("parity and the monitoring reference: the served engine's answers")
-
-    # Parity and the monitoring reference: both answered by the served engine.
+    log.info("parity: the served engine's answers on %d hold-out rows", options.parity_rows)
     parity_rows = suites[0].rows[: options.parity_rows]
-    ref_rows = reference_rows(args.data, options.reference_rows, seed)
-    served = served_answers(m.candidate, m.template, parity_rows, ref_rows, options.vllm_kv_cache_gib)
+    served = served_answers(m.candidate, m.template, parity_rows, options.vllm_kv_cache_gib)
     parity = measure_parity(m, parity_rows, served, preds[(m.candidate.key, "holdout")], options.batch_size)
+    # The monitoring reference: rows this evaluation answered already (validation, hold-out).
+    ref_rows = reference_rows(args.data, options.reference_rows, seed)
+    answered = {p.id: p for split in ("val", "holdout") for p in preds.get((m.candidate.key, split), [])}
+    reference = [answered[r["id"]] for r in ref_rows]
 
     t0 = time.perf_counter()
     reference_model = classical.fit(train, seed)
@@ -232,9 +241,10 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         probe=probe, parity=parity, data=read_json(args.data / "manifest.json")["files"],
         production_pointer=m.pointer, predict=predict_info, classical=classical_info, calibration=cal_block,
         prompting={"few_shot": len(shots), "examples": [r["id"] for r in shots]} if shots else {},
-        monitor_reference={"rows": len(ref_rows), "file": monitor_reference.FILE}
-        if served is not None and ref_rows
-        else {"missing": "no monitoring reference: " + ("no vllm" if ref_rows else "reference_rows is 0")},
+        monitor_reference={
+            "rows": len(ref_rows), "file": monitor_reference.FILE, "answered_by": options.engine
+        } if ref_rows
+        else {"missing": "no monitoring reference: eval.reference_rows is 0"},
     )  # fmt: skip
     metrics = scored.metrics
     if probe.candidate is not None and probe.base is not None:
@@ -242,7 +252,6 @@ def evaluate(args: argparse.Namespace, params: Params) -> Evaluated:
         metrics["probe"] = {"candidate": probe.candidate, "base": probe.base, "accuracy_drop": drop}
     if parity.rates:
         metrics["parity"] = {k: round(v, 4) for k, v in parity.rates.items()}
-    reference = None if served is None else served["reference"]
     oos = (oos_records, params.data.oos_label)
     write_results(args.out / "results", evidence, scored, cal, oos, ref_rows, reference, args.data)
     with atomic_dir(args.out / "plots") as tmp:
@@ -294,7 +303,7 @@ def write_results(
     cal: Calibration,
     oos: tuple[list[dict[str, Any]], str | None],
     ref_rows: list[dict[str, Any]],
-    served_reference: list[Prediction] | None,
+    reference: list[Prediction],
     data: Path,
 ) -> None:
     """``eval/results/``, whole or not at all: suite records, their hashes in evidence.json,
@@ -314,11 +323,11 @@ def write_results(
             why = "data.oos_label is not declared" if oos_label is None else f"no rows labelled {oos_label!r}"
             oos = {"missing": "no out-of-scope hold-out rows: " + why}
         ref_file, model_id = tmp / monitor_reference.FILE, evidence.candidate.model_id
-        if "missing" in evidence.monitor_reference or served_reference is None:
+        if "missing" in evidence.monitor_reference:
             monitor_reference.write_missing(ref_file, evidence.monitor_reference["missing"], model_id)
         else:
             vocab = vocabulary(r["text"] for r in read_jsonl(data / "train.jsonl"))
-            monitor_reference.write(ref_file, ref_rows, served_reference, vocab, model_id)
+            monitor_reference.write(ref_file, ref_rows, reference, vocab, model_id)
         write_evidence(tmp / "evidence.json", replace(evidence, suites=suites, out_of_scope=oos))
         write_json(tmp / "per_class.json", scored.classes)
 
@@ -335,13 +344,12 @@ def reference_rows(data: Path, limit: int, seed: int) -> list[dict[str, Any]]:
 
 
 def served_answers(
-    cand: ModelRef, template: PromptTemplate, parity: list[dict], reference: list[dict], kv_gib: int
+    cand: ModelRef, template: PromptTemplate, parity: list[dict], kv_gib: int
 ) -> dict[str, Any] | None:
-    """The served engine's answers (with confidences) on the parity and reference rows, in
-    one engine start; None without vLLM."""
-    if not (parity or reference) or not vllm_available():
+    """The served engine's answers (with confidences) on the parity rows; None without vLLM."""
+    if not parity or not vllm_available():
         return None
-    jobs = [(cand, name, rows) for name, rows in (("parity", parity), ("reference", reference)) if rows]
+    jobs = [(cand, "parity", parity)]
     t = time.perf_counter()
     out: dict[str, Any] = vllm_classify(jobs, template, kv_gib)
     out["seconds"] = round(time.perf_counter() - t, 2)

@@ -148,6 +148,9 @@ class ParityResult:
     disagreements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     served_engine: str | None = None
     missing: str | None = None
+    confidence_gap: float | None = None
+    """The largest |served - evaluated| raw confidence on the parity rows both answered alike:
+    how far the monitoring reference (the evaluation's answers) stands from what is served."""
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,11 @@ def _parity_section(evidence: Evidence) -> list[str]:
     if parity.rates:
         rates = ", ".join(f"{k} {v:.3f}" for k, v in parity.rates.items())
         out.append(f"On {parity.rows} hold-out rows ({parity.served_engine}): {rates}.")
+        if parity.confidence_gap is not None:
+            out.append(
+                f"Largest raw-confidence difference, served vs evaluated, on the rows they answer alike: "
+                f"{parity.confidence_gap:.2g} (the monitoring reference holds the evaluated answers)."
+            )
         for name, diffs in parity.disagreements.items():
             for d in diffs[:EXAMPLES]:
                 out.append(f"- {name}: row `{d['id']}`: {d['one']} vs reference {d['reference']}")

@@ -181,6 +181,7 @@ PAGES = {
     "reference/api.md": api_page,
     "snippets/calibration.md": lambda: report_section("Calibration and abstention"),
     "snippets/report-head.md": report_head,
+    "snippets/parity.md": lambda: report_section("Parity"),
     "snippets/gate-comment.md": comment_head,
 }
 """Each generated file, relative to docs/ (snippets/ are included by pages, not pages)."""

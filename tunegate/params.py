@@ -317,10 +317,11 @@ class EvalParams:
     vllm_kv_cache_gib: int = 2
     """VLLM_CPU_KVCACHE_SPACE for the evaluation engine on a CPU."""
     reference_rows: int = 1000
-    """Held-out rows (validation, then hold-out; a seeded sample beyond this many) the
-    served engine answers at evaluate time: with their answers and confidences they are
-    the release's monitoring reference (tunegate/monitor_reference.py). 0 skips it (the
-    release then cannot be monitored); under 50 is refused."""
+    """Held-out rows (validation, then hold-out; a seeded sample beyond this many) whose
+    answers and confidences at evaluate time (the evaluation path's, which parity ties to
+    the served engine's) are the release's monitoring reference
+    (tunegate/monitor_reference.py). 0 skips it (the release then cannot be monitored);
+    under 50 is refused."""
     calibration: Literal["temperature", "isotonic", "none"] = "temperature"
     """How the raw answer confidence is calibrated on the validation split
     (tunegate/calibration.py): temperature scaling (one parameter), isotonic regression
