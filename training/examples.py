@@ -1,9 +1,9 @@
 """What the train stage trains on: the prepared rows, capped and augmented, as tokenized examples.
 
 Pure apart from the tokenizer: a stratified seeded cap (``train.max_train_rows``), casing
-copies (``train.augment_casing``), cut-off copies (``train.augment_truncation``), the self-distilled replay kept at its share when the
-task rows grow, and tokenized examples with the loss on the answer only
-(``training/objective.py``).
+copies (``train.augment_casing``), cut-off copies (``train.augment_truncation``), the
+self-distilled replay kept at its share when the task rows grow, and tokenized examples
+with the loss on the answer only (``training/objective.py``).
 """
 
 from __future__ import annotations
