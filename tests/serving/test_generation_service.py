@@ -43,7 +43,8 @@ def generation_served(tiny_base, tmp_path_factory):
     release = {"name": "ticket-extractor", "lock_timeout_s": 5}
     monitor = {k: list(v) if isinstance(v, tuple) else v for k, v in GENERATION_MONITOR.items()}
     write_params(project / "params.yaml", base={"task": "generation"}, serve=serve, eval={"engine": "vllm"},
-                 data={"oos_label": None}, release=release, monitor=monitor)  # fmt: skip
+                 data={"oos_label": None}, release=release, monitor=monitor,
+                 train={"augment_truncation": 0.0})  # fmt: skip
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"), "TUNEGATE_ACTOR": "test",
         "TUNEGATE_ACTOR_EMAIL": "t@example.com", "TUNEGATE_ADMIN_TOKEN": ADMIN, "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -193,7 +194,8 @@ def test_generation_judge_asks_a_real_endpoint_in_both_orders(generation_served,
     monitor = {k: list(v) if isinstance(v, tuple) else v for k, v in GENERATION_MONITOR.items()}
     judge = {"url": f"{generation_served['url']}/v1", "model": "tunegate", "max_items": 2}
     params = write_params(tmp_path / "params.yaml", base={"task": "generation"}, data={"oos_label": None},
-                          monitor=monitor, eval={"judge": judge})  # fmt: skip
+                          monitor=monitor, eval={"judge": judge},
+                          train={"augment_truncation": 0.0})  # fmt: skip
     log = generation_served["project"] / "logs/requests.sqlite"
 
     def chats() -> int:
