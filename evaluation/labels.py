@@ -111,7 +111,7 @@ class LabelConstraint:
         label = self.resolved(prefix)
         own = self.canonical.get(label or "")
         prefix = list(prefix)
-        if own is None or list(own[: len(prefix)]) != prefix or len(prefix) > len(own):
+        if own is None or list(own[: len(prefix)]) != prefix:  # a longer prefix never matches
             return []
         return [*own[len(prefix) :], self.end_token]
 
