@@ -153,7 +153,7 @@ def ab_checks(
 ) -> list[Check]:
     """The paired A/B checks. Every one asks the same question: shown better than the base
     model (first release), or shown worse than production by less than the margin of its
-    metric (gate.margins). 0/1 scores get McNemar / Agresti-Min, others Wilcoxon / Student's t."""
+    metric (gate.margins). 0/1 scores get McNemar / Tango, others Wilcoxon / betting bounds."""
     question = "superiority" if superiority else "non_inferiority"
     out = []
     for suite in suites:

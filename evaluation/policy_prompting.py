@@ -2,8 +2,9 @@
 
 On every suite where it was evaluated, the base model with ``eval.few_shot`` training
 records in its prompt answered the same items as the candidate, so the comparison is
-paired: the mean difference of the primary per-item score with Student's t bounds and the
-one-sided t-test against -margin (evaluation/stats.py). ``gate.vs_prompting`` decides what it does:
+paired: the mean difference of the primary per-item score with betting bounds and the
+one-sided betting test against -margin (evaluation/stats.py, evaluation/betting.py).
+``gate.vs_prompting`` decides what it does:
 
 - ``report`` (default): each suite's delta, interval and p-value go into the notes;
 - ``non_inferior``: each suite is a non-inferiority check: passed when the lower bound is

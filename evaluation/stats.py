@@ -1,4 +1,4 @@
-"""Paired A/B statistics for the gate: McNemar, Tango's score, Student's t, the paired bootstrap.
+"""Paired A/B statistics for the gate: McNemar, Tango's score, betting bounds, the paired bootstrap.
 
 Every comparison is candidate minus baseline on the same items, with a bound ``b``: the
 margin for superiority (0: better than the base model), minus the margin for
@@ -11,8 +11,8 @@ both one-sided p-values, so the gate reads three outcomes (evaluation/outcomes.p
 
 The interval ``[lo, hi]`` is the two-sided 1 - 2 alpha one: each end is a one-sided
 (1 - alpha) bound, the bound the decision reads. McNemar comes from statsmodels (exact
-binomial when there are few discordant pairs), the normal and t tails from scipy, Holm /
-Benjamini-Hochberg from statsmodels.
+binomial when there are few discordant pairs), the normal tails from scipy, the bounds of a
+mean score by betting (evaluation/betting.py), Holm / Benjamini-Hochberg from statsmodels.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
+
+from evaluation import betting
 
 EXACT_BELOW = 25  # discordant pairs below which McNemar uses the exact binomial test
 Question = Literal["superiority", "non_inferiority"]
@@ -173,40 +175,45 @@ def paired_scores(
     margin: float = 0.0,
     alpha: float = 0.05,
 ) -> PairedResult:
-    """Mean score delta of continuous per-item scores (token F1, ROUGE-L, a judge's score).
+    """Mean score delta of continuous per-item scores in [0, 1] (token F1, ROUGE-L, a judge's
+    normalised score).
 
-    The bounds are Student's t bounds of the mean difference. Superiority without a margin
-    asks whether the two models are interchangeable: Wilcoxon's signed-rank test (zeros
-    split), one side each. Anything with a bound other than 0 is a question about the
-    mean, which ranks cannot answer: where most items tie (two models wrote the same answer),
-    shifting the differences by a margin turns every tie into a win and the signed-rank test
-    says p = 1 for a mean drop many times the margin. So non-inferiority gets the one-sample
-    t-test of the differences against -margin, whose p-value is under alpha exactly when the
-    lower t bound clears it (the mean over 100+ items is close to normal)."""
-    d = np.asarray(cand, float) - np.asarray(base, float)
-    n = len(d)
-    if n == 0:
+    The bounds are betting bounds of the mean difference (evaluation/betting.py): valid at any
+    n, where Student's t is liberal for differences that mostly tie and are skewed where they
+    do not. Superiority without a margin asks whether the two models are interchangeable:
+    Wilcoxon's signed-rank test (zeros split), one side each. Anything with a bound other than
+    0 is a question about the mean, which ranks cannot answer: where most items tie (two
+    models wrote the same answer), shifting the differences by a margin turns every tie into a
+    win and the signed-rank test says p = 1 for a mean drop many times the margin. So
+    non-inferiority gets the betting test of the mean against -margin, whose p-value is under
+    alpha when the capital bet against the bound reached 1/alpha (the lower bound clears it)."""
+    c, b = np.asarray(cand, float), np.asarray(base, float)
+    if len(c) != len(b):
+        raise ValueError(f"paired scores differ in length: {len(c)} candidate, {len(b)} baseline")
+    if len(c) == 0:
         raise ValueError("no paired items")
+    for who, v in (("candidate", c), ("baseline", b)):
+        if not np.all((v >= 0) & (v <= 1)):
+            raise ValueError(
+                f"{who} scores must lie in [0, 1] for a paired test: min {v.min():g}, max {v.max():g}"
+            )
+    d = c - b
+    n = len(d)
     mean = float(d.mean())
-    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-    half = float(sps.t.ppf(1 - alpha, max(n - 1, 1)) * se)
+    lo, hi = betting.mean_bounds(d, -1.0, 1.0, alpha)
     bound = _bound(question, margin)
     if question == "superiority" and margin == 0.0:
-        test = "wilcoxon signed-rank, one-sided; Student's t bounds"
+        test = "wilcoxon signed-rank, one-sided; betting bounds of the mean"
         if np.any(d):
             p = float(sps.wilcoxon(d, zero_method="zsplit", alternative="greater").pvalue)
             harm = float(sps.wilcoxon(d, zero_method="zsplit", alternative="less").pvalue)
         else:  # no difference at all: neither better nor worse
             p = harm = 1.0
     else:
-        test = "one-sample t-test of the mean delta against the margin, one-sided; Student's t bounds"
-        if se == 0:  # no spread: the mean is what it is
-            p, harm = float(not mean > bound), float(not mean < bound)
-        else:
-            p = float(sps.ttest_1samp(d, bound, alternative="greater").pvalue)
-            harm = float(sps.ttest_1samp(d, bound, alternative="less").pvalue)
+        test = "betting test of the mean delta against the margin, one-sided; betting bounds (valid at any n)"
+        p, harm = betting.mean_p_values(d, bound, -1.0, 1.0, alpha)
     detail = {"n": n, "margin": margin, "sd": float(d.std(ddof=1)) if n > 1 else 0.0}
-    return PairedResult(mean, mean - half, mean + half, p, test, detail, harm)
+    return PairedResult(mean, lo, hi, p, test, detail, harm)
 
 
 def paired_test(

@@ -106,9 +106,11 @@ def test_holm_and_bh_against_hand_values():
     assert adjust(p, "none") == p
 
 
-def test_continuous_scores_get_wilcoxon_or_the_t_test_and_t_bounds_binary_ones_mcnemar():
+def test_continuous_scores_get_wilcoxon_or_the_betting_test_binary_ones_mcnemar():
     """A generative task's per-item scores (token F1 here) are compared with a paired test
-    of their own; 0/1 scores keep McNemar. Same items, candidate minus baseline."""
+    of their own; 0/1 scores keep McNemar. Same items, candidate minus baseline. The bounds
+    are betting bounds: never narrower than Student's t here (they assume only that scores lie
+    in [0, 1]), and on the right side of the margin when the evidence is plain."""
     from evaluation.stats import paired_scores, paired_test
 
     rng = np.random.default_rng(0)
@@ -119,10 +121,40 @@ def test_continuous_scores_get_wilcoxon_or_the_t_test_and_t_bounds_binary_ones_m
     worse = np.clip(base - rng.normal(0.08, 0.05, 200), 0, 1)
     assert paired_scores(worse, base, question="non_inferiority", margin=0.02).p_harm < 0.001
     shown = paired_scores(worse, base, question="non_inferiority", margin=0.2)
-    assert shown.p_value < 0.001 and shown.lo > -0.2
+    assert shown.test.startswith("betting") and shown.p_value < 0.001 and shown.lo > -0.2
     d = worse - base
-    t_lo = d.mean() - sps.t.ppf(0.95, 199) * d.std(ddof=1) / np.sqrt(200)
-    assert shown.lo == pytest.approx(t_lo)
+    t_half = sps.t.ppf(0.95, 199) * d.std(ddof=1) / np.sqrt(200)
+    assert shown.lo < d.mean() - t_half and shown.hi > d.mean() + t_half
+    assert shown.delta == pytest.approx(d.mean()) and shown.lo < shown.delta < shown.hi
     assert paired_scores(base, base, question="superiority").p_value == 1.0
     right, other = (rng.random(200) < 0.8).astype(float), (rng.random(200) < 0.7).astype(float)
     assert paired_test(right, other, question="superiority").test.startswith("mcnemar")
+
+
+def test_the_betting_bound_holds_alpha_where_the_t_bound_does_not():
+    """Scores that mostly tie (two generation models writing the same answer on 95% of the
+    items) and a candidate exactly at the margin (0.03 worse on average): Student's t bound
+    approves it more often than alpha, the betting bound does not. 300 seeded suites of 168."""
+    from evaluation.stats import paired_scores
+
+    rng = np.random.default_rng(7)
+    t_passes = bet_passes = 0
+    for _ in range(300):
+        base = rng.uniform(0.6, 1.0, 168)
+        differs = rng.random(168) < 0.05
+        # a differing item loses 50% to 100% of its score: mean 0.8 * 0.75 = 0.6, times 5% = 0.03
+        cand = np.where(differs, base * (1 - rng.uniform(0.5, 1.0, 168)), base)
+        d = cand - base
+        t_lo = d.mean() - sps.t.ppf(0.95, 167) * d.std(ddof=1) / np.sqrt(168)
+        t_passes += t_lo > -0.03
+        bet_passes += paired_scores(cand, base, question="non_inferiority", margin=0.03).lo > -0.03
+    assert bet_passes <= 0.05 * 300 < t_passes
+
+
+def test_paired_scores_refuse_scores_outside_the_unit_interval():
+    from evaluation.stats import paired_scores
+
+    with pytest.raises(ValueError, match=r"candidate scores must lie in \[0, 1\]"):
+        paired_scores([0.5, 1.5], [0.5, 0.5], question="non_inferiority", margin=0.03)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_scores([0.5], [0.5, 0.5], question="non_inferiority", margin=0.03)
