@@ -62,8 +62,11 @@ demo: setup
 screenshots: setup
 	$(BIN)/python scripts/ui_screenshots.py
 
+# Two workers (pytest-xdist): a module is one unit of work, modules that share the pipeline or
+# the live service are one unit (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m 'not slow'

@@ -29,6 +29,7 @@ from tunegate.artifacts import read_json
 from tunegate.errors import ArtifactError
 from tunegate.generate import generate_text
 from tunegate.prompt import PromptTemplate, general_prompt
+from tunegate.threads import torch_threads
 
 log = logging.getLogger(__name__)
 EngineKind = Literal["scorer", "vllm", "reference"]
@@ -70,7 +71,7 @@ class HFEngine:
 
         if self._loaded is None or self._loaded[0] != ref.key:
             self._loaded = None  # free the previous model before loading the next
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(torch_threads())
             model, tok = load_model(ref.base_dir, ref.adapter_dir, merge=self.kind == "scorer")
             self._loaded = (ref.key, model, tok)
         return self._loaded[1], self._loaded[2]

@@ -23,6 +23,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# One of several xdist workers (`make test`): every torch process it starts takes one thread
+# (tunegate/threads.py reads OMP_NUM_THREADS) and every vLLM engine runs on a core of its own,
+# as the other worker's do on theirs: two processes that each take every core slow each other
+# many times over (the pipeline fixture took 14 minutes beside a vLLM engine, 3.5 alone).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER.startswith("gw") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", str(int(WORKER[2:]) % (os.cpu_count() or 1)))
+
 
 def write_params(path: Path, **sections: dict[str, Any]) -> Path:
     """Write a params.yaml: the shipped one with the given sections' keys replaced."""
@@ -146,3 +156,51 @@ def project(tmp_path_factory) -> Path:
     result = sh([dvc, "repro"], dest)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return dest
+
+
+# Two workers (pytest-xdist, `make test` runs `-n 2 --dist loadscope --no-loadscope-reorder`):
+# the unit of work is a module, so its module-scoped fixtures (a service of its own) start
+# once; modules sharing a costly session or package fixture are one unit, run in file order
+# on one worker: the pipeline fixture (`project`, about 4 minutes) and the package's live
+# service (`served`, tests/serving/conftest.py). The longest units are handed out first, so
+# neither worker idles at the end while the other still runs one. (xdist's own
+# `--dist loadgroup` renames node ids through an attribute pytest 9 no longer reads, so the
+# units are given to its scheduler here instead.)
+SHARED = {
+    "tests/test_pipeline.py": "pipeline",
+    "tests/training/test_base.py": "pipeline",
+    "tests/serving/test_serve_browser.py": "served",
+    "tests/serving/test_service.py": "served",
+    "tests/serving/test_service_release_states.py": "served",
+    "tests/serving/test_service_restart.py": "served",
+}
+FIRST = ("pipeline", "served", "tests/test_generation_pipeline.py", "tests/serving/test_replicas.py")
+"""The longest units (bench/results/test_durations.txt), in the order they start."""
+
+
+def unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return SHARED.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` with the units above instead of one module or class each."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid)
+
+    return Units(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist's workers (which collect for the scheduler): the longest units first; stable,
+    so file order holds within each unit and among the rest. A run in one process keeps the
+    plain file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(unit(item.nodeid), len(FIRST)))

@@ -33,6 +33,7 @@ USED_WITHOUT_IMPORT = {
     "pyyaml": "imported as yaml",
     "ruamel-yaml": "imported as ruamel.yaml",
     "pytest-timeout": "a pytest plugin (the tests' time limits)",
+    "pytest-xdist": "a pytest plugin (make test's two workers, tests/conftest.py groups)",
     "ruff": "the linter's CLI (make lint)",
     "pre-commit": "the hooks' CLI",
     "mkdocs": "its CLI builds the documentation site (mkdocs.yml, tests/test_docs_site.py)",

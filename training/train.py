@@ -58,6 +58,7 @@ from tunegate.params import Params
 from tunegate.prompt import PromptTemplate
 from tunegate.stage import configure_logging
 from tunegate.task import Task, read_task, write_task
+from tunegate.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class TrainRecipe:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         refuse_pickle(self.base_dir)
-        torch.set_num_threads(self.p.threads or os.cpu_count() or 1)
+        torch.set_num_threads(self.p.threads or torch_threads())
         torch.manual_seed(self.params.base.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(self.base_dir)
         if self.tokenizer.pad_token is None:
