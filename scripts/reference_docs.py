@@ -4,7 +4,7 @@ their field docs), the CLI (from the Typer app) and the HTTP API (from the servi
 OpenAPI document). `tests/test_docs_site.py` fails when a committed page differs from what
 this script writes now.
 
-    .venv/bin/python scripts/reference_docs.py    # rewrite docs/reference/*.md, docs/snippets/*.md
+    .venv/bin/python scripts/reference_docs.py    # docs/reference/*.md, docs/snippets/*.md, README blocks
 
 It also writes the snippets that pages include (pymdownx.snippets) where they quote a run's
 figures: sections of the committed eval/report.md. Rerun it after committing a new run.
@@ -187,14 +187,39 @@ PAGES = {
 """Each generated file, relative to docs/ (snippets/ are included by pages, not pages)."""
 
 
+def durations_block(rows: int = 8) -> str:
+    """The slowest tests of the committed CI run and its summary line, quoted from
+    bench/results/test_durations.txt (pytest's own `--durations` table)."""
+    lines = (ROOT / "bench/results/test_durations.txt").read_text(encoding="utf-8").splitlines()
+    return "```\n" + "\n".join([*lines[:rows], lines[-1]]) + "\n```"
+
+
+README_BLOCKS = {"test-durations": durations_block}
+"""Blocks of README.md (GitHub renders no includes) between `<!-- generated: NAME -->` and
+`<!-- end: NAME -->`, rewritten from the files that hold their figures."""
+
+
+def readme(text: str) -> str:
+    """README.md's text with every generated block rewritten."""
+    for name, block in README_BLOCKS.items():
+        start, end = f"<!-- generated: {name} -->", f"<!-- end: {name} -->"
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{block()}\n{end}{tail}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to write")
     args = parser.parse_args(argv)
     for name, page in PAGES.items():
         (args.out / name).parent.mkdir(parents=True, exist_ok=True)
         (args.out / name).write_text(page(), encoding="utf-8")
         print(f"wrote {args.out / name}")
+    args.readme.write_text(readme((ROOT / "README.md").read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {args.readme}")
 
 
 if __name__ == "__main__":

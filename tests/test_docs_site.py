@@ -61,7 +61,10 @@ def test_docs_reference_pages_are_what_the_code_writes_now(tmp_path):
     option or endpoint changed without rerunning it fails here, naming the page."""
     from scripts.reference_docs import PAGES, main
 
-    main(["--out", str(tmp_path)])
+    main(["--out", str(tmp_path), "--readme", str(tmp_path / "README.md")])
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), (
+        "README.md's generated blocks are stale: run .venv/bin/python scripts/reference_docs.py"
+    )
     for page in PAGES:
         assert (tmp_path / page).read_text() == (ROOT / "docs" / page).read_text(), (
             f"docs/{page} is stale: run .venv/bin/python scripts/reference_docs.py"
