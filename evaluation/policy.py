@@ -223,9 +223,18 @@ def forgetting_check(forgetting: tuple[float, float] | None, gate: GateParams) -
     if forgetting is None:
         return Check("probe.forgetting", "probe accuracy drop", math.nan, None, threshold, False,
                      reason="probe was not run")  # fmt: skip
-    drop = forgetting[1] - forgetting[0]
+    cand, base = forgetting
+    drop = base - cand
     ok = _finite(drop) and drop <= gate.max_forgetting_drop
-    return Check("probe.forgetting", "probe accuracy drop vs base", drop, None, threshold, ok)
+    reason = (
+        ""
+        if ok
+        else (
+            f"answers {drop:.3f} fewer general questions than the base model ({cand:.3f} vs {base:.3f}), "
+            f"more than the limit {gate.max_forgetting_drop:g}"
+        )
+    )
+    return Check("probe.forgetting", "probe accuracy drop vs base", drop, None, threshold, ok, reason=reason)
 
 
 def parity_checks(parity: dict[str, float] | None, missing: str, gate: GateParams) -> list[Check]:

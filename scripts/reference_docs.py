@@ -194,7 +194,23 @@ def durations_block(rows: int = 8) -> str:
     return "```\n" + "\n".join([*lines[:rows], lines[-1]]) + "\n```"
 
 
-README_BLOCKS = {"test-durations": durations_block}
+def judge_block() -> str:
+    """The canary judge's first and last decisions, with their reasons, in the committed
+    `make demo` transcript (bench/results/demo.log, as scripts/demo.py printed it)."""
+    lines = (ROOT / "bench/results/demo.log").read_text(encoding="utf-8").splitlines()
+    steps = [i for i, line in enumerate(lines) if line == "$ tunegate rollout step"]
+
+    def decision(i: int) -> list[str]:
+        end = i + 2
+        while end < len(lines) and lines[end].startswith("  - "):
+            end += 1
+        return lines[i:end]
+
+    shown = decision(steps[0]) + (["...", *decision(steps[-1])] if len(steps) > 1 else [])
+    return "```\n" + "\n".join(shown) + "\n```"
+
+
+README_BLOCKS = {"test-durations": durations_block, "canary-judge": judge_block}
 """Blocks of README.md (GitHub renders no includes) between `<!-- generated: NAME -->` and
 `<!-- end: NAME -->`, rewritten from the files that hold their figures."""
 

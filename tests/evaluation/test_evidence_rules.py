@@ -162,3 +162,18 @@ def test_evidence_perturbed_variants_cluster_on_their_source_items():
     assert "200 clusters of 400 variants" in drop.test
     effect = float(drop.test.split("design effect ")[1].rstrip(")"))
     assert 1.6 < effect < 2.4  # perfectly correlated pairs: variance twice the independent rows'
+
+
+def test_evidence_a_failed_forgetting_check_says_by_how_much():
+    """`make demo`'s retrained candidate was rejected on the probe with an empty reason (the
+    verdict line read "first: probe.forgetting ()"): a failed check names its figures."""
+    from evaluation.policy import forgetting_check
+    from tunegate.params import GateParams
+
+    gate = GateParams(max_forgetting_drop=0.1)
+    failed = forgetting_check((0.45, 0.6), gate)
+    assert not failed.passed and failed.value == pytest.approx(0.15)
+    assert "0.150 fewer general questions" in failed.reason and "(0.450 vs 0.600)" in failed.reason
+    assert "limit 0.1" in failed.reason
+    kept = forgetting_check((0.55, 0.6), gate)
+    assert kept.passed and kept.reason == ""
