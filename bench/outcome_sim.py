@@ -37,13 +37,16 @@ def paired_binary(rng: np.random.Generator, n: int, delta: float, disagree: floa
 
 LOSS, GAIN = 0.75, 0.75
 """On a differing item the candidate loses about 75% of production's score, or gains about
-75% of what production left: production scores 0.6 to 1.0 (mean 0.8), so a loss costs 0.6
+75% of what production left: production scores PRODUCTION (mean 0.8), so a loss costs 0.6
 and a gain brings 0.15 on average, and no score leaves [0, 1]."""
+PRODUCTION = (0.6, 1.0)
+"""The range production's per-item scores are drawn from, uniformly."""
+MEAN = sum(PRODUCTION) / 2
 
 
 def loss_share(per_item: float) -> float:
     """The share of differing items that lose, so that differing items average `per_item`."""
-    return (GAIN * 0.2 - per_item) / (LOSS * 0.8 + GAIN * 0.2)
+    return (GAIN * (1 - MEAN) - per_item) / (LOSS * MEAN + GAIN * (1 - MEAN))
 
 
 def paired_tied(rng: np.random.Generator, n: int, delta: float, disagree: float):
@@ -51,7 +54,7 @@ def paired_tied(rng: np.random.Generator, n: int, delta: float, disagree: float)
     generation models writing the same answer), whose differences average `delta` overall:
     a differing item is a large loss or a smaller gain (LOSS, GAIN), in the proportion that
     plants `delta` exactly in expectation. Skewed like real field F1 differences."""
-    base = rng.uniform(0.6, 1.0, n)
+    base = rng.uniform(*PRODUCTION, n)
     differs = rng.random(n) < disagree
     loses = rng.random(n) < loss_share(delta / disagree)
     s = rng.uniform(0.75, 1.25, n)  # each item's share around the planted one (at most 0.94)

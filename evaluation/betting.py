@@ -54,21 +54,19 @@ def _log_capital(x: np.ndarray, bets: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def _ordered(x: np.ndarray) -> np.ndarray:
-    return np.random.default_rng(SEED).permutation(x)
+    return np.random.default_rng(SEED).permutation(np.asarray(x, float))
 
 
-def lower_bound(x: np.ndarray, alpha: float) -> float:
-    """The one-sided (1 - alpha) lower bound of the mean of `x` (values in [0, 1])."""
-    x = _ordered(np.asarray(x, float))
-    bets, target = _bets(x, alpha), np.log(1 / alpha)
-    top = float(x.mean())
-    grid = np.linspace(0.0, top, GRID)
+def _lower_bound(x: np.ndarray, bets: np.ndarray, alpha: float) -> float:
+    """The one-sided (1 - alpha) lower bound of the mean of `x` (in [0, 1], in betting order)."""
+    target = np.log(1 / alpha)
+    grid = np.linspace(0.0, float(x.mean()), GRID)
     rejected = _log_capital(x, bets, grid) >= target
     if not rejected[0]:
         return 0.0
-    first_kept = int(np.argmin(rejected)) if not rejected.all() else GRID - 1
-    if first_kept == 0 or rejected[first_kept]:
-        return float(grid[first_kept])
+    if rejected.all():
+        return float(grid[-1])
+    first_kept = int(np.argmin(rejected))
     a, b = float(grid[first_kept - 1]), float(grid[first_kept])
 
     def gap(m: float) -> float:
@@ -77,28 +75,32 @@ def lower_bound(x: np.ndarray, alpha: float) -> float:
     return float(brentq(gap, a, b, xtol=1e-7)) if gap(a) > 0 > gap(b) else b
 
 
-def p_value(x: np.ndarray, m: float, alpha: float) -> float:
+def _p_value(x: np.ndarray, bets: np.ndarray, m: float) -> float:
     """p-value of "mean <= m" against "mean > m": 1 / the most capital the bets reached."""
-    x = _ordered(np.asarray(x, float))
     if m >= 1:
         return 1.0
     if m <= 0:
         return 1.0 if x.max(initial=0.0) <= 0 else 0.0
-    log_k = float(_log_capital(x, _bets(x, alpha), np.array([min(m, 1.0)]))[0])
-    return float(min(1.0, np.exp(-log_k)))
+    return float(min(1.0, np.exp(-_log_capital(x, bets, np.array([m]))[0])))
+
+
+def _unit(d: np.ndarray, low: float, high: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """`d` mapped onto [0, 1] in betting order, and its bets. 1 - x takes the same bets (the
+    running variance is the same), so both sides of a bound share them."""
+    x = (_ordered(d) - low) / (high - low)
+    return x, _bets(x, alpha)
 
 
 def mean_bounds(d: np.ndarray, low: float, high: float, alpha: float) -> tuple[float, float]:
     """One-sided (1 - alpha) lower and upper bounds of the mean of `d`, whose values lie in
     [low, high] (a score difference: [-1, 1])."""
-    x = (np.asarray(d, float) - low) / (high - low)
-    lo = lower_bound(x, alpha)
-    hi = 1.0 - lower_bound(1.0 - x, alpha)
+    x, bets = _unit(d, low, high, alpha)
+    lo, hi = _lower_bound(x, bets, alpha), 1.0 - _lower_bound(1.0 - x, bets, alpha)
     return low + lo * (high - low), low + hi * (high - low)
 
 
 def mean_p_values(d: np.ndarray, bound: float, low: float, high: float, alpha: float) -> tuple[float, float]:
     """p-values of "mean > bound" (the claim) and of "mean < bound" (harm) for `d` in [low, high]."""
-    x = (np.asarray(d, float) - low) / (high - low)
+    x, bets = _unit(d, low, high, alpha)
     m = (bound - low) / (high - low)
-    return p_value(x, m, alpha), p_value(1.0 - x, 1.0 - m, alpha)
+    return _p_value(x, bets, m), _p_value(1.0 - x, bets, 1.0 - m)
