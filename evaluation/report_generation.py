@@ -75,13 +75,13 @@ def _paths_section(rows: list[dict]) -> list[str]:
     if not paths:
         return []
     who = [w for w in ("candidate", "baseline", "prompting") if w in rows[0]["scores"]]
+    shown = f"all {len(paths)}" if len(paths) <= PATHS else f"the {PATHS} most frequent of {len(paths)}"
     out = [
         "",
         "## Fields",
         "",
         f"Agreement per leaf path of the reference answers on the hold-out (exact value; a list: "
-        f"multiset F1; free text: token F1), over the items whose reference has the path; the "
-        f"{PATHS} most frequent of {len(paths)}:",
+        f"multiset F1; free text: token F1), over the items whose reference has the path; {shown}:",
         "",
         "| path | items | " + " | ".join(who) + " |",
         "|---|---|" + "---|" * len(who),
