@@ -103,6 +103,13 @@ def run(cmd: list[str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
 
 
+def gate(pfile: Path, out: Path, model: Path) -> None:
+    """The gate stage on one candidate's evaluation (its card informs the advice on a rejection)."""
+    run([sys.executable, "-m", "evaluation.gate", "--params", str(pfile), "--results", str(out / "results"),
+         "--out", str(out / "gate.json"), "--report", str(out / "report.md"),
+         "--candidate", str(model)])  # fmt: skip
+
+
 def stages(pfile: Path, data: Path, model: Path, out: Path, pointer: Path, work: Path) -> dict:
     """train, evaluate and gate one candidate (the pipeline's stage commands); its gate record."""
     py, base = sys.executable, str(ROOT / "models/base")
@@ -111,8 +118,7 @@ def stages(pfile: Path, data: Path, model: Path, out: Path, pointer: Path, work:
          "--checkpoints", str(work / "checkpoints" / model.name)])  # fmt: skip
     run([py, "-m", "evaluation.evaluate", "--params", str(pfile), "--data", str(data), "--base", base,
          "--candidate", str(model), "--production", str(pointer), "--out", str(out)])  # fmt: skip
-    run([py, "-m", "evaluation.gate", "--params", str(pfile), "--results", str(out / "results"),
-         "--out", str(out / "gate.json"), "--report", str(out / "report.md")])  # fmt: skip
+    gate(pfile, out, model)
     return read_json(out / "gate.json")
 
 

@@ -45,9 +45,9 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from injected import run, stages
+from injected import gate, run, stages
 
-from tunegate.artifacts import atomic_write_text, environment, read_json, write_json
+from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/recipes.json"
@@ -112,14 +112,16 @@ def dataset(name: str, workdir: Path) -> tuple[str, dict[str, Any], Path]:
         raise SystemExit(f"unknown dataset {name!r}: sample, banking77-15 or tickets")
     if not BANKING77.exists():
         raise SystemExit(f"{BANKING77} is absent: the banking77-15 cells cannot run here")
-    folder = workdir / name
+    folder = (workdir / name).resolve()  # the manifest records the sources by this path
     train_csv, holdout_csv = banking77_csvs(folder)
     params["data"] |= {
         "source": str(train_csv), "holdout_source": str(holdout_csv), "shifted_source": None,
         "text_column": "text", "label_column": "label", "format": "csv",
     }  # fmt: skip
     prepared = folder / "prepared"
-    if not (prepared / "manifest.json").exists():
+    manifest = prepared / "manifest.json"
+    inputs = read_json(manifest)["inputs"] if manifest.exists() else {}
+    if any(inputs.get(str(f)) != sha256_file(f) for f in (train_csv, holdout_csv)):  # new or changed
         pfile = folder / "params-prepare.yaml"
         atomic_write_text(pfile, yaml.safe_dump(params, sort_keys=False))
         run([sys.executable, "-m", "training.prepare", "--params", str(pfile), "--out", str(prepared)])
@@ -136,7 +138,7 @@ def row_of(kind: str, gate: dict, card: dict, source: str, seconds: float | None
         "failed": [c["name"] for c in gate["checks"] if not c["passed"] and not c.get("undecided")],
         "undecided": [c["name"] for c in gate["checks"] if c.get("undecided")],
         "primary": {"check": primary["name"], "value": primary["value"], "ci": primary["ci"],
-                    "items": primary["items"]},
+                    "items": primary["items"], "level": gate["interval_level"]},
         "probe_forgetting": checks["probe.forgetting"]["value"] if "probe.forgetting" in checks else None,
         "steps": card["metrics"].get("steps"),
         "kept_step": selection.get("step"),
@@ -188,7 +190,20 @@ def pipeline_cell(name: str, recipe: str) -> dict[str, Any] | None:
     train = yaml.safe_load(pfile.read_text(encoding="utf-8"))["train"]
     if any(train.get(k) != v for k, v in RECIPES[kind][recipe].items()) or not card_file.exists():
         return None
-    return row_of(kind, read_json(gate_file), read_json(card_file), f"the pipeline ({gate_file})", None)
+    source = f"the pipeline ({gate_file.relative_to(ROOT)})"
+    return row_of(kind, read_json(gate_file), read_json(card_file), source, None)
+
+
+def kept_cell(name: str, recipe: str, workdir: Path, seconds: float | None) -> dict[str, Any] | None:
+    """A cell's row from the evaluation it left in the work folder, gated again by today's gate
+    stage (``--render``: seconds, no training or evaluation)."""
+    folder = workdir / f"{name}--{recipe}"
+    model = folder / "models/candidate"
+    if not (folder / "eval/results").exists():  # the cell stopped before evaluation
+        return None
+    gate(folder / "params.yaml", folder / "eval", model)
+    return row_of(KIND_OF[name], read_json(folder / "eval/gate.json"), read_json(model / "card.json"),
+                  "this bench", seconds)  # fmt: skip
 
 
 def choose(cells: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -210,14 +225,15 @@ def choose(cells: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def markdown(cells: list[dict[str, Any]], choice: dict[str, dict[str, Any]]) -> str:
     """The results table (``bench/results/recipes.md``; the README's block is written from it)."""
-    out = ["| dataset | recipe | verdict | hold-out primary [95% interval] | probe forgetting drop | "
+    out = ["| dataset | recipe | verdict | hold-out primary [interval] | probe forgetting drop | "
            "steps (kept) | training forgetting | source |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in cells:
         p = c.get("primary")
-        primary = f"{p['check']} {p['value']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]" if p else "-"
+        level = f" ({p['level']:.0%})" if p and p.get("level") else ""
+        primary = f"{p['check']} {p['value']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]{level}" if p else "-"
         drop = "-" if c.get("probe_forgetting") is None else f"{c['probe_forgetting']:.3f}"
-        named = c.get("failed", []) + c.get("undecided", [])
-        verdict = c["verdict"] + (f" ({', '.join(named)})" if named else "")
+        named = [f"{what}: {', '.join(c[what])}" for what in ("failed", "undecided") if c.get(what)]
+        verdict = c["verdict"] + (f" ({'; '.join(named)})" if named else "")
         verdict += f": {c['reason']}" if c.get("reason") else ""
         steps = f"{c.get('steps')} ({c.get('kept_step')})" if c.get("steps") else "-"
         forgot = "-" if c.get("train_forgetting") is None else f"{c['train_forgetting']:.3f}"
@@ -254,8 +270,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench/.cache/recipes")
     parser.add_argument("--reuse-pipeline", action="store_true")
     parser.add_argument("--again", action="store_true", help="rerun cells already in the results")
+    parser.add_argument(
+        "--render", action="store_true", help="rebuild the rows from the records the cells left, run nothing"
+    )
     args = parser.parse_args(argv)
     cells = read_json(RESULTS)["cells"] if RESULTS.exists() else []
+    if args.render:
+        for c in cells:
+            again = pipeline_cell(c["dataset"], c["recipe"]) if c["source"] != "this bench" else None
+            again = again or kept_cell(c["dataset"], c["recipe"], args.workdir, c.get("seconds"))
+            c.update(again or {})
+        save(cells)
+        return
     runner: Callable[[str, str], dict[str, Any] | None]
     for key in args.cells:
         name, recipe = key.split("/")

@@ -36,7 +36,10 @@ def _forgetting(check: dict[str, Any], train: dict[str, Any], selection: dict[st
             )
         out += "."
     elif selection is None:
-        out += " No training curve was recorded (set train.forgetting_source to measure it per checkpoint)."
+        out += (
+            " No training curve was read (the gate stage was given no --candidate card, or"
+            " train.forgetting_source was not set to measure it per checkpoint)."
+        )
     hints = []
     if lr:
         hints.append(f"a lower train.lr (now {lr:g}; try {lr / 2:g})")
