@@ -105,9 +105,9 @@ def run(cmd: list[str]) -> None:
 
 def gate(pfile: Path, out: Path, model: Path) -> None:
     """The gate stage on one candidate's evaluation (its card informs the advice on a rejection)."""
-    run([sys.executable, "-m", "evaluation.gate", "--params", str(pfile), "--results", str(out / "results"),
-         "--out", str(out / "gate.json"), "--report", str(out / "report.md"),
-         "--candidate", str(model)])  # fmt: skip
+    run([sys.executable, "-m", "evaluation.gate", "--params", str(pfile),
+         "--results", str(out / "results"), "--out", str(out / "gate.json"),
+         "--report", str(out / "report.md"), "--candidate", str(model)])  # fmt: skip
 
 
 def stages(pfile: Path, data: Path, model: Path, out: Path, pointer: Path, work: Path) -> dict:

@@ -124,7 +124,8 @@ def dataset(name: str, workdir: Path) -> tuple[str, dict[str, Any], Path]:
     if any(inputs.get(str(f)) != sha256_file(f) for f in (train_csv, holdout_csv)):  # new or changed
         pfile = folder / "params-prepare.yaml"
         atomic_write_text(pfile, yaml.safe_dump(params, sort_keys=False))
-        run([sys.executable, "-m", "training.prepare", "--params", str(pfile), "--out", str(prepared)])
+        run([sys.executable, "-m", "training.prepare", "--params", str(pfile),
+             "--out", str(prepared)])  # fmt: skip
     return "classification", params, prepared
 
 

@@ -149,20 +149,20 @@ def api_page() -> str:
     return "\n".join(parts) + "\n"
 
 
-def report_section(heading: str, project: Path = ROOT) -> str:
+def report_section(heading: str, project: Path = ROOT, report_file: str = "eval/report.md") -> str:
     """One section of the committed release report (eval/report.md, tracked by git, written by
     the gate stage's own renderer), quoted as it is, without its heading: a page that shows a
     run's figures includes this, so nobody types them and nothing renders them twice."""
-    report = (project / "eval/report.md").read_text(encoding="utf-8")
+    report = (project / report_file).read_text(encoding="utf-8")
     start = report.index(f"\n## {heading}\n") + len(heading) + 5
     end = report.find("\n## ", start)
     return report[start : None if end < 0 else end].strip("\n") + "\n"
 
 
-def report_head(project: Path = ROOT) -> str:
+def report_head(project: Path = ROOT, report_file: str = "eval/report.md") -> str:
     """The committed release report's head: its verdict, what it compared and every check,
-    up to the floors table (eval/report.md as the gate stage wrote it)."""
-    report = (project / "eval/report.md").read_text(encoding="utf-8")
+    up to the floors table (eval/report.md, or the generation kind's, as the gate stage wrote it)."""
+    report = (project / report_file).read_text(encoding="utf-8")
     return report[: report.index("\nFloors beside the references")].strip("\n") + "\n"
 
 
@@ -175,12 +175,16 @@ def comment_head(project: Path = ROOT) -> str:
     return text[: text.index("<details>")].strip("\n") + "\n"
 
 
+GENERATION_REPORT = "eval/generation/report.md"
 PAGES = {
     "reference/params.md": params_page,
     "reference/cli.md": cli_page,
     "reference/api.md": api_page,
     "snippets/calibration.md": lambda: report_section("Calibration and abstention"),
     "snippets/report-head.md": report_head,
+    "snippets/report-head-generation.md": lambda: report_head(report_file=GENERATION_REPORT),
+    "snippets/suites-generation.md": lambda: report_section("Suites", report_file=GENERATION_REPORT),
+    "snippets/fields-generation.md": lambda: report_section("Fields", report_file=GENERATION_REPORT),
     "snippets/parity.md": lambda: report_section("Parity"),
     "snippets/gate-comment.md": comment_head,
 }
@@ -210,7 +214,13 @@ def judge_block() -> str:
     return "```\n" + "\n".join(shown) + "\n```"
 
 
-README_BLOCKS = {"test-durations": durations_block, "canary-judge": judge_block}
+def recipes_block() -> str:
+    """The default recipe's comparison across datasets, as bench/recipes.py wrote it
+    (bench/results/recipes.md: each cell's verdict, hold-out primary metric, forgetting)."""
+    return (ROOT / "bench/results/recipes.md").read_text(encoding="utf-8").rstrip()
+
+
+README_BLOCKS = {"test-durations": durations_block, "canary-judge": judge_block, "recipes": recipes_block}
 """Blocks of README.md (GitHub renders no includes) between `<!-- generated: NAME -->` and
 `<!-- end: NAME -->`, rewritten from the files that hold their figures."""
 
