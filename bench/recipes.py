@@ -221,7 +221,9 @@ def choose(cells: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     }
     missing = {r: sorted(set(names) - set(rows)) for r, rows in table.items() if set(rows) != set(names)}
     chosen = max(qualifying, key=qualifying.__getitem__) if qualifying else None
-    return {"datasets": names, "qualifying": qualifying, "chosen": chosen, "cells_missing": missing}
+    open_ = [r for r in missing if all(row["verdict"] == "approved" for row in table[r].values())]
+    return {"datasets": names, "qualifying": qualifying, "chosen": chosen, "cells_missing": missing,
+            "may_still_qualify": open_}  # fmt: skip
 
 
 def markdown(cells: list[dict[str, Any]], choice: dict[str, dict[str, Any]]) -> str:
@@ -243,7 +245,8 @@ def markdown(cells: list[dict[str, Any]], choice: dict[str, dict[str, Any]]) -> 
     out.append("")
     for kind, ch in choice.items():
         missing = "; ".join(f"{r} lacks {', '.join(ds)}" for r, ds in ch["cells_missing"].items())
-        verdict = f"`{ch['chosen']}`" if ch["chosen"] else "none qualifies yet"
+        verdict = f"`{ch['chosen']}`" if ch["chosen"] else "none qualifies"
+        verdict += " yet" if not ch["chosen"] and ch.get("may_still_qualify") else ""
         line = f"- {kind} ({', '.join(ch['datasets'])}): {verdict}"
         out.append(line + (f" ({missing})" if missing else ""))
     return "\n".join(out) + "\n"
