@@ -39,7 +39,8 @@ def test_a_release_missing_from_the_store_is_a_note_not_a_broken_page(reg, repo,
     one use their own store."""
     v1 = registered(reg, repo, 1)
     code = (
-        "import json, sys; from tunegate.serving import dashboard; from tunegate.serving.registry import Registry; "
+        "import json, sys; from tunegate.serving import dashboard; "
+        "from tunegate.serving.registry import Registry; "
         "print(json.dumps(dashboard.release_view(Registry(sys.argv[1], 'intent-classifier'), sys.argv[2])))"
     )
     env = os.environ | {"BENTOML_HOME": str(tmp_path / "empty-store"), "PYTHONPATH": str(ROOT)}

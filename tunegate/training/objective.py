@@ -123,7 +123,7 @@ class AnswerLossTrainer(Trainer):
     loss is therefore run as the wrapped module's forward for that one call."""
 
     general: list[Any] | None = None
-    """Base-model answers to general prompts (training/forgetting.py): measured at each validation."""
+    """Base-model answers to general prompts (forgetting.py here): measured at each validation."""
     forgetting_budget: float | None = None
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
