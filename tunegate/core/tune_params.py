@@ -18,6 +18,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tunegate.core.train_params import TrainParams
+
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 OBJECTIVES = {
     "classification": ("accuracy", "macro_f1"),
@@ -99,8 +101,6 @@ class TuneParams:
 
 def train_keys() -> dict[str, type]:
     """Every ``train.*`` key that can be searched, with its field's default's type."""
-    from tunegate.core.params import TrainParams
-
     keys: dict[str, type] = {}
     for f in dataclasses.fields(TrainParams):
         value = getattr(TrainParams(), f.name)

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from tunegate.core.errors import ConfigError
-from tunegate.core.params import LoraParams, Params, TrainParams, load_params
+from tunegate.core.params import Params, load_params
+from tunegate.core.train_params import LoraParams, TrainParams
 
 
 def lora_config(lp: LoraParams) -> Any:
