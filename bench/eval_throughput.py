@@ -146,7 +146,7 @@ def generation(args: argparse.Namespace) -> None:
     """The generation kind's paths (see the module docstring)."""
     from transformers import AutoTokenizer
 
-    from tunegate.core.generate import generate_text
+    from tunegate.core.greedy import generate_text
     from tunegate.core.task import read_task
     from tunegate.evaluation.generation import prompt_turns
     from tunegate.evaluation.hf_predict import json_constraint

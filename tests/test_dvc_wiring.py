@@ -106,4 +106,4 @@ def test_the_closure_follows_lazy_imports_and_subprocess_modules():
     evaluate = closure("tunegate.evaluation.evaluate")
     assert "tunegate/evaluation/vllm_predict.py" in evaluate  # started with python -m
     assert "tunegate/core/inference.py" in evaluate  # imported by vllm_predict
-    assert "tunegate/core/generate.py" in closure("tunegate.training.train")  # imported inside a method
+    assert "tunegate/core/greedy.py" in closure("tunegate.training.train")  # imported inside a method

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tunegate.core.artifacts import read_json, read_jsonl
-from tunegate.core.generate import generate_text
+from tunegate.core.greedy import generate_text
 from tunegate.evaluation.chat_decode import greedy_chat
 from tunegate.evaluation.hf_predict import grammar_processors, json_grammar, load_model
 

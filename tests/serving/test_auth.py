@@ -21,7 +21,7 @@ def stub(**serve) -> SimpleNamespace:
         params=params,
         model_names=lambda privileged: ["tunegate"],
         readiness=lambda: (True, {"ready": True, "log": {"state": "ok", "error": "at db.internal:5432"}}),
-        metrics=None,  # a Runtime's, before it starts (tunegate/serving/metrics.py)
+        metrics=None,  # a Runtime's, before it starts (tunegate/serving/prometheus.py)
     )
 
 

@@ -58,7 +58,7 @@ def greedy_chat(
     with torch.inference_mode():
         prefix = model(input_ids=torch.tensor([ids[0][: max(shared, 1)]]), use_cache=True, logits_to_keep=1)
     if any(type(layer) is not DynamicLayer for layer in prefix.past_key_values.layers):
-        from tunegate.core.generate import generate_text
+        from tunegate.core.greedy import generate_text
         from tunegate.evaluation.hf_predict import grammar_processors
 
         processors = grammar_processors(grammar) if grammar is not None else None

@@ -50,7 +50,7 @@ from tunegate.core.stage import configure_logging
 from tunegate.core.task import for_kind
 from tunegate.core.words import vocabulary
 from tunegate.evaluation import classical
-from tunegate.evaluation.abstention import baseline_calibration, calibrate, calibration_rows, item_marks
+from tunegate.evaluation.calibration_step import baseline_calibration, calibrate, calibration_rows, item_marks
 from tunegate.evaluation.evidence import (
     PROMPTING,
     Evaluated,
@@ -63,7 +63,7 @@ from tunegate.evaluation.hf_predict import Prediction
 from tunegate.evaluation.models import Models, identities, resolve_models
 from tunegate.evaluation.predictors import HFEngine, ModelRef, vllm_available, vllm_classify
 from tunegate.evaluation.probe import forgetting_probe
-from tunegate.evaluation.scoring import Scored, SuiteAnswers, plot_rows, score, write_csv
+from tunegate.evaluation.results import Scored, SuiteAnswers, plot_rows, score, write_csv
 from tunegate.evaluation.suites import Suite, build_suites, unknown_labels
 
 log = logging.getLogger(__name__)

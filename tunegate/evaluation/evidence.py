@@ -170,7 +170,7 @@ class Evidence:
     monitor_reference: dict[str, Any] = field(default_factory=dict)
     classical: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
-    """The calibration block (tunegate/evaluation/abstention.py), empty when not evaluated."""
+    """The calibration block (tunegate/evaluation/calibration_step.py), empty when not evaluated."""
     out_of_scope: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
     """The task kind that produced the evidence (tunegate/core/task.py)."""

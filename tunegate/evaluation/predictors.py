@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from tunegate.core.artifacts import read_json
 from tunegate.core.errors import ArtifactError
-from tunegate.core.generate import generate_text
+from tunegate.core.greedy import generate_text
 from tunegate.core.prompt import PromptTemplate, general_prompt
 from tunegate.core.threads import torch_threads
 from tunegate.evaluation.hf_predict import Prediction, load_model, predict

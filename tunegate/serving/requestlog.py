@@ -91,7 +91,7 @@ class Entry:
     """Keyed hash of the network peer's address."""
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
     tokens: int | None = None
-    """Completion tokens generated (for tunegate/serving/metrics.py; not a column of the log)."""
+    """Completion tokens generated (for tunegate/serving/prometheus.py; not a column of the log)."""
 
 
 def caller_key(value: str | None, secret: bytes) -> str | None:

@@ -36,7 +36,7 @@ from tunegate.serving.routing import route, routing_salt
 from tunegate.serving.status import write_status
 
 if TYPE_CHECKING:
-    from tunegate.serving.metrics import Metrics
+    from tunegate.serving.prometheus import Metrics
 
 log = logging.getLogger(__name__)
 STALLED_ROUNDS, STALLED_SECONDS = 10, 600
@@ -131,9 +131,9 @@ class Runtime:
         self.watched_at: float | None = None  # when the watch loop last finished a round
 
     async def start(self) -> None:
-        from tunegate.serving.metrics import process_metrics
+        from tunegate.serving.prometheus import process_metrics
 
-        self.metrics = process_metrics()  # here, in the worker: see tunegate/serving/metrics.py
+        self.metrics = process_metrics()  # here, in the worker: see tunegate/serving/prometheus.py
         await self.engine.start()
         replayed = await asyncio.to_thread(self.writer.start)
         if replayed:

@@ -189,7 +189,7 @@ class TrainRecipe:
         """The base model's own answers to general prompts, as training examples: fine-tuning
         then keeps the model's behaviour outside the task prompt (less forgetting) without
         any outside data. Computed before the adapter exists, greedy, so deterministic."""
-        from tunegate.core.generate import generate_text
+        from tunegate.core.greedy import generate_text
         from tunegate.core.prompt import general_prompt
         from tunegate.training.objective import tokenize_answer
 

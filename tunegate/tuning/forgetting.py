@@ -28,7 +28,7 @@ def general_prompts(path: Path) -> list[str]:
 
 def base_answers(base_dir: Path, prompts: list[str], max_tokens: int) -> list[str]:
     """The base model's greedy answers (computed once per study)."""
-    from tunegate.core.generate import generate_text
+    from tunegate.core.greedy import generate_text
     from tunegate.core.prompt import general_prompt
     from tunegate.evaluation.hf_predict import load_model
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from tunegate.core.params import params_from_dict
-from tunegate.evaluation.abstention import calibrate
+from tunegate.evaluation.calibration_step import calibrate
 from tunegate.evaluation.hf_predict import Prediction
 
 
@@ -32,7 +32,7 @@ def answers(n: int, n_oos: int, oos_level: float, seed: int = 0):
 def test_the_auto_threshold_is_recorded_with_every_floor_and_the_one_that_bound_it(caplog) -> None:
     val, preds, oos = answers(300, 100, 0.75)
     params = params_from_dict({})
-    with caplog.at_level(logging.INFO, logger="tunegate.evaluation.abstention"):
+    with caplog.at_level(logging.INFO, logger="tunegate.evaluation.calibration_step"):
         cal, block = calibrate(params, val, preds, oos)
     search = block["threshold_search"]
     assert (
@@ -53,7 +53,7 @@ def test_the_auto_threshold_is_recorded_with_every_floor_and_the_one_that_bound_
 def test_no_threshold_meeting_every_floor_is_said_before_the_gate_runs(caplog) -> None:
     val, preds, oos = answers(300, 100, 0.92)  # out-of-scope as sure as in-scope
     params = params_from_dict({"gate": {"min_coverage": 0.9}})
-    with caplog.at_level(logging.WARNING, logger="tunegate.evaluation.abstention"):
+    with caplog.at_level(logging.WARNING, logger="tunegate.evaluation.calibration_step"):
         _, block = calibrate(params, val, preds, oos)
     assert not block["threshold_search"]["met"]
     assert (

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tunegate.evaluation.abstention import reliability_rows
 from tunegate.evaluation.calibration_fit import record_scores
+from tunegate.evaluation.calibration_step import reliability_rows
 from tunegate.evaluation.evidence import slices
 from tunegate.evaluation.metrics import ClassScores, accuracy, encode, macro_f1, per_class, with_ci
 from tunegate.evaluation.suites import Suite, length_slice
@@ -55,7 +55,7 @@ class SuiteAnswers:
     baseline: list[str | None] | None
     classical: list[str]
     marks: list[dict[str, Any]]
-    """Per item: raw and calibrated confidence, abstained (tunegate/evaluation/abstention.py)."""
+    """Per item: raw and calibrated confidence, abstained (tunegate/evaluation/calibration_step.py)."""
     prompting: list[str | None] | None = None
     """The base model's answers with eval.few_shot examples in its prompt, where compared."""
 
