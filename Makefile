@@ -47,7 +47,7 @@ run: setup
 	@echo "Release report: eval/report.md"
 	@$(BIN)/tunegate gate
 
-# The generation kind (tunegate/task.py) on its embedded default, data/tickets/: the same
+# The generation kind (tunegate/core/task.py) on its embedded default, data/tickets/: the same
 # stages, generation/dvc.yaml, reading params-generation.yaml.
 run-generation: setup
 	$(BIN)/dvc repro generation/dvc.yaml

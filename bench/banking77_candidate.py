@@ -1,6 +1,6 @@
 """A Banking77 candidate for the drift benchmark's model signals (predicted label, confidence).
 
-The train stage itself (``python -m training.train``, LoRA on ``models/base``) runs on a
+The train stage itself (``python -m tunegate.training.train``, LoRA on ``models/base``) runs on a
 prepared folder written here from the benchmark's own split, so the candidate never sees
 the reference, the window pool, the test split or the held-out intents. It is capped so a
 2-core CPU trains it in about a quarter of an hour: ``ROWS_PER_INTENT`` rows per in-scope
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tunegate.artifacts import atomic_write_text, jsonl_text, sha256_file, write_json
+from tunegate.core.artifacts import atomic_write_text, jsonl_text, sha256_file, write_json
 
 ROWS_PER_INTENT = 20
 VAL_PER_INTENT = 1
@@ -60,7 +60,7 @@ def train_candidate(training_rows: list[dict], cache: Path, params_path: Path) -
     print(f"training the Banking77 candidate on {len(train)} rows ({ROWS_PER_INTENT} per intent)", flush=True)
     subprocess.run(
         [
-            sys.executable, "-m", "training.train", "--params", str(folder / "params.yaml"),
+            sys.executable, "-m", "tunegate.training.train", "--params", str(folder / "params.yaml"),
             "--data", str(data), "--base", "models/base", "--out", str(out),
             "--metrics", str(folder / "metrics"), "--checkpoints", str(folder / "checkpoints"),
         ],

@@ -6,11 +6,11 @@ For each dataset, in one run:
   and of the calibrated one, on hold-out and on shifted traffic;
 - the abstention trade-off: coverage, selective accuracy and out-of-scope recall at a
   range of thresholds, and at the threshold chosen on validation;
-- the auto threshold (evaluation/threshold.py) side by side with the rule it replaced (the
+- the auto threshold (tunegate/evaluation/threshold.py) side by side with the rule it replaced (the
   lowest threshold whose in-scope validation precision reaches the target, out-of-scope
   rows ignored): the threshold each picks on validation, which floor bound it, and the
   hold-out's coverage, selective accuracy and out-of-scope recall at it;
-- the label-free accuracy estimate (monitoring/estimate.py: mean calibrated confidence of
+- the label-free accuracy estimate (tunegate/monitoring/estimate.py: mean calibrated confidence of
   answered requests) against the true accuracy of those requests, over replayed windows of
   100 and 300 requests drawn from hold-out and from shifted traffic (mean absolute error,
   95th percentile). Target: within 0.05 on hold-out traffic.
@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.calibration_fit import ece, fit
-from evaluation.metrics import with_ci
-from evaluation.threshold import Floors, choose_threshold
-from tunegate import calibration
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json
-from tunegate.calibration import Calibration
-from tunegate.params import load_params
+from tunegate.core import calibration
+from tunegate.core.artifacts import environment, read_json, read_jsonl, write_json
+from tunegate.core.calibration import Calibration
+from tunegate.core.params import load_params
+from tunegate.evaluation.calibration_fit import ece, fit
+from tunegate.evaluation.metrics import with_ci
+from tunegate.evaluation.threshold import Floors, choose_threshold
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -164,9 +164,9 @@ def sample_part(windows: int) -> dict[str, Any]:
 def validation_of(cal: Calibration, data: Path, candidate: Path) -> tuple[list, list, list]:
     """The checked-out candidate's calibrated confidences and correctness on validation and
     out-of-scope validation, answered by the scorer (the evaluate stage's engine)."""
-    from evaluation.models import base_ref, candidate_ref
-    from evaluation.predictors import HFEngine
-    from tunegate.prompt import PromptTemplate
+    from tunegate.core.prompt import PromptTemplate
+    from tunegate.evaluation.models import base_ref, candidate_ref
+    from tunegate.evaluation.predictors import HFEngine
 
     rows = {name: read_jsonl(data / f"{name}.jsonl") for name in ("val", "val_oos")}
     cand = candidate_ref(candidate, base_ref(Path("models/base")))
@@ -184,12 +184,12 @@ def banking77_part(folder: Path, params_path: Path, windows: int) -> dict[str, A
     from banking77_candidate import describe, train_candidate
     from drift_power import CACHE, banking77_split
 
-    from evaluation.models import base_ref, candidate_ref
-    from evaluation.predictors import HFEngine
+    from tunegate.evaluation.models import base_ref, candidate_ref
+    from tunegate.evaluation.predictors import HFEngine
 
     split = banking77_split(folder)
     candidate = train_candidate(split["training"], CACHE, params_path)
-    from tunegate.prompt import PromptTemplate
+    from tunegate.core.prompt import PromptTemplate
 
     rng = random.Random(11)
     unseen = rng.sample(split["held_out_intents"], len(split["held_out_intents"]))

@@ -1,6 +1,6 @@
 """Does the canary judge stay valid however often it looks? A simulation through its own code.
 
-Each replicate feeds the judge (serving/rollout.py ``judge``) a request log that grows by
+Each replicate feeds the judge (tunegate/serving/rollout.py ``judge``) a request log that grows by
 ``--per-look`` canary and three times as many production requests between looks, from
 callers of their own, and asks it for a decision at every look, up to ``--looks`` (48) looks,
 stopping at the first decision (advance, which promotion at the last step follows the same
@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.rollout import judge
-from tunegate.artifacts import environment, write_json
-from tunegate.params import ReleaseParams
+from tunegate.core.artifacts import environment, write_json
+from tunegate.core.params import ReleaseParams
+from tunegate.serving.rollout import judge
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results"

@@ -3,7 +3,7 @@
 Two contenders compute the same Evidently report (text descriptors, predicted labels,
 confidence, all-MiniLM-L6-v2 embedding drift) on the same request log, in one run:
 
-- ``tunegate``: ``monitoring.drift_report.main_report`` as ``tunegate drift`` runs it: a
+- ``tunegate``: ``tunegate.monitoring.drift_report.main_report`` as ``tunegate drift`` runs it: a
   seeded sample of at most ``monitor.sample`` rows per side is described and embedded,
   and the reference sample's embeddings come from the on-disk cache (the first, cold
   report computes it; its cost is reported apart);
@@ -41,8 +41,8 @@ FILLER = ("ok", "so", "um", "please", "today", "again", "now", "hi", "hello", "t
 
 def build_log(path: Path, data: Path, n: int, seed: int) -> None:
     """A request log of n answered /classify requests, written by the service's own writer."""
-    from serving.requestlog import Entry, RequestLog
-    from tunegate.artifacts import read_jsonl
+    from tunegate.core.artifacts import read_jsonl
+    from tunegate.serving.requestlog import Entry, RequestLog
 
     rows = read_jsonl(data / "holdout.jsonl") + read_jsonl(data / "shifted.jsonl")
     rng = random.Random(seed)
@@ -60,11 +60,11 @@ def build_log(path: Path, data: Path, n: int, seed: int) -> None:
 
 def measure(mode: str, log: Path, reference: Path, reports: Path, sample: int) -> dict:
     """One report, in this process (called in a child): seconds, embedding seconds, peak RSS."""
-    import monitoring.drift as drift
-    from monitoring.drift_report import main_report
-    from monitoring.window import read_window
-    from tunegate import monitor_reference
-    from tunegate.params import Params
+    import tunegate.monitoring.drift as drift
+    from tunegate.core import monitor_reference
+    from tunegate.core.params import Params
+    from tunegate.monitoring.drift_report import main_report
+    from tunegate.monitoring.window import read_window
 
     spent = {"embed": 0.0, "rows": 0}
     original = drift.embed
@@ -123,8 +123,8 @@ def main() -> None:
         mode, log, reference, reports, sample = sys.argv[2:7]
         print(json.dumps(measure(mode, Path(log), Path(reference), Path(reports), int(sample))))
         return
-    from tunegate.artifacts import environment, write_json
-    from tunegate.params import MonitorParams
+    from tunegate.core.artifacts import environment, write_json
+    from tunegate.core.params import MonitorParams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))

@@ -1,6 +1,6 @@
 """Drift monitor: false-alarm rate on in-distribution windows, power on shifted ones.
 
-Every window is judged by the monitor's own ``monitoring.drift.judge_window`` (Evidently's K-S and
+Every window is judged by the monitor's own ``tunegate.monitoring.drift.judge_window`` (Evidently's K-S and
 the registered two-sample chi-square, the embedding classifier against its null), with
 two substitutions, both for speed and neither changing a verdict: sentence embeddings are
 computed once per text and looked up (same all-MiniLM-L6-v2 model), and Evidently's t-SNE
@@ -55,13 +55,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import monitoring.drift as drift_module
-from monitoring.window import Window
-from tunegate.artifacts import environment, read_jsonl, write_json
-from tunegate.monitor_reference import MonitorReference
-from tunegate.params import load_params
-from tunegate.pii import clean_text
-from tunegate.words import vocabulary
+import tunegate.monitoring.drift as drift_module
+from tunegate.core.artifacts import environment, read_jsonl, write_json
+from tunegate.core.monitor_reference import MonitorReference
+from tunegate.core.params import load_params
+from tunegate.core.pii import clean_text
+from tunegate.core.words import vocabulary
+from tunegate.monitoring.window import Window
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 ENCODE = drift_module.embed  # the monitor's encoder; the lookup below replaces it per dataset
@@ -177,10 +177,10 @@ def sample_part(params: Any, trials: int) -> dict[str, Any]:
 
 def answer_with_the_served_engine(rows: list[dict], candidate: Path = Path("models/candidate")) -> None:
     """The candidate's served answers and confidences (vLLM, adapter per request), cached."""
-    from evaluation.models import base_ref, candidate_ref
-    from evaluation.predictors import vllm_classify
-    from tunegate.artifacts import read_json
-    from tunegate.prompt import PromptTemplate
+    from tunegate.core.artifacts import read_json
+    from tunegate.core.prompt import PromptTemplate
+    from tunegate.evaluation.models import base_ref, candidate_ref
+    from tunegate.evaluation.predictors import vllm_classify
 
     base = base_ref(Path("models/base"))
     cand = candidate_ref(candidate, base)

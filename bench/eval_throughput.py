@@ -5,8 +5,8 @@ restricted to the label set, in one run:
 
 - ``plain_peft_generate``: the baseline. transformers ``generate`` on the PEFT model
   (adapter not merged), batches of 16 sorted by length, label constraint through
-  ``prefix_allowed_tokens_fn`` (evaluation/hf_predict.py).
-- ``scorer``: the evaluate stage's default path (evaluation/scorer.py): adapter merged,
+  ``prefix_allowed_tokens_fn`` (tunegate/evaluation/hf_predict.py).
+- ``scorer``: the evaluate stage's default path (tunegate/evaluation/scorer.py): adapter merged,
   shared prompt prefix computed once, decoding stopped once the label is determined.
 - ``merged_generate``: the baseline loop with the adapter merged (isolates that saving).
 - with ``--vllm``: ``vllm_lora`` (the served engine: base + adapter per request) and
@@ -27,7 +27,7 @@ the task's JSON Schema by the same xgrammar grammar, by
   a logits processor (``HFEngine.chat`` with ``reference``, the parity reference);
 - ``plain_peft_generate_same_batch``: the same loop at the evaluation path's batch;
 - ``merged_generate``: the ``generate`` loop on merged weights, batches of 16 (the merge's share);
-- ``chat_decode``: the evaluation path of ``eval.engine: scorer`` (``evaluation/chat_decode.py``:
+- ``chat_decode``: the evaluation path of ``eval.engine: scorer`` (``tunegate/evaluation/chat_decode.py``:
   merged weights, the shared prompt prefix once, continuous batching, grouped heads read in
   place), batches of ``--batch-size`` (64, as ``params-generation.yaml``);
 - ``vllm_lora``: the served engine, vLLM with the adapter per request and structured outputs,
@@ -47,10 +47,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.hf_predict import load_model, predict, template_for
-from evaluation.predictors import ModelRef, vllm_classify
-from evaluation.scorer import score
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json
+from tunegate.core.artifacts import environment, read_json, read_jsonl, write_json
+from tunegate.evaluation.hf_predict import load_model, predict, template_for
+from tunegate.evaluation.predictors import ModelRef, vllm_classify
+from tunegate.evaluation.scorer import score
 
 
 def timed(fn, *args):
@@ -146,11 +146,11 @@ def generation(args: argparse.Namespace) -> None:
     """The generation kind's paths (see the module docstring)."""
     from transformers import AutoTokenizer
 
-    from evaluation.generation import prompt_turns
-    from evaluation.hf_predict import json_constraint
-    from evaluation.predictors import HFEngine, vllm_generate
-    from tunegate.generate import generate_text
-    from tunegate.task import read_task
+    from tunegate.core.greedy import generate_text
+    from tunegate.core.task import read_task
+    from tunegate.evaluation.generation import prompt_turns
+    from tunegate.evaluation.hf_predict import json_constraint
+    from tunegate.evaluation.predictors import HFEngine, vllm_generate
 
     data = args.data if args.data != Path("data/prepared") else Path("data/prepared-generation")
     cand = (

@@ -5,7 +5,7 @@ gate's own ``probe.forgetting`` drop (contains-an-answer accuracy on the probe's
 candidate vs base, free greedy answers), two measures on the general prompts the train
 stage reads (``train.forgetting_source``, disjoint from the probe):
 
-- ``teacher_forced``: the train stage's measure (training/forgetting.py): the share of the
+- ``teacher_forced``: the train stage's measure (tunegate/training/forgetting.py): the share of the
   base model's greedy answer tokens the candidate no longer predicts first, one
   teacher-forced pass;
 - ``decoded``: 1 - mean token F1 between the candidate's and the base model's own greedy
@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.forgetting import base_references, forgetting, general_prompts
-from tunegate.artifacts import atomic_write_text, environment, read_json, write_json
-from tunegate.generate import generate_text
-from tunegate.params import load_params
-from tunegate.prompt import general_prompt
-from tunegate.text_metrics import token_f1
+from tunegate.core.artifacts import atomic_write_text, environment, read_json, write_json
+from tunegate.core.greedy import generate_text
+from tunegate.core.params import load_params
+from tunegate.core.prompt import general_prompt
+from tunegate.core.text_metrics import token_f1
+from tunegate.training.forgetting import base_references, forgetting, general_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/forgetting_measures.json"

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import outcome_sim
 from injected import CASES, KINDS, injected
 
-from tunegate.artifacts import environment, read_json, write_json
+from tunegate.core.artifacts import environment, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results"

@@ -1,7 +1,7 @@
 """The generation kind's drift monitor: false-alarm rate on in-distribution windows, power
 on the mobile-chat channel, with the trained release's own answers.
 
-Every window is judged by the monitor's own ``monitoring.generation_drift`` (Evidently's
+Every window is judged by the monitor's own ``tunegate.monitoring.generation_drift`` (Evidently's
 K-S, the embedding classifier against its null, Fisher exact tests per rate and field,
 Mann-Whitney for live quality), with the embeddings computed once per text and Evidently's
 picture skipped (``render=False``; a test checks the verdicts are the same).
@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import monitoring.generation_drift as gen
-from monitoring.window import GenerationWindow
-from tunegate.artifacts import environment, read_jsonl, write_json
-from tunegate.monitor_reference import GenerationReference
-from tunegate.params import load_params
-from tunegate.task import read_task
-from tunegate.words import vocabulary
+import tunegate.monitoring.generation_drift as gen
+from tunegate.core.artifacts import environment, read_jsonl, write_json
+from tunegate.core.monitor_reference import GenerationReference
+from tunegate.core.params import load_params
+from tunegate.core.task import read_task
+from tunegate.core.words import vocabulary
+from tunegate.monitoring.window import GenerationWindow
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench/results/generation_drift_power"

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from tunegate.artifacts import read_json, read_jsonl, sha256_file, write_json
+from tunegate.core.artifacts import read_json, read_jsonl, sha256_file, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def run(cmd: list[str]) -> None:
 
 def gate(pfile: Path, out: Path, model: Path) -> None:
     """The gate stage on one candidate's evaluation (its card informs the advice on a rejection)."""
-    run([sys.executable, "-m", "evaluation.gate", "--params", str(pfile),
+    run([sys.executable, "-m", "tunegate.evaluation.gate", "--params", str(pfile),
          "--results", str(out / "results"), "--out", str(out / "gate.json"),
          "--report", str(out / "report.md"), "--candidate", str(model)])  # fmt: skip
 
@@ -113,10 +113,11 @@ def gate(pfile: Path, out: Path, model: Path) -> None:
 def stages(pfile: Path, data: Path, model: Path, out: Path, pointer: Path, work: Path) -> dict:
     """train, evaluate and gate one candidate (the pipeline's stage commands); its gate record."""
     py, base = sys.executable, str(ROOT / "models/base")
-    run([py, "-m", "training.train", "--params", str(pfile), "--data", str(data), "--base", base,
+    run([py, "-m", "tunegate.training.train", "--params", str(pfile), "--data", str(data), "--base", base,
          "--out", str(model), "--metrics", str(work / "metrics" / model.name),
          "--checkpoints", str(work / "checkpoints" / model.name)])  # fmt: skip
-    run([py, "-m", "evaluation.evaluate", "--params", str(pfile), "--data", str(data), "--base", base,
+    run([py, "-m", "tunegate.evaluation.evaluate", "--params", str(pfile), "--data", str(data),
+         "--base", base,
          "--candidate", str(model), "--production", str(pointer), "--out", str(out)])  # fmt: skip
     gate(pfile, out, model)
     return read_json(out / "gate.json")

@@ -3,7 +3,7 @@ approved, undecided (not enough evidence) or rejected, by suite size, disagreeme
 the candidate's true difference. Used by ``bench/gate_power.py --part sim`` (0/1 scores,
 classification) and ``--part continuous`` (per-item scores that mostly tie, generation).
 
-Each replicate runs the gate's own code for the check (evaluation/policy.py ``ab_checks``,
+Each replicate runs the gate's own code for the check (tunegate/evaluation/policy.py ``ab_checks``,
 then ``finish``), so what is measured is what decides a release.
 """
 
@@ -14,11 +14,11 @@ import json
 import numpy as np
 from scipy import stats as sps
 
-from evaluation.checks import Boot, Check, finish
-from evaluation.evidence import Scores, SuiteOutcome
-from evaluation.plan import items_needed
-from evaluation.policy import ab_checks
-from tunegate.params import GateParams
+from tunegate.core.params import GateParams
+from tunegate.evaluation.checks import Boot, Check, finish
+from tunegate.evaluation.evidence import Scores, SuiteOutcome
+from tunegate.evaluation.plan import items_needed
+from tunegate.evaluation.policy import ab_checks
 
 SIZES = (134, 168, 450, 1000)
 """The embedded hold-outs (tickets 134, intents 168), then larger suites."""

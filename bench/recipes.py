@@ -47,7 +47,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from injected import gate, run, stages
 
-from tunegate.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
+from tunegate.core.artifacts import atomic_write_text, environment, read_json, sha256_file, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/recipes.json"
@@ -124,7 +124,7 @@ def dataset(name: str, workdir: Path) -> tuple[str, dict[str, Any], Path]:
     if any(inputs.get(str(f)) != sha256_file(f) for f in (train_csv, holdout_csv)):  # new or changed
         pfile = folder / "params-prepare.yaml"
         atomic_write_text(pfile, yaml.safe_dump(params, sort_keys=False))
-        run([sys.executable, "-m", "training.prepare", "--params", str(pfile),
+        run([sys.executable, "-m", "tunegate.training.prepare", "--params", str(pfile),
              "--out", str(prepared)])  # fmt: skip
     return "classification", params, prepared
 

@@ -4,7 +4,7 @@ service, and how long a drift report over a million logged requests takes.
 Each engine (an SQLite file; a PostgreSQL server this script starts from Debian's binaries,
 or ``--database-url``) in one run, in three parts (``--parts``):
 
-- ``writer``: rows/s the log takes. The service's path (serving/logwriter.py: ``begin`` /
+- ``writer``: rows/s the log takes. The service's path (tunegate/serving/logwriter.py: ``begin`` /
   ``finish`` append to a queue, one flusher thread writes batches; timed until every row is
   in the database), against the baseline, one statement and transaction per row on the
   caller's thread (``RequestLog.begin`` / ``finish``, what the event loop used to wait for).
@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving.logstore import engine_for, migrate, requests  # noqa: E402
-from serving.logwriter import LogWriter  # noqa: E402
-from serving.requestlog import OPEN, Entry, RequestLog, row_of  # noqa: E402
 from tests.postgres import fresh_database, server_url  # noqa: E402
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
+from tunegate.core.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
+from tunegate.serving.logstore import engine_for, migrate, requests  # noqa: E402
+from tunegate.serving.logwriter import LogWriter  # noqa: E402
+from tunegate.serving.requestlog import OPEN, Entry, RequestLog, row_of  # noqa: E402
 
 MESSAGE = "my card payment to the supermarket was declined twice today??"
 BIN = Path(sys.executable).parent
@@ -111,7 +111,7 @@ def serving_part(logs: dict[str, str], args: argparse.Namespace, tmp: Path) -> d
     """`tunegate serve` under serving_overhead's load, once per log engine."""
     import serving_overhead as so
 
-    from tunegate.prompt import PromptTemplate
+    from tunegate.core.prompt import PromptTemplate
 
     template = PromptTemplate.load(args.candidate)
     rows = read_jsonl(args.data / "holdout.jsonl")

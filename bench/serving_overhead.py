@@ -37,9 +37,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from evaluation.vllm_predict import lora_rank  # noqa: E402
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
-from tunegate.prompt import PromptTemplate  # noqa: E402
+from tunegate.core.artifacts import environment, read_json, read_jsonl, write_json  # noqa: E402
+from tunegate.core.prompt import PromptTemplate  # noqa: E402
+from tunegate.evaluation.vllm_predict import lora_rank  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WARM_UP = 4
@@ -150,11 +150,11 @@ def scratch_project(tmp: Path, base: Path, candidate: Path, gate: Path, env: dic
     (project / "models").mkdir(parents=True)
     os.symlink(base.resolve(), project / "models/base")
     shutil.copy2(ROOT / "params.yaml", project / "params.yaml")
-    shutil.copy2(ROOT / "dvc.yaml", project / "dvc.yaml")  # the project's paths (tunegate/layout.py)
+    shutil.copy2(ROOT / "dvc.yaml", project / "dvc.yaml")  # the project's paths (tunegate/core/layout.py)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "bench"], cwd=project, check=True)
-    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml", "--candidate",
+    cmd = [sys.executable, "-m", "tunegate.serving.package", "--params", "params.yaml", "--candidate",
            str(candidate.resolve()), "--gate", str(gate.resolve())]  # fmt: skip
     results = gate.resolve().parent / "results"  # what the package stage packages beside the adapter
     for flag, name in (("--reference", "monitor_reference.json"), ("--calibration", "calibration.json")):
@@ -196,7 +196,7 @@ def main() -> None:
             "TUNEGATE_ACTOR": "bench",
         }
         merged = tmp / "merged"
-        from evaluation.hf_predict import load_model
+        from tunegate.evaluation.hf_predict import load_model
 
         model, tokenizer = load_model(args.base, args.candidate, merge=True)
         model.save_pretrained(merged, safe_serialization=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunegate.artifacts import environment, read_json, write_json
+from tunegate.core.artifacts import environment, read_json, write_json
 
 STAGE = re.compile(r"^Running stage '([^']+)'")
 STEPS = {

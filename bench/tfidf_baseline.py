@@ -18,8 +18,8 @@ from pathlib import Path
 from sklearn.metrics import accuracy_score, f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation import classical
-from tunegate.artifacts import environment, read_json, read_jsonl, write_json
+from tunegate.core.artifacts import environment, read_json, read_jsonl, write_json
+from tunegate.evaluation import classical
 
 
 def main() -> None:

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.lora import lora_config
-from training.objective import IGNORE
-from training.train import TrainRecipe
-from tunegate.artifacts import environment, write_json
-from tunegate.params import load_params
+from tunegate.core.artifacts import environment, write_json
+from tunegate.core.params import load_params
+from tunegate.training.lora import lora_config
+from tunegate.training.objective import IGNORE
+from tunegate.training.train import TrainRecipe
 
 
 class TokenCounter:

@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tunegate.artifacts import environment, write_json  # noqa: E402
+from tunegate.core.artifacts import environment, write_json  # noqa: E402
 
 
 def study_params(

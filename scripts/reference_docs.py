@@ -68,14 +68,14 @@ def params_rows(cls: type, prefix: str) -> list[str]:
 
 
 def params_page() -> str:
-    from tunegate.params import Params
+    from tunegate.core.params import Params
 
     parts = [
         "# Params reference",
         "",
         "Every key of `params.yaml` (and `params-generation.yaml`), its type, its default and what",
         "it does, written by `scripts/reference_docs.py` from the typed dataclasses in",
-        "`tunegate/params.py`, `tunegate/release_params.py` and `tunegate/tune_params.py`.",
+        "`tunegate/core/params.py`, `tunegate/core/release_params.py` and `tunegate/core/tune_params.py`.",
         "`tunegate params` prints the resolved set of a project; a key that is not here is refused.",
     ]
     for section in dataclasses.fields(Params):
@@ -124,15 +124,15 @@ def cli_page() -> str:
 
 
 def api_page() -> str:
-    from serving.app import build_app
-    from serving.openapi import document
+    from tunegate.serving.app import build_app
+    from tunegate.serving.openapi import document
 
     doc = document(build_app())
     parts = [
         "# HTTP API reference",
         "",
         "The service's operations, written by `scripts/reference_docs.py` from its own OpenAPI",
-        f"{doc['openapi']} document (`GET /docs.json` on a running service, `serving/openapi.py`),",
+        f"{doc['openapi']} document (`GET /docs.json` on a running service, `tunegate/serving/openapi.py`),",
         "which the tests validate and fuzz. Errors use OpenAI's shape: "
         '`{"error": {"message", "type", "param", "code"}}`.',
         "",
@@ -169,7 +169,7 @@ def report_head(project: Path = ROOT, report_file: str = "eval/report.md") -> st
 def comment_head(project: Path = ROOT) -> str:
     """The head of the pull-request comment on the committed gate record (`tunegate gate
     --format markdown`), up to its collapsed table of every check."""
-    from evaluation.comment import comment_for
+    from tunegate.evaluation.comment import comment_for
 
     text = comment_for(project / "eval/gate.json")
     return text[: text.index("<details>")].strip("\n") + "\n"

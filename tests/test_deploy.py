@@ -12,9 +12,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.lifeline import INTERNAL
 from tests.conftest import ROOT
-from tunegate.params import load_params
+from tunegate.core.params import load_params
+from tunegate.serving.lifeline import INTERNAL
 
 K8S = ROOT / "deploy/k8s"
 VERSION = "1.37.0"
@@ -31,10 +31,10 @@ def one(kind: str) -> dict:
 
 
 def service_variables() -> set[str]:
-    """Every TUNEGATE_* name the service's code reads (string constants in serving/ and the
+    """Every TUNEGATE_* name the service's code reads (string constants in tunegate/serving/ and the
     kernel modules it takes its secrets from), less those it sets for its own processes."""
     names: set[str] = set()
-    for path in [*ROOT.glob("serving/*.py"), ROOT / "tunegate/deployment.py"]:
+    for path in [*ROOT.glob("tunegate/serving/*.py"), ROOT / "tunegate/core/deployment.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and re.fullmatch(r"TUNEGATE_[A-Z_]+", str(node.value)):
                 names.add(node.value)

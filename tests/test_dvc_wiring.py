@@ -2,7 +2,7 @@
 
 A stage's command is ``python -m some.module``; the files it runs are that module's import
 closure within the repository (imports inside functions included, and modules it starts as
-a subprocess, ``python -m evaluation.vllm_predict``). A file missing from the stage's deps
+a subprocess, ``python -m tunegate.evaluation.vllm_predict``). A file missing from the stage's deps
 means editing it leaves a stale output that ``dvc repro`` will not recompute.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tunegate", "training", "evaluation", "serving", "monitoring")
+PACKAGES = ("tunegate",)
 MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
 
 
@@ -95,7 +95,7 @@ def test_generation_pipeline_runs_the_same_stage_modules_on_its_own_params():
 def test_the_wiring_check_names_a_removed_dep():
     """The check can fail: drop one file from a stage's deps and it is named."""
     declared = stages()
-    for name, path in (("gate", "evaluation/metrics.py"), ("train", "tunegate/params.py")):
+    for name, path in (("gate", "tunegate/evaluation/metrics.py"), ("train", "tunegate/core/params.py")):
         assert path in closure(re.search(r"-m ([\w.]+)", declared[name]["cmd"]).group(1))
         broken = stages()
         broken[name]["deps"].remove(path)
@@ -103,7 +103,7 @@ def test_the_wiring_check_names_a_removed_dep():
 
 
 def test_the_closure_follows_lazy_imports_and_subprocess_modules():
-    evaluate = closure("evaluation.evaluate")
-    assert "evaluation/vllm_predict.py" in evaluate  # started with python -m
-    assert "tunegate/inference.py" in evaluate  # imported by vllm_predict
-    assert "tunegate/generate.py" in closure("training.train")  # imported inside a method
+    evaluate = closure("tunegate.evaluation.evaluate")
+    assert "tunegate/evaluation/vllm_predict.py" in evaluate  # started with python -m
+    assert "tunegate/core/inference.py" in evaluate  # imported by vllm_predict
+    assert "tunegate/core/greedy.py" in closure("tunegate.training.train")  # imported inside a method

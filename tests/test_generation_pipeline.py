@@ -1,6 +1,6 @@
 """The generation kind's DVC pipeline (generation/dvc.yaml), run for real in a fresh copy of
 the project on the tiny model: base (a local safetensors folder), prepare (chat records with
-the ticket schema), a few training steps, evaluate (evaluation/chat_decode.py under the schema,
+the ticket schema), a few training steps, evaluate (tunegate/evaluation/chat_decode.py under the schema,
 the prompting reference, parity of vLLM and the scorer against transformers + PEFT, the probe),
 gate and package."""
 
@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from tests.conftest import COPY, QUICK_TRAIN, ROOT, sh, write_params
-from tunegate import monitor_reference
-from tunegate.artifacts import read_json
-from tunegate.errors import DataError
-from tunegate.task import read_task
+from tunegate.core import monitor_reference
+from tunegate.core.artifacts import read_json
+from tunegate.core.errors import DataError
+from tunegate.core.task import read_task
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,8 @@ NEW_TICKET = {
 def write_reference_feedback(project: Path) -> None:
     """Two /generate requests a caller sent reference answers for, exported as retraining
     does (`tunegate drift --retrain`): the pipeline's prepare stage reads them through DVC."""
-    from monitoring.retrain import export_references
-    from serving.requestlog import Entry, RequestLog
+    from tunegate.monitoring.retrain import export_references
+    from tunegate.serving.requestlog import Entry, RequestLog
 
     log = RequestLog(project / "logs/requests.sqlite")
     for i, text in enumerate(["someone stole my credit card on the train", "my credit card was taken"]):
@@ -119,7 +119,7 @@ def test_generation_pipeline_gates_on_per_item_scores_with_the_task_recorded(gen
     assert not next(c for c in gate["checks"] if c["name"] == "holdout.field_f1")["passed"]
     holdout = [json.loads(x) for x in (p / "eval/generation/results/holdout.jsonl").read_text().splitlines()]
     assert holdout and all(set(r["scores"]) == {"candidate", "baseline", "prompting"} for r in holdout)
-    # The suites are decoded by the scorer (evaluation/chat_decode.py), parity asks vLLM too
+    # The suites are decoded by the scorer (tunegate/evaluation/chat_decode.py), parity asks vLLM too
     evidence = read_json(p / "eval/generation/results/evidence.json")
     assert evidence["task"] == "generation" and evidence["engine"] == "scorer"
     assert evidence["parity"]["rows"] == 6 and evidence["prompting"]["few_shot"] == 1

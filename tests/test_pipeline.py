@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import QUICK_EVAL, sh
-from tunegate.artifacts import read_json
+from tunegate.core.artifacts import read_json
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from tunegate.artifacts import file_hashes, tree_hash, write_json
+from tunegate.core.artifacts import file_hashes, tree_hash, write_json
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -64,8 +64,8 @@ def make_tiny_adapter(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from tunegate.artifacts import read_json
-    from tunegate.prompt import PromptTemplate
+    from tunegate.core.artifacts import read_json
+    from tunegate.core.prompt import PromptTemplate
 
     torch.manual_seed(seed)
     model = get_peft_model(
@@ -102,9 +102,9 @@ def make_tiny_generation_adapter(base: Path, folder: Path, schema: dict | None, 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from tunegate.artifacts import read_json
-    from tunegate.prompt import PromptTemplate
-    from tunegate.task import Task, write_task
+    from tunegate.core.artifacts import read_json
+    from tunegate.core.prompt import PromptTemplate
+    from tunegate.core.task import Task, write_task
 
     torch.manual_seed(seed)
     model = get_peft_model(

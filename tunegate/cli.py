@@ -14,9 +14,9 @@ from pathlib import Path
 
 import typer
 
-from tunegate.command import fail
-from tunegate.errors import TunegateError
-from tunegate.stage import configure_logging
+from tunegate.core.command import fail
+from tunegate.core.errors import TunegateError
+from tunegate.core.stage import configure_logging
 
 app = typer.Typer(
     help="tunegate: evaluation-gated model releases (fine-tune, gate, roll out, monitor).",
@@ -36,7 +36,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
 @app.command()
 def params(path: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml to check.")) -> None:
     """Validate params.yaml and print the resolved configuration (defaults filled in)."""
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
 
     try:
         resolved = load_params(path)
@@ -58,11 +58,11 @@ def gate(
     ),
 ) -> None:
     """Show the release verdict from eval/gate.json (written by `dvc repro`)."""
-    from evaluation.comment import comment_for
-    from evaluation.gate import EXIT_CODES
-    from evaluation.gate import check as read_verdict
-    from tunegate.errors import ConfigError
-    from tunegate.layout import layout
+    from tunegate.core.errors import ConfigError
+    from tunegate.core.layout import layout
+    from tunegate.evaluation.comment import comment_for
+    from tunegate.evaluation.gate import EXIT_CODES
+    from tunegate.evaluation.gate import check as read_verdict
 
     gate_file = path or layout().gate_record
     try:
@@ -90,12 +90,12 @@ def plan(
 ) -> None:
     """What the suites can show before evaluating: per suite compared with production, the
     margin, the smallest margin its items detect at power 0.8 and the items that would show it."""
-    from evaluation.plan import DEFAULT_DISAGREEMENT, observed_disagreement
-    from evaluation.plan import plan as plan_rows
-    from tunegate.artifacts import read_json
-    from tunegate.errors import ArtifactError, ConfigError
-    from tunegate.layout import layout
-    from tunegate.params import load_params
+    from tunegate.core.artifacts import read_json
+    from tunegate.core.errors import ArtifactError, ConfigError
+    from tunegate.core.layout import layout
+    from tunegate.core.params import load_params
+    from tunegate.evaluation.plan import DEFAULT_DISAGREEMENT, observed_disagreement
+    from tunegate.evaluation.plan import plan as plan_rows
 
     try:
         params = load_params(params_path)
@@ -134,8 +134,8 @@ def plan(
 
 
 def _registry(params_path: Path):
-    from serving.registry import Registry
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
+    from tunegate.serving.registry import Registry
 
     registry = Registry.from_params(Path("."), load_params(params_path))
     registry.sync()  # with release.remote: what every machine sees, not this clone's last fetch
@@ -196,14 +196,14 @@ def register(
     What is registered comes from the BentoML store after verification (the model exists,
     its files hash to the record's tree sha256, its gate record approved it), not from the
     record's word."""
-    from serving.package import verify_registration
-    from tunegate.artifacts import read_json, write_json
-    from tunegate.errors import RegistryError
-    from tunegate.layout import layout
+    from tunegate.core.artifacts import read_json, write_json
+    from tunegate.core.errors import RegistryError
+    from tunegate.core.layout import layout
+    from tunegate.serving.package import verify_registration
 
     try:
         if candidate_record is None:
-            from tunegate.params import load_params
+            from tunegate.core.params import load_params
 
             candidate_record = layout(Path("."), load_params(params_path).release.pipeline).candidate_record
         record = read_json(candidate_record) if candidate_record.exists() else None
@@ -227,9 +227,9 @@ def status(
 ) -> None:
     """Which release each stage holds, its traffic share, gate verdict, when and by whom, and
     what the running service (if any) serves for it: `serving`, or `degraded: why`."""
-    from serving.logstore import configured, local_dir
-    from serving.status import serving_states
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
+    from tunegate.serving.logstore import configured, local_dir
+    from tunegate.serving.status import serving_states
 
     try:
         rows = _registry(params_path).status()
@@ -260,7 +260,7 @@ def serve(
     """Start the BentoML service on vLLM with the live releases (see `tunegate status`)."""
     import os
 
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
 
     try:
         params = load_params(params_path)
@@ -277,7 +277,7 @@ def serve(
         "-m",
         "bentoml",
         "serve",
-        "serving.service:TuneGate",
+        "tunegate.serving.service:TuneGate",
         "--working-dir",
         str(project),
     ]
@@ -335,10 +335,10 @@ def rollout_step(
     params_path: Path = PARAMS_OPTION,
 ) -> None:
     """Compare canary with production over the window; advance, promote or roll back."""
-    from serving.logstore import configured
-    from serving.requestlog import RequestLog
-    from serving.rollout import step
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
+    from tunegate.serving.logstore import configured
+    from tunegate.serving.requestlog import RequestLog
+    from tunegate.serving.rollout import step
 
     try:
         params = load_params(params_path)
@@ -375,7 +375,7 @@ def replay(
     """Send messages from a file to /classify (or /generate) at a steady rate; print a summary
     per release. With --feedback, a label the service refuses is counted and the replay goes on.
     A generation release's prepared records: --text-column input --label-column answer."""
-    from serving.replay import ReplayKeys, read_rows, send
+    from tunegate.serving.replay import ReplayKeys, read_rows, send
 
     try:
         if rate <= 0:
@@ -401,8 +401,8 @@ def ui_build(
     params_path: Path = PARAMS_OPTION,
 ) -> None:
     """Write the dashboard's pages as a static site (opens from file:// or any web server)."""
-    from serving.ui import build_site
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
+    from tunegate.serving.ui import build_site
 
     try:
         site = build_site(Path.cwd(), load_params(params_path), out)
@@ -417,14 +417,15 @@ def ui_build(
 @app.command()
 def version() -> None:
     """Print tunegate's version and the versions of the libraries it runs on."""
-    from tunegate.artifacts import environment
+    from tunegate.core.artifacts import environment
 
     typer.echo(json.dumps(environment()["libraries"], indent=2))
 
 
-# Commands whose bodies live with their stage: the recipe search (tuning/), drift (monitoring/).
-from monitoring.cli import drift as _drift  # noqa: E402
-from tuning.cli import tune as _tune  # noqa: E402
+# Commands whose bodies live with their stage: the recipe search (tunegate/tuning/),
+# drift (tunegate/monitoring/).
+from tunegate.monitoring.cli import drift as _drift  # noqa: E402
+from tunegate.tuning.cli import tune as _tune  # noqa: E402
 
 app.command("tune")(_tune)
 app.command("drift")(_drift)

@@ -1,8 +1,8 @@
-"""A rejection says what to change (evaluation/advice.py), from the checks and the training curve."""
+"""A rejection says what to change (tunegate/evaluation/advice.py), from the checks and the training curve."""
 
 from __future__ import annotations
 
-from evaluation.advice import advice
+from tunegate.evaluation.advice import advice
 
 CURVE = {
     "step": 120,

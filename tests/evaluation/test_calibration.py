@@ -8,7 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.calibration_fit import (
+from tunegate.core import calibration
+from tunegate.core.calibration import Calibration
+from tunegate.core.errors import ArtifactError
+from tunegate.evaluation.calibration_fit import (
     CalibrationError,
     brier,
     ece,
@@ -17,9 +20,6 @@ from evaluation.calibration_fit import (
     reliability,
     suite_scores,
 )
-from tunegate import calibration
-from tunegate.calibration import Calibration
-from tunegate.errors import ArtifactError
 
 
 def overconfident(n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,13 @@
-"""The generation kind's fast decoder (evaluation/chat_decode.py) picks exactly the tokens
+"""The generation kind's fast decoder (tunegate/evaluation/chat_decode.py) picks exactly the tokens
 transformers ``generate`` picks, on a real (tiny, random) model, constrained or not."""
 
 import pytest
 
-from evaluation.chat_decode import greedy_chat
-from evaluation.hf_predict import grammar_processors, json_grammar, load_model
 from tests.conftest import ROOT
-from tunegate.artifacts import read_json, read_jsonl
-from tunegate.generate import generate_text
+from tunegate.core.artifacts import read_json, read_jsonl
+from tunegate.core.greedy import generate_text
+from tunegate.evaluation.chat_decode import greedy_chat
+from tunegate.evaluation.hf_predict import grammar_processors, json_grammar, load_model
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-from evaluation import evaluate
-from evaluation.predictors import HFEngine, ModelRef
-from evaluation.suites import Suite
 from tests.tiny import make_tiny_adapter
-from tunegate.artifacts import read_json, read_jsonl
-from tunegate.prompt import PromptTemplate
+from tunegate.core.artifacts import read_json, read_jsonl
+from tunegate.core.prompt import PromptTemplate
+from tunegate.evaluation import evaluate
+from tunegate.evaluation.predictors import HFEngine, ModelRef
+from tunegate.evaluation.suites import Suite
 
 
 @pytest.mark.slow

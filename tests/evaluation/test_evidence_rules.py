@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from evaluation.checks import Boot, Check, finish
-from evaluation.evidence import Scores, SuiteOutcome
-from evaluation.policy import ab_checks, decide
-from tunegate.params import GateParams
+from tunegate.core.params import GateParams
+from tunegate.evaluation.checks import Boot, Check, finish
+from tunegate.evaluation.evidence import Scores, SuiteOutcome
+from tunegate.evaluation.policy import ab_checks, decide
 
 LABELS = [f"intent_{i}" for i in range(6)]
 ALPHA = 0.05
@@ -167,8 +167,8 @@ def test_evidence_perturbed_variants_cluster_on_their_source_items():
 def test_evidence_a_failed_forgetting_check_says_by_how_much():
     """`make demo`'s retrained candidate was rejected on the probe with an empty reason (the
     verdict line read "first: probe.forgetting ()"): a failed check names its figures."""
-    from evaluation.policy import forgetting_check
-    from tunegate.params import GateParams
+    from tunegate.core.params import GateParams
+    from tunegate.evaluation.policy import forgetting_check
 
     gate = GateParams(max_forgetting_drop=0.1)
     failed = forgetting_check((0.45, 0.6), gate)

@@ -5,15 +5,15 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from evaluation.evidence import SCHEMA, load_evidence, load_out_of_scope
-from evaluation.gate import advice_for, gate_record, judge
-from evaluation.models import production_ref
-from evaluation.predictors import ModelRef
-from evaluation.report import render_report
-from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
 from tunegate.cli import app
-from tunegate.errors import ArtifactError, DataError
-from tunegate.params import params_from_dict
+from tunegate.core.artifacts import file_hashes, sha256_file, tree_hash, write_json
+from tunegate.core.errors import ArtifactError, DataError
+from tunegate.core.params import params_from_dict
+from tunegate.evaluation.evidence import SCHEMA, load_evidence, load_out_of_scope
+from tunegate.evaluation.gate import advice_for, gate_record, judge
+from tunegate.evaluation.models import production_ref
+from tunegate.evaluation.predictors import ModelRef
+from tunegate.evaluation.report import render_report
 
 LABELS = ["card_arrival", "card_declined", "top_up_failed"]
 
@@ -298,7 +298,7 @@ def with_threshold_search(folder, search, val_oos_rows: int):
 
 
 def test_an_auto_threshold_that_meets_no_set_of_floors_is_judged_and_rejected_naming_the_floor(tmp_path):
-    from evaluation.threshold import Floors, choose_threshold
+    from tunegate.evaluation.threshold import Floors, choose_threshold
 
     # Validation: the out-of-scope messages are as sure as the in-scope ones, so recall 0.5
     # costs most of the coverage. The gate judges that best trade-off and says why it fails.
@@ -323,7 +323,7 @@ def test_an_auto_threshold_that_meets_no_set_of_floors_is_judged_and_rejected_na
 
 
 def test_without_out_of_scope_validation_rows_out_of_scope_recall_is_noted_not_passed(tmp_path):
-    from evaluation.threshold import Floors, choose_threshold
+    from tunegate.evaluation.threshold import Floors, choose_threshold
 
     search = choose_threshold(
         [0.9] * 60 + [0.4] * 10, [True] * 60 + [False] * 10, [], Floors(0.95, 0.9, 0.5, 0.5)

@@ -1,4 +1,4 @@
-"""Per-item scores of generated answers (tunegate/text_metrics.py), checked against values
+"""Per-item scores of generated answers (tunegate/core/text_metrics.py), checked against values
 worked by hand and against the libraries computed independently, and the gate's
 continuous-score statistics against scipy."""
 
@@ -11,12 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from evaluation.evidence import Evidence, SuiteInfo, scored_outcome
-from evaluation.policy import decide
-from evaluation.stats import paired_test
-from tunegate.params import GateParams
-from tunegate.task import Task
-from tunegate.text_metrics import (
+from tunegate.core.params import GateParams
+from tunegate.core.task import Task
+from tunegate.core.text_metrics import (
     agreement,
     chrf,
     field_scores,
@@ -25,6 +22,9 @@ from tunegate.text_metrics import (
     rouge_l,
     token_f1,
 )
+from tunegate.evaluation.evidence import Evidence, SuiteInfo, scored_outcome
+from tunegate.evaluation.policy import decide
+from tunegate.evaluation.stats import paired_test
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "data/tickets/schema.json").read_text())
@@ -178,7 +178,7 @@ def test_generation_evidence_outcomes_need_the_primary_score():
     object.__setattr__(ev, "suites", {"holdout": SuiteInfo("holdout", 2, True)})
     recs = {"holdout": records([0.5, 0.7], [0.4, 0.4])}
     assert ev.outcomes(recs, "token_f1")[0].candidate.values == (0.5, 0.7)
-    from tunegate.errors import DataError
+    from tunegate.core.errors import DataError
 
     with pytest.raises(DataError, match="no 'field_f1' score"):
         ev.outcomes(recs, "field_f1")
@@ -187,8 +187,8 @@ def test_generation_evidence_outcomes_need_the_primary_score():
 def test_generation_jobs_merge_per_model_and_prompt_shape_and_split_back_in_order():
     """evaluate's jobs (model, "who|suite", prompts) become one engine call per model and prompt
     shape; the answers of a merged call are cut back into the jobs in their order and sizes."""
-    from evaluation.generation import merged_jobs
-    from evaluation.predictors import ModelRef
+    from tunegate.evaluation.generation import merged_jobs
+    from tunegate.evaluation.predictors import ModelRef
 
     cand = ModelRef("candidate", Path("b"), Path("a"), "lora:c", "t1")
     base = ModelRef("base", Path("b"), None, "base", "t0")
@@ -246,7 +246,7 @@ def test_generation_margin_is_tested_on_the_mean_where_most_answers_tie():
 
 
 def test_nested_report_has_a_per_path_table_over_the_items_holding_each_path():
-    from evaluation.report_generation import _paths_section
+    from tunegate.evaluation.report_generation import _paths_section
 
     ref = {"intent": "flight", "slots": {"city": "boston"}}
     rows = []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from evaluation.hf_predict import label_constraint, load_model, predict, template_for
-from tunegate.artifacts import read_json, read_jsonl
+from tunegate.core.artifacts import read_json, read_jsonl
+from tunegate.evaluation.hf_predict import label_constraint, load_model, predict, template_for
 
 
 @pytest.mark.slow

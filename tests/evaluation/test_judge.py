@@ -1,4 +1,4 @@
-"""The optional judge (evaluation/judge.py): both orders asked, a tie when they disagree,
+"""The optional judge (tunegate/evaluation/judge.py): both orders asked, a tie when they disagree,
 position consistency and a sign test beside the verdicts."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import binomtest
 
-from evaluation.judge import combine, parse, question, summarize
+from tunegate.evaluation.judge import combine, parse, question, summarize
 
 
 def test_generation_judge_reads_one_letter_and_ties_when_the_orders_disagree():

@@ -1,6 +1,6 @@
 import pytest
 
-from evaluation.labels import LabelConstraint
+from tunegate.evaluation.labels import LabelConstraint
 
 # A toy vocabulary: every character, plus a few multi-character tokens; end token 0.
 VOCAB = {ord(c): c for c in "acdhinrst_lo"} | {1: "car", 2: "ca", 3: "card", 4: "sh", 5: "zz", 0: "</s>"}

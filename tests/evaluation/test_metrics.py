@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluation.metrics import accuracy, confusion, encode, macro_f1, per_class, token_f1, with_ci
+from tunegate.evaluation.metrics import accuracy, confusion, encode, macro_f1, per_class, token_f1, with_ci
 
 LABELS = ["a", "b", "c"]
 

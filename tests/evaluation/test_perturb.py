@@ -1,6 +1,6 @@
 import pytest
 
-from evaluation.perturb import PERTURBATIONS, perturb_suite
+from tunegate.evaluation.perturb import PERTURBATIONS, perturb_suite
 
 ROWS = [
     {
@@ -39,7 +39,7 @@ def test_unknown_suite():
 def test_typos_touch_about_the_declared_share_of_words():
     import random
 
-    from evaluation.perturb import typos
+    from tunegate.evaluation.perturb import typos
 
     text = " ".join(["payment"] * 2000)
     noisy = typos(text, random.Random(0), rate=0.08).split()

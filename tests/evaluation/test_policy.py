@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from evaluation.evidence import SuiteOutcome
-from evaluation.policy import decide
-from tunegate.params import GateParams
+from tunegate.core.params import GateParams
+from tunegate.evaluation.evidence import SuiteOutcome
+from tunegate.evaluation.policy import decide
 
 LABELS = [f"intent_{i}" for i in range(6)]
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from scipy.stats import norm
 
-from evaluation.checks import finish
-from evaluation.evaluate import few_shot_rows
-from evaluation.policy_classical import prompting_label_checks
-from evaluation.stats import tango
-from tunegate.params import GateParams
-from tunegate.prompt import PromptTemplate
+from tunegate.core.params import GateParams
+from tunegate.core.prompt import PromptTemplate
+from tunegate.evaluation.checks import finish
+from tunegate.evaluation.evaluate import few_shot_rows
+from tunegate.evaluation.policy_classical import prompting_label_checks
+from tunegate.evaluation.stats import tango
 
 
 def test_few_shot_rows_cover_as_many_labels_as_k_allows_and_are_seeded():

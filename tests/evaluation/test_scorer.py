@@ -2,9 +2,9 @@
 
 import pytest
 
-from evaluation.hf_predict import load_model, predict, template_for
-from evaluation.scorer import common_prefix, score
-from tunegate.artifacts import read_jsonl
+from tunegate.core.artifacts import read_jsonl
+from tunegate.evaluation.hf_predict import load_model, predict, template_for
+from tunegate.evaluation.scorer import common_prefix, score
 
 
 def test_common_prefix_leaves_every_sequence_a_token():
@@ -39,7 +39,7 @@ def tiny_adapter(tiny_base, tmp_path_factory):
 def test_scorer_matches_reference_generate(
     tiny_base, tiny_adapter, prepared_sample, with_adapter, monkeypatch
 ):
-    import evaluation.scorer as scorer
+    import tunegate.evaluation.scorer as scorer
 
     outcomes = []
 
@@ -77,8 +77,8 @@ def test_drafts_that_greedy_decoding_picks_are_kept_in_one_pass_with_the_same_an
     of each answer in one pass. The tiny random model does not, so the drafts here are the
     paths step-by-step decoding took (one row per batch): every one must be kept, with the
     same labels and path probabilities as stepping."""
-    import evaluation.scorer as scorer
-    from evaluation.labels import LabelConstraint
+    import tunegate.evaluation.scorer as scorer
+    from tunegate.evaluation.labels import LabelConstraint
 
     template = template_for(tiny_base, prepared_sample / "labels.json")
     rows = read_jsonl(prepared_sample / "holdout.jsonl")[:12]
@@ -127,9 +127,9 @@ def test_vllm_engine_serves_base_and_adapter_in_one_engine(tiny_base, tiny_adapt
     A tiny random model is the hard case: it is far from confident, so greedy decoding
     often prefers a non-canonical spelling of a label ("c" + "ard_..."), which vLLM's
     guided choice allows. The reference's label constraint has the same semantics
-    (evaluation/labels.py); with a canonical-tokens-only trie, agreement here was 0.0.
+    (tunegate/evaluation/labels.py); with a canonical-tokens-only trie, agreement here was 0.0.
     """
-    from evaluation.predictors import ModelRef, vllm_classify
+    from tunegate.evaluation.predictors import ModelRef, vllm_classify
 
     template = template_for(tiny_base, prepared_sample / "labels.json")
     rows = read_jsonl(prepared_sample / "holdout.jsonl")[:16]

@@ -1,15 +1,15 @@
-"""The recipe's run-to-run spread beside each check's margin (evaluation/spread_note.py)."""
+"""The recipe's run-to-run spread beside each check's margin (tunegate/evaluation/spread_note.py)."""
 
 import pytest
 
-from evaluation.gate import add_spread
-from evaluation.report import render_report
-from evaluation.spread_note import margin, read_spread, spread_section
 from tests.evaluation.test_gate import decide_on, write_results
-from tunegate.artifacts import write_json
-from tunegate.errors import DataError
-from tunegate.params import params_from_dict
-from tunegate.tune_params import recipe_hash
+from tunegate.core.artifacts import write_json
+from tunegate.core.errors import DataError
+from tunegate.core.params import params_from_dict
+from tunegate.core.tune_params import recipe_hash
+from tunegate.evaluation.gate import add_spread
+from tunegate.evaluation.report import render_report
+from tunegate.evaluation.spread_note import margin, read_spread, spread_section
 
 
 def test_margins_are_read_from_the_declared_thresholds():

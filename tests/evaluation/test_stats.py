@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from evaluation.stats import adjust, mcnemar_table, paired_accuracy, paired_bootstrap
+from tunegate.evaluation.stats import adjust, mcnemar_table, paired_accuracy, paired_bootstrap
 
 
 def outcomes(both, only_base, only_cand, neither):
@@ -111,7 +111,7 @@ def test_continuous_scores_get_wilcoxon_or_the_betting_test_binary_ones_mcnemar(
     of their own; 0/1 scores keep McNemar. Same items, candidate minus baseline. The bounds
     are betting bounds: never narrower than Student's t here (they assume only that scores lie
     in [0, 1]), and on the right side of the margin when the evidence is plain."""
-    from evaluation.stats import paired_scores, paired_test
+    from tunegate.evaluation.stats import paired_scores, paired_test
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.2, 0.8, 200)
@@ -135,7 +135,7 @@ def test_the_betting_bound_holds_alpha_where_the_t_bound_does_not():
     """Scores that mostly tie (two generation models writing the same answer on 95% of the
     items) and a candidate exactly at the margin (0.03 worse on average): Student's t bound
     approves it more often than alpha, the betting bound does not. 300 seeded suites of 168."""
-    from evaluation.stats import paired_scores
+    from tunegate.evaluation.stats import paired_scores
 
     rng = np.random.default_rng(7)
     t_passes = bet_passes = 0
@@ -152,7 +152,7 @@ def test_the_betting_bound_holds_alpha_where_the_t_bound_does_not():
 
 
 def test_paired_scores_refuse_scores_outside_the_unit_interval():
-    from evaluation.stats import paired_scores
+    from tunegate.evaluation.stats import paired_scores
 
     with pytest.raises(ValueError, match=r"candidate scores must lie in \[0, 1\]"):
         paired_scores([0.5, 1.5], [0.5, 0.5], question="non_inferiority", margin=0.03)

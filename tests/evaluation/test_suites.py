@@ -2,9 +2,9 @@
 
 import pytest
 
-from evaluation.suites import build_suites, length_slice, unknown_labels
-from tunegate.errors import DataError
-from tunegate.params import params_from_dict
+from tunegate.core.errors import DataError
+from tunegate.core.params import params_from_dict
+from tunegate.evaluation.suites import build_suites, length_slice, unknown_labels
 
 
 def test_length_slices_by_word_count():

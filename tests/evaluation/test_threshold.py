@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.threshold import FLOORS, Floors, choose_threshold, curves, mixed_precision, wilson_lower
+from tunegate.evaluation.threshold import (
+    FLOORS,
+    Floors,
+    choose_threshold,
+    curves,
+    mixed_precision,
+    wilson_lower,
+)
 
 DEFAULT = Floors(precision=0.95, selective_accuracy=0.9, coverage=0.5, oos_recall=0.5, confidence=0.9)
 

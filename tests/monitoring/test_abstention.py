@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from monitoring.abstention import abstention_rate
-from monitoring.window import Window
-from tunegate.calibration import Calibration
-from tunegate.monitor_reference import MonitorReference
+from tunegate.core.calibration import Calibration
+from tunegate.core.monitor_reference import MonitorReference
+from tunegate.monitoring.abstention import abstention_rate
+from tunegate.monitoring.window import Window
 
 CAL = Calibration("none", abstain_below=0.7, chosen_by="declared")
 EACH = 0.05 / 11  # the default family's level

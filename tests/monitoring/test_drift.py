@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.hf_predict import Prediction
-from monitoring.descriptors import describe, vocabulary
-from serving.requestlog import Entry, RequestLog
 from tests.conftest import ROOT, write_params
-from tunegate import monitor_reference
-from tunegate.artifacts import read_jsonl
+from tunegate.core import monitor_reference
+from tunegate.core.artifacts import read_jsonl
+from tunegate.evaluation.hf_predict import Prediction
+from tunegate.monitoring.descriptors import describe, vocabulary
+from tunegate.serving.requestlog import Entry, RequestLog
 
 BIN = Path(sys.executable).parent
 SIGNALS = (
@@ -103,8 +103,8 @@ def test_drift_is_quiet_on_held_out_halves_and_the_vocabulary_comes_from_trainin
     null. With alpha 0.05 per report, 8 such reports drift at most twice (a healthy monitor
     exceeds that with probability 0.006). A vocabulary taken from the reference rows
     themselves (the old design) makes every unseen window 'drift' on oov_share."""
-    from monitoring.drift import judge_window
-    from monitoring.window import Window
+    from tunegate.monitoring.drift import judge_window
+    from tunegate.monitoring.window import Window
 
     rows = held_out(prepared_sample)
     train_vocab = vocabulary(r["text"] for r in read_jsonl(prepared_sample / "train.jsonl"))
@@ -247,8 +247,8 @@ def packaged_release(prepared_sample: Path, tmp_path: Path, cal=None) -> tuple[P
     import os
 
     from tests.serving.test_package import gate_record, make_candidate
-    from tunegate import calibration
-    from tunegate.artifacts import sha256_file, write_json
+    from tunegate.core import calibration
+    from tunegate.core.artifacts import sha256_file, write_json
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -258,7 +258,7 @@ def packaged_release(prepared_sample: Path, tmp_path: Path, cal=None) -> tuple[P
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     card = make_candidate(tmp_path / "cand")
     gate = gate_record(card, "approved")
-    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml"]
+    cmd = [sys.executable, "-m", "tunegate.serving.package", "--params", "params.yaml"]
     cmd += ["--candidate", str(tmp_path / "cand"), "--gate", str(tmp_path / "gate.json")]
     if cal is not None:
         calibration.write(tmp_path / "calibration.json", cal)
@@ -312,7 +312,7 @@ def test_drift_estimates_accuracy_from_the_calibration_packaged_with_the_release
     estimate's error with trained models."""
     import math
 
-    from tunegate.calibration import Calibration
+    from tunegate.core.calibration import Calibration
 
     cal = Calibration("temperature", temperature=2.0, abstain_below=0.65, chosen_by="declared")
     repo, env, version, rows = packaged_release(prepared_sample, tmp_path, cal)

@@ -7,7 +7,7 @@ test that is exactly at its level (100 draws at 0.05: 11 or more happens 0.1% of
 import numpy as np
 from scipy.stats import chisquare
 
-from monitoring.drift_tests import (
+from tunegate.monitoring.drift_tests import (
     auc_p_value,
     auc_threshold,
     classifier_auc,

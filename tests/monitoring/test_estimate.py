@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from monitoring.drift import Signal
-from monitoring.estimate import answered_confidences, estimated_accuracy, reliability_note
-from monitoring.window import Window
-from tunegate.calibration import Calibration
+from tunegate.core.calibration import Calibration
+from tunegate.monitoring.drift import Signal
+from tunegate.monitoring.estimate import answered_confidences, estimated_accuracy, reliability_note
+from tunegate.monitoring.window import Window
 
 IDENTITY = Calibration("temperature", temperature=1.0, abstain_below=0.5, chosen_by="declared")
 

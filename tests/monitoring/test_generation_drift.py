@@ -18,16 +18,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.generation_drift import correction, fields, flags, live_quality, planned_tests, reference_task
-from monitoring.window import GenerationWindow, read_generation_window
-from serving.requestlog import Entry, RequestLog
 from tests.conftest import ROOT
-from tunegate import monitor_reference
-from tunegate.artifacts import read_jsonl
-from tunegate.errors import DataError
-from tunegate.task import Task, read_schema
-from tunegate.text_metrics import item_scores
-from tunegate.words import vocabulary
+from tunegate.core import monitor_reference
+from tunegate.core.artifacts import read_jsonl
+from tunegate.core.errors import DataError
+from tunegate.core.task import Task, read_schema
+from tunegate.core.text_metrics import item_scores
+from tunegate.core.words import vocabulary
+from tunegate.monitoring.generation_drift import (
+    correction,
+    fields,
+    flags,
+    live_quality,
+    planned_tests,
+    reference_task,
+)
+from tunegate.monitoring.window import GenerationWindow, read_generation_window
+from tunegate.serving.requestlog import Entry, RequestLog
 
 BIN = Path(sys.executable).parent
 SCHEMA = read_schema(ROOT / "data/tickets/schema.json")
@@ -185,7 +192,7 @@ def test_generation_window_reads_generate_rows_only_and_kinds_must_match(project
 @pytest.mark.slow
 def test_generation_drift_without_the_picture_gives_the_same_verdicts(tmp_path):
     """`render=False` (the benchmark's many windows) skips Evidently's embedding picture only."""
-    from monitoring.generation_drift import judge_generation
+    from tunegate.monitoring.generation_drift import judge_generation
 
     ref = monitor_reference.read(write_reference(tmp_path / "r.json", records("tickets")[:150]))
     rows = records("shifted")[:80]

@@ -1,4 +1,4 @@
-from monitoring.retrain import due
+from tunegate.monitoring.retrain import due
 
 ON = ("embedding", "oov_share")
 
@@ -24,7 +24,7 @@ def test_windows_too_small_to_judge_neither_break_nor_extend_the_streak():
 
 
 def labelled_log(path, n, feedback_every=2):
-    from serving.requestlog import Entry, RequestLog
+    from tunegate.serving.requestlog import Entry, RequestLog
 
     log = RequestLog(path)
     for i in range(n):
@@ -37,8 +37,8 @@ def labelled_log(path, n, feedback_every=2):
 
 
 def test_feedback_export_merges_by_request_id(tmp_path):
-    from monitoring.retrain import export_feedback
-    from tunegate.artifacts import read_jsonl
+    from tunegate.core.artifacts import read_jsonl
+    from tunegate.monitoring.retrain import export_feedback
 
     log = labelled_log(tmp_path / "requests.sqlite", 10)
     first = export_feedback(log, tmp_path / "feedback")
@@ -67,7 +67,7 @@ def test_trigger_exports_feedback_runs_dvc_repro_and_records_why(tmp_path):
 
     import yaml
 
-    from monitoring.retrain import trigger
+    from tunegate.monitoring.retrain import trigger
 
     dvc = Path(sys.executable).parent / "dvc"
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -115,8 +115,8 @@ def test_generation_trigger_exports_reference_answers_and_runs_the_release_pipel
 
     import yaml
 
-    from monitoring.retrain import trigger
-    from serving.requestlog import Entry, RequestLog
+    from tunegate.monitoring.retrain import trigger
+    from tunegate.serving.requestlog import Entry, RequestLog
 
     dvc = Path(sys.executable).parent / "dvc"
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

@@ -25,9 +25,9 @@ import pytest
 
 from tests.conftest import ROOT, write_params
 from tests.tiny import make_tiny_adapter
-from tunegate import calibration
-from tunegate.artifacts import read_json, sha256_file, write_json
-from tunegate.calibration import Calibration
+from tunegate.core import calibration
+from tunegate.core.artifacts import read_json, sha256_file, write_json
+from tunegate.core.calibration import Calibration
 
 SERVE = {"max_model_len": 512, "max_tokens": 480, "kv_cache_gib": 1, "max_concurrency": 2}
 SERVE["shadow"] = ["staging"]
@@ -143,7 +143,7 @@ def build_project(root: Path, tiny_base: Path, prepared_sample: Path, serve: dic
         cmd = [
             sys.executable,
             "-m",
-            "serving.package",
+            "tunegate.serving.package",
             "--params",
             "params.yaml",
             "--candidate",

@@ -1,4 +1,4 @@
-"""The dashboard's views (serving/dashboard.py) over a real GTO registry and real files,
+"""The dashboard's views (tunegate/serving/dashboard.py) over a real GTO registry and real files,
 including what a hostile or unlucky world leaves there. The pages themselves are tested in
 a real browser (test_serve_browser.py)."""
 
@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 
-from serving import dashboard
 from tests.conftest import ROOT
 from tests.serving.test_registry import reg, registered, repo  # noqa: F401 (fixtures)
-from tunegate.markdown import REGRESSIONS, blocks, section
+from tunegate.core.markdown import REGRESSIONS, blocks, section
+from tunegate.serving import dashboard
 
 
 def test_releases_view_lists_stages_and_the_audit_trail_with_forced_and_judge_moves(reg, repo):  # noqa: F811
@@ -39,7 +39,8 @@ def test_a_release_missing_from_the_store_is_a_note_not_a_broken_page(reg, repo,
     one use their own store."""
     v1 = registered(reg, repo, 1)
     code = (
-        "import json, sys; from serving import dashboard; from serving.registry import Registry; "
+        "import json, sys; from tunegate.serving import dashboard; "
+        "from tunegate.serving.registry import Registry; "
         "print(json.dumps(dashboard.release_view(Registry(sys.argv[1], 'intent-classifier'), sys.argv[2])))"
     )
     env = os.environ | {"BENTOML_HOME": str(tmp_path / "empty-store"), "PYTHONPATH": str(ROOT)}

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.engine import Engine
-from tunegate.errors import ArtifactError
+from tunegate.core.errors import ArtifactError
+from tunegate.serving.engine import Engine
 
 
 def engine(calls: list) -> Engine:

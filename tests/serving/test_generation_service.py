@@ -15,8 +15,8 @@ import pytest
 from tests.conftest import ROOT, write_params
 from tests.serving.service_project import ADMIN, BIN, FEEDBACK, free_port, post, running, sh
 from tests.tiny import make_tiny_generation_adapter
-from tunegate.artifacts import read_json, write_json
-from tunegate.release_params import GENERATION_MONITOR
+from tunegate.core.artifacts import read_json, write_json
+from tunegate.core.release_params import GENERATION_MONITOR
 
 pytestmark = pytest.mark.slow
 SCHEMA = {
@@ -57,7 +57,8 @@ def generation_served(tiny_base, tmp_path_factory):
                                     "baseline": {"kind": "base"}, "checks": []})  # fmt: skip
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     assert sh([*git, "commit", "-q", "--allow-empty", "-m", "release"], project, env).returncode == 0
-    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml", "--candidate", str(adapter),
+    cmd = [sys.executable, "-m", "tunegate.serving.package", "--params", "params.yaml",
+           "--candidate", str(adapter),
            "--gate", str(root / "gate.json"), "--out", "registry/candidate.json"]  # fmt: skip
     result = sh(cmd, project, env)
     assert result.returncode == 0, result.stderr
@@ -205,7 +206,8 @@ def test_generation_judge_asks_a_real_endpoint_in_both_orders(generation_served,
             ).fetchone()[0]
 
     before = chats()
-    cmd = [sys.executable, "-m", "evaluation.judge", "--params", str(params), "--results", str(results),
+    cmd = [sys.executable, "-m", "tunegate.evaluation.judge", "--params", str(params),
+           "--results", str(results),
            "--out", str(tmp_path / "judge.json")]  # fmt: skip
     done = sh(cmd, generation_served["project"], generation_served["env"])
     assert done.returncode == 0, done.stderr

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from serving.logwriter import LogUnavailable, LogWriter
-from serving.requestlog import LOST, OPEN, Entry, RequestLog
 from tests.postgres import fresh_database
-from tunegate.errors import TunegateError
+from tunegate.core.errors import TunegateError
+from tunegate.serving.logwriter import LogUnavailable, LogWriter
+from tunegate.serving.requestlog import LOST, OPEN, Entry, RequestLog
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -142,7 +142,7 @@ def test_spool_with_a_torn_last_line_and_forged_rows_is_replayed_valid_rows_only
     log.write(Entry("done", "classify", 200, version="v1", label="top_up"))  # another request, answered
     spool = tmp_path / "spool"
     spool.mkdir()
-    from serving.requestlog import finished_fields, row_of
+    from tunegate.serving.requestlog import finished_fields, row_of
 
     opened = Entry("s1", "classify", OPEN, version="v1", input="hello")
     answered = Entry("s1", "classify", 200, version="v1", label="card_arrival")
@@ -211,8 +211,8 @@ def test_a_queue_that_fills_between_the_room_check_and_the_row_is_a_503(tmp_path
     queued: that is the documented 503, not a 500."""
     from types import SimpleNamespace
 
-    from serving.api import ApiError
-    from serving.recording import opened
+    from tunegate.serving.api import ApiError
+    from tunegate.serving.recording import opened
 
     log = RequestLog(tmp_path / "requests.sqlite")
     writer = LogWriter(log, tmp_path / "spool", max_pending=1)  # not started: nothing drains
@@ -230,9 +230,9 @@ def test_a_database_that_goes_silent_keeps_every_row_and_refuses_past_the_queue(
     arrives, in order."""
     from urllib.parse import urlsplit
 
-    from serving.api import ApiError
-    from serving.recording import opened
     from tests.stall_proxy import StallProxy
+    from tunegate.serving.api import ApiError
+    from tunegate.serving.recording import opened
 
     url = fresh_database(postgres_server)
     where = urlsplit(url)
@@ -273,7 +273,7 @@ def test_a_database_that_goes_silent_keeps_every_row_and_refuses_past_the_queue(
 def test_rows_are_scrubbed_by_the_flusher_never_on_the_callers_thread(tmp_path, monkeypatch):
     import threading
 
-    import serving.requestlog as requestlog
+    import tunegate.serving.requestlog as requestlog
 
     threads = []
     real = requestlog.clean_text
@@ -307,8 +307,8 @@ def test_a_process_killed_while_it_writes_its_spool_leaves_a_spool_the_next_star
     code = f"""
 import itertools
 from pathlib import Path
-from serving.logwriter import LogWriter
-from serving.requestlog import Entry, RequestLog, row_of
+from tunegate.serving.logwriter import LogWriter
+from tunegate.serving.requestlog import Entry, RequestLog, row_of
 log = RequestLog(Path({str(tmp_path / "other.sqlite")!r}))
 writer = LogWriter(log, Path({str(tmp_path / "spool")!r}))
 pad = "x" * 4000

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.artifacts import file_hashes, sha256_file, tree_hash, write_json
+from tunegate.core.artifacts import file_hashes, sha256_file, tree_hash, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,15 @@ def project(tmp_path) -> Path:
 
 def run_package(project: Path, home: Path, candidate: Path, gate: Path, *extra: str):
     env = os.environ | {"BENTOML_HOME": str(home), "TUNEGATE_ACTOR": "ci", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "serving.package", "--params", "params.yaml", "--candidate", str(candidate)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunegate.serving.package",
+        "--params",
+        "params.yaml",
+        "--candidate",
+        str(candidate),
+    ]
     cmd += ["--gate", str(gate), "--out", "registry/candidate.json", *extra]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
@@ -108,8 +116,8 @@ def test_an_approved_candidate_is_stored_and_registered_once(project, tmp_path):
     assert json.loads((project / "registry/candidate.json").read_text())["version"] == "v0.0.1"
     assert store_models(home) == [record["bento_tag"]]
 
-    from serving.package import resolve  # in this process: the same store, verified
-    from tunegate.errors import ArtifactError
+    from tunegate.core.errors import ArtifactError
+    from tunegate.serving.package import resolve  # in this process: the same store, verified
 
     os.environ["BENTOML_HOME"] = str(home)
     try:
@@ -125,8 +133,8 @@ def test_the_calibration_the_gate_judged_is_packaged_and_served_as_judged(projec
     """The abstention threshold decides what callers get: the package stage ships only the
     calibration the gate judged, the service reads it back against the hash recorded at
     packaging, and a second packaging of the same adapter with another one is refused."""
-    from tunegate import calibration
-    from tunegate.calibration import Calibration
+    from tunegate.core import calibration
+    from tunegate.core.calibration import Calibration
 
     card = make_candidate(tmp_path / "cand")
     judged = Calibration("temperature", temperature=1.7, abstain_below=0.6, chosen_by="declared")
@@ -183,9 +191,9 @@ def served_calibration(tag: str, tree: str, other: str) -> None:
     use, then the same after a lower threshold is written into the store."""
     import shutil
 
-    from serving.package import release_calibration, resolve
-    from tunegate import calibration
-    from tunegate.errors import ArtifactError
+    from tunegate.core import calibration
+    from tunegate.core.errors import ArtifactError
+    from tunegate.serving.package import release_calibration, resolve
 
     print(release_calibration(tag, tree).abstain_below)
     shutil.copyfile(other, resolve(tag, tree) / calibration.FILE)
@@ -222,8 +230,8 @@ def test_serving_verifies_against_the_registry_not_the_card(project, tmp_path):
 
 
 def tamper_store(tag: str, registered: str, scratch: str) -> None:
-    from serving.package import resolve, verified_copy
-    from tunegate.errors import ArtifactError
+    from tunegate.core.errors import ArtifactError
+    from tunegate.serving.package import resolve, verified_copy
 
     tmp = Path(scratch)
     copy = verified_copy(tag, registered, tmp / "serve" / registered)

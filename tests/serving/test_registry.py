@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.registry import Registry
 from tests.conftest import ROOT
-from tunegate.errors import RegistryError
+from tunegate.core.errors import RegistryError
+from tunegate.serving.registry import Registry
 
 
 def git(repo: Path, *args: str) -> str:
@@ -177,7 +177,7 @@ def test_not_a_git_repository(tmp_path):
 def test_the_actor_is_the_acting_user_not_the_machines_git_identity(tmp_path, monkeypatch):
     import getpass
 
-    from serving.releases import actor
+    from tunegate.serving.releases import actor
 
     monkeypatch.delenv("TUNEGATE_ACTOR", raising=False)
     monkeypatch.delenv("TUNEGATE_ACTOR_EMAIL", raising=False)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from serving import registry_remote
-from serving.registry import Registry
 from tests.conftest import ROOT
 from tests.serving.test_registry import release_info
-from tunegate.errors import RegistryError
+from tunegate.core.errors import RegistryError
+from tunegate.serving import registry_remote
+from tunegate.serving.registry import Registry
 
 
 def git(repo: Path, *args: str) -> str:

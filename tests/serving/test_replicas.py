@@ -23,7 +23,6 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from serving.requestlog import LOST, LOST_ERROR
 from tests.postgres import fresh_database
 from tests.serving.service_project import (
     AUTH,
@@ -36,6 +35,7 @@ from tests.serving.service_project import (
     stop,
     wait_ready,
 )
+from tunegate.serving.requestlog import LOST, LOST_ERROR
 
 pytestmark = pytest.mark.slow
 WATCH = 2.0  # serve.watch_seconds: how often each replica fetches the registry remote

@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from serving.logstore import SCHEMA_VERSION
-from serving.requestlog import LOST, OPEN, Entry, FeedbackConflict, RequestLog, caller_key
-from serving.routing import caller_point, route
 from tests.postgres import fresh_database
-from tunegate.deployment import log_secret
-from tunegate.errors import DataError
+from tunegate.core.deployment import log_secret
+from tunegate.core.errors import DataError
+from tunegate.serving.logstore import SCHEMA_VERSION
+from tunegate.serving.requestlog import LOST, OPEN, Entry, FeedbackConflict, RequestLog, caller_key
+from tunegate.serving.routing import caller_point, route
 
 SECRET = b"test-secret"
 V1_TABLE = """
@@ -90,7 +90,7 @@ def test_routing_is_sticky_monotonic_and_weighted():
 def test_evidence_the_routing_salt_is_the_deployments_secret_not_the_constant():
     """A client that knows the code cannot compute which ids reach the canary: the salt is a
     keyed hash of the deployment's secret. With the old public constant, 16 of 16 guesses hit."""
-    from serving.routing import routing_salt
+    from tunegate.serving.routing import routing_salt
 
     salt = routing_salt(b"\x01" * 32)
     assert salt not in ("tunegate", "") and salt == routing_salt(b"\x01" * 32)  # same for every replica
@@ -132,7 +132,7 @@ def test_a_request_is_on_the_record_from_admission_and_a_crash_leaves_it_marked_
     killed in between leaves the row open, and the next start marks it lost (a 5xx)."""
     path = where(engine, tmp_path, request)
     code = (
-        "import os, sys; from serving.requestlog import Entry, RequestLog; "
+        "import os, sys; from tunegate.serving.requestlog import Entry, RequestLog; "
         "log = RequestLog(sys.argv[1]); log.begin(Entry('crashed', 'classify', 0, version='v1')); "
         "os.kill(os.getpid(), 9)"
     )
@@ -230,7 +230,7 @@ def test_postgres_log_is_shared_and_read_only_for_readers(tmp_path, postgres_ser
         ]
     from sqlalchemy.exc import DBAPIError
 
-    from serving.logstore import database_url, engine_for
+    from tunegate.serving.logstore import database_url, engine_for
 
     with (
         pytest.raises(DBAPIError, match="read-only transaction"),
@@ -295,7 +295,7 @@ def test_a_silent_replica_has_its_open_rows_closed_by_another_after_the_timeout(
 def test_replicas_with_different_log_secrets_are_refused(engine, tmp_path, request):
     """The first process records its secret's fingerprint; one with another secret is
     refused with a message naming the variable, never the secret; the same secret passes."""
-    from tunegate.errors import ConfigError
+    from tunegate.core.errors import ConfigError
 
     url = where(engine, tmp_path, request)
     first = RequestLog(url).check_secret(b"shared-by-replicas")
@@ -308,7 +308,7 @@ def test_replicas_with_different_log_secrets_are_refused(engine, tmp_path, reque
 def test_the_request_log_url_comes_from_the_environment_when_set(monkeypatch, tmp_path):
     """A database URL carries a password: replicas take it from TUNEGATE_REQUEST_LOG (a
     secret), not from the committed params file; unset, serve.request_log holds."""
-    from serving.logstore import configured, database_url, local_dir
+    from tunegate.serving.logstore import configured, database_url, local_dir
 
     monkeypatch.delenv("TUNEGATE_REQUEST_LOG", raising=False)
     assert configured("logs/requests.sqlite") == "logs/requests.sqlite"

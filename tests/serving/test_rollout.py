@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from serving.rollout import agreement, judge, judge_alone, p95
 from tests.conftest import ROOT
-from tunegate.params import ReleaseParams
+from tunegate.core.params import ReleaseParams
+from tunegate.serving.rollout import agreement, judge, judge_alone, p95
 
 RELEASE = ReleaseParams(judge_min_requests=50, canary_steps=(10, 25, 50))
 ids = itertools.count()
@@ -200,8 +200,8 @@ def two_releases(root, monkeypatch):
     """A real GTO registry with two approved releases, and a real SQLite request log."""
     import subprocess
 
-    from serving.registry import Registry
-    from serving.requestlog import RequestLog
+    from tunegate.serving.registry import Registry
+    from tunegate.serving.requestlog import RequestLog
 
     monkeypatch.setenv("TUNEGATE_ACTOR", "judge-test")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -217,8 +217,8 @@ def two_releases(root, monkeypatch):
 
 
 def test_step_promotes_a_healthy_first_release(tmp_path, monkeypatch):
-    from serving.requestlog import Entry
-    from serving.rollout import step
+    from tunegate.serving.requestlog import Entry
+    from tunegate.serving.rollout import step
 
     reg, log, v1, _ = two_releases(tmp_path, monkeypatch)
     reg.promote(v1, "staging")
@@ -233,8 +233,8 @@ def test_step_promotes_a_healthy_first_release(tmp_path, monkeypatch):
 
 def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
     """The judge end to end: real GTO registry, real SQLite request log."""
-    from serving.requestlog import Entry
-    from serving.rollout import step
+    from tunegate.serving.requestlog import Entry
+    from tunegate.serving.rollout import step
 
     reg, log, v1, v2 = two_releases(tmp_path, monkeypatch)
     reg.promote(v1, "production", force=True, reason="first")
@@ -269,8 +269,8 @@ def test_step_acts_on_the_registry_from_the_request_log(tmp_path, monkeypatch):
 def test_generation_shadow_agreement_is_graded_by_field_and_token_f1():
     """Two tickets that differ only in the summary's wording mostly agree; a wrong intent or
     amount costs its field; the judge's sequence is over the graded scores."""
-    from serving.sequential import sequence
-    from tunegate.text_metrics import agreement as answer_agreement
+    from tunegate.core.text_metrics import agreement as answer_agreement
+    from tunegate.serving.sequential import sequence
 
     ticket = {"intent": "card_declined", "amount": 12.5, "summary": "Card declined at a shop."}
     reworded = ticket | {"summary": "The card was declined in a shop."}
@@ -319,7 +319,7 @@ def test_evidence_requests_without_an_answer_add_nothing_to_the_minimum():
 
 
 def test_evidence_the_client_is_read_through_trusted_proxies_only():
-    from serving.clients import forwarded_client
+    from tunegate.serving.clients import forwarded_client
 
     assert forwarded_client("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"  # no proxy trusted: the peer
     assert forwarded_client("203.0.113.9", "1.2.3.4", ("10.0.0.0/8",)) == "203.0.113.9"  # not a proxy
@@ -352,7 +352,7 @@ def test_sequential_the_shadow_agreement_the_dashboard_reads_has_its_bounds():
 def test_sequential_live_quality_is_judged_on_answered_requests():
     """An abstention is not a wrong label (the abstention figure judges how often it happens):
     live quality reads the answered requests only, as the drift monitor's live accuracy does."""
-    from serving.canary_evidence import live_score
+    from tunegate.serving.canary_evidence import live_score
 
     assert live_score({"endpoint": "classify", "label": None, "abstained": 1, "feedback": "a"}) is None
     assert live_score({"endpoint": "classify", "label": "a", "abstained": 0, "feedback": "a"}) == 1.0

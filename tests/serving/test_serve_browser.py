@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.descriptors import vocabulary
-from monitoring.drift_report import main_report
 from tests.browser import launched
 from tests.monitoring.test_drift import held_out, log_of, write_reference
 from tests.serving.service_project import ADMIN, BIN, get, post
-from tunegate.artifacts import read_jsonl
-from tunegate.params import load_params
+from tunegate.core.artifacts import read_jsonl
+from tunegate.core.params import load_params
+from tunegate.monitoring.descriptors import vocabulary
+from tunegate.monitoring.drift_report import main_report
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -131,7 +131,7 @@ def test_browser_promotion_needs_the_token_and_moves_the_canary_share(served, pa
 
 def wait_logged(url: str, requests: int, within: float = 60) -> None:
     """Until the judged window holds `requests` routed requests: the service answers before its
-    log writer has written the rows (serving/logwriter.py), so the page could be read too early."""
+    log writer has written the rows (tunegate/serving/logwriter.py), so the page could be read too early."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         metrics = (get(f"{url}/ui/api/canary.json").json().get("decision") or {}).get("metrics", {})

@@ -22,7 +22,7 @@ from tests.serving.service_project import (
     post,
     sh,
 )
-from tunegate.artifacts import read_json
+from tunegate.core.artifacts import read_json
 
 pytestmark = pytest.mark.slow
 

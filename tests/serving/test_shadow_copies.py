@@ -1,5 +1,5 @@
 """Shadow copies only for admitted requests, bounded, and cancelled with a request that got
-no answer (serving/app.py ``answered``, serving/recording.py ``shadow``).
+no answer (tunegate/serving/app.py ``answered``, tunegate/serving/recording.py ``shadow``).
 
 A stand-in engine here (an async generator that waits): what is tested is the admission,
 the bound and the cancellation around it; the real engine answers shadow copies in
@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.api import ApiError
-from serving.app import answered
-from serving.recording import shadow
-from tunegate.params import Params, ServeParams
+from tunegate.core.params import Params, ServeParams
+from tunegate.serving.api import ApiError
+from tunegate.serving.app import answered
+from tunegate.serving.recording import shadow
 
 
 class Engine:

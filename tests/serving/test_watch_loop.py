@@ -1,4 +1,4 @@
-"""The watch loop survives any error and /readyz tells a stalled loop (serving/runtime.py).
+"""The watch loop survives any error and /readyz tells a stalled loop (tunegate/serving/runtime.py).
 
 The loop runs here on a stand-in runtime (no engine, no registry: the loop's own logic is
 what is tested; the real service runs it in tests/serving/test_service.py)."""
@@ -9,8 +9,8 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from serving.runtime import STALLED_ROUNDS, Runtime
-from tunegate.params import Params, ServeParams
+from tunegate.core.params import Params, ServeParams
+from tunegate.serving.runtime import STALLED_ROUNDS, Runtime
 
 
 def stand_in(failures: list[BaseException]) -> SimpleNamespace:

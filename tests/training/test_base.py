@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from training.base import check_safe
-from training.base import main as base_main
-from tunegate.artifacts import file_hashes, read_json, verify_hashes
-from tunegate.errors import ArtifactError
+from tunegate.core.artifacts import file_hashes, read_json, verify_hashes
+from tunegate.core.errors import ArtifactError
+from tunegate.training.base import check_safe
+from tunegate.training.base import main as base_main
 
 
 @pytest.mark.slow

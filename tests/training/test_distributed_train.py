@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_params
-from tunegate.artifacts import read_json
+from tunegate.core.artifacts import read_json
 
 RECIPE = {
     "max_steps": 8,
@@ -34,7 +34,8 @@ def train(
     tmp_path: Path, name: str, prepared: Path, base: Path, batch: int, procs: int
 ) -> subprocess.CompletedProcess:
     params = write_params(tmp_path / f"{name}.yaml", train=RECIPE | {"batch_size": batch})
-    stage = ["-m", "training.train", "--params", str(params), "--data", str(prepared), "--base", str(base),
+    stage = ["-m", "tunegate.training.train", "--params", str(params), "--data", str(prepared),
+             "--base", str(base),
              "--out", str(tmp_path / name / "candidate"), "--metrics", str(tmp_path / name / "metrics"),
              "--checkpoints", str(tmp_path / name / "checkpoints")]  # fmt: skip
     if procs > 1:
@@ -88,7 +89,7 @@ def test_distributed_sharded_launch_is_refused_before_anything_loads(var, tmp_pa
     """An FSDP or DeepSpeed launch (the variable `accelerate launch` sets for it) is a clear
     error, not a run whose rank-0-only save would wait forever for the other ranks."""
     env = os.environ | {"PYTHONPATH": str(ROOT), var: "true"}
-    cmd = [sys.executable, "-m", "training.train", "--params", str(ROOT / "params.yaml"), "--data",
+    cmd = [sys.executable, "-m", "tunegate.training.train", "--params", str(ROOT / "params.yaml"), "--data",
            str(tmp_path), "--base", str(tmp_path), "--out", str(tmp_path / "c"), "--metrics",
            str(tmp_path / "m"), "--checkpoints", str(tmp_path / "k")]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tunegate.pii import scrub
+from tunegate.core.pii import scrub
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data/tickets"

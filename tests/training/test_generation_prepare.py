@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.tiny import GGUF, smollm2_folder
-from training.objective import IGNORE, tokenize_chat
-from training.prepare import main as prepare_main
-from training.records import clean_records, prepare_generation, problem
-from tunegate.errors import DataError
-from tunegate.params import load_params
-from tunegate.task import Task, read_task
+from tunegate.core.errors import DataError
+from tunegate.core.params import load_params
+from tunegate.core.task import Task, read_task
+from tunegate.training.objective import IGNORE, tokenize_chat
+from tunegate.training.prepare import main as prepare_main
+from tunegate.training.records import clean_records, prepare_generation, problem
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "data/tickets/schema.json").read_text())
@@ -166,7 +166,7 @@ def test_generation_mask_puts_loss_on_every_assistant_turn_and_its_end_token():
 def test_generation_clean_records_keeps_answers_valid_after_scrubbing(tmp_path):
     task = Task("generation", SCHEMA, json_answers=True)
     params = gen_params(tmp_path)
-    from training.clean import CleanReport
+    from tunegate.training.clean import CleanReport
 
     report = CleanReport()
     rec = chat("charged twice", json.dumps(TICKET | {"summary": "Call me on +44 7700 900123 please now."}))
@@ -177,8 +177,8 @@ def test_generation_clean_records_keeps_answers_valid_after_scrubbing(tmp_path):
 def test_generation_schema_keeps_its_field_order_through_task_and_prompt_files(tmp_path):
     """Structured outputs make the model write the fields in the schema's order: the files
     that carry the schema must not sort it (artifact JSON is written with sorted keys)."""
-    from tunegate.prompt import PromptTemplate
-    from tunegate.task import write_task
+    from tunegate.core.prompt import PromptTemplate
+    from tunegate.core.task import write_task
 
     order = list(SCHEMA["properties"])
     assert order[:2] == ["intent", "product"] and order != sorted(order)
@@ -192,9 +192,9 @@ def test_generation_feedback_from_the_log_joins_the_training_split_only(tmp_path
     """Reference answers callers sent (`POST /feedback`) -> `tunegate drift --retrain`'s export
     -> chat records that prepare gives the release's system turn and adds to train, never
     one that repeats a hold-out or validation input."""
-    from monitoring.retrain import export_references
-    from serving.requestlog import Entry, RequestLog
-    from training.records import load_generation_feedback
+    from tunegate.monitoring.retrain import export_references
+    from tunegate.serving.requestlog import Entry, RequestLog
+    from tunegate.training.records import load_generation_feedback
 
     rows = [chat(f"card {WORDS[i]} not here", json.dumps(TICKET)) for i in range(40)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_params
-from training.prepare import main as prepare_main
-from tunegate.artifacts import read_json, read_jsonl, sha256_file
-from tunegate.errors import DataError
-from tunegate.pii import CARD, EMAIL
+from tunegate.core.artifacts import read_json, read_jsonl, sha256_file
+from tunegate.core.errors import DataError
+from tunegate.core.pii import CARD, EMAIL
+from tunegate.training.prepare import main as prepare_main
 
 SPLITS = ("train", "val", "holdout", "shifted")
 
@@ -128,10 +128,10 @@ def test_sample_writes_every_file_with_manifest_hashes(sample):
 def test_evidence_prepare_warns_when_the_hold_out_cannot_show_non_inferiority(tmp_path, caplog):
     """168 hold-out rows at the 0.03 accuracy margin need about 690 (at a 10% disagreement
     rate): the stage says so in its log, and goes quiet at a size or a margin that can show it."""
-    from training.prepare import small_holdout
-    from tunegate.params import load_params
+    from tunegate.core.params import load_params
+    from tunegate.training.prepare import small_holdout
 
-    with caplog.at_level("WARNING", logger="training.prepare"):
+    with caplog.at_level("WARNING", logger="tunegate.training.prepare"):
         out = run_prepare(tmp_path)
     holdout = read_json(out / "manifest.json")["counts"]["holdout"]
     said = [r.getMessage() for r in caplog.records if "too small to tell" in r.getMessage()]

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from training.sources import load_source
-from tunegate.errors import DataError
+from tunegate.core.errors import DataError
+from tunegate.training.sources import load_source
 
 
 def test_csv_rows_keep_their_row_numbers(tmp_path):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_params
-from training.train import main as train_main
-from tunegate.artifacts import read_json, verify_hashes
-from tunegate.errors import ConfigError, DataError
+from tunegate.core.artifacts import read_json, verify_hashes
+from tunegate.core.errors import ConfigError, DataError
+from tunegate.training.train import main as train_main
 
 QUICK = {
     "max_steps": 12,
@@ -135,7 +135,12 @@ def test_bad_params_fail_before_weights_load_listing_every_problem(tmp_path, tin
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample, tiny_base):
     params = write_params(tmp_path / "params.yaml", train=QUICK | {"max_steps": 40, "eval_every": 4})
-    args = [sys.executable, "-m", "training.train", *stage_args(tmp_path, params, prepared_sample, tiny_base)]
+    args = [
+        sys.executable,
+        "-m",
+        "tunegate.training.train",
+        *stage_args(tmp_path, params, prepared_sample, tiny_base),
+    ]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -157,7 +162,7 @@ def test_a_killed_run_leaves_no_candidate_and_resumes(tmp_path, prepared_sample,
 
 
 def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
-    from training.examples import casing_copies
+    from tunegate.training.examples import casing_copies
 
     rows = [{"id": f"r{i}", "text": f"My card number {i} is Lost", "label": "lost"} for i in range(200)]
     copies = casing_copies(rows, 0.3, seed=42)
@@ -169,7 +174,7 @@ def test_casing_copies_are_seeded_case_changed_and_keep_the_label():
 
 
 def test_truncation_copies_are_seeded_shorter_prefixes_and_leave_chat_records_whole():
-    from training.examples import truncation_copies
+    from tunegate.training.examples import truncation_copies
 
     text = "I lost my card yesterday on the train home and need a new one"
     rows = [{"id": f"r{i}", "text": text, "label": "lost"} for i in range(200)]
@@ -184,7 +189,7 @@ def test_truncation_copies_are_seeded_shorter_prefixes_and_leave_chat_records_wh
 
 
 def test_replay_keeps_its_share_when_the_task_rows_grow():
-    from training.examples import same_share
+    from tunegate.training.examples import same_share
 
     replay = list(range(96))
     assert same_share(replay, 1.0) == replay

@@ -20,9 +20,9 @@ import pytest
 
 from tests.conftest import QUICK_TRAIN, ROOT, write_params
 from tests.postgres import fresh_database
-from tunegate.artifacts import read_json
-from tunegate.params import load_params
-from tuning.study import sqlalchemy_url
+from tunegate.core.artifacts import read_json
+from tunegate.core.params import load_params
+from tunegate.tuning.study import sqlalchemy_url
 
 TRAIN = QUICK_TRAIN | {"lr": 5e-3, "early_stopping_patience": 0, "max_seq_len": 96}
 TUNE = {
@@ -51,10 +51,10 @@ def tiny_project(tmp_path: Path, prepared: Path, base: Path, **tune) -> Path:
 
 @pytest.mark.slow
 def test_tune_study_prunes_resumes_applies_and_reports(tmp_path, prepared_sample, tiny_base, monkeypatch):
-    from tuning.record import apply_recipe, best_recipe, write_record
-    from tuning.report import write_report
-    from tuning.spread import seed_spread, write_spread
-    from tuning.study import Search, context, open_study
+    from tunegate.tuning.record import apply_recipe, best_recipe, write_record
+    from tunegate.tuning.report import write_report
+    from tunegate.tuning.spread import seed_spread, write_spread
+    from tunegate.tuning.study import Search, context, open_study
 
     project = tiny_project(tmp_path, prepared_sample, tiny_base)
     monkeypatch.chdir(project)
@@ -102,9 +102,9 @@ def test_tune_study_prunes_resumes_applies_and_reports(tmp_path, prepared_sample
 
     # The spread reaches the release report: the gate stage reads this spread.json for the
     # recipe it measured (evidence here is synthetic; tests/evaluation/test_gate.py).
-    from evaluation.gate import add_spread
-    from evaluation.report import render_report
     from tests.evaluation.test_gate import decide_on, write_results
+    from tunegate.evaluation.gate import add_spread
+    from tunegate.evaluation.report import render_report
 
     _, gate, evidence, records = decide_on(write_results(tmp_path / "results", 0.95))
     applied = load_params(project / "params.yaml")
@@ -146,8 +146,8 @@ def test_tune_two_workers_share_one_study(engine, tmp_path, prepared_sample, tin
 
 def test_tune_storage_that_is_down_is_a_clear_error(tmp_path):
     """A PostgreSQL URL nobody answers on: a ConfigError naming the storage, password hidden."""
-    from tunegate.errors import ConfigError
-    from tuning.study import open_study
+    from tunegate.core.errors import ConfigError
+    from tunegate.tuning.study import open_study
 
     params = load_params(write_params(tmp_path / "params.yaml"))
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from tests.conftest import ROOT, write_params
-from tunegate.artifacts import read_jsonl
-from tunegate.errors import ConfigError
-from tunegate.params import load_params
-from tunegate.tune_params import TuneParams, dimension_problems
-from tuning.folds import JUDGED, fold_parts, search_views
-from tuning.record import apply_recipe
-from tuning.space import current, with_recipe
+from tunegate.core.artifacts import read_jsonl
+from tunegate.core.errors import ConfigError
+from tunegate.core.params import load_params
+from tunegate.core.tune_params import TuneParams, dimension_problems
+from tunegate.tuning.folds import JUDGED, fold_parts, search_views
+from tunegate.tuning.record import apply_recipe
+from tunegate.tuning.space import current, with_recipe
 
 
 def test_tune_space_refuses_what_the_gate_reads_and_bad_distributions():

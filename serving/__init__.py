@@ -1,1 +1,0 @@
-"""Releases: the registry (GTO), packaging (BentoML model store), the service (BentoML + vLLM)."""
