@@ -8,7 +8,7 @@ import pytest
 
 from tunegate.core.artifacts import file_hashes, read_json, verify_hashes
 from tunegate.core.errors import ArtifactError
-from tunegate.training.base import check_safe
+from tunegate.training.base import check_safe, drop_loading_settings
 from tunegate.training.base import main as base_main
 
 
@@ -24,6 +24,7 @@ def test_gguf_becomes_a_safetensors_checkpoint_with_card(project):
     assert len(card["source_sha256"]) == 64
     verify_hashes(out, card["files"])
     assert "quantization_config" not in read_json(out / "config.json")
+    assert "local_files_only" not in read_json(out / "tokenizer_config.json")
 
 
 @pytest.mark.slow
@@ -93,3 +94,18 @@ def test_tampered_file_fails_verification(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"weights, edited")
     with pytest.raises(ArtifactError, match="sha256 differs"):
         verify_hashes(tmp_path, hashes)
+
+
+def test_the_tokenizer_config_is_the_same_bytes_whether_the_hub_was_offline_or_not(tmp_path):
+    """transformers writes local_files_only (HF_HUB_OFFLINE, which make sets) into the saved
+    tokenizer config: kept, one GGUF gave two base model ids, one per way of running the stage."""
+    written = {}
+    for offline in (True, False):
+        config = tmp_path / f"{offline}" / "tokenizer_config.json"
+        config.parent.mkdir()
+        settings = {"model_max_length": 8192, "local_files_only": offline, "eos_token": "x"}
+        config.write_text(json.dumps(settings))
+        drop_loading_settings(config)
+        written[offline] = config.read_bytes()
+    assert written[True] == written[False]
+    assert json.loads(written[True]) == {"model_max_length": 8192, "eos_token": "x"}

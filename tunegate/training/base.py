@@ -115,6 +115,18 @@ def convert_gguf(folder: Path, gguf_file: str, dtype: str, out: Path) -> None:
         raise ArtifactError(f"GGUF conversion lost weights: {result}")
     fresh.to(getattr(torch, dtype)).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    drop_loading_settings(out / "tokenizer_config.json")
+
+
+LOADING_SETTINGS = ("local_files_only",)
+"""Keys transformers writes into tokenizer_config.json from how it was loaded (HF_HUB_OFFLINE
+sets local_files_only), not what the tokenizer is: kept, the same GGUF made two base models
+whose ids differ by whether `make` (which sets HF_HUB_OFFLINE) ran the stage."""
+
+
+def drop_loading_settings(config: Path) -> None:
+    """Rewrite the file without them (always, so its bytes do not depend on whether they were there)."""
+    write_json(config, {k: v for k, v in read_json(config).items() if k not in LOADING_SETTINGS})
 
 
 def copy_checkpoint(folder: Path, out: Path) -> None:
