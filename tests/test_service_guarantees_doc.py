@@ -22,6 +22,6 @@ def test_every_test_the_guarantees_page_cites_exists():
     for file, name in refs:
         path = ROOT / file if file.startswith("tests/") else ROOT / "tests/serving" / file
         if not path.exists():
-            path = ROOT / "tests/tunegate" / file
+            path = ROOT / "tests/core" / file
         assert path.exists(), file
         assert re.search(rf"^(async )?def {name}\(", path.read_text(), re.M), f"{file}::{name}"

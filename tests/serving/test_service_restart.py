@@ -244,7 +244,7 @@ def test_the_built_bento_serves_the_project_it_is_pointed_at(served):
     assert info["service"] == "tunegate.serving.service:TuneGate"
     assert {"/classify", "/v1/chat/completions", "/admin/promote"} <= set(info["schema"]["paths"])
     bento = Path(env["BENTOML_HOME"]) / "bentos/tunegate" / info["version"]
-    assert (bento / "src/serving/service.py").read_bytes() == (
+    assert (bento / "src/tunegate/serving/service.py").read_bytes() == (
         ROOT / "tunegate/serving/service.py"
     ).read_bytes()
     pinned = (bento / "env/python/requirements.txt").read_text().splitlines()
