@@ -38,7 +38,6 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -286,13 +285,12 @@ def main(argv: list[str] | None = None) -> None:
             c.update(again or {})
         save(cells)
         return
-    runner: Callable[[str, str], dict[str, Any] | None]
     for key in args.cells:
         name, recipe = key.split("/")
         if not args.again and any(c["dataset"] == name and c["recipe"] == recipe for c in cells):
             continue
-        runner = pipeline_cell if args.reuse_pipeline else (lambda n, r: None)
-        row = runner(name, recipe) or cell(name, recipe, args.workdir)
+        reused = pipeline_cell(name, recipe) if args.reuse_pipeline else None
+        row = reused or cell(name, recipe, args.workdir)
         row = {"dataset": name, "kind": KIND_OF[name], "recipe": recipe, **row}
         cells = [c for c in cells if (c["dataset"], c["recipe"]) != (name, recipe)] + [row]
         save(cells)
